@@ -1,0 +1,82 @@
+"""Reading `Node[Ctx, In, Out]` arguments off classes and annotations at run time.
+
+Serialization (checkpoints, distributed runs) structures each work item's payload by the
+declared input type of its node, so the graph records those types. String arguments are
+forward references, resolved in the module that wrote them.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from typing import Any, ForwardRef, TypeVar, get_args, get_origin
+
+__all__ = ["NodeTypes", "node_types", "resolve"]
+
+NodeTypes = tuple[Any, Any, Any]
+"""(Ctx, In, Out); `typing.Any` where unknown."""
+
+_ANY3: NodeTypes = (Any, Any, Any)
+
+
+def resolve(tp: Any, module: str | None) -> Any:
+    """Evaluate string / ForwardRef arguments (recursively) in `module`'s namespace."""
+    if isinstance(tp, str):
+        tp = ForwardRef(tp)
+    if isinstance(tp, ForwardRef):
+        ns = vars(sys.modules[module]) if module in sys.modules else {}
+        try:
+            return typing._eval_type(tp, dict(ns), None)  # type: ignore[attr-defined]
+        except NameError:
+            return tp
+    return tp
+
+
+def _substitute(tp: Any, mapping: dict[Any, Any]) -> Any:
+    if isinstance(tp, TypeVar):
+        return mapping.get(tp, Any)
+    params = getattr(tp, "__parameters__", ())
+    if params:
+        try:
+            return tp[tuple(mapping.get(p, Any) for p in params)]
+        except TypeError:
+            return tp
+    return tp
+
+
+def _search(cls: type, mapping: dict[Any, Any], node_cls: type) -> NodeTypes | None:
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = get_origin(base) or base
+        args = tuple(
+            _substitute(resolve(a, getattr(cls, "__module__", None)), mapping)
+            for a in get_args(base)
+        )
+        if origin is node_cls:
+            if len(args) == 3:
+                return (args[0], args[1], args[2])
+            return _ANY3
+        if isinstance(origin, type) and issubclass(origin, node_cls):
+            params = getattr(origin, "__parameters__", ())
+            sub = dict(zip(params, args, strict=False)) if args else {}
+            found = _search(origin, sub, node_cls)
+            if found is not None:
+                return found
+    return None
+
+
+def node_types(annotation: Any, node_cls: type, module: str | None = None) -> NodeTypes | None:
+    """The (Ctx, In, Out) of a node class or parameterized node annotation, else None.
+
+    Returns None when `annotation` is not a node type at all.
+    """
+    annotation = resolve(annotation, module)
+    origin = get_origin(annotation) or annotation
+    if not isinstance(origin, type) or not issubclass(origin, node_cls):
+        return None
+    args = tuple(resolve(a, module) for a in get_args(annotation))
+    if origin is node_cls:
+        return (args[0], args[1], args[2]) if len(args) == 3 else _ANY3
+    params = getattr(origin, "__parameters__", ())
+    mapping = dict(zip(params, args, strict=False))
+    found = _search(origin, mapping, node_cls)
+    return found if found is not None else _ANY3
