@@ -11,6 +11,7 @@ from floxide._errors import (
     WorkflowDefinitionError,
 )
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition, node
+from floxide._workflow import Workflow, workflow
 
 __all__ = [
     "Abort",
@@ -26,8 +27,10 @@ __all__ = [
     "RunCancelled",
     "RunTimeoutError",
     "Transition",
+    "Workflow",
     "WorkflowDefinitionError",
     "node",
+    "workflow",
 ]
 
 __version__ = "0.1.0"
