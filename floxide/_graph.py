@@ -275,7 +275,6 @@ def build_graph(
                     or isinstance(key, _LITERAL_TYPES)
                 ):
                     say("bad-route-key", src=src, key=repr(key))
-                    continue
                 tnames = _names(targets)
                 if tnames is None:
                     say("bad-successors", src=src, got=repr(targets))

@@ -18,7 +18,7 @@ from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
 from floxide._local import LocalRun, first_output
 from floxide._node import Node
-from floxide._rules import RULES
+from floxide._rules import RESERVED, RULES
 from floxide._step import WorkItem
 from floxide._typeinfo import resolve
 
@@ -192,18 +192,16 @@ def workflow(cls: type[W]) -> type[W]:
         for k, v in inspect.get_annotations(cls).items()
         if not _is_classvar(v, module)
     }
-    problems = _check_fields(name, module, own)
+    problems = _check_fields(
+        name, module, {k: v for k, v in own.items() if k not in RESERVED}
+    )
+    declared = {
+        k: getattr(cls, k) for k in ("start", "edges", "on_failure", "joins") if hasattr(cls, k)
+    }
     new = attrs.frozen(cls, slots=False)
     attributes = attrs.fields(cast(Any, new))
     fields = [f.name for f in attributes]
     annotations = {f.name: f.type for f in attributes}
-    declared = {
-        k: getattr(new, k) for k in ("start", "edges", "on_failure", "joins") if hasattr(new, k)
-    }
-    # An annotated reserved name is a field, and attrs removed the class value for it.
-    for k in ("start", "edges", "on_failure", "joins"):
-        if k in fields:
-            declared.pop(k, None)
     try:
         graph = build_graph(name, module, fields, annotations, declared)
     except WorkflowDefinitionError as err:
