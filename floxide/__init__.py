@@ -1,5 +1,6 @@
 """floxide: typed workflows of typed nodes, run on trio, checkpointed, or distributed."""
 
+from floxide._context import Cell, ItemInfo, SharedState, current_item, item_scope
 from floxide._errors import (
     BackendError,
     CheckpointError,
@@ -10,15 +11,41 @@ from floxide._errors import (
     RunTimeoutError,
     WorkflowDefinitionError,
 )
+from floxide._merge import (
+    MERGE_WITH,
+    Counter,
+    Event,
+    EventLog,
+    Fixed,
+    Max,
+    Merge,
+    Mergeable,
+    MergeConflictError,
+    Min,
+    SetUnion,
+    merge_values,
+)
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition, node
 from floxide._workflow import Workflow, workflow
 
 __all__ = [
+    "MERGE_WITH",
     "Abort",
     "BackendError",
+    "Cell",
     "CheckpointError",
+    "Counter",
+    "Event",
+    "EventLog",
+    "Fixed",
     "FloxideError",
     "Hold",
+    "ItemInfo",
+    "Max",
+    "Merge",
+    "MergeConflictError",
+    "Mergeable",
+    "Min",
     "Next",
     "NextAll",
     "NoOutputError",
@@ -26,9 +53,14 @@ __all__ = [
     "NodeError",
     "RunCancelled",
     "RunTimeoutError",
+    "SetUnion",
+    "SharedState",
     "Transition",
     "Workflow",
     "WorkflowDefinitionError",
+    "current_item",
+    "item_scope",
+    "merge_values",
     "node",
     "workflow",
 ]

@@ -1,0 +1,222 @@
+"""Shared context state and the identity of the work item being run.
+
+`SharedState[T]` is a lock-guarded cell for context fields that concurrent branches of one
+run read and write across `await`s. It serializes as its bare value, so a context holding
+`SharedState[int]` checkpoints as `{"hits": 3}`.
+
+`item_scope` / `current_item` tell merge values (`floxide.Counter`, `floxide.EventLog`) which
+work item is contributing, so a re-run or duplicated item never counts twice. Every applier
+(the local executor, checkpointed runs, distributed workers) runs a node inside
+`item_scope(item.id, item.position)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+
+import attrs
+import trio
+
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = [
+    "Cell",
+    "ItemInfo",
+    "SharedState",
+    "current_item",
+    "item_scope",
+    "register_shared_state_hooks",
+]
+
+T = TypeVar("T")
+
+
+class Cell(Generic[T]):
+    """The value of a `SharedState`, read and written while its lock is held.
+
+    Yielded by `SharedState.lock()`; using it after the `async with` block has ended raises
+    `RuntimeError`, since the lock no longer protects it.
+    """
+
+    __slots__ = ("_open", "_state")
+
+    def __init__(self, state: SharedState[T]) -> None:
+        self._state = state
+        self._open = True
+
+    def _check(self) -> None:
+        if not self._open:
+            raise RuntimeError("SharedState cell used after its lock was released")
+
+    @property
+    def value(self) -> T:
+        self._check()
+        return self._state._value
+
+    @value.setter
+    def value(self, value: T) -> None:
+        self._check()
+        self._state._value = value
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "released"
+        return f"Cell({self._state._value!r}, {state})"
+
+
+class SharedState(Generic[T]):
+    """A cell that concurrent branches update safely: every access holds a `trio.Lock`.
+
+    ```python
+    @attrs.define
+    class Ctx:
+        hits: SharedState[int] = attrs.field(factory=lambda: SharedState(0))
+
+    await ctx.hits.update(lambda n: n + 1)
+    async with ctx.hits.lock() as cell:      # several steps under one lock
+        cell.value = cell.value * 2 + 1
+    ```
+
+    Within one process every branch of a run sees the same object. Serialized with
+    `floxide.serde.converter` it is just its value. Copies (`copy`, `deepcopy`, pickle) get
+    their own lock. If `T` is a merge value, `merge` merges the values, so a `SharedState`
+    can be a field of a `Mergeable` context.
+    """
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._lock = trio.Lock()
+
+    async def get(self) -> T:
+        """The current value (read under the lock, so never mid-update)."""
+        async with self._lock:
+            return self._value
+
+    async def set(self, value: T) -> None:
+        """Replace the value."""
+        async with self._lock:
+            self._value = value
+
+    async def update(self, fn: Callable[[T], T]) -> T:
+        """Replace the value with `fn(value)` atomically; returns the new value."""
+        async with self._lock:
+            self._value = fn(self._value)
+            return self._value
+
+    @asynccontextmanager
+    async def lock(self) -> AsyncIterator[Cell[T]]:
+        """Hold the lock for several steps; the yielded cell's `.value` reads and writes."""
+        async with self._lock:
+            cell = Cell(self)
+            try:
+                yield cell
+            finally:
+                cell._open = False
+
+    def peek(self) -> T:
+        """The value without taking the lock: for code outside any run (tests, serializers)."""
+        return self._value
+
+    def merge(self, other: SharedState[T]) -> SharedState[T]:
+        """Merge the values: by their own `merge` if they have one, else they must be equal.
+
+        Raises `floxide.MergeConflictError` for different values that cannot merge.
+        """
+        from floxide._merge import merge_values
+
+        return SharedState(merge_values(self._value, other._value))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SharedState) and bool(self._value == other._value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SharedState({self._value!r})"
+
+    def __copy__(self) -> SharedState[T]:
+        return SharedState(self._value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedState[T]:
+        import copy
+
+        return SharedState(copy.deepcopy(self._value, memo))
+
+    def __reduce__(self) -> tuple[type[SharedState[T]], tuple[T]]:
+        return (SharedState, (self._value,))
+
+
+def _is_shared_state(tp: Any) -> bool:
+    origin = get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, SharedState)
+
+
+def _value_type(tp: Any) -> Any:
+    args = get_args(tp)
+    return args[0] if args else Any
+
+
+def register_shared_state_hooks(converter: cattrs.Converter) -> None:
+    """Teach a cattrs converter that `SharedState[T]` (de)serializes as its `T` value.
+
+    `floxide.serde.converter` calls this; call it yourself on any other converter.
+    """
+
+    def structure_factory(tp: Any) -> Callable[[Any, Any], SharedState[Any]]:
+        value_type = _value_type(tp)
+
+        def structure(data: Any, _: Any) -> SharedState[Any]:
+            if value_type is Any:
+                return SharedState(data)
+            return SharedState(converter.structure(data, value_type))
+
+        return structure
+
+    def unstructure_factory(tp: Any) -> Callable[[SharedState[Any]], Any]:
+        value_type = _value_type(tp)
+
+        def unstructure(state: SharedState[Any]) -> Any:
+            if value_type is Any:
+                return converter.unstructure(state._value)
+            return converter.unstructure(state._value, unstructure_as=value_type)
+
+        return unstructure
+
+    converter.register_structure_hook_factory(_is_shared_state, structure_factory)
+    converter.register_unstructure_hook_factory(_is_shared_state, unstructure_factory)
+
+
+@attrs.frozen
+class ItemInfo:
+    """The work item a node is running for: its id (as text) and branch position."""
+
+    id: str
+    position: tuple[int, ...] = ()
+
+
+_current_item: ContextVar[ItemInfo | None] = ContextVar("floxide_current_item", default=None)
+
+
+def current_item() -> ItemInfo | None:
+    """The work item being run in this task, or None outside any run."""
+    return _current_item.get()
+
+
+@contextmanager
+def item_scope(item_id: object, position: tuple[int, ...] = ()) -> Iterator[ItemInfo]:
+    """Run the enclosed code as work item `item_id` at `position` (appliers use this).
+
+    Merge values key their contributions by this id, so re-running the same item
+    reproduces, rather than adds to, its contribution.
+    """
+    info = ItemInfo(str(item_id), tuple(position))
+    token = _current_item.set(info)
+    try:
+        yield info
+    finally:
+        _current_item.reset(token)
