@@ -1,0 +1,325 @@
+"""The backend contract: what a distributed run stores and the atomic operations on it.
+
+A backend holds runs (status, input, context, outputs, errors, metrics), their work items
+(queued, delayed or leased) and join state, plus the liveness of workers. It knows nothing
+about workflows: payloads, contexts and join scopes are opaque bytes that the workers encode.
+Every operation that changes a run is atomic; the central one is `commit`, applied at most
+once per work item and only while the committing worker still holds the item's lease
+(its fencing token is the current one) and the run is still live.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "Backend",
+    "CommitPlan",
+    "CommitResult",
+    "ErrorRecord",
+    "Lease",
+    "NewItem",
+    "NewRun",
+    "NodeMetrics",
+    "Output",
+    "RunMetrics",
+    "RunRecord",
+    "RunState",
+    "RunStatus",
+    "WorkerInfo",
+]
+
+
+class RunStatus(enum.StrEnum):
+    """Where a distributed run is in its life."""
+
+    PENDING = "pending"
+    """Created; no work item has been leased yet."""
+    RUNNING = "running"
+    PAUSED = "paused"
+    """No new item is leased; items in flight may still commit."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for completed, failed and cancelled runs (nothing will change any more)."""
+        return self in _FINISHED
+
+    @property
+    def live(self) -> bool:
+        """True while the run's items may still commit (pending, running, paused)."""
+        return not self.finished
+
+
+_FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class CommitResult(enum.StrEnum):
+    """What happened to a `commit`, `retry` or `release`."""
+
+    COMMITTED = "committed"
+    LOST = "lost"
+    """The lease is no longer this worker's (expired and re-leased) or the item is done."""
+    INACTIVE = "inactive"
+    """The run is finished (cancelled, failed or completed): nothing was applied."""
+
+
+Position = tuple[int, ...]
+
+
+@attrs.frozen
+class NewItem:
+    """A work item to enqueue: `payload` is the encoded item, opaque to the backend."""
+
+    item_id: str
+    node: str
+    payload: bytes
+    attempt: int = 1
+    delay: float = 0.0
+    """Seconds before the item may be leased (durable delayed retries)."""
+
+
+@attrs.frozen
+class NewRun:
+    """Everything `Backend.create_run` stores for a new run."""
+
+    run_id: str
+    workflow: str
+    queue: str
+    fingerprint: str
+    input: bytes
+    context: bytes
+    items: Sequence[NewItem]
+    deadline: float | None = None
+    """Wall-clock time (`time.time()`) after which the run fails with a timeout."""
+
+
+@attrs.frozen
+class RunRecord:
+    """A run as stored: status, timestamps and what went wrong, if anything."""
+
+    run_id: str
+    workflow: str
+    queue: str
+    fingerprint: str
+    status: RunStatus
+    input: bytes
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    deadline: float | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    """"node", "timeout", "cancelled" or "lease" when the run failed or was cancelled."""
+    pending: int = 0
+    """Work items not yet done (queued, delayed or leased)."""
+
+
+@attrs.frozen
+class Lease:
+    """A work item leased to one worker until `deadline`; `token` fences its commit."""
+
+    run_id: str
+    item_id: str
+    node: str
+    payload: bytes
+    attempt: int
+    worker_id: str
+    token: int
+    deadline: float
+    last_error: str | None = None
+    """Why the previous attempt ended, when it did not commit (e.g. its lease expired)."""
+    expired: bool = False
+    """True when the previous attempt's lease expired (its worker died or hung)."""
+
+
+@attrs.frozen
+class RunState:
+    """The shared state a commit is computed from: the context and the open join scopes."""
+
+    context: bytes
+    joins: Mapping[str, bytes]
+    version: int = 0
+
+
+@attrs.frozen
+class Output:
+    """A terminal output of a run, at its branch position."""
+
+    position: Position
+    node: str
+    value: bytes
+
+
+@attrs.frozen
+class ErrorRecord:
+    """One failed attempt (kept for `errors`), or the failure that ended a run."""
+
+    node: str
+    item_id: str
+    attempt: int
+    kind: str
+    """"node" (raised or aborted), "lease" (lease expired), "timeout" or "cancelled"."""
+    message: str
+    at: float = 0.0
+
+
+@attrs.frozen
+class CommitPlan:
+    """The effects of one step, applied atomically by `Backend.commit`.
+
+    `context` replaces the stored context (already merged with it by the builder) unless it
+    is None; `joins_put` / `joins_delete` update the open join scopes; `items` are the
+    successors (and fired joins); `outputs` the terminal outputs; a `failure` fails the run.
+    """
+
+    context: bytes | None = None
+    joins_put: Mapping[str, bytes] = attrs.field(factory=dict)
+    joins_delete: Sequence[str] = ()
+    items: Sequence[NewItem] = ()
+    outputs: Sequence[Output] = ()
+    failure: ErrorRecord | None = None
+    duration: float = 0.0
+    """Seconds the node ran (per-node latency metrics)."""
+
+    @property
+    def touches_state(self) -> bool:
+        """True when the plan writes the context or join state (so it must not be stale)."""
+        return self.context is not None or bool(self.joins_put) or bool(self.joins_delete)
+
+
+PlanBuilder = Callable[[RunState], CommitPlan]
+"""Computes a commit from the current run state; may be called more than once."""
+
+
+@attrs.frozen
+class NodeMetrics:
+    """Steps committed for one node and how long they took."""
+
+    count: int = 0
+    total_seconds: float = 0.0
+    max_seconds: float = 0.0
+
+    @property
+    def mean_seconds(self) -> float:
+        return self.total_seconds / self.count if self.count else 0.0
+
+
+@attrs.frozen
+class RunMetrics:
+    """Counters of a run: items done, failed, retried, in flight, queued and per-node latency."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    per_node: Mapping[str, NodeMetrics] = attrs.field(factory=dict)
+
+    @property
+    def total_known(self) -> int:
+        """Items done plus items still pending: the run's size as far as it is known now."""
+        return self.done + self.in_flight + self.queued
+
+
+@attrs.frozen
+class WorkerInfo:
+    """A worker process as registered in the backend."""
+
+    worker_id: str
+    queue: str
+    host: str
+    pid: int
+    started_at: float
+    last_seen: float
+    concurrency: int = 1
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Storage and atomic operations for distributed runs (memory, SQLite or Redis).
+
+    Times are wall-clock seconds (`time.time()`), so processes on one host agree; hosts
+    sharing a Redis server should keep their clocks in sync (NTP), as with any lease.
+    """
+
+    url: str
+
+    async def aclose(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+
+    # -- runs ---------------------------------------------------------------------------
+    async def create_run(self, run: NewRun) -> None:
+        """Store a new run with its first items; `BackendError` if the run id exists."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
+        """Known runs (optionally of one queue), newest first."""
+
+    async def control(self, run_id: str, action: str) -> RunRecord:
+        """Apply "cancel", "pause" or "resume" atomically; returns the run after it.
+
+        Cancelling or pausing a finished run changes nothing. `KeyError` for an unknown run.
+        Once `control(..., "cancel")` returns, no commit of that run is applied.
+        """
+
+    async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
+        """Fail a live run with `error` (its kind becomes the run's error kind)."""
+
+    async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
+        """Return the run once it is finished, or its record after `timeout` seconds."""
+
+    async def outputs(self, run_id: str) -> list[Output]:
+        """Terminal outputs so far, in branch order."""
+
+    async def context(self, run_id: str) -> bytes | None:
+        """The run's current (merged) context."""
+
+    async def errors(self, run_id: str) -> list[ErrorRecord]: ...
+
+    async def metrics(self, run_id: str) -> RunMetrics: ...
+
+    # -- work ---------------------------------------------------------------------------
+    async def lease(
+        self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
+        """Lease up to `limit` ready items of live, unpaused runs of `queue`.
+
+        Waits up to `wait` seconds for work when none is ready. Items of finished runs are
+        dropped; a pending run becomes running.
+        """
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
+        """Extend each lease still held; False for a lease that was lost."""
+
+    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
+        """Apply `build(state)` atomically if the lease is still held and the run live.
+
+        `build` sees the current context and join scopes; it may be called again (with fresher
+        state) when another commit changed them in between. The item is marked done, the run
+        completes when no item is left and fails when the plan carries a failure.
+        """
+
+    async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
+        """Give the item back as its next attempt, leasable after `delay` seconds."""
+
+    async def release(self, lease: Lease) -> CommitResult:
+        """Give the item back unchanged (same attempt), leasable at once (graceful stop)."""
+
+    async def reap(self) -> int:
+        """Return items whose lease expired to the queue (next attempt); purge expired runs."""
+
+    # -- workers ------------------------------------------------------------------------
+    async def register_worker(self, info: WorkerInfo) -> None: ...
+
+    async def unregister_worker(self, worker_id: str) -> None: ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers seen recently (a worker not seen for a while is dropped)."""

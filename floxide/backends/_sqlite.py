@@ -1,0 +1,735 @@
+"""The SQLite backend: several worker processes on one machine share one database file.
+
+The file is in WAL mode (readers never block the writer) with a busy timeout; every change
+is one `BEGIN IMMEDIATE` transaction, so commits from different processes serialize on the
+file lock and a step's commit (lease check, context, join state, successors, item done) is
+atomic. Blocking calls run in `trio.to_thread.run_sync` on one connection per backend object,
+behind a capacity limiter of one.
+
+Waiting for work: SQLite has no notifications across processes, so an idle worker re-checks
+for ready items with a short, bounded, backing-off wait (5 ms growing to 100 ms, and never
+past the next delayed retry's due time); a commit in the same process wakes waiters at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from floxide._errors import BackendError
+from floxide.backends._base import (
+    CommitPlan,
+    CommitResult,
+    ErrorRecord,
+    Lease,
+    NewItem,
+    NewRun,
+    NodeMetrics,
+    Output,
+    PlanBuilder,
+    RunMetrics,
+    RunRecord,
+    RunState,
+    RunStatus,
+    WorkerInfo,
+)
+
+__all__ = ["SqliteBackend"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS floxide_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, queue TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, status TEXT NOT NULL, input BLOB NOT NULL,
+    context BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL, deadline REAL,
+    error TEXT, error_kind TEXT, pending INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    retried INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS items (
+    run_id TEXT NOT NULL, item_id TEXT NOT NULL, queue TEXT NOT NULL, node TEXT NOT NULL,
+    payload BLOB NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, due REAL NOT NULL,
+    seq INTEGER NOT NULL, worker_id TEXT, token INTEGER NOT NULL DEFAULT 0,
+    deadline REAL NOT NULL DEFAULT 0, last_error TEXT, expired INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, item_id));
+CREATE INDEX IF NOT EXISTS items_ready ON items (queue, state, due, seq);
+CREATE INDEX IF NOT EXISTS items_leased ON items (state, deadline);
+CREATE TABLE IF NOT EXISTS joins (
+    run_id TEXT NOT NULL, scope_id TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (run_id, scope_id));
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL, position TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
+CREATE TABLE IF NOT EXISTS errors (
+    run_id TEXT NOT NULL, node TEXT NOT NULL, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_run ON errors (run_id);
+CREATE TABLE IF NOT EXISTS node_metrics (
+    run_id TEXT NOT NULL, node TEXT NOT NULL, count INTEGER NOT NULL,
+    total REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (run_id, node));
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY, queue TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    started_at REAL NOT NULL, last_seen REAL NOT NULL, concurrency INTEGER NOT NULL);
+INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 1), ('token', 0), ('seq', 0);
+"""
+
+_RUN_COLS = (
+    "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
+    "finished_at, deadline, error, error_kind, pending"
+)
+_ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
+_RUN_TABLES = ("items", "joins", "outputs", "errors", "node_metrics")
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        queue=row["queue"],
+        fingerprint=row["fingerprint"],
+        status=RunStatus(row["status"]),
+        input=bytes(row["input"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        deadline=row["deadline"],
+        error=row["error"],
+        error_kind=row["error_kind"],
+        pending=row["pending"],
+    )
+
+
+class SqliteBackend:
+    """Backend on one SQLite file (`sqlite:///relative.db` or `sqlite:////abs/path.db`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        url: str | None = None,
+        ttl: float = 7 * 86400,
+        worker_ttl: float = 30.0,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self.url = url or f"sqlite:///{path}"
+        self.ttl = ttl
+        self.worker_ttl = worker_ttl
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock = threading.Lock()
+        self._limiter = trio.CapacityLimiter(1)
+        self._local_change: trio.Event | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        with self._open_lock:
+            if self._conn is not None:
+                return self._conn
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error as e:
+                raise BackendError(f"cannot open SQLite backend {self.url}: {e}") from e
+            self._conn = conn
+            return conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            conn = self._connect()
+            try:
+                return fn(conn)
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise BackendError(f"SQLite backend {self.url} failed: {e}") from e
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` inside one `BEGIN IMMEDIATE` transaction."""
+
+        def body(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(body)
+
+    def _wake(self) -> None:
+        if self._local_change is not None:
+            self._local_change.set()
+            self._local_change = None
+
+    async def aclose(self) -> None:
+        def close(_: sqlite3.Connection) -> None:
+            with self._open_lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        if self._conn is not None:
+            await self._run(close)
+
+    @staticmethod
+    def _next(conn: sqlite3.Connection, key: str, n: int = 1) -> int:
+        row = conn.execute(
+            "UPDATE floxide_meta SET value = value + ? WHERE key = ? RETURNING value", (n, key)
+        ).fetchone()
+        return int(row[0]) - n + 1
+
+    @staticmethod
+    def _set_run(conn: sqlite3.Connection, run_id: str, now: float, **cols: object) -> None:
+        status = cols.get("status")
+        if isinstance(status, RunStatus) and status.finished:
+            cols["finished_at"] = now
+            conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM joins WHERE run_id = ?", (run_id,))
+        cols["updated_at"] = now
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        values = [str(v) if isinstance(v, RunStatus) else v for v in cols.values()]
+        conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*values, run_id))
+
+    @staticmethod
+    def _add_error(conn: sqlite3.Connection, run_id: str, e: ErrorRecord) -> None:
+        conn.execute(
+            "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at),
+        )
+
+    # -- runs ---------------------------------------------------------------------------
+    async def create_run(self, run: NewRun) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            exists = conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,))
+            if exists.fetchone() is not None:
+                raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
+            status = RunStatus.PENDING if run.items else RunStatus.COMPLETED
+            conn.execute(
+                "INSERT INTO runs (run_id, workflow, queue, fingerprint, status, input, context,"
+                " created_at, updated_at, finished_at, deadline, pending)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    run.workflow,
+                    run.queue,
+                    run.fingerprint,
+                    str(status),
+                    run.input,
+                    run.context,
+                    now,
+                    now,
+                    None if run.items else now,
+                    run.deadline,
+                    len(run.items),
+                ),
+            )
+            self._insert_items(conn, run.run_id, run.queue, run.items, now)
+
+        await self._tx(tx)
+        self._wake()
+
+    def _insert_items(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        queue: str,
+        items: Sequence[NewItem],
+        now: float,
+    ) -> None:
+        if not items:
+            return
+        seq = self._next(conn, "seq", len(items))
+        rows = [
+            (
+                run_id,
+                it.item_id,
+                queue,
+                it.node,
+                it.payload,
+                it.attempt,
+                "queued",
+                now + it.delay,
+                seq + k,
+            )
+            for k, it in enumerate(items)
+        ]
+        conn.executemany(
+            "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def q(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else _run_record(row)
+
+        return await self._run(q)
+
+    async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
+        def q(conn: sqlite3.Connection) -> list[RunRecord]:
+            sql = f"SELECT {_RUN_COLS} FROM runs"
+            args: tuple[str, ...] = ()
+            if queue is not None:
+                sql += " WHERE queue = ?"
+                args = (queue,)
+            rows = conn.execute(sql + " ORDER BY created_at DESC", args).fetchall()
+            return [_run_record(r) for r in rows]
+
+        return await self._run(q)
+
+    async def control(self, run_id: str, action: str) -> RunRecord:
+        if action not in ("cancel", "pause", "resume"):
+            raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
+
+        def tx(conn: sqlite3.Connection) -> RunRecord:
+            row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            status = RunStatus(row["status"])
+            now = time.time()
+            if action == "cancel" and status.live:
+                self._set_run(
+                    conn,
+                    run_id,
+                    now,
+                    status=RunStatus.CANCELLED,
+                    error="cancelled",
+                    error_kind="cancelled",
+                    pending=0,
+                )
+            elif action == "pause" and status in (RunStatus.PENDING, RunStatus.RUNNING):
+                self._set_run(conn, run_id, now, status=RunStatus.PAUSED)
+            elif action == "resume" and status is RunStatus.PAUSED:
+                self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
+            row = conn.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return _run_record(row)
+
+        rec = await self._tx(tx)
+        self._wake()
+        return rec
+
+    async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None or RunStatus(row["status"]).finished:
+                return False
+            self._add_error(conn, run_id, error)
+            self._set_run(
+                conn,
+                run_id,
+                time.time(),
+                status=RunStatus.FAILED,
+                error=error.message,
+                error_kind=error.kind,
+                pending=0,
+            )
+            return True
+
+        return await self._tx(tx)
+
+    async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
+        nap = 0.01
+        with trio.move_on_after(timeout):
+            while True:
+                rec = await self.get_run(run_id)
+                if rec is None or rec.status.finished:
+                    return rec
+                await trio.sleep(nap)
+                nap = min(nap * 1.5, 0.2)
+        return await self.get_run(run_id)
+
+    async def outputs(self, run_id: str) -> list[Output]:
+        def q(conn: sqlite3.Connection) -> list[Output]:
+            rows = conn.execute(
+                "SELECT position, node, value FROM outputs WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            outs = [Output(tuple(json.loads(r[0])), r[1], bytes(r[2])) for r in rows]
+            return sorted(outs, key=lambda o: o.position)
+
+        return await self._run(q)
+
+    async def context(self, run_id: str) -> bytes | None:
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(q)
+
+    async def errors(self, run_id: str) -> list[ErrorRecord]:
+        def q(conn: sqlite3.Connection) -> list[ErrorRecord]:
+            rows = conn.execute(
+                "SELECT node, item_id, attempt, kind, message, at FROM errors"
+                " WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+            return [ErrorRecord(*tuple(r)) for r in rows]
+
+        return await self._run(q)
+
+    async def metrics(self, run_id: str) -> RunMetrics:
+        def q(conn: sqlite3.Connection) -> RunMetrics:
+            row = conn.execute(
+                "SELECT done, failed, retried FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return RunMetrics()
+            counts = dict(
+                conn.execute(
+                    "SELECT state = 'leased', count(*) FROM items WHERE run_id = ?"
+                    " GROUP BY state = 'leased'",
+                    (run_id,),
+                ).fetchall()
+            )
+            per_node = {
+                r[0]: NodeMetrics(r[1], r[2], r[3])
+                for r in conn.execute(
+                    "SELECT node, count, total, max FROM node_metrics WHERE run_id = ?", (run_id,)
+                )
+            }
+            return RunMetrics(
+                done=row[0],
+                failed=row[1],
+                retried=row[2],
+                in_flight=counts.get(1, 0),
+                queued=counts.get(0, 0),
+                per_node=per_node,
+            )
+
+        return await self._run(q)
+
+    # -- work ---------------------------------------------------------------------------
+    async def lease(
+        self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
+        deadline = trio.current_time() + wait
+        nap = 0.005
+        while True:
+            got, next_due = await self._tx(
+                lambda conn: self._take(conn, queue, worker_id, limit, lease_seconds)
+            )
+            remaining = deadline - trio.current_time()
+            if got or remaining <= 0:
+                return got
+            pause = min(nap, remaining)
+            if next_due is not None:
+                pause = min(pause, max(0.0, next_due - time.time()))
+            if self._local_change is None:
+                self._local_change = trio.Event()
+            event = self._local_change
+            with trio.move_on_after(pause):
+                await event.wait()
+            nap = min(nap * 2, 0.1)
+
+    def _take(
+        self,
+        conn: sqlite3.Connection,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[list[Lease], float | None]:
+        now = time.time()
+        rows = conn.execute(
+            "SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,"
+            " r.status, r.deadline FROM items i JOIN runs r ON r.run_id = i.run_id"
+            " WHERE i.queue = ? AND i.state = 'queued' AND i.due <= ?"
+            " AND r.status IN ('pending', 'running') ORDER BY i.due, i.seq LIMIT ?",
+            (queue, now, limit),
+        ).fetchall()
+        out: list[Lease] = []
+        timed_out: set[str] = set()
+        for r in rows:
+            run_id = r["run_id"]
+            if run_id in timed_out:
+                continue
+            if r["deadline"] is not None and now > r["deadline"]:
+                err = ErrorRecord(
+                    r["node"], r["item_id"], r["attempt"], "timeout", "run deadline passed", now
+                )
+                self._add_error(conn, run_id, err)
+                self._set_run(
+                    conn,
+                    run_id,
+                    now,
+                    status=RunStatus.FAILED,
+                    error=err.message,
+                    error_kind="timeout",
+                    pending=0,
+                )
+                timed_out.add(run_id)
+                continue
+            if r["status"] == "pending":
+                self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
+            token = self._next(conn, "token")
+            conn.execute(
+                "UPDATE items SET state = 'leased', worker_id = ?, token = ?, deadline = ?"
+                " WHERE run_id = ? AND item_id = ?",
+                (worker_id, token, now + lease_seconds, run_id, r["item_id"]),
+            )
+            out.append(
+                Lease(
+                    run_id=run_id,
+                    item_id=r["item_id"],
+                    node=r["node"],
+                    payload=bytes(r["payload"]),
+                    attempt=r["attempt"],
+                    worker_id=worker_id,
+                    token=token,
+                    deadline=now + lease_seconds,
+                    last_error=r["last_error"],
+                    expired=bool(r["expired"]),
+                )
+            )
+        next_due: float | None = None
+        if not out:
+            row = conn.execute(
+                "SELECT min(due) FROM items WHERE queue = ? AND state = 'queued'", (queue,)
+            ).fetchone()
+            next_due = row[0]
+        return out, next_due
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
+        def tx(conn: sqlite3.Connection) -> list[bool]:
+            now = time.time()
+            return [
+                conn.execute(
+                    "UPDATE items SET deadline = ? WHERE run_id = ? AND item_id = ?"
+                    " AND state = 'leased' AND token = ?",
+                    (now + lease_seconds, le.run_id, le.item_id, le.token),
+                ).rowcount
+                == 1
+                for le in leases
+            ]
+
+        return await self._tx(tx)
+
+    @staticmethod
+    def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
+        run = conn.execute(
+            "SELECT status, context, version, pending FROM runs WHERE run_id = ?", (lease.run_id,)
+        ).fetchone()
+        if run is None or RunStatus(run["status"]).finished:
+            return CommitResult.INACTIVE, run
+        item = conn.execute(
+            "SELECT 1 FROM items WHERE run_id = ? AND item_id = ? AND state = 'leased'"
+            " AND token = ?",
+            (lease.run_id, lease.item_id, lease.token),
+        ).fetchone()
+        return (None if item is not None else CommitResult.LOST), run
+
+    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
+        def tx(conn: sqlite3.Connection) -> CommitResult:
+            bad, run = self._check(conn, lease)
+            if bad is not None:
+                return bad
+            joins = {
+                r[0]: bytes(r[1])
+                for r in conn.execute(
+                    "SELECT scope_id, data FROM joins WHERE run_id = ?", (lease.run_id,)
+                )
+            }
+            plan = build(RunState(bytes(run["context"]), joins, run["version"]))
+            self._apply(conn, lease, plan, run["pending"])
+            return CommitResult.COMMITTED
+
+        result = await self._tx(tx)
+        self._wake()
+        return result
+
+    def _apply(
+        self, conn: sqlite3.Connection, lease: Lease, plan: CommitPlan, pending: int
+    ) -> None:
+        now = time.time()
+        run_id = lease.run_id
+        conn.execute("DELETE FROM items WHERE run_id = ? AND item_id = ?", (run_id, lease.item_id))
+        conn.execute(
+            "INSERT INTO node_metrics VALUES (?, ?, 1, ?, ?) ON CONFLICT (run_id, node) DO UPDATE"
+            " SET count = count + 1, total = total + excluded.total,"
+            " max = max(max, excluded.max)",
+            (run_id, lease.node, plan.duration, plan.duration),
+        )
+        cols: dict[str, object] = {}
+        if plan.touches_state:
+            conn.execute("UPDATE runs SET version = version + 1 WHERE run_id = ?", (run_id,))
+        if plan.context is not None:
+            cols["context"] = plan.context
+        conn.executemany(
+            "DELETE FROM joins WHERE run_id = ? AND scope_id = ?",
+            [(run_id, s) for s in plan.joins_delete],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO joins VALUES (?, ?, ?)",
+            [(run_id, s, d) for s, d in plan.joins_put.items()],
+        )
+        conn.executemany(
+            "INSERT INTO outputs VALUES (?, ?, ?, ?)",
+            [(run_id, json.dumps(list(o.position)), o.node, o.value) for o in plan.outputs],
+        )
+        if plan.failure is not None:
+            self._add_error(conn, run_id, plan.failure)
+            conn.execute("UPDATE runs SET failed = failed + 1 WHERE run_id = ?", (run_id,))
+            self._set_run(
+                conn,
+                run_id,
+                now,
+                status=RunStatus.FAILED,
+                error=plan.failure.message,
+                error_kind=plan.failure.kind,
+                pending=0,
+                **cols,
+            )
+            return
+        self._insert_items(conn, run_id, self._queue(conn, run_id), plan.items, now)
+        pending = pending - 1 + len(plan.items)
+        conn.execute("UPDATE runs SET done = done + 1 WHERE run_id = ?", (run_id,))
+        if pending == 0:
+            self._set_run(conn, run_id, now, status=RunStatus.COMPLETED, pending=0, **cols)
+        else:
+            self._set_run(conn, run_id, now, pending=pending, **cols)
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, run_id: str) -> str:
+        return str(conn.execute("SELECT queue FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
+        def tx(conn: sqlite3.Connection) -> CommitResult:
+            bad, _ = self._check(conn, lease)
+            if bad is not None:
+                return bad
+            now = time.time()
+            conn.execute(
+                "UPDATE items SET state = 'queued', attempt = attempt + 1, due = ?,"
+                " last_error = ?, expired = 0, worker_id = NULL WHERE run_id = ? AND item_id = ?",
+                (now + delay, error.message, lease.run_id, lease.item_id),
+            )
+            self._add_error(conn, lease.run_id, error)
+            conn.execute(
+                "UPDATE runs SET retried = retried + 1, updated_at = ? WHERE run_id = ?",
+                (now, lease.run_id),
+            )
+            return CommitResult.COMMITTED
+
+        result = await self._tx(tx)
+        self._wake()
+        return result
+
+    async def release(self, lease: Lease) -> CommitResult:
+        def tx(conn: sqlite3.Connection) -> CommitResult:
+            bad, _ = self._check(conn, lease)
+            if bad is not None:
+                return bad
+            conn.execute(
+                "UPDATE items SET state = 'queued', due = ?, worker_id = NULL"
+                " WHERE run_id = ? AND item_id = ?",
+                (time.time(), lease.run_id, lease.item_id),
+            )
+            return CommitResult.COMMITTED
+
+        result = await self._tx(tx)
+        self._wake()
+        return result
+
+    async def reap(self) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            rows = conn.execute(
+                "SELECT run_id, item_id, node, attempt, worker_id FROM items"
+                " WHERE state = 'leased' AND deadline < ?",
+                (now,),
+            ).fetchall()
+            for r in rows:
+                msg = f"lease expired: worker {r['worker_id']} did not finish in time"
+                conn.execute(
+                    "UPDATE items SET state = 'queued', attempt = attempt + 1, due = ?,"
+                    " last_error = ?, expired = 1, worker_id = NULL"
+                    " WHERE run_id = ? AND item_id = ?",
+                    (now, msg, r["run_id"], r["item_id"]),
+                )
+                self._add_error(
+                    conn,
+                    r["run_id"],
+                    ErrorRecord(r["node"], r["item_id"], r["attempt"], "lease", msg, now),
+                )
+                conn.execute(
+                    "UPDATE runs SET retried = retried + 1 WHERE run_id = ?", (r["run_id"],)
+                )
+            old = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT run_id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?",
+                    (now - self.ttl,),
+                )
+            ]
+            for run_id in old:
+                for table in _RUN_TABLES:
+                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM workers WHERE last_seen < ?", (now - self.worker_ttl,))
+            return len(rows)
+
+        n = await self._tx(tx)
+        if n:
+            self._wake()
+        return n
+
+    # -- workers ------------------------------------------------------------------------
+    async def register_worker(self, info: WorkerInfo) -> None:
+        await self._tx(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.worker_id,
+                    info.queue,
+                    info.host,
+                    info.pid,
+                    info.started_at,
+                    info.last_seen,
+                    info.concurrency,
+                ),
+            )
+        )
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._tx(
+            lambda conn: conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        )
+
+    async def workers(self) -> list[WorkerInfo]:
+        def q(conn: sqlite3.Connection) -> list[WorkerInfo]:
+            rows = conn.execute(
+                "SELECT worker_id, queue, host, pid, started_at, last_seen, concurrency"
+                " FROM workers WHERE last_seen >= ? ORDER BY started_at",
+                (time.time() - self.worker_ttl,),
+            ).fetchall()
+            return [WorkerInfo(*tuple(r)) for r in rows]
+
+        return await self._run(q)

@@ -1,0 +1,358 @@
+"""One contract, every backend: memory, SQLite and Redis pass the same tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from floxide import BackendError
+from floxide.backends import (
+    Backend,
+    CommitPlan,
+    CommitResult,
+    ErrorRecord,
+    NewItem,
+    NewRun,
+    Output,
+    RunState,
+    RunStatus,
+    WorkerInfo,
+    open_backend,
+)
+from tests.redis_server import RedisServer
+
+QUEUE = "wf"
+_ids = itertools.count()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    kind = request.param
+    if kind == "memory":
+        b = open_backend("memory://")
+    elif kind == "sqlite":
+        b = open_backend(f"sqlite:///{tmp_path / 'runs.db'}")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        b = open_backend(f"{server.url}?prefix=t{uuid.uuid4().hex[:8]}")
+    try:
+        yield b
+    finally:
+        await b.aclose()
+
+
+def item(i: int | str, node: str = "a", delay: float = 0.0) -> NewItem:
+    return NewItem(item_id=str(i), node=node, payload=f"p{i}".encode(), delay=delay)
+
+
+def new_run(*items: NewItem, run_id: str | None = None, deadline: float | None = None) -> NewRun:
+    return NewRun(
+        run_id=run_id or f"run-{next(_ids)}-{uuid.uuid4().hex[:6]}",
+        workflow="W",
+        queue=QUEUE,
+        fingerprint="fp",
+        input=b"7",
+        context=b"0",
+        items=list(items),
+        deadline=deadline,
+    )
+
+
+def plan(**kw: object) -> CommitPlan:
+    return CommitPlan(**kw)  # type: ignore[arg-type]
+
+
+async def lease1(b: Backend, worker: str = "w1", seconds: float = 30.0, wait: float = 0.0):  # type: ignore[no-untyped-def]
+    got = await b.lease(QUEUE, worker, limit=1, lease_seconds=seconds, wait=wait)
+    return got[0] if got else None
+
+
+async def test_create_get_list_and_duplicate(backend: Backend) -> None:
+    run = new_run(item(1))
+    await backend.create_run(run)
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None
+    assert (rec.status, rec.workflow, rec.queue, rec.input, rec.pending) == (
+        RunStatus.PENDING,
+        "W",
+        QUEUE,
+        b"7",
+        1,
+    )
+    assert await backend.get_run("nope") is None
+    assert run.run_id in [r.run_id for r in await backend.list_runs()]
+    assert await backend.context(run.run_id) == b"0"
+    with pytest.raises(BackendError, match="already exists"):
+        await backend.create_run(run)
+
+
+async def test_lease_commit_completes_run(backend: Backend) -> None:
+    run = new_run(item(1))
+    await backend.create_run(run)
+    lease = await lease1(backend)
+    assert lease is not None and (lease.item_id, lease.node, lease.payload, lease.attempt) == (
+        "1",
+        "a",
+        b"p1",
+        1,
+    )
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.RUNNING
+    assert await lease1(backend) is None  # nothing else is ready
+
+    seen: list[RunState] = []
+
+    def build(state: RunState) -> CommitPlan:
+        seen.append(state)
+        return plan(
+            context=b"1",
+            joins_put={"s1": b"scope"},
+            items=[item(2, "b")],
+            outputs=[Output((1,), "a", b"out1")],
+            duration=0.5,
+        )
+
+    assert await backend.commit(lease, build) is CommitResult.COMMITTED
+    assert seen[-1].context == b"0" and dict(seen[-1].joins) == {}
+    # the same item cannot commit twice
+    assert await backend.commit(lease, build) in (CommitResult.LOST, CommitResult.INACTIVE)
+
+    lease2 = await lease1(backend)
+    assert lease2 is not None and lease2.item_id == "2" and lease2.node == "b"
+    states: list[RunState] = []
+
+    def build2(state: RunState) -> CommitPlan:
+        states.append(state)
+        return plan(joins_delete=["s1"], outputs=[Output((0,), "b", b"out0")])
+
+    assert await backend.commit(lease2, build2) is CommitResult.COMMITTED
+    assert states[-1].context == b"1" and dict(states[-1].joins) == {"s1": b"scope"}
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.finished_at is not None
+    assert [o.value for o in await backend.outputs(run.run_id)] == [b"out0", b"out1"]
+    m = await backend.metrics(run.run_id)
+    assert (m.done, m.in_flight, m.queued) == (2, 0, 0)
+    assert m.per_node["a"].count == 1 and m.per_node["a"].max_seconds == pytest.approx(0.5)
+    assert await backend.context(run.run_id) == b"1"
+
+
+async def test_lease_limit_and_order(backend: Backend) -> None:
+    run = new_run(*(item(i) for i in range(5)))
+    await backend.create_run(run)
+    got = await backend.lease(QUEUE, "w", limit=3, lease_seconds=30, wait=0)
+    assert [le.item_id for le in got] == ["0", "1", "2"]
+    assert len({le.token for le in got}) == 3
+    m = await backend.metrics(run.run_id)
+    assert (m.in_flight, m.queued) == (3, 2)
+    other = await backend.lease("other-queue", "w", limit=3, lease_seconds=30, wait=0)
+    assert other == []
+
+
+async def test_expired_lease_is_reaped_and_fenced(backend: Backend) -> None:
+    run = new_run(item(1))
+    await backend.create_run(run)
+    old = await lease1(backend, "w1", seconds=0.05)
+    assert old is not None
+    await trio.sleep(0.15)
+    assert await backend.reap() == 1
+    new = await lease1(backend, "w2")
+    assert new is not None and new.attempt == 2 and new.expired and new.token != old.token
+    assert new.last_error is not None and "w1" in new.last_error
+    # the first worker lost its lease: heartbeat says so and its commit is discarded
+    assert await backend.heartbeat([old, new], 30) == [False, True]
+    assert await backend.commit(old, lambda s: plan(context=b"stale")) is CommitResult.LOST
+    assert await backend.commit(new, lambda s: plan(context=b"fresh")) is CommitResult.COMMITTED
+    assert await backend.context(run.run_id) == b"fresh"
+    errs = await backend.errors(run.run_id)
+    assert [e.kind for e in errs] == ["lease"]
+    assert (await backend.metrics(run.run_id)).retried == 1
+
+
+async def test_heartbeat_keeps_the_lease(backend: Backend) -> None:
+    await backend.create_run(new_run(item(1)))
+    lease = await lease1(backend, seconds=0.2)
+    assert lease is not None
+    assert await backend.heartbeat([lease], 60) == [True]
+    await trio.sleep(0.3)
+    assert await backend.reap() == 0
+    assert await backend.heartbeat([lease], 60) == [True]
+
+
+async def test_retry_is_delayed_and_counted(backend: Backend) -> None:
+    run = new_run(item(1))
+    await backend.create_run(run)
+    lease = await lease1(backend)
+    assert lease is not None
+    err = ErrorRecord("a", "1", 1, "node", "boom", time.time())
+    assert await backend.retry(lease, 0.3, err) is CommitResult.COMMITTED
+    assert await lease1(backend) is None  # not due yet
+    again = await lease1(backend, wait=5.0)  # waits for the delayed retry
+    assert again is not None and again.attempt == 2 and again.last_error == "boom"
+    assert not again.expired
+    assert [e.message for e in await backend.errors(run.run_id)] == ["boom"]
+    assert (await backend.metrics(run.run_id)).retried == 1
+    # the old lease token is gone
+    assert await backend.retry(lease, 0, err) is CommitResult.LOST
+
+
+async def test_release_gives_item_back(backend: Backend) -> None:
+    await backend.create_run(new_run(item(1)))
+    lease = await lease1(backend)
+    assert lease is not None
+    assert await backend.release(lease) is CommitResult.COMMITTED
+    again = await lease1(backend, "w2")
+    assert again is not None and again.attempt == 1 and again.item_id == "1"
+    assert await backend.commit(lease, lambda s: plan()) is CommitResult.LOST
+
+
+async def test_cancel_discards_commits_and_items(backend: Backend) -> None:
+    run = new_run(item(1), item(2))
+    await backend.create_run(run)
+    lease = await lease1(backend)
+    assert lease is not None
+    rec = await backend.control(run.run_id, "cancel")
+    assert rec.status is RunStatus.CANCELLED and rec.error_kind == "cancelled"
+    assert await backend.commit(lease, lambda s: plan(context=b"x")) is CommitResult.INACTIVE
+    assert await backend.context(run.run_id) == b"0"
+    assert await lease1(backend) is None
+    assert (await backend.control(run.run_id, "resume")).status is RunStatus.CANCELLED
+    with pytest.raises(KeyError):
+        await backend.control("missing", "cancel")
+    with pytest.raises(ValueError, match="unknown run action"):
+        await backend.control(run.run_id, "explode")
+
+
+async def test_pause_stops_leasing_and_resume_restarts(backend: Backend) -> None:
+    run = new_run(item(1), item(2))
+    await backend.create_run(run)
+    first = await lease1(backend)
+    assert first is not None
+    assert (await backend.control(run.run_id, "pause")).status is RunStatus.PAUSED
+    assert await lease1(backend) is None
+    # an item in flight still commits while paused; its successor waits
+    assert await backend.commit(first, lambda s: plan(items=[item(3)])) is CommitResult.COMMITTED
+    assert await lease1(backend) is None
+    assert (await backend.control(run.run_id, "resume")).status is RunStatus.RUNNING
+    got = await backend.lease(QUEUE, "w", limit=5, lease_seconds=30, wait=0)
+    assert sorted(le.item_id for le in got) == ["2", "3"]
+
+
+async def test_failure_fails_run_and_drops_items(backend: Backend) -> None:
+    run = new_run(item(1), item(2))
+    await backend.create_run(run)
+    lease = await lease1(backend)
+    assert lease is not None
+    failure = ErrorRecord("a", "1", 1, "node", "ValueError: bad", time.time())
+    assert await backend.commit(lease, lambda s: plan(failure=failure)) is CommitResult.COMMITTED
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.FAILED
+    assert (rec.error, rec.error_kind) == ("ValueError: bad", "node")
+    assert await lease1(backend) is None
+    assert (await backend.errors(run.run_id))[-1].message == "ValueError: bad"
+    assert (await backend.metrics(run.run_id)).failed == 1
+    assert await backend.fail_run(run.run_id, failure) is False
+
+
+async def test_fail_run_and_deadline(backend: Backend) -> None:
+    run = new_run(item(1))
+    await backend.create_run(run)
+    assert await backend.fail_run(run.run_id, ErrorRecord("a", "1", 1, "timeout", "late"))
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.FAILED and rec.error_kind == "timeout"
+
+    late = new_run(item(1), deadline=time.time() - 1)
+    await backend.create_run(late)
+    assert await lease1(backend) is None
+    rec = await backend.get_run(late.run_id)
+    assert rec is not None and rec.status is RunStatus.FAILED and rec.error_kind == "timeout"
+
+
+async def test_wait_run_and_blocking_lease(backend: Backend) -> None:
+    run = new_run(item(1))
+    got: list[object] = []
+
+    async def leaser() -> None:
+        got.append(await lease1(backend, wait=10.0))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(leaser)
+        await trio.sleep(0.05)
+        await backend.create_run(run)
+    lease = got[0]
+    assert lease is not None
+    rec = await backend.wait_run(run.run_id, 0.05)
+    assert rec is not None and rec.status is RunStatus.RUNNING
+
+    async def committer() -> None:
+        await trio.sleep(0.05)
+        await backend.commit(lease, lambda s: plan())  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as n:
+        n.start_soon(committer)
+        rec = await backend.wait_run(run.run_id, 10.0)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_concurrent_commits_are_atomic(backend: Backend) -> None:
+    """Read-modify-write of the context from many concurrent commits loses nothing."""
+    n = 30
+    run = new_run(*(item(i) for i in range(n)))
+    await backend.create_run(run)
+    leases = await backend.lease(QUEUE, "w", limit=n, lease_seconds=30, wait=0)
+    assert len(leases) == n
+
+    def bump(state: RunState) -> CommitPlan:
+        count = json.loads(state.context)
+        joins = dict(state.joins)
+        seen = json.loads(joins.get("s", b"[]"))
+        return plan(
+            context=json.dumps(count + 1).encode(), joins_put={"s": json.dumps([*seen, 1]).encode()}
+        )
+
+    async with trio.open_nursery() as nursery:
+        for le in leases:
+            nursery.start_soon(backend.commit, le, bump)
+    assert json.loads(await backend.context(run.run_id) or b"null") == n
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_workers_registry(backend: Backend) -> None:
+    now = time.time()
+    info = WorkerInfo("w-1", QUEUE, "host", 123, now, now, 4)
+    await backend.register_worker(info)
+    assert [w.worker_id for w in await backend.workers()] == ["w-1"]
+    assert (await backend.workers())[0].concurrency == 4
+    await backend.unregister_worker("w-1")
+    assert await backend.workers() == []
+
+
+async def test_empty_run_completes_at_once(backend: Backend) -> None:
+    run = new_run()
+    await backend.create_run(run)
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+def test_open_backend_rejects_bad_urls() -> None:
+    with pytest.raises(BackendError, match="unknown backend URL"):
+        open_backend("ftp://x")
+    with pytest.raises(BackendError, match="sqlite:///"):
+        open_backend("sqlite://")
+    with pytest.raises(BackendError, match="not a number"):
+        open_backend("memory://?ttl=soon")
+
+
+async def test_sqlite_unreadable_file_is_a_backend_error(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    b = open_backend(f"sqlite:///{bad}")
+    with pytest.raises(BackendError, match=r"garbage\.db"):
+        await b.get_run("x")
