@@ -316,7 +316,8 @@ def _finish(specs: dict[str, NodeSpec], joins: dict[str, str]) -> None:
         specs[join].join_of = source
         specs[source].opens_scope = (*specs[source].opens_scope, join)
     for spec in specs.values():
-        spec.target_joins = {t: joins[t] for t in spec.all_targets() if t in joins}
+        targets = (*spec.all_targets(), *spec.fallback)
+        spec.target_joins = {t: joins[t] for t in targets if t in joins}
         succ = spec.successors
         if succ is not None and len(succ) == 1 and not spec.target_joins and not spec.opens_scope:
             spec.single = succ[0]

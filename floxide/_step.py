@@ -164,7 +164,7 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
             error = TypeError(
                 f"node {item.node!r} returned {outcome!r}; expected Next, NextAll, Hold or Abort"
             )
-        return _fail(fx, spec.fallback, item, error, new_id)
+        return _fail(fx, spec.fallback, item, error, new_id, spec.target_joins)
 
     scopes = item.scopes
     if spec.opens_scope:
@@ -185,7 +185,7 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
                     f"output {v!r} of node {item.node!r} matches no route ({keys})"
                 )
                 fx.opened = None
-                return _fail(fx, spec.fallback, item, error, new_id)
+                return _fail(fx, spec.fallback, item, error, new_id, spec.target_joins)
             pairs.append((v, routed))
 
     total = sum(len(t) or 1 for _, t in pairs)
@@ -238,14 +238,29 @@ def _fail(
     item: WorkItem,
     error: BaseException,
     new_id: IdFactory,
+    target_joins: dict[str, str] | None = None,
 ) -> Effects:
+    """Send the failing item's input to its fallbacks, or record the run's failure."""
     if not fallback:
         fx.failure = error
         return fx
     n = len(fallback)
     for k, target in enumerate(fallback):
         pos = item.position if n == 1 else (*item.position, k)
-        fx.items.append(WorkItem(new_id(item, k), target, item.input, pos, item.scopes))
+        source = target_joins.get(target) if target_joins else None
+        if source is not None:
+            scope_id = _find_scope(fx, item.scopes, source)
+            if scope_id is None:
+                fx.items.clear()
+                fx.contributions.clear()
+                fx.failure = StrayJoinError(
+                    f"fallback of {item.node!r} sent an item to join {target!r} outside any "
+                    f"fan-out of {source!r}"
+                )
+                return fx
+            fx.contributions.append((scope_id, target, pos, item.input))
+        else:
+            fx.items.append(WorkItem(new_id(item, k), target, item.input, pos, item.scopes))
     return fx
 
 
