@@ -30,8 +30,12 @@ mypy: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 
+# Runs every check even when an earlier one fails, then fails if any did.
 test: $(STAMP)
-	$(MAKE) --no-print-directory lint mypy pytest typecheck
+	@status=0; for step in lint mypy pytest typecheck; do \
+	  echo "== make $$step"; $(MAKE) --no-print-directory $$step || status=1; done; \
+	  if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: all passed"; fi; \
+	  exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
