@@ -1,12 +1,46 @@
-"""floxide's mypy plugin: enable with `plugins = ["floxide_mypy"]` in your mypy config."""
+"""floxide's mypy plugin: enable with `plugins = ["floxide_mypy"]` in your mypy config.
+
+It checks every `@workflow` class at type-check time and reports, with the error codes
+`floxide-edge` (types that do not fit), `floxide-route` (routing tables) and
+`floxide-graph` (structure), the same rules the runtime validates when the class is
+created, in the same words (`floxide._rules`).
+"""
 
 from __future__ import annotations
 
-from mypy.plugin import Plugin
+import hashlib
+from collections.abc import Callable
+
+from mypy.plugin import FunctionContext, Plugin, ReportConfigContext
+from mypy.types import Type
+
+from floxide._rules import RULES
+from floxide_mypy._check import WORKFLOW_DECORATOR, check_workflow
+from floxide_mypy._codes import EDGE, GRAPH, ROUTE
+
+__all__ = ["EDGE", "GRAPH", "ROUTE", "FloxidePlugin", "plugin"]
+
+_VERSION = "1"
+_FINGERPRINT = hashlib.blake2b(
+    repr((_VERSION, sorted(RULES.items()))).encode(), digest_size=8
+).hexdigest()
 
 
 class FloxidePlugin(Plugin):
-    """Checks `@workflow` classes at type-check time."""
+    """Checks `@workflow` classes through the decorator's function hook.
+
+    The hook runs when mypy type-checks the decoration, after the class body, when every
+    type is final. (A class-decorator hook would run during semantic analysis, and
+    registering one for a `dataclass_transform` decorator would turn off mypy's own
+    handling of the decorator.)
+    """
+
+    def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
+        return check_workflow if fullname == WORKFLOW_DECORATOR else None
+
+    def report_config_data(self, ctx: ReportConfigContext) -> str:
+        """Cached results are reused only with the same plugin version and wording."""
+        return _FINGERPRINT
 
 
 def plugin(version: str) -> type[Plugin]:

@@ -1,0 +1,602 @@
+"""The checks run on every `@workflow` class, at type-check time.
+
+The decorator's function hook receives the class once every type in the program is final,
+so node types from other modules, generic nodes specialised in a field annotation, and
+wrappers (`with_retry`, `BatchNode`, ...) are all resolved through
+`map_instance_to_supertype` to their `Node[Ctx, In, Out]` arguments. Structure rules mirror
+the runtime validation in `floxide._graph`; both format the templates of `floxide._rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mypy.checker import TypeChecker
+from mypy.errorcodes import ErrorCode
+from mypy.expandtype import expand_type_by_instance
+from mypy.indirection import TypeIndirectionVisitor
+from mypy.maptype import map_instance_to_supertype
+from mypy.messages import format_type_bare
+from mypy.nodes import AssignmentStmt, Context, Expression, NameExpr, TypeInfo, Var
+from mypy.plugin import CheckerPluginInterface, FunctionContext
+from mypy.subtypes import is_subtype
+from mypy.typeops import make_simplified_union, try_expanding_sum_type_to_union
+from mypy.types import (
+    AnyType,
+    FunctionLike,
+    Instance,
+    LiteralType,
+    NoneType,
+    ProperType,
+    Type,
+    TypeOfAny,
+    TypeType,
+    UninhabitedType,
+    UnionType,
+    get_proper_type,
+)
+from mypy.typevars import fill_typevars, fill_typevars_with_any
+
+from floxide._rules import RESERVED, RULES
+from floxide_mypy._codes import EDGE, GRAPH, ROUTE
+from floxide_mypy._declared import Declared, Name, RouteRow, read_class_body, written
+
+__all__ = ["NODE", "WORKFLOW", "WORKFLOW_DECORATOR", "check_workflow"]
+
+WORKFLOW_DECORATOR = "floxide._workflow.workflow"
+WORKFLOW = "floxide._workflow.Workflow"
+NODE = "floxide._node.Node"
+
+_LITERAL_CLASSES = ("builtins.str", "builtins.int", "builtins.bool", "builtins.bytes")
+
+_CODES: dict[str, ErrorCode] = {
+    **dict.fromkeys(
+        (
+            "edge-type",
+            "route-type",
+            "start-type",
+            "terminal-type",
+            "context-type",
+            "fallback-type",
+            "join-type",
+        ),
+        EDGE,
+    ),
+    **dict.fromkeys(("bad-route-key", "route-never", "route-shadowed", "route-missing"), ROUTE),
+}
+
+
+@dataclass(frozen=True)
+class NodeTypes:
+    """The `Node[Ctx, In, Out]` arguments of one node field."""
+
+    ctx: Type
+    inp: Type
+    out: Type
+
+
+@dataclass
+class Field:
+    """A field of the workflow class: where it is declared and its node types."""
+
+    name: str
+    where: Context
+    types: NodeTypes | None  # None: not a node (reported)
+
+
+def check_workflow(ctx: FunctionContext) -> Type:
+    """The function hook of `@workflow`: check the decorated class, change nothing."""
+    arg = ctx.arg_types[0][0] if ctx.arg_types and ctx.arg_types[0] else None
+    cls = get_proper_type(arg) if arg is not None else None
+    if isinstance(cls, FunctionLike) and cls.is_type_obj():
+        info = cls.type_object()
+        base = next((b for b in info.mro if b.fullname == WORKFLOW), None)
+        if base is not None and info is not base:
+            _Checker(ctx.api, info, base, ctx.context).run()
+    return ctx.default_return_type
+
+
+def _variants(t: Type) -> list[ProperType]:
+    """The cases of an output type: union members, enum members and `True`/`False`."""
+    p = get_proper_type(try_expanding_sum_type_to_union(t, None))
+    if isinstance(p, UnionType):
+        return [v for item in p.items for v in _variants(item)]
+    return [p]
+
+
+def _qualname(info: TypeInfo) -> str:
+    prefix = info.module_name + "."
+    return info.fullname[len(prefix) :] if info.fullname.startswith(prefix) else info.name
+
+
+class _Checker:
+    def __init__(
+        self, api: CheckerPluginInterface, info: TypeInfo, base: TypeInfo, where: Context
+    ) -> None:
+        self.api = api
+        self.info = info
+        self.base = base
+        self.where = where
+        self.wf = info.name
+        self.used_types: list[Type] = []
+
+    # ------------------------------------------------------------------ reporting
+    def fail(self, rule: str, where: Context, **kw: object) -> None:
+        text = RULES[rule].format(wf=self.wf, **kw)
+        self.api.fail(text, where, code=_CODES.get(rule, GRAPH))
+
+    def note(self, text: str, where: Context) -> None:
+        self.api.msg.note(text, where, code=GRAPH)
+
+    def fmt(self, t: Type) -> str:
+        return format_type_bare(t, self.api.options)
+
+    def type_of(self, expr: Expression) -> Type | None:
+        if isinstance(self.api, TypeChecker):
+            found = self.api.lookup_type_or_none(expr)
+            if found is not None:
+                return found
+        return self.api.get_expression_type(expr)
+
+    def sub(self, left: Type, right: Type) -> bool:
+        self.used_types.extend((left, right))
+        return is_subtype(left, right)
+
+    # ------------------------------------------------------------------ fields
+    def node_types(self, t: Type) -> NodeTypes | None:
+        p = get_proper_type(t)
+        if isinstance(p, AnyType):
+            return NodeTypes(p, p, p)
+        if isinstance(p, Instance):
+            node_info = next((b for b in p.type.mro if b.fullname == NODE), None)
+            if node_info is not None:
+                mapped = map_instance_to_supertype(p, node_info)
+                if len(mapped.args) == 3:
+                    return NodeTypes(*mapped.args)
+                anyt = AnyType(TypeOfAny.from_error)
+                return NodeTypes(anyt, anyt, anyt)
+        return None
+
+    def field_names(self) -> list[str]:
+        """Field names in order, inherited ones first (what `dataclass_transform` made)."""
+        data = self.info.metadata.get("dataclass")
+        if isinstance(data, dict) and isinstance(data.get("attributes"), list):
+            return [
+                a["name"]
+                for a in data["attributes"]
+                if isinstance(a, dict) and isinstance(a.get("name"), str)
+            ]
+        names: list[str] = []  # no dataclass_transform metadata: the annotated body names
+        for stmt in self.info.defn.defs.body:
+            if isinstance(stmt, AssignmentStmt) and stmt.type is not None:
+                lvalue = stmt.lvalues[0]
+                if isinstance(lvalue, NameExpr) and isinstance(lvalue.node, Var):
+                    if not lvalue.node.is_classvar:
+                        names.append(lvalue.name)
+        return names
+
+    def fields(self) -> list[Field]:
+        found: list[Field] = []
+        self_type = fill_typevars(self.info)
+        for name in self.field_names():
+            sym = self.info.get(name)
+            var = sym.node if sym is not None else None
+            if not isinstance(var, Var):
+                continue
+            where: Context = var if var.info is self.info and var.line > 0 else self.where
+            t = var.type
+            if t is None:
+                anyt = AnyType(TypeOfAny.unannotated)
+                found.append(Field(name, where, NodeTypes(anyt, anyt, anyt)))
+                continue
+            if var.info is not self.info and isinstance(self_type, Instance):
+                owner = map_instance_to_supertype(self_type, var.info)
+                t = expand_type_by_instance(t, owner)
+            self.used_types.append(t)
+            types = self.node_types(t)
+            if types is None:
+                self.fail("not-a-node", where, name=name, annotation=self.fmt(t))
+            found.append(Field(name, where, types))
+        return found
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> None:
+        fields = self.fields()
+        nodes = {f.name: f for f in fields}
+        known = {n for n in nodes if n not in RESERVED}
+        self_type = fill_typevars(self.info)
+        if isinstance(self_type, Instance):
+            w_ctx, w_in, w_out = map_instance_to_supertype(self_type, self.base).args
+        else:  # pragma: no cover - a NamedTuple workflow is not a thing
+            w_ctx = w_in = w_out = AnyType(TypeOfAny.special_form)
+        self.used_types.extend((w_ctx, w_in, w_out))
+
+        for f in fields:
+            if f.name in RESERVED:
+                self.fail("reserved", f.where, name=f.name)
+        if not fields:
+            self.fail("no-nodes", self.where)
+        for f in fields:
+            if f.types is not None and f.name not in RESERVED and not self.sub(w_ctx, f.types.ctx):
+                self.fail(
+                    "context-type",
+                    f.where,
+                    name=f.name,
+                    need=self.fmt(f.types.ctx),
+                    have=self.fmt(w_ctx),
+                )
+
+        decl = read_class_body(self.info, WORKFLOW, self.type_of)
+        for attr, cls in decl.inherited.items():
+            self.note(
+                RULES["not-static"].format(
+                    wf=self.wf,
+                    what=attr,
+                    why=f'inherited from "{cls.name}" of another module',
+                ),
+                self.where,
+            )
+        for unseen in decl.unseen:
+            self.note(
+                RULES["not-static"].format(wf=self.wf, what=unseen.what, why="not a literal"),
+                unseen.expr,
+            )
+        _Graph(self, decl, nodes, known, (w_in, w_out)).check()
+        self.record_dependencies()
+
+    def record_dependencies(self) -> None:
+        """Make the module depend on every module that defines a type checked here.
+
+        mypy re-checks a module in incremental mode when a module it depends on changes
+        its interface; a node class's base may live in a module the workflow never
+        imports, so those modules are added as (indirect) dependencies explicitly.
+        """
+        if isinstance(self.api, TypeChecker):
+            modules = TypeIndirectionVisitor().find_modules(self.used_types)
+            self.api.module_refs.update(m for m in modules if m)
+
+
+class _Graph:
+    """The structure and type checks over the declared graph."""
+
+    def __init__(
+        self,
+        chk: _Checker,
+        decl: Declared,
+        nodes: dict[str, Field],
+        known: set[str],
+        wf_io: tuple[Type, Type],
+    ) -> None:
+        self.chk = chk
+        self.decl = decl
+        self.nodes = nodes
+        self.known = known
+        self.w_in, self.w_out = wf_io
+        self.successors: dict[str, list[str]] = {}
+        self.joins: dict[str, str] = {}
+        self.incoming: dict[str, list[Type]] = {}  # join -> payload types reaching it
+        self.seen_edges = decl.edges_expr is not None and decl.edges_complete
+        self.seen_fallbacks = decl.on_failure_complete
+
+    def types(self, name: str) -> NodeTypes | None:
+        f = self.nodes.get(name)
+        return f.types if f is not None and name in self.known else None
+
+    def check(self) -> None:
+        chk, decl = self.chk, self.decl
+        start = decl.start
+        if decl.start_expr is None and "start" not in decl.inherited:
+            chk.fail("no-start", chk.where)
+        elif start is not None and start.value not in self.known:
+            chk.fail("unknown-start", start.expr, name=start.value)
+        if decl.edges_expr is None and "edges" not in decl.inherited:
+            chk.fail("no-edges", chk.where)
+
+        self.read_joins()
+        fallbacks = self.read_fallbacks()
+        self.check_edges()
+        for src, targets in fallbacks:
+            self.flow_fallback(src, targets)
+
+        if start is not None and start.value in self.known:
+            types = self.types(start.value)
+            if types is not None and not chk.sub(self.w_in, types.inp):
+                chk.fail(
+                    "start-type",
+                    start.expr,
+                    name=start.value,
+                    inp=chk.fmt(types.inp),
+                    win=chk.fmt(self.w_in),
+                )
+            self.check_reachability(start.value)
+        self.check_join_types()
+
+    # ------------------------------------------------------------------ structure
+    def read_joins(self) -> None:
+        chk = self.chk
+        for join, source in self.decl.joins:
+            if join.value not in self.known:
+                chk.fail("unknown-join", join.expr, name=join.value)
+            elif source.value not in self.known:
+                chk.fail("unknown-join-source", source.expr, name=join.value, src=source.value)
+            else:
+                self.joins[join.value] = source.value
+                self.incoming.setdefault(join.value, [])
+
+    def read_fallbacks(self) -> list[tuple[Name, list[Name]]]:
+        chk = self.chk
+        out: list[tuple[Name, list[Name]]] = []
+        for src, value, targets in self.decl.on_failure:
+            if src.value not in self.known:
+                chk.fail("unknown-fallback-source", src.expr, name=src.value)
+                continue
+            if targets is None:
+                chk.fail("bad-fallback", value, src=src.value)
+                continue
+            good: list[Name] = []
+            for t in targets:
+                if t.value not in self.known:
+                    chk.fail("unknown-fallback", t.expr, src=src.value, name=t.value)
+                else:
+                    good.append(t)
+            self.successors.setdefault(src.value, []).extend(t.value for t in good)
+            out.append((src, good))
+        return out
+
+    def check_edges(self) -> None:
+        chk = self.chk
+        entered: set[str] = set()
+        for entry in self.decl.edges:
+            src = entry.source
+            if src.value not in self.known:
+                chk.fail("unknown-source", src.expr, name=src.value)
+                continue
+            entered.add(src.value)
+            succ = self.successors.setdefault(src.value, [])
+            types = self.types(src.value)
+            if entry.fanout is not None:
+                good = self.known_targets(src.value, entry.fanout)
+                succ.extend(t.value for t in good)
+                if types is None:
+                    continue
+                for t in good:
+                    self.flow(src.value, types.out, t, None)
+                if not entry.fanout:
+                    self.terminal(src, types.out)
+            elif entry.routes is not None:
+                self.check_routes(src, entry.routes, types, succ)
+            else:
+                chk.fail("bad-successors", entry.value, src=src.value, got=entry.bad)
+        if self.seen_edges:
+            where = self.decl.edges_expr or chk.where
+            for name in sorted(self.known - entered, key=list(self.nodes).index):
+                chk.fail("missing-entry", where, name=name)
+
+    def known_targets(self, src: str, targets: Iterable[Name]) -> list[Name]:
+        good: list[Name] = []
+        for t in targets:
+            if t.value not in self.known:
+                self.chk.fail("unknown-target", t.expr, src=src, name=t.value)
+            else:
+                good.append(t)
+        return good
+
+    def check_reachability(self, start: str) -> None:
+        chk = self.chk
+        if self.seen_edges and self.seen_fallbacks and "edges" not in self.decl.inherited:
+            reach = self.reachable(start, include_self=True)
+            for name, f in self.nodes.items():
+                if name in self.known and name not in reach:
+                    chk.fail("unreachable", f.where, name=name, start=start)
+        if not (self.seen_edges and self.seen_fallbacks):
+            return
+        for join, source in self.decl.joins:
+            if join.value not in self.joins:
+                continue
+            if join.value == source.value:
+                chk.fail("join-is-source", join.expr, name=join.value)
+            elif join.value not in self.reachable(source.value, include_self=False):
+                chk.fail("join-not-reached", source.expr, name=join.value, src=source.value)
+
+    def reachable(self, start: str, include_self: bool) -> set[str]:
+        seen: set[str] = set()
+        stack = [start] if include_self else list(self.successors.get(start, []))
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(self.successors.get(n, []))
+        return seen
+
+    # ------------------------------------------------------------------ types
+    def flow(self, src: str, payload: Type, target: Name, label: str | None) -> None:
+        """`payload` goes from `src` to `target` (through route `label`, if any)."""
+        chk = self.chk
+        if target.value in self.joins:
+            self.incoming[target.value].append(payload)
+            return
+        types = self.types(target.value)
+        if types is None or chk.sub(payload, types.inp):
+            return
+        if label is None:
+            chk.fail(
+                "edge-type",
+                target.expr,
+                src=src,
+                dst=target.value,
+                out=chk.fmt(payload),
+                inp=chk.fmt(types.inp),
+            )
+        else:
+            chk.fail(
+                "route-type",
+                target.expr,
+                variant=label,
+                src=src,
+                dst=target.value,
+                out=chk.fmt(payload),
+                inp=chk.fmt(types.inp),
+            )
+
+    def flow_fallback(self, src: Name, targets: list[Name]) -> None:
+        chk = self.chk
+        src_types = self.types(src.value)
+        if src_types is None:
+            return
+        for t in targets:
+            if t.value in self.joins:
+                self.incoming[t.value].append(src_types.inp)
+                continue
+            types = self.types(t.value)
+            if types is not None and not chk.sub(src_types.inp, types.inp):
+                chk.fail(
+                    "fallback-type",
+                    t.expr,
+                    src=src.value,
+                    dst=t.value,
+                    inp=chk.fmt(src_types.inp),
+                    accepts=chk.fmt(types.inp),
+                )
+
+    def terminal(self, src: Name, out: Type) -> None:
+        chk = self.chk
+        if not chk.sub(out, self.w_out):
+            chk.fail(
+                "terminal-type",
+                src.expr,
+                name=src.value,
+                out=chk.fmt(out),
+                wout=chk.fmt(self.w_out),
+            )
+
+    def check_join_types(self) -> None:
+        chk = self.chk
+        for join, _source in self.decl.joins:
+            payloads = self.incoming.get(join.value)
+            types = self.types(join.value)
+            if not payloads or types is None:
+                continue
+            item = make_simplified_union(payloads)
+            received = chk.api.named_generic_type("typing.Sequence", [item])
+            if not chk.sub(received, types.inp):
+                chk.fail(
+                    "join-type",
+                    join.expr,
+                    name=join.value,
+                    inp=chk.fmt(types.inp),
+                    out=chk.fmt(item),
+                )
+
+    # ------------------------------------------------------------------ routes
+    def route_key(self, src: str, row: RouteRow) -> tuple[str, ProperType, bool] | None:
+        """(label, key type, is_class) of a route key; None when reported or unseen."""
+        chk = self.chk
+        t = chk.type_of(row.key)
+        p = get_proper_type(t) if t is not None else None
+        if isinstance(p, FunctionLike) and p.is_type_obj():
+            info = p.type_object()
+            key = fill_typevars_with_any(info)
+            if isinstance(key, Instance):
+                return _qualname(info), key, True
+        if isinstance(p, TypeType) and isinstance(p.item, Instance):
+            return _qualname(p.item.type), p.item, True
+        if isinstance(p, Instance) and p.last_known_value is not None:
+            p = p.last_known_value
+        if isinstance(p, LiteralType):
+            if p.is_enum_literal():
+                return f"{_qualname(p.fallback.type)}.{p.value}", p, False
+            return p.value_repr(), p, False
+        if isinstance(p, NoneType):
+            return "None", p, False
+        if isinstance(p, Instance) and (
+            p.type.is_enum
+            or p.type.fullname in _LITERAL_CLASSES
+        ):
+            chk.note(
+                RULES["not-static"].format(
+                    wf=chk.wf, what=f'a route key of "{src}"', why="not a literal"
+                ),
+                row.key,
+            )
+            return None
+        if isinstance(p, AnyType):
+            return None
+        shown = chk.fmt(p) if p is not None else "?"
+        if isinstance(row.key, NameExpr):
+            shown = row.key.name
+        chk.fail("bad-route-key", row.key, src=src, key=shown)
+        return None
+
+    def check_routes(
+        self, src: Name, rows: list[RouteRow], types: NodeTypes | None, succ: list[str]
+    ) -> None:
+        chk = self.chk
+        keyed: list[tuple[RouteRow, str, ProperType, bool]] = []
+        exhaustive_known = True
+        for row in rows:
+            if row.targets is None:
+                chk.fail("bad-successors", row.value, src=src.value, got=_shown(row.value))
+                exhaustive_known = False
+                continue
+            good = self.known_targets(src.value, row.targets)
+            succ.extend(t.value for t in good)
+            row.targets = good
+            found = self.route_key(src.value, row)
+            if found is None:
+                exhaustive_known = False
+                continue
+            keyed.append((row, *found))
+        if types is None:
+            return
+        out = types.out
+        variants = _variants(out)
+        if any(isinstance(v, AnyType) for v in variants):
+            exhaustive_known = False
+        remaining = list(variants)
+        # The runtime matches value rows (enum members, literals) first, then class rows in
+        # order; the first class row an output is an instance of takes it.
+        ordered = [k for k in keyed if not k[3]] + [k for k in keyed if k[3]]
+        for row, label, key, is_class in ordered:
+            hits: list[Type] = []
+            consumed: list[ProperType] = []
+            for v in remaining:
+                if isinstance(v, AnyType):
+                    hits.append(key)
+                elif chk.sub(v, key):
+                    hits.append(v)
+                    consumed.append(v)
+                elif chk.sub(key, v):
+                    hits.append(key)  # narrower than this case: the case stays open
+            remaining = [v for v in remaining if not any(v is c for c in consumed)]
+            if not hits:
+                earlier = [v for v in variants if chk.sub(v, key) or chk.sub(key, v)]
+                if earlier and is_class:
+                    chk.fail(
+                        "route-shadowed",
+                        row.key,
+                        variant=label,
+                        src=src.value,
+                        out=chk.fmt(make_simplified_union(earlier)),
+                    )
+                else:
+                    chk.fail(
+                        "route-never", row.key, variant=label, src=src.value, out=chk.fmt(out)
+                    )
+                continue
+            payload = make_simplified_union(hits)
+            assert row.targets is not None
+            for t in row.targets:
+                self.flow(src.value, payload, t, label)
+            if not row.targets:
+                self.terminal(src, payload)
+        remaining = [
+            v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))
+        ]
+        if exhaustive_known and remaining:
+            missing = ", ".join(f'"{chk.fmt(v)}"' for v in remaining)
+            chk.fail("route-missing", src.expr, src=src.value, missing=missing)
+
+
+def _shown(expr: Expression) -> str:
+    return written(expr) or "a non-list value"
