@@ -60,9 +60,13 @@ RULES: Final[dict[str, str]] = {
     ),
     "route-type": (
         'route {variant} of "{src}" -> "{dst}" in workflow "{wf}": '
-        '"{dst}" accepts "{inp}", not "{variant}"'
+        '"{dst}" accepts "{inp}", not "{out}"'
     ),
     "route-never": 'route {variant} of "{src}" in workflow "{wf}" can never match: "{src}" outputs "{out}"',
+    "route-shadowed": (
+        'route {variant} of "{src}" in workflow "{wf}" can never match: '
+        'earlier routes already take every "{out}"'
+    ),
     "route-missing": 'routing table of "{src}" in workflow "{wf}" is not exhaustive: unhandled {missing}',
     "start-type": 'start node "{name}" of workflow "{wf}" accepts "{inp}", but the workflow input is "{win}"',
     "terminal-type": (
@@ -76,5 +80,10 @@ RULES: Final[dict[str, str]] = {
     ),
     "join-type": (
         'join "{name}" of workflow "{wf}" accepts "{inp}", but receives a Sequence of "{out}"'
+    ),
+    # static checking only: a value mypy cannot read (the runtime still validates it)
+    "not-static": (
+        'mypy cannot check {what} of workflow "{wf}" ({why}); '
+        "it is validated when the class is created"
     ),
 }
