@@ -1,5 +1,11 @@
 """floxide: typed workflows of typed nodes, run on trio, checkpointed, or distributed."""
 
+from floxide._checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    SqliteCheckpointStore,
+)
 from floxide._context import Cell, ItemInfo, SharedState, current_item, item_scope
 from floxide._errors import (
     BackendError,
@@ -33,13 +39,16 @@ __all__ = [
     "Abort",
     "BackendError",
     "Cell",
+    "Checkpoint",
     "CheckpointError",
+    "CheckpointStore",
     "Counter",
     "Event",
     "EventLog",
     "Fixed",
     "FloxideError",
     "Hold",
+    "InMemoryCheckpointStore",
     "ItemInfo",
     "Max",
     "Merge",
@@ -55,6 +64,7 @@ __all__ = [
     "RunTimeoutError",
     "SetUnion",
     "SharedState",
+    "SqliteCheckpointStore",
     "Transition",
     "Workflow",
     "WorkflowDefinitionError",

@@ -1,0 +1,673 @@
+"""Checkpointed runs: commit after every step, resume after a crash.
+
+A checkpointed run is the local executor (`floxide._local.LocalRun`) with a commit after
+each step: the item it consumed, the items it made (join items fired included), the
+contributions and open counts of the join scopes it touched, its terminal outputs and the
+context, written to a `CheckpointStore` in one atomic commit. A successor never runs before
+the commit that created it has been queued, and commits are applied in the order the steps
+finished, so the stored state is always one the run actually went through.
+
+Steps may finish concurrently. Their commits are queued and written by one task at a time;
+steps that finished while a commit was being written go together in the next one (group
+commit), which keeps fan-outs fast on a durable store.
+
+Work item ids are deterministic strings derived from (parent id, k), so a step re-run after
+a crash makes the same successor ids, and merge values keyed by item id
+(`floxide.Counter`, ...) do not count it twice.
+
+Values are written with `floxide.serde` as their declared types: an item's input as its
+node's `In`, an output or join contribution as its producer's `Out`, the context as the
+workflow's `Ctx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+
+import attrs
+import trio
+
+from floxide import serde
+from floxide._checkpoint_store import (
+    CheckpointStore,
+    Commit,
+    InMemoryCheckpointStore,
+    RunInfo,
+    RunRecord,
+    RunStatus,
+    SqliteCheckpointStore,
+)
+from floxide._errors import CheckpointError, NodeError
+from floxide._local import LocalRun, first_output
+from floxide._step import Effects, JoinScope, Position, ScopeRef, WorkItem
+from floxide._typeinfo import node_types
+
+if TYPE_CHECKING:
+    from floxide._workflow import Workflow
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ROOT_ID",
+    "Checkpoint",
+    "CheckpointStore",
+    "InMemoryCheckpointStore",
+    "RunInfo",
+    "SqliteCheckpointStore",
+    "item_id",
+    "resume_checkpointed",
+    "run_checkpointed",
+]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+FORMAT_VERSION = 1
+"""Version of the checkpoint payloads; a run written by a newer floxide is refused."""
+
+ROOT_ID = "0"
+"""Id of a checkpointed run's first work item."""
+
+
+def item_id(parent: WorkItem, k: int) -> str:
+    """The id of the k-th item made by executing `parent`: the same on every re-run."""
+    return hashlib.blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
+
+
+# ------------------------------------------------------------------------- the model
+@attrs.frozen(eq=False)
+class Checkpoint(Generic[C]):
+    """A checkpointed run as last committed, rebuilt with the declared types.
+
+    `items` are the pending work items (id, node, input, branch position, open join scopes,
+    attempt); `join_state` the open join scopes with what they collected so far; `outputs`
+    the terminal outputs so far as (branch position, value). Load one with
+    `Checkpoint.load(workflow, store, run_id)`.
+    """
+
+    run_id: str
+    workflow: str
+    fingerprint: str
+    format_version: int
+    status: RunStatus
+    steps: int
+    context: C
+    items: tuple[WorkItem, ...]
+    join_state: Mapping[Hashable, JoinScope]
+    outputs: tuple[tuple[Position, Any], ...]
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the run completed (its outputs are final)."""
+        return self.status == "finished"
+
+    @staticmethod
+    async def load(
+        wf: Workflow[C, Any, Any], store: CheckpointStore, run_id: str
+    ) -> Checkpoint[C]:
+        """Read and check run `run_id` of `wf` from `store` (changes nothing).
+
+        Raises `CheckpointError` for an unknown run id, a run of another workflow or of
+        a changed graph (saying what differs), a newer format, or corrupt data.
+        """
+        record = await store.load_run(run_id)
+        return _Codec.of(wf).decode(record)
+
+
+# ------------------------------------------------------------------------- encoding
+def _known(tp: Any) -> bool:
+    return tp is not Any and not isinstance(tp, TypeVar)
+
+
+def _element(tp: Any) -> Any:
+    """X of a join input `Sequence[X]` (Any when not declared)."""
+    args = get_args(tp)
+    origin = get_origin(tp)
+    if origin is not None and len(args) == 1:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return Any
+
+
+def _refs(data: Any, path: str) -> tuple[ScopeRef, ...]:
+    if not isinstance(data, list):
+        raise CheckpointError(f"expected a list of join scopes @ {path}")
+    out: list[ScopeRef] = []
+    for k, ref in enumerate(data):
+        if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, str) for x in ref)):
+            raise CheckpointError(f"expected [scope id, node] @ {path}[{k}]")
+        out.append((ref[0], ref[1]))
+    return tuple(out)
+
+
+def _position(data: Any, path: str) -> Position:
+    if not (isinstance(data, list) and all(type(x) is int for x in data)):
+        raise CheckpointError(f"expected a branch position (list of integers) @ {path}")
+    return tuple(data)
+
+
+def _field(data: Any, name: str, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise CheckpointError(f"expected an object @ {path}, got {type(data).__name__}")
+    if name not in data:
+        raise CheckpointError(f"required field missing @ {path}.{name}")
+    return data[name]
+
+
+def _explain(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two `Graph.describe()` results, in words."""
+    out: list[str] = []
+    s_nodes, c_nodes = list(stored.get("nodes", [])), list(current.get("nodes", []))
+    gone = [n for n in s_nodes if n not in c_nodes]
+    new = [n for n in c_nodes if n not in s_nodes]
+    if gone:
+        out.append(f"nodes removed: {', '.join(gone)}")
+    if new:
+        out.append(f"nodes added: {', '.join(new)}")
+    if stored.get("start") != current.get("start"):
+        out.append(f"start was {stored.get('start')!r}, is now {current.get('start')!r}")
+    for key, label in (
+        ("edges", "edges of"),
+        ("on_failure", "on_failure of"),
+        ("joins", "join source of"),
+        ("types", "declared type of"),
+    ):
+        s_map = stored.get(key) or {}
+        c_map = current.get(key) or {}
+        if not (isinstance(s_map, dict) and isinstance(c_map, dict)):
+            continue
+        for n in dict.fromkeys([*s_map, *c_map]):
+            if n in gone or n in new:
+                continue
+            if s_map.get(n) != c_map.get(n):
+                out.append(f"{label} {n!r}: was {s_map.get(n)!r}, is now {c_map.get(n)!r}")
+    if not out:
+        out.append("the graph description differs in a way floxide cannot name")
+    return out
+
+
+class _Codec:
+    """Turns run state into store bytes and back, using one workflow's declared types."""
+
+    _cache: dict[type, _Codec] = {}
+
+    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
+        from floxide._workflow import Workflow
+
+        graph = wf.graph
+        self.graph = graph
+        self.description = graph.describe()
+        declared = node_types(type(wf), Workflow) or (Any, Any, Any)
+        self.ctx_type = declared[0]
+        self.out_type = declared[2]
+        self.node_in: dict[str, Any] = {}
+        self.node_out: dict[str, Any] = {}
+        for n in graph.node_names:
+            _, in_t, out_t = graph.node_types(n)
+            self.node_in[n] = in_t
+            self.node_out[n] = out_t
+        self.join_element = {j: _element(self.node_in[j]) for j in graph.joins}
+
+    @classmethod
+    def of(cls, wf: Workflow[Any, Any, Any]) -> _Codec:
+        found = cls._cache.get(type(wf))
+        if found is None:
+            found = cls._cache[type(wf)] = cls(wf)
+        return found
+
+    # -- types ------------------------------------------------------------------------
+    def value_type(self, producer: str, join: str | None = None) -> Any:
+        """The type an output or contribution of `producer` is written as."""
+        tp = self.node_out.get(producer, Any)
+        if _known(tp):
+            return tp
+        return self.join_element.get(join, Any) if join is not None else self.out_type
+
+    # -- encoding ---------------------------------------------------------------------
+    def meta(self, run_id: str) -> bytes:
+        return serde.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "workflow": self.graph.name,
+                "module": self.graph.module,
+                "fingerprint": self.graph.fingerprint,
+                "graph": self.description,
+                "run_id": run_id,
+                "created": time.time(),
+            }
+        )
+
+    def context(self, ctx: object) -> bytes:
+        return serde.dumps(serde.unstructure(ctx, self.ctx_type, path="$.context"))
+
+    def item(self, item: WorkItem) -> bytes:
+        tp = self.node_in.get(item.node, Any)
+        return serde.dumps(
+            {
+                "node": item.node,
+                "input": serde.unstructure(item.input, tp, path=f"$.items[{item.id}].input"),
+                "position": item.position,
+                "scopes": item.scopes,
+                "attempt": item.attempt,
+            }
+        )
+
+    def scope(self, scope: JoinScope) -> bytes:
+        return serde.dumps(
+            {
+                "source": scope.source,
+                "joins": scope.joins,
+                "position": scope.position,
+                "parent": scope.parent,
+                "open": scope.open,
+            }
+        )
+
+    def contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
+        tp = self.value_type(producer, join)
+        return serde.dumps(
+            {
+                "join": join,
+                "node": producer,
+                "position": pos,
+                "value": serde.unstructure(value, tp, path=f"$.joins[{join}].value"),
+            }
+        )
+
+    def output(self, producer: str, pos: Position, value: object) -> bytes:
+        tp = self.value_type(producer)
+        return serde.dumps(
+            {
+                "node": producer,
+                "position": pos,
+                "value": serde.unstructure(value, tp, path=f"$.outputs[{producer}].value"),
+            }
+        )
+
+    # -- decoding ---------------------------------------------------------------------
+    def check_meta(self, record: RunRecord) -> dict[str, Any]:
+        rid = record.run_id
+        meta = serde.loads(record.meta, what=f"the header of run {rid!r}")
+        if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+            raise CheckpointError(f"the header of run {rid!r} is corrupt (no format version)")
+        if meta["format"] > FORMAT_VERSION:
+            raise CheckpointError(
+                f"run {rid!r} was written in checkpoint format {meta['format']} by a newer "
+                f"floxide; this one reads up to format {FORMAT_VERSION}"
+            )
+        name = meta.get("workflow")
+        module = meta.get("module")
+        if name != self.graph.name or module != self.graph.module:
+            raise CheckpointError(
+                f"run {rid!r} belongs to workflow {name!r} (module {module!r}), not to "
+                f"{self.graph.name!r} (module {self.graph.module!r})"
+            )
+        if meta.get("fingerprint") != self.graph.fingerprint:
+            stored = meta.get("graph")
+            why = (
+                _explain(stored, self.description)
+                if isinstance(stored, dict)
+                else ["the stored graph description is missing"]
+            )
+            raise CheckpointError(
+                f"the graph of workflow {self.graph.name!r} changed since run {rid!r} was "
+                f"checkpointed, so it cannot resume safely: " + "; ".join(why)
+            )
+        return meta
+
+    def decode(self, record: RunRecord) -> Checkpoint[Any]:
+        meta = self.check_meta(record)
+        rid = record.run_id
+        ctx = serde.structure(
+            serde.loads(record.context, what=f"the context of run {rid!r}"),
+            self.ctx_type,
+            path="$.context",
+        )
+        items = [self.decode_item(k, v, rid) for k, v in record.items.items()]
+        items.sort(key=lambda it: (it.position, str(it.id)))
+        join_state: dict[Hashable, JoinScope] = {
+            k: self.decode_scope(k, v, rid) for k, v in record.scopes.items()
+        }
+        for n, (scope_id, raw) in enumerate(record.contributions):
+            path = f"$.contributions[{n}]"
+            data = serde.loads(raw, what=f"a join contribution of run {rid!r}")
+            join = _field(data, "join", path)
+            producer = _field(data, "node", path)
+            scope = join_state.get(scope_id)
+            if scope is None or join not in scope.collected:
+                raise CheckpointError(
+                    f"run {rid!r}: a contribution to join {join!r} names no open scope "
+                    f"({scope_id!r})"
+                )
+            value = serde.structure(
+                _field(data, "value", path), self.value_type(str(producer), join), path=path
+            )
+            scope.collected[join].append((_position(_field(data, "position", path), path), value))
+        outputs: list[tuple[Position, Any]] = []
+        for n, raw in enumerate(record.outputs):
+            path = f"$.outputs[{n}]"
+            data = serde.loads(raw, what=f"an output of run {rid!r}")
+            value = serde.structure(
+                _field(data, "value", path),
+                self.value_type(str(_field(data, "node", path))),
+                path=f"{path}.value",
+            )
+            outputs.append((_position(_field(data, "position", path), path), value))
+        outputs.sort(key=lambda o: o[0])
+        return Checkpoint(
+            run_id=rid,
+            workflow=self.graph.name,
+            fingerprint=str(meta["fingerprint"]),
+            format_version=int(meta["format"]),
+            status=record.status,
+            steps=record.seq,
+            context=ctx,
+            items=tuple(items),
+            join_state=join_state,
+            outputs=tuple(outputs),
+            error=record.error,
+        )
+
+    def decode_item(self, key: str, raw: bytes, rid: str) -> WorkItem:
+        path = f"$.items[{key}]"
+        data = serde.loads(raw, what=f"work item {key!r} of run {rid!r}")
+        node = _field(data, "node", path)
+        if node not in self.node_in:
+            raise CheckpointError(f"run {rid!r}: work item {key!r} names unknown node {node!r}")
+        attempt = _field(data, "attempt", path)
+        if type(attempt) is not int:
+            raise CheckpointError(f"expected an integer @ {path}.attempt")
+        return WorkItem(
+            key,
+            node,
+            serde.structure(_field(data, "input", path), self.node_in[node], path=f"{path}.input"),
+            _position(_field(data, "position", path), f"{path}.position"),
+            _refs(_field(data, "scopes", path), f"{path}.scopes"),
+            attempt,
+        )
+
+    def decode_scope(self, key: str, raw: bytes, rid: str) -> JoinScope:
+        path = f"$.scopes[{key}]"
+        data = serde.loads(raw, what=f"join scope {key!r} of run {rid!r}")
+        joins = _field(data, "joins", path)
+        if not (isinstance(joins, list) and all(j in self.graph.joins for j in joins)):
+            raise CheckpointError(f"expected a list of join nodes @ {path}.joins")
+        open_ = _field(data, "open", path)
+        if type(open_) is not int or open_ < 1:
+            raise CheckpointError(f"expected a positive integer @ {path}.open")
+        return JoinScope(
+            key,
+            str(_field(data, "source", path)),
+            tuple(joins),
+            _position(_field(data, "position", path), f"{path}.position"),
+            _refs(_field(data, "parent", path), f"{path}.parent"),
+            open_,
+        )
+
+
+# ------------------------------------------------------------------------- committing
+@attrs.define
+class _Delta:
+    """One step's changes, encoded."""
+
+    done: str
+    items: list[tuple[str, bytes]]
+    context: bytes | None
+    scopes: list[tuple[str, bytes]]
+    closed: list[str]
+    contributions: list[tuple[str, bytes]]
+    outputs: list[bytes]
+
+
+def _merge(seq: int, batch: Sequence[_Delta]) -> Commit:
+    """Several consecutive steps as one commit; what one makes and another consumes
+    within the batch never reaches the store."""
+    items: dict[str, bytes] = {}
+    done: list[str] = []
+    scopes: dict[str, bytes] = {}
+    closed: list[str] = []
+    contributions: list[tuple[str, bytes]] = []
+    outputs: list[bytes] = []
+    context: bytes | None = None
+    for d in batch:
+        for k, v in d.items:
+            items[k] = v
+        if d.done in items:
+            del items[d.done]
+        else:
+            done.append(d.done)
+        scopes.update(d.scopes)
+        for k in d.closed:
+            scopes.pop(k, None)
+            closed.append(k)
+        contributions.extend(d.contributions)
+        outputs.extend(d.outputs)
+        if d.context is not None:
+            context = d.context
+    if closed:
+        gone = set(closed)
+        contributions = [c for c in contributions if c[0] not in gone]
+    return Commit(
+        seq=seq,
+        items=tuple(items.items()),
+        done=tuple(done),
+        context=context,
+        scopes=tuple(scopes.items()),
+        contributions=tuple(contributions),
+        closed=tuple(closed),
+        outputs=tuple(outputs),
+    )
+
+
+class _Committer:
+    """Encodes each finished step and commits it; one commit in flight at a time."""
+
+    def __init__(
+        self,
+        codec: _Codec,
+        store: CheckpointStore,
+        run_id: str,
+        seq: int,
+        ctx: object,
+        ctx_bytes: bytes,
+        join_state: Mapping[Hashable, JoinScope],
+    ) -> None:
+        self.codec = codec
+        self.store = store
+        self.run_id = run_id
+        self.seq = seq
+        self.ctx = ctx
+        self.ctx_bytes = ctx_bytes
+        self.join_state = join_state
+        self._queue: list[_Delta] = []
+        self._flushed = trio.Event()
+        self._flushing = False
+        self._error: BaseException | None = None
+
+    def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> _Delta:
+        codec = self.codec
+        items = [(str(it.id), codec.item(it)) for it in fx.items]
+        items.extend((str(it.id), codec.item(it)) for it in fired)
+        scopes: list[tuple[str, bytes]] = []
+        closed: list[str] = []
+        contributions: list[tuple[str, bytes]] = []
+        if item.scopes or fx.opened is not None:
+            touched = [sid for sid, _ in item.scopes]
+            if fx.opened is not None:
+                touched.append(fx.opened.id)
+            for sid in touched:
+                scope = self.join_state.get(sid)
+                if scope is None:
+                    closed.append(str(sid))
+                else:
+                    scopes.append((str(sid), codec.scope(scope)))
+            gone = set(closed)
+            contributions = [
+                (str(sid), codec.contribution(item.node, join, pos, value))
+                for sid, join, pos, value in fx.contributions
+                if str(sid) not in gone
+            ]
+        outputs = [codec.output(item.node, pos, value) for pos, value in fx.outputs]
+        ctx_bytes = codec.context(self.ctx)
+        context = None
+        if ctx_bytes != self.ctx_bytes:
+            context = self.ctx_bytes = ctx_bytes
+        return _Delta(str(item.id), items, context, scopes, closed, contributions, outputs)
+
+    async def on_step(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> None:
+        """The executor's step hook: encode now (state is exactly this step's), then commit."""
+        await self.submit(self.encode(item, fx, fired))
+
+    async def submit(self, delta: _Delta) -> None:
+        if self._error is not None:
+            raise self._failed()
+        self._queue.append(delta)
+        if self._flushing:
+            await self._flushed.wait()  # set once a commit including `delta` is written
+            if self._error is not None:
+                raise self._failed()
+            return
+        self._flushing = True
+        try:
+            # Shielded: a commit, once started, is finished and accounted for, so the run's
+            # bookkeeping (`seq`) always matches the store.
+            with trio.CancelScope(shield=True):
+                while self._queue:
+                    batch, self._queue = self._queue, []
+                    done, self._flushed = self._flushed, trio.Event()
+                    try:
+                        await self.store.commit(self.run_id, _merge(self.seq + 1, batch))
+                    except BaseException as exc:
+                        self._error = exc
+                        done.set()
+                        self._flushed.set()
+                        raise
+                    self.seq += 1
+                    done.set()
+        finally:
+            self._flushing = False
+
+    def _failed(self) -> CheckpointError:
+        err = CheckpointError(f"run {self.run_id!r}: an earlier commit failed: {self._error}")
+        err.__cause__ = self._error
+        return err
+
+    async def finish(self, status: RunStatus, error: str | None = None) -> None:
+        """Record how the run ended (shielded, so it is written even while cancelling)."""
+        with trio.CancelScope(shield=True):
+            await self.store.commit(
+                self.run_id, Commit(seq=self.seq + 1, status=status, error=error)
+            )
+            self.seq += 1
+
+
+async def _execute(
+    wf: Workflow[Any, Any, Any],
+    codec: _Codec,
+    store: CheckpointStore,
+    run_id: str,
+    ctx: object,
+    ctx_bytes: bytes,
+    seq: int,
+    items: Sequence[WorkItem],
+    join_state: Mapping[Hashable, JoinScope],
+    outputs: Sequence[tuple[Position, Any]],
+    timeout: float | None,
+) -> Any:
+    run = LocalRun(
+        wf.graph,
+        wf.nodes,
+        ctx,
+        concurrency=wf.max_concurrency,
+        run_id=run_id,
+        new_id=item_id,
+    )
+    run.join_state.update(join_state)
+    run.outputs.extend(outputs)
+    run.ready.extend(items)
+    committer = _Committer(codec, store, run_id, seq, ctx, ctx_bytes, run.join_state)
+    run.on_step = committer.on_step
+    try:
+        result = await run.execute(timeout)
+    except NodeError as err:
+        if committer._error is None:
+            await committer.finish("failed", str(err))
+        raise
+    await committer.finish("finished")
+    return first_output(wf.graph.name, result)
+
+
+async def run_checkpointed(
+    wf: Workflow[C, I, O],
+    ctx: C,
+    input: I,
+    *,
+    store: CheckpointStore,
+    run_id: str | None,
+    timeout: float | None,
+) -> O:
+    """`Workflow.run_with_checkpoint`: a new run committed to `store` after every step.
+
+    The run's first commit (the context and the first work item) is written before any
+    node runs; a run id that already exists in `store` raises `CheckpointError`.
+    """
+    codec = _Codec.of(wf)
+    rid = run_id if run_id is not None else uuid.uuid4().hex
+    ctx_bytes = codec.context(ctx)
+    root = WorkItem(ROOT_ID, wf.graph.start, input)
+    root_bytes = codec.item(root)
+    # Refuse, before anything is stored, a context or input that could not be read back.
+    serde.structure(serde.loads(ctx_bytes), codec.ctx_type, path="$.context")
+    codec.decode_item(ROOT_ID, root_bytes, rid)
+    record = RunRecord(
+        run_id=rid,
+        workflow=wf.graph.name,
+        meta=codec.meta(rid),
+        context=ctx_bytes,
+        items={ROOT_ID: root_bytes},
+    )
+    await store.create_run(record)
+    result: O = await _execute(
+        wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout
+    )
+    return result
+
+
+async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run_id: str) -> O:
+    """`Workflow.resume`: finish run `run_id` from its last commit.
+
+    A finished run returns its outputs without running anything. A run that failed is
+    retried from the item that failed (fix the cause first). Unknown run ids, runs of other
+    workflows or changed graphs, newer formats and corrupt data raise `CheckpointError`
+    and leave the store unchanged.
+    """
+    codec = _Codec.of(wf)
+    record = await store.load_run(run_id)
+    cp = codec.decode(record)
+    if cp.finished:
+        done: O = first_output(wf.graph.name, list(cp.outputs))
+        return done
+    seq = record.seq
+    if cp.status != "running":
+        await store.commit(run_id, Commit(seq=seq + 1, status="running"))
+        seq += 1
+    result: O = await _execute(
+        wf,
+        codec,
+        store,
+        run_id,
+        cp.context,
+        record.context,
+        seq,
+        cp.items,
+        cp.join_state,
+        cp.outputs,
+        None,
+    )
+    return result
