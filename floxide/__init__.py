@@ -32,16 +32,32 @@ from floxide._merge import (
     merge_values,
 )
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition, node
+from floxide._nodes import (
+    BatchItemError,
+    BatchNode,
+    CompositeNode,
+    Source,
+    SourceResult,
+    SourceStats,
+    SplitNode,
+    source,
+)
+from floxide._retry import BackoffStrategy, RetryError, RetryNode, RetryPolicy, with_retry
+from floxide._timeout import NodeTimeoutError, TimeoutNode, with_timeout
 from floxide._workflow import Workflow, workflow
 
 __all__ = [
     "MERGE_WITH",
     "Abort",
     "BackendError",
+    "BackoffStrategy",
+    "BatchItemError",
+    "BatchNode",
     "Cell",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
+    "CompositeNode",
     "Counter",
     "Event",
     "EventLog",
@@ -60,11 +76,20 @@ __all__ = [
     "NoOutputError",
     "Node",
     "NodeError",
+    "NodeTimeoutError",
+    "RetryError",
+    "RetryNode",
+    "RetryPolicy",
     "RunCancelled",
     "RunTimeoutError",
     "SetUnion",
     "SharedState",
+    "Source",
+    "SourceResult",
+    "SourceStats",
+    "SplitNode",
     "SqliteCheckpointStore",
+    "TimeoutNode",
     "Transition",
     "Workflow",
     "WorkflowDefinitionError",
@@ -72,6 +97,9 @@ __all__ = [
     "item_scope",
     "merge_values",
     "node",
+    "source",
+    "with_retry",
+    "with_timeout",
     "workflow",
 ]
 

@@ -212,9 +212,17 @@ def item_scope(item_id: object, position: tuple[int, ...] = ()) -> Iterator[Item
     """Run the enclosed code as work item `item_id` at `position` (appliers use this).
 
     Merge values key their contributions by this id, so re-running the same item
-    reproduces, rather than adds to, its contribution.
+    reproduces, rather than adds to, its contribution. Inside another item's scope (a
+    workflow run by a node, as `CompositeNode` does) the id and position are qualified by
+    the enclosing item's: id `"<outer>/<inner>"`, position `outer + inner`, so nested
+    runs never collide with the items of the run around them. Appliers set the scope
+    around the node call only, and do not start tasks inside it.
     """
-    info = ItemInfo(str(item_id), tuple(position))
+    outer = _current_item.get()
+    if outer is None:
+        info = ItemInfo(str(item_id), tuple(position))
+    else:
+        info = ItemInfo(f"{outer.id}/{item_id}", (*outer.position, *position))
     token = _current_item.set(info)
     try:
         yield info

@@ -175,7 +175,8 @@ async def test_item_scope_is_per_task_and_nests() -> None:
         "b": ("2", (1,)),
     }
     with item_scope("outer", (3,)) as outer:
-        with item_scope("inner"):
-            assert current_item() is not None and current_item().id == "inner"  # type: ignore[union-attr]
+        with item_scope(7, (0, 1)) as inner:
+            assert current_item() == inner
+            assert (inner.id, inner.position) == ("outer/7", (3, 0, 1))
         assert current_item() == outer
     assert current_item() is None

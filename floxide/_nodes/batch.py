@@ -1,0 +1,101 @@
+"""`BatchNode`: run a node over a sequence, a batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from floxide._errors import FloxideError
+from floxide._node import Abort, Hold, Next, NextAll, Node, Transition
+
+__all__ = ["BatchItemError", "BatchNode"]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+class BatchItemError(FloxideError):
+    """An item of a `BatchNode`'s input failed; `index` is its position in the input.
+
+    When several items of one batch fail, `index`/`cause` are the first (lowest index) and
+    the others are in `others` as `(index, error)` pairs.
+    """
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        self.index = index
+        self.cause = cause
+        self.others: list[tuple[int, BaseException]] = []
+        super().__init__(f"batch item {index} failed: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+
+def _positive(_: object, __: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"batch_size must be at least 1, got {value!r}")
+
+
+@attrs.frozen
+class BatchNode(Node[C, Sequence[I], list[O]]):
+    """Runs `inner` on every element of a sequence: a `Node[Ctx, Sequence[I], list[O]]`.
+
+    The input is cut into batches of `batch_size`; the items of one batch run concurrently
+    (one trio task each), batches one after another, so at most `batch_size` calls of
+    `inner` run at once. The output keeps input order: an item's `Next(v)` contributes `v`,
+    `NextAll(vs)` contributes each of `vs`, `Hold()` contributes nothing. A failing item
+    (raised or `Abort`) cancels the rest of its batch and fails the node with
+    `BatchItemError` naming the item's index; later batches do not run.
+    """
+
+    inner: Node[C, I, O]
+    batch_size: int = attrs.field(validator=_positive)
+
+    async def process(self, ctx: C, input: Sequence[I]) -> Transition[list[O]]:
+        items = list(input)
+        out: list[O] = []
+        for start in range(0, len(items), self.batch_size):
+            results = await self._batch(ctx, start, items[start : start + self.batch_size])
+            for result in results:
+                if isinstance(result, Next):
+                    out.append(result.value)
+                elif isinstance(result, NextAll):
+                    out.extend(result.values)
+                else:
+                    assert isinstance(result, Hold)
+        return Next(out)
+
+    async def _batch(self, ctx: C, offset: int, batch: list[I]) -> list[Transition[O]]:
+        """Run one batch concurrently; results in input order, or `BatchItemError`."""
+        results: list[Transition[O]] = [Hold()] * len(batch)
+        failures: dict[int, BaseException] = {}
+
+        async def one(k: int, item: I, cancel_scope: trio.CancelScope) -> None:
+            try:
+                result = await self.inner.process(ctx, item)
+            except Exception as exc:
+                failures[k] = exc
+                cancel_scope.cancel()
+                return
+            if isinstance(result, Abort):
+                failures[k] = result.error
+                cancel_scope.cancel()
+                return
+            results[k] = result
+
+        async with trio.open_nursery() as nursery:
+            for k, item in enumerate(batch):
+                nursery.start_soon(one, k, item, nursery.cancel_scope)
+        if failures:
+            raise _batch_error(offset, failures)
+        return results
+
+
+def _batch_error(offset: int, failures: dict[int, BaseException]) -> BatchItemError:
+    ordered = sorted(failures.items())
+    first, cause = ordered[0]
+    err = BatchItemError(offset + first, cause)
+    err.others = [(offset + k, e) for k, e in ordered[1:]]
+    return err

@@ -1,0 +1,195 @@
+"""Retrying failed nodes: `RetryPolicy`, `BackoffStrategy`, `RetryError`, `with_retry`.
+
+`with_retry(node, policy)` wraps a node in a `RetryNode` with the same `Node[Ctx, In, Out]`
+type. In one process the wrapper retries in place, sleeping between attempts. Distributed
+workers unwrap it (`inner`, `policy`) and schedule durable, delayed retries instead, using
+the same `policy.should_retry` and `policy.delay`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
+
+import attrs
+import trio
+
+from floxide._errors import RunCancelled, RunTimeoutError
+from floxide._node import Abort, Node, Transition
+
+__all__ = [
+    "BackoffStrategy",
+    "RetryError",
+    "RetryNode",
+    "RetryPolicy",
+    "RetryPredicate",
+    "failure_kind",
+    "with_retry",
+]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+class BackoffStrategy(enum.Enum):
+    """How the wait before a retry grows with the number of failed attempts `n` (1, 2, ...)."""
+
+    CONSTANT = "constant"
+    """`initial_backoff` every time."""
+    LINEAR = "linear"
+    """`initial_backoff * n`."""
+    EXPONENTIAL = "exponential"
+    """`initial_backoff * 2 ** (n - 1)`."""
+
+
+class RetryError(enum.Flag):
+    """Which failures a `RetryPolicy` retries; combine with `|`.
+
+    - `ERRORS`: ordinary exceptions (raised, or returned as `Abort(error)`).
+    - `TIMEOUTS`: deadlines: `NodeTimeoutError` (from `with_timeout`), `TimeoutError`,
+      `trio.TooSlowError`, and `RunTimeoutError` from a nested workflow.
+    - `CANCELLATIONS`: a `RunCancelled` reported by the node (for example a nested workflow
+      that was cancelled). trio's own `Cancelled`, which means the surrounding run is being
+      cancelled, always propagates and is never retried.
+    - `ALL`: all of the above.
+
+    For anything finer, pass a predicate `retry_on=lambda error: ...` instead.
+    """
+
+    ERRORS = enum.auto()
+    TIMEOUTS = enum.auto()
+    CANCELLATIONS = enum.auto()
+    ALL = ERRORS | TIMEOUTS | CANCELLATIONS
+
+
+RetryPredicate: TypeAlias = Callable[[BaseException], bool]
+"""`retry_on` as a function: given the failure, return True to retry it."""
+
+
+def failure_kind(error: BaseException) -> RetryError:
+    """Classify a failure; an exception group is the union of its members' kinds."""
+    if isinstance(error, BaseExceptionGroup):
+        kind = RetryError(0)
+        for sub in error.exceptions:
+            kind |= failure_kind(sub)
+        return kind
+    if isinstance(error, TimeoutError | trio.TooSlowError | RunTimeoutError):
+        return RetryError.TIMEOUTS
+    if isinstance(error, RunCancelled):
+        return RetryError.CANCELLATIONS
+    return RetryError.ERRORS
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"RetryPolicy.{attribute.name} must be >= 0 and finite, got {value!r}")
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"RetryPolicy.{attribute.name} must be at least 1, got {value!r}")
+
+
+def _retry_on(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if not (isinstance(value, RetryError) or callable(value)):
+        raise TypeError(
+            f"RetryPolicy.retry_on must be a RetryError flag or a predicate, got {value!r}"
+        )
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how patiently to retry a failing node.
+
+    `max_attempts` counts the first try (3 = one try and up to two retries). The wait
+    before retry `n` follows `strategy` from `initial_backoff`, capped at `max_backoff`
+    seconds; with `jitter`, the wait is drawn uniformly from `[0, that]` ("full jitter"),
+    which spreads out retries of many items failing together. `retry_on` picks the
+    failures to retry: `RetryError` flags or a predicate.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
+    initial_backoff: float = attrs.field(default=0.1, validator=_non_negative)
+    max_backoff: float = attrs.field(default=10.0, validator=_non_negative)
+    strategy: BackoffStrategy = attrs.field(
+        default=BackoffStrategy.EXPONENTIAL, validator=attrs.validators.instance_of(BackoffStrategy)
+    )
+    jitter: bool = True
+    retry_on: RetryError | RetryPredicate = attrs.field(default=RetryError.ALL, validator=_retry_on)
+
+    def backoff(self, failed_attempts: int) -> float:
+        """The wait, without jitter, after `failed_attempts` failures (1 or more)."""
+        n = max(1, failed_attempts)
+        if self.strategy is BackoffStrategy.CONSTANT:
+            wait = self.initial_backoff
+        elif self.strategy is BackoffStrategy.LINEAR:
+            wait = self.initial_backoff * n
+        else:
+            # Cap the exponent first so a large attempt count cannot overflow.
+            wait = self.initial_backoff * 2.0 ** min(n - 1, 1024)
+        return min(wait, self.max_backoff)
+
+    def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
+        """The wait before the next attempt: `backoff`, drawn from `[0, backoff]` with jitter."""
+        wait = self.backoff(failed_attempts)
+        if not self.jitter:
+            return wait
+        return (rng or random).uniform(0.0, wait)
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether `error` is a kind of failure this policy retries (ignoring attempts)."""
+        if not isinstance(error, Exception | BaseExceptionGroup):
+            return False  # KeyboardInterrupt, SystemExit, trio.Cancelled: never retried
+        if isinstance(self.retry_on, RetryError):
+            kind = failure_kind(error)
+            return bool(kind) and (kind & self.retry_on) == kind
+        return bool(self.retry_on(error))
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether attempt number `attempt` (1-based) that failed with `error` gets another."""
+        return attempt < self.max_attempts and self.retries(error)
+
+
+@attrs.frozen
+class RetryNode(Node[C, I, O]):
+    """`inner`, retried according to `policy` when it fails (raises or returns `Abort`).
+
+    When attempts run out, or the failure is not one the policy retries, the last failure
+    is reported as the node's failure (re-raised, or its `Abort` returned), noting how many
+    attempts were made.
+    """
+
+    inner: Node[C, I, O]
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+
+    async def process(self, ctx: C, input: I) -> Transition[O]:
+        attempt = 1
+        while True:
+            try:
+                result = await self.inner.process(ctx, input)
+            except Exception as exc:
+                if not self.policy.should_retry(exc, attempt):
+                    _note(exc, attempt)
+                    raise
+            else:
+                if not isinstance(result, Abort):
+                    return result
+                if not self.policy.should_retry(result.error, attempt):
+                    _note(result.error, attempt)
+                    return result
+            await trio.sleep(self.policy.delay(attempt))
+            attempt += 1
+
+
+def _note(error: BaseException, attempts: int) -> None:
+    if attempts > 1:
+        error.add_note(f"failed after {attempts} attempts")
+
+
+def with_retry(node: Node[C, I, O], policy: RetryPolicy | None = None) -> RetryNode[C, I, O]:
+    """`node`, retried by `policy` (default `RetryPolicy()`); same `Node[Ctx, In, Out]` type."""
+    return RetryNode(node, policy if policy is not None else RetryPolicy())

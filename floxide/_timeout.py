@@ -1,0 +1,61 @@
+"""Per-node deadlines: `with_timeout(node, seconds)` / `TimeoutNode`."""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import attrs
+import trio
+
+from floxide._errors import FloxideError
+from floxide._node import Node, Transition
+
+__all__ = ["NodeTimeoutError", "TimeoutNode", "with_timeout"]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+class NodeTimeoutError(FloxideError, TimeoutError):
+    """A node wrapped by `with_timeout` did not finish within its deadline.
+
+    It is an ordinary node failure: `RetryPolicy(retry_on=RetryError.TIMEOUTS)` retries it
+    and the node's `on_failure` fallback receives the input.
+    """
+
+    def __init__(self, node: str, seconds: float) -> None:
+        self.node = node
+        self.seconds = seconds
+        super().__init__(f"{node} did not finish within {seconds} s")
+
+
+def _check_seconds(_: object, __: attrs.Attribute[float], value: float) -> None:
+    if not (value > 0 and not math.isnan(value)):
+        raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
+
+
+@attrs.frozen
+class TimeoutNode(Node[C, I, O]):
+    """`inner` with a deadline: cancelled after `seconds`, failing with `NodeTimeoutError`.
+
+    The deadline covers one call of `inner.process`. Wrap it in `with_retry` to give every
+    attempt its own deadline, or wrap a `RetryNode` to bound all attempts together.
+    """
+
+    inner: Node[C, I, O]
+    seconds: float = attrs.field(validator=_check_seconds)
+
+    async def process(self, ctx: C, input: I) -> Transition[O]:
+        with trio.move_on_after(self.seconds) as scope:
+            return await self.inner.process(ctx, input)
+        # Only reached when this node's own deadline cancelled `inner` (a deadline of a
+        # cancel scope inside `inner` is handled there; an outer one keeps propagating).
+        assert scope.cancelled_caught
+        raise NodeTimeoutError(type(self.inner).__name__, self.seconds)
+
+
+def with_timeout(node: Node[C, I, O], seconds: float) -> TimeoutNode[C, I, O]:
+    """`node` with a deadline of `seconds` per call; a timeout is a node failure."""
+    return TimeoutNode(node, seconds)
