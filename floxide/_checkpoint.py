@@ -303,7 +303,9 @@ class _Codec:
             )
         name = meta.get("workflow")
         module = meta.get("module")
-        if name != self.graph.name or module != self.graph.module:
+        # The module is informative only: a script's workflow lives in `__main__` when
+        # run directly and under its own name when imported.
+        if name != self.graph.name:
             raise CheckpointError(
                 f"run {rid!r} belongs to workflow {name!r} (module {module!r}), not to "
                 f"{self.graph.name!r} (module {self.graph.module!r})"

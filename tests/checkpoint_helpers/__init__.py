@@ -1,0 +1,1 @@
+"""Scripts run in subprocesses by the checkpoint tests (killed, then resumed)."""
