@@ -1,0 +1,347 @@
+"""Merge values: the semilattice laws under hypothesis, and what each value is for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+from cattrs.preconf.json import make_converter
+from hypothesis import given
+from hypothesis import strategies as st
+
+from floxide import (
+    MERGE_WITH,
+    Counter,
+    Event,
+    EventLog,
+    Fixed,
+    Max,
+    Merge,
+    Mergeable,
+    MergeConflictError,
+    Min,
+    SetUnion,
+    SharedState,
+    item_scope,
+    merge_values,
+)
+from floxide._context import register_shared_state_hooks
+
+M = TypeVar("M", bound=Merge)
+
+# ------------------------------------------------------------------ strategies
+
+keys = st.sampled_from(["1", "2", "3", "7/1", ""])
+counters = st.builds(
+    Counter,
+    st.dictionaries(keys, st.integers(0, 50), max_size=4),
+    st.dictionaries(keys, st.integers(0, 50), max_size=4),
+)
+maxes = st.builds(Max, st.integers(-5, 5))
+mins = st.builds(Min, st.integers(-5, 5))
+float_maxes = st.builds(Max, st.floats(allow_nan=False))
+unions = st.builds(SetUnion, st.frozensets(st.integers(0, 9), max_size=6))
+
+
+def _event(i: int) -> Event[str]:
+    # The id determines the event, as it does for events appended by work items.
+    return Event(f"e{i}", (i % 3,) * (i % 2 + 1), i // 3, f"v{i}")
+
+
+logs = st.builds(
+    EventLog, st.lists(st.integers(0, 11), max_size=6).map(lambda ids: [_event(i) for i in ids])
+)
+fixeds = st.builds(Fixed, st.none() | st.integers(0, 2))
+
+
+@attrs.define
+class Inner(Mergeable):
+    seen: SetUnion[int] = attrs.field(factory=SetUnion)
+    low: Min[int] = Min(0)
+
+
+@attrs.define
+class Derived(Mergeable):
+    region: str
+    orders: Counter = attrs.field(factory=Counter)
+    peak: Max[int] = Max(0)
+    log: EventLog[str] = attrs.field(factory=EventLog)
+    chosen: Fixed[int] = Fixed()
+    inner: Inner = attrs.field(factory=Inner)
+    shared: SharedState[Max[int]] = attrs.field(factory=lambda: SharedState(Max(0)))
+
+
+deriveds = st.builds(
+    Derived,
+    region=st.sampled_from(["eu", "us"]),
+    orders=counters,
+    peak=maxes,
+    log=logs,
+    chosen=fixeds,
+    inner=st.builds(Inner, unions, mins),
+    shared=maxes.map(SharedState),
+)
+
+ALL: dict[str, st.SearchStrategy[Any]] = {
+    "Counter": counters,
+    "Max": maxes,
+    "Max[float]": float_maxes,
+    "Min": mins,
+    "SetUnion": unions,
+    "EventLog": logs,
+    "Fixed": fixeds,
+    "Derived": deriveds,
+}
+
+_CONFLICT = object()
+
+
+def attempt(fn: Callable[[], Any]) -> Any:
+    """The result, or a marker when the merge is undefined (values that must agree differ)."""
+    try:
+        return fn()
+    except MergeConflictError:
+        return _CONFLICT
+
+
+# ------------------------------------------------------------------ the three laws
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_idempotent(name: str) -> None:
+    @given(ALL[name])
+    def law(a: Any) -> None:
+        assert a.merge(a) == a
+
+    law()
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_commutative(name: str) -> None:
+    @given(ALL[name], ALL[name])
+    def law(a: Any, b: Any) -> None:
+        assert attempt(lambda: a.merge(b)) == attempt(lambda: b.merge(a))
+
+    law()
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_associative(name: str) -> None:
+    @given(ALL[name], ALL[name], ALL[name])
+    def law(a: Any, b: Any, c: Any) -> None:
+        left = attempt(lambda: a.merge(b).merge(c))
+        right = attempt(lambda: a.merge(b.merge(c)))
+        assert left == right
+
+    law()
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_absorbs_a_duplicate_contribution(name: str) -> None:
+    # A duplicated or re-run work item merges the same copy again: nothing changes.
+    @given(ALL[name], ALL[name])
+    def law(base: Any, contribution: Any) -> None:
+        once = attempt(lambda: base.merge(contribution))
+        twice = attempt(lambda: base.merge(contribution).merge(contribution))
+        assert once == twice
+
+    law()
+
+
+TYPES: dict[str, Any] = {
+    "Counter": Counter,
+    "Max": Max[int],
+    "Max[float]": Max[float],
+    "Min": Min[int],
+    "SetUnion": SetUnion[int],
+    "EventLog": EventLog[str],
+    "Fixed": Fixed[int],
+    "Derived": Derived,
+}
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_merge_values_are_json_round_trippable(name: str) -> None:
+    conv = make_converter()
+    register_shared_state_hooks(conv)
+
+    @given(ALL[name])
+    def round_trip(a: Any) -> None:
+        assert conv.loads(conv.dumps(a), TYPES[name]) == a
+
+    round_trip()
+
+
+def test_builtins_satisfy_the_protocol() -> None:
+    for value in (Counter(), Max(1), Min(1), SetUnion[int](), EventLog[int](), Fixed[int]()):
+        assert isinstance(value, Merge)
+    assert isinstance(Derived("eu"), Merge)
+
+
+# ------------------------------------------------------------------ Counter
+
+
+def test_counter_counts_each_item_once_however_often_merged() -> None:
+    # Three work items each add 1 to the same base context; their copies are merged back,
+    # one of them twice (a duplicate delivery) and one re-run: the total stays 3.
+    base = Counter()
+    copies = []
+    for item in ("1", "2", "3"):
+        with item_scope(item):
+            copies.append(base.add(1))
+    with item_scope("2"):
+        rerun = base.add(1)
+    merged = base
+    for c in [*copies, copies[0], rerun]:
+        merged = merged.merge(c)
+    assert merged.value == 3
+
+
+def test_counter_accumulates_within_an_item_and_supports_decrements() -> None:
+    with item_scope("5"):
+        c = Counter().add(2).add(3).add(-1)
+    assert c.value == 4
+    assert c.increments == {"5": 5} and c.decrements == {"5": 1}
+    assert int(c) == 4
+    assert Counter().add(7, key="manual").value == 7
+    assert Counter().add().increments == {"": 1}  # outside any work item
+
+
+def test_counter_rejects_negative_contributions() -> None:
+    with pytest.raises(ValueError, match="increments"):
+        Counter({"a": -1})
+
+
+# ------------------------------------------------------------------ Max / Min / SetUnion
+
+
+def test_max_min_and_union() -> None:
+    assert Max(3).update(1).update(8).value == 8
+    assert Min(3).update(1).update(8).value == 1
+    assert Max("b").merge(Max("a")) == Max("b")
+    s = SetUnion[str]().add("a", "b").merge(SetUnion({"b", "c"}))
+    assert set(s) == {"a", "b", "c"} and "a" in s and len(s) == 3
+
+
+# ------------------------------------------------------------------ EventLog
+
+
+def test_event_log_orders_by_branch_position_whatever_the_merge_order() -> None:
+    base = EventLog[str]().append("start", id="s")
+    branches = []
+    for item, position, words in (("2", (1,), ["b1", "b2"]), ("1", (0,), ["a1", "a2"])):
+        log = base
+        with item_scope(item, position):
+            for w in words:
+                log = log.append(w)
+        branches.append(log)
+    forward = base.merge(branches[0]).merge(branches[1])
+    backward = branches[1].merge(branches[0])
+    assert forward == backward
+    assert forward.values == ["start", "a1", "a2", "b1", "b2"]
+    assert [e.id for e in forward] == ["s", "1.0", "1.1", "2.0", "2.1"]
+
+
+def test_event_log_rerun_of_an_item_reproduces_its_ids() -> None:
+    base = EventLog[str]()
+    with item_scope("9", (2,)):
+        first = base.append("x").append("y")
+    with item_scope("9", (2,)):
+        again = base.append("x").append("y")
+    assert first.merge(again) == first
+    assert len(first.merge(again)) == 2
+
+
+def test_event_log_conflicts_and_duplicates() -> None:
+    a = EventLog[str]().append("x", id="e")
+    b = EventLog[str]().append("y", id="e")
+    with pytest.raises(MergeConflictError, match="share id 'e'"):
+        a.merge(b)
+    with pytest.raises(ValueError, match="already has an event"):
+        a.append("z", id="e")
+
+
+def test_event_log_outside_a_run_gets_unique_ids() -> None:
+    log = EventLog[int]().append(1).append(2)
+    assert log.values == [1, 2]
+    assert len({e.id for e in log}) == 2
+
+
+# ------------------------------------------------------------------ Fixed
+
+
+def test_fixed_must_agree() -> None:
+    assert Fixed[int]().merge(Fixed(4)) == Fixed(4)
+    assert Fixed(4).merge(Fixed[int]()) == Fixed(4)
+    assert Fixed(4).merge(Fixed(4)).get() == 4
+    with pytest.raises(MergeConflictError, match="4 != 5"):
+        Fixed(4).merge(Fixed(5))
+    with pytest.raises(LookupError):
+        Fixed[int]().get()
+    assert not Fixed[int]().is_set
+
+
+# ------------------------------------------------------------------ Mergeable
+
+
+def test_derived_merge_merges_every_field() -> None:
+    with item_scope("1", (0,)):
+        a = Derived("eu", Counter().add(2), Max(3), EventLog[str]().append("a"), Fixed(1))
+        a.inner = Inner(SetUnion({1}), Min(5))
+    with item_scope("2", (1,)):
+        b = Derived("eu", Counter().add(5), Max(9), EventLog[str]().append("b"))
+        b.inner = Inner(SetUnion({2}), Min(-1))
+        b.shared = SharedState(Max(4))
+    m = a.merge(b)
+    assert m.orders.value == 7
+    assert m.peak == Max(9)
+    assert m.log.values == ["a", "b"]
+    assert m.chosen == Fixed(1)
+    assert m.inner == Inner(SetUnion({1, 2}), Min(-1))
+    assert m.shared.peek() == Max(4)
+    assert a.orders.value == 2  # inputs are untouched
+
+
+def test_derived_merge_names_a_conflicting_plain_field() -> None:
+    with pytest.raises(MergeConflictError, match=r"Derived\.region differs"):
+        Derived("eu").merge(Derived("us"))
+
+
+def test_derived_merge_rejects_another_type_and_non_attrs_classes() -> None:
+    @attrs.define
+    class Other(Mergeable):
+        region: str
+
+    with pytest.raises(TypeError, match="cannot merge Derived with Other"):
+        Derived("eu").merge(Other("eu"))  # type: ignore[arg-type]
+
+    class Plain(Mergeable):
+        pass
+
+    with pytest.raises(TypeError, match="not an attrs class"):
+        Plain().merge(Plain())
+
+
+def test_custom_field_merge_and_non_init_fields() -> None:
+    @attrs.frozen
+    class Tagged(Mergeable):
+        tags: tuple[str, ...] = attrs.field(
+            default=(), metadata={MERGE_WITH: lambda a, b: tuple(sorted(set(a) | set(b)))}
+        )
+        total: Counter = attrs.field(init=False, factory=Counter)
+
+    a = Tagged(("x",))
+    object.__setattr__(a, "total", Counter({"1": 2}))
+    b = Tagged(("y", "x"))
+    m = a.merge(b)
+    assert m.tags == ("x", "y")
+    assert m.total.value == 2
+
+
+def test_merge_values_helper() -> None:
+    assert merge_values(Max(1), Max(2)) == Max(2)
+    assert merge_values("same", "same") == "same"
+    with pytest.raises(MergeConflictError):
+        merge_values(1, 2)
