@@ -339,7 +339,7 @@ class Mergeable:
     class Ctx(Mergeable):
         region: str                                  # must agree
         orders: Counter = attrs.field(factory=Counter)
-        peak: Max[int] = Max(0)
+        peak: Max[int] = attrs.field(default=Max(0))
     ```
     """
 

@@ -59,16 +59,16 @@ fixeds = st.builds(Fixed, st.none() | st.integers(0, 2))
 @attrs.define
 class Inner(Mergeable):
     seen: SetUnion[int] = attrs.field(factory=SetUnion)
-    low: Min[int] = Min(0)
+    low: Min[int] = attrs.field(default=Min(0))
 
 
 @attrs.define
 class Derived(Mergeable):
     region: str
     orders: Counter = attrs.field(factory=Counter)
-    peak: Max[int] = Max(0)
+    peak: Max[int] = attrs.field(default=Max(0))
     log: EventLog[str] = attrs.field(factory=EventLog)
-    chosen: Fixed[int] = Fixed()
+    chosen: Fixed[int] = attrs.field(factory=Fixed)
     inner: Inner = attrs.field(factory=Inner)
     shared: SharedState[Max[int]] = attrs.field(factory=lambda: SharedState(Max(0)))
 
