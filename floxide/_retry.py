@@ -130,7 +130,7 @@ class RetryPolicy:
             wait = self.initial_backoff * n
         else:
             # Cap the exponent first so a large attempt count cannot overflow.
-            wait = self.initial_backoff * 2.0 ** min(n - 1, 1024)
+            wait = self.initial_backoff * 2.0 ** min(n - 1, 64)
         return min(wait, self.max_backoff)
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
