@@ -107,9 +107,7 @@ class Checkpoint(Generic[C]):
         return self.status == "finished"
 
     @staticmethod
-    async def load(
-        wf: Workflow[C, Any, Any], store: CheckpointStore, run_id: str
-    ) -> Checkpoint[C]:
+    async def load(wf: Workflow[C, Any, Any], store: CheckpointStore, run_id: str) -> Checkpoint[C]:
         """Read and check run `run_id` of `wf` from `store` (changes nothing).
 
         Raises `CheckpointError` for an unknown run id, a run of another workflow or of
@@ -244,18 +242,22 @@ class _Codec:
         )
 
     def context(self, ctx: object) -> bytes:
-        return serde.dumps(serde.unstructure(ctx, self.ctx_type, path="$.context"))
+        return serde.dumps(
+            serde.unstructure(ctx, self.ctx_type, path="$.context"), path="$.context"
+        )
 
     def item(self, item: WorkItem) -> bytes:
         tp = self.node_in.get(item.node, Any)
+        path = f"$.items[{item.id}].input"
         return serde.dumps(
             {
                 "node": item.node,
-                "input": serde.unstructure(item.input, tp, path=f"$.items[{item.id}].input"),
+                "input": serde.unstructure(item.input, tp, path=path),
                 "position": item.position,
                 "scopes": item.scopes,
                 "attempt": item.attempt,
-            }
+            },
+            path=path,
         )
 
     def scope(self, scope: JoinScope) -> bytes:
@@ -271,23 +273,27 @@ class _Codec:
 
     def contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
         tp = self.value_type(producer, join)
+        path = f"$.joins[{join}].value"
         return serde.dumps(
             {
                 "join": join,
                 "node": producer,
                 "position": pos,
-                "value": serde.unstructure(value, tp, path=f"$.joins[{join}].value"),
-            }
+                "value": serde.unstructure(value, tp, path=path),
+            },
+            path=path,
         )
 
     def output(self, producer: str, pos: Position, value: object) -> bytes:
         tp = self.value_type(producer)
+        path = f"$.outputs[{producer}].value"
         return serde.dumps(
             {
                 "node": producer,
                 "position": pos,
-                "value": serde.unstructure(value, tp, path=f"$.outputs[{producer}].value"),
-            }
+                "value": serde.unstructure(value, tp, path=path),
+            },
+            path=path,
         )
 
     # -- decoding ---------------------------------------------------------------------
@@ -635,9 +641,7 @@ async def run_checkpointed(
         items={ROOT_ID: root_bytes},
     )
     await store.create_run(record)
-    result: O = await _execute(
-        wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout
-    )
+    result: O = await _execute(wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
     return result
 
 

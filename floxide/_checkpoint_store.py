@@ -517,8 +517,7 @@ class SqliteCheckpointStore:
                     [(rid, k, v) for k, v in record.scopes.items()],
                 )
                 conn.executemany(
-                    "INSERT INTO floxide_contributions (run_id, scope_id, data) "
-                    "VALUES (?, ?, ?)",
+                    "INSERT INTO floxide_contributions (run_id, scope_id, data) VALUES (?, ?, ?)",
                     [(rid, s, v) for s, v in record.contributions],
                 )
                 conn.executemany(
@@ -619,8 +618,7 @@ class SqliteCheckpointStore:
                     "SELECT scope_id, data FROM floxide_scopes WHERE run_id = ?", (run_id,)
                 ).fetchall()
                 contributions = conn.execute(
-                    "SELECT scope_id, data FROM floxide_contributions WHERE run_id = ? "
-                    "ORDER BY id",
+                    "SELECT scope_id, data FROM floxide_contributions WHERE run_id = ? ORDER BY id",
                     (run_id,),
                 ).fetchall()
                 outputs = conn.execute(
@@ -631,8 +629,7 @@ class SqliteCheckpointStore:
             status = str(row[3])
             if status not in ("running", "finished", "failed"):
                 raise CheckpointError(
-                    f"checkpoint store {self.path!r}: run {run_id!r} has unknown status "
-                    f"{status!r}"
+                    f"checkpoint store {self.path!r}: run {run_id!r} has unknown status {status!r}"
                 )
             return RunRecord(
                 run_id=run_id,
@@ -675,9 +672,7 @@ class SqliteCheckpointStore:
     async def delete_run(self, run_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             def body() -> bool:
-                n = conn.execute(
-                    "DELETE FROM floxide_runs WHERE run_id = ?", (run_id,)
-                ).rowcount
+                n = conn.execute("DELETE FROM floxide_runs WHERE run_id = ?", (run_id,)).rowcount
                 for table in _TABLES[2:]:
                     conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
                 return n > 0
@@ -693,4 +688,3 @@ def _blob(value: object) -> bytes:
     if isinstance(value, str):
         return value.encode()
     raise CheckpointError(f"stored value is not bytes but {type(value).__name__}")
-

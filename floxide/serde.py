@@ -243,14 +243,21 @@ def structure(
     try:
         return converter.structure(data, tp)
     except Exception as exc:
+        raise error(f"stored value does not fit {type_name(tp)}: {_describe(exc, path)}") from exc
+
+
+def dumps(data: object, *, path: str = "$", error: type[FloxideError] = CheckpointError) -> bytes:
+    """Compact JSON bytes for already unstructured `data`.
+
+    Data JSON cannot hold (a value cattrs has no hook for) raises `error` naming `path`.
+    """
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
         raise error(
-            f"stored value does not fit {type_name(tp)}: {_describe(exc, path)}"
+            f"cannot serialize the value at {path}: {exc} (register a hook for its type "
+            f"on floxide.serde.converter, or declare a serializable type)"
         ) from exc
-
-
-def dumps(data: object) -> bytes:
-    """Compact JSON bytes for already unstructured `data`."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def loads(
@@ -261,4 +268,3 @@ def loads(
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise error(f"{what} is corrupt (not valid JSON): {exc}") from exc
-
