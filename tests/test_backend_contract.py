@@ -116,6 +116,7 @@ async def test_lease_commit_completes_run(backend: Backend) -> None:
             joins_put={"s1": b"scope"},
             items=[item(2, "b")],
             outputs=[Output((1,), "a", b"out1")],
+            collect=[("k", b"v1"), ("k", b"v2"), ("other", b"x")],
             duration=0.5,
         )
 
@@ -130,13 +131,19 @@ async def test_lease_commit_completes_run(backend: Backend) -> None:
 
     def build2(state: RunState) -> CommitPlan:
         states.append(state)
-        return plan(joins_delete=["s1"], outputs=[Output((0,), "b", b"out0")])
+        return plan(
+            joins_delete=["s1"], outputs=[Output((0,), "b", b"out0")], drop_collected=["other"]
+        )
+
+    assert sorted(await backend.collected(run.run_id, "k")) == [b"v1", b"v2"]
+    assert await backend.collected(run.run_id, "other") == [b"x"]
 
     assert await backend.commit(lease2, build2) is CommitResult.COMMITTED
     assert states[-1].context == b"1" and dict(states[-1].joins) == {"s1": b"scope"}
     rec = await backend.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED and rec.finished_at is not None
     assert [o.value for o in await backend.outputs(run.run_id)] == [b"out0", b"out1"]
+    assert await backend.collected(run.run_id, "other") == []
     m = await backend.metrics(run.run_id)
     assert (m.done, m.in_flight, m.queued) == (2, 0, 0)
     assert m.per_node["a"].count == 1 and m.per_node["a"].max_seconds == pytest.approx(0.5)

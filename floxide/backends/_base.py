@@ -175,8 +175,11 @@ class CommitPlan:
     """The effects of one step, applied atomically by `Backend.commit`.
 
     `context` replaces the stored context (already merged with it by the builder) unless it
-    is None; `joins_put` / `joins_delete` update the open join scopes; `items` are the
-    successors (and fired joins); `outputs` the terminal outputs; a `failure` fails the run.
+    is None; `joins_put` / `joins_delete` update the open join scopes (their open counts);
+    `collect` appends the values a join will receive to append-only collections, kept apart
+    from the scopes so a commit costs the same however many values a join has collected;
+    `items` are the successors (and fired joins); `outputs` the terminal outputs; a
+    `failure` fails the run.
     """
 
     context: bytes | None = None
@@ -184,6 +187,10 @@ class CommitPlan:
     joins_delete: Sequence[str] = ()
     items: Sequence[NewItem] = ()
     outputs: Sequence[Output] = ()
+    collect: Sequence[tuple[str, bytes]] = ()
+    """Values appended to join collections, as (collection key, encoded value)."""
+    drop_collected: Sequence[str] = ()
+    """Join collections consumed by this step (deleted)."""
     failure: ErrorRecord | None = None
     duration: float = 0.0
     """Seconds the node ran (per-node latency metrics)."""
@@ -281,6 +288,9 @@ class Backend(Protocol):
 
     async def context(self, run_id: str) -> bytes | None:
         """The run's current (merged) context."""
+
+    async def collected(self, run_id: str, key: str) -> list[bytes]:
+        """The values appended to join collection `key` (in no particular order)."""
 
     async def errors(self, run_id: str) -> list[ErrorRecord]: ...
 

@@ -59,6 +59,7 @@ class _Run:
     record: RunRecord
     context: bytes
     joins: dict[str, bytes] = attrs.Factory(dict)
+    collected: dict[str, list[bytes]] = attrs.Factory(dict)
     version: int = 0
     outputs: list[Output] = attrs.Factory(list)
     errors: list[ErrorRecord] = attrs.Factory(list)
@@ -146,6 +147,8 @@ class MemoryBackend:
                 item.state = "done"
         run.live_items.clear()
         run.parked.clear()
+        run.joins.clear()
+        run.collected.clear()
 
     def _lease_ok(self, lease: Lease) -> tuple[_Run | None, _Item | None]:
         run = self._s.runs.get(lease.run_id)
@@ -261,6 +264,10 @@ class MemoryBackend:
     async def context(self, run_id: str) -> bytes | None:
         run = self._s.runs.get(run_id)
         return None if run is None else run.context
+
+    async def collected(self, run_id: str, key: str) -> list[bytes]:
+        run = self._s.runs.get(run_id)
+        return [] if run is None else list(run.collected.get(key, ()))
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         run = self._s.runs.get(run_id)
@@ -382,6 +389,10 @@ class MemoryBackend:
         for scope in plan.joins_delete:
             run.joins.pop(scope, None)
         run.joins.update(plan.joins_put)
+        for ckey, value in plan.collect:
+            run.collected.setdefault(ckey, []).append(value)
+        for ckey in plan.drop_collected:
+            run.collected.pop(ckey, None)
         run.outputs.extend(plan.outputs)
         add_latency(run.per_node, item.node, plan.duration)
         if plan.failure is not None:

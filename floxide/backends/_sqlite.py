@@ -66,6 +66,9 @@ CREATE INDEX IF NOT EXISTS items_leased ON items (state, deadline);
 CREATE TABLE IF NOT EXISTS joins (
     run_id TEXT NOT NULL, scope_id TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (run_id, scope_id));
+CREATE TABLE IF NOT EXISTS collected (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS collected_key ON collected (run_id, key);
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, position TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
@@ -87,7 +90,7 @@ _RUN_COLS = (
     "finished_at, deadline, error, error_kind, pending"
 )
 _ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
-_RUN_TABLES = ("items", "joins", "outputs", "errors", "node_metrics")
+_RUN_TABLES = ("items", "joins", "collected", "outputs", "errors", "node_metrics")
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
@@ -208,6 +211,7 @@ class SqliteBackend:
             cols["finished_at"] = now
             conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM joins WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
         cols["updated_at"] = now
         sets = ", ".join(f"{k} = ?" for k in cols)
         values = [str(v) if isinstance(v, RunStatus) else v for v in cols.values()]
@@ -381,6 +385,15 @@ class SqliteBackend:
         def q(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             return None if row is None else bytes(row[0])
+
+        return await self._run(q)
+
+    async def collected(self, run_id: str, key: str) -> list[bytes]:
+        def q(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute(
+                "SELECT data FROM collected WHERE run_id = ? AND key = ?", (run_id, key)
+            )
+            return [bytes(r[0]) for r in rows]
 
         return await self._run(q)
 
@@ -589,6 +602,13 @@ class SqliteBackend:
         conn.executemany(
             "INSERT OR REPLACE INTO joins VALUES (?, ?, ?)",
             [(run_id, s, d) for s, d in plan.joins_put.items()],
+        )
+        conn.executemany(
+            "INSERT INTO collected VALUES (?, ?, ?)", [(run_id, k, v) for k, v in plan.collect]
+        )
+        conn.executemany(
+            "DELETE FROM collected WHERE run_id = ? AND key = ?",
+            [(run_id, k) for k in plan.drop_collected],
         )
         conn.executemany(
             "INSERT INTO outputs VALUES (?, ?, ?, ?)",

@@ -1,0 +1,207 @@
+"""Encoding a distributed run's values for a backend, by the workflow's declared types.
+
+Work items carry their node's `In`; outputs and join contributions their producer's `Out`
+(or the join's element type when the producer's is not declared); the context the
+workflow's `Ctx`. A fired join item is stored without its input: it names the collection
+its values were appended to, and the worker that leases it reads them then, so a step's
+commit never rewrites what a join has collected so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
+
+import attrs
+
+from floxide import serde
+from floxide._errors import BackendError
+from floxide._step import JoinScope, Position, ScopeRef, WorkItem
+
+if TYPE_CHECKING:
+    from floxide._workflow import Workflow
+
+__all__ = ["ROOT_ID", "Codec", "collection_key", "item_id"]
+
+ROOT_ID = "0"
+"""Id of a run's first work item."""
+
+
+def item_id(parent: WorkItem, k: int) -> str:
+    """The id of the k-th item made by executing `parent`: the same on every re-run."""
+    return hashlib.blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
+
+
+def collection_key(scope_id: Hashable, join: str) -> str:
+    """The backend key of the values join `join` collects in scope `scope_id`."""
+    return f"{scope_id}|{join}"
+
+
+def _known(tp: Any) -> bool:
+    return tp is not Any and not isinstance(tp, TypeVar)
+
+
+def _element(tp: Any) -> Any:
+    args = get_args(tp)
+    if get_origin(tp) is not None and len(args) == 1:
+        return args[0]
+    if get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return Any
+
+
+def _refs(data: Any) -> tuple[ScopeRef, ...]:
+    return tuple((str(sid), str(src)) for sid, src in data)
+
+
+@attrs.frozen
+class ItemPayload:
+    """A decoded work item; `collect` names the collection a fired join reads its input from."""
+
+    item: WorkItem
+    collect: str | None = None
+
+
+class Codec:
+    """Encoder/decoder of one workflow class's run values (cached per class)."""
+
+    _cache: dict[type, Codec] = {}
+
+    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
+        from floxide._typeinfo import node_types
+        from floxide._workflow import Workflow
+
+        graph = wf.graph
+        self.graph = graph
+        declared = node_types(type(wf), Workflow) or (Any, Any, Any)
+        self.ctx_type: Any = declared[0]
+        self.in_type: Any = declared[1]
+        self.out_type: Any = declared[2]
+        self.node_in: dict[str, Any] = {}
+        self.node_out: dict[str, Any] = {}
+        for n in graph.node_names:
+            _, in_t, out_t = graph.node_types(n)
+            self.node_in[n] = in_t
+            self.node_out[n] = out_t
+        self.join_element = {j: _element(self.node_in[j]) for j in graph.joins}
+
+    @classmethod
+    def of(cls, wf: Workflow[Any, Any, Any]) -> Codec:
+        found = cls._cache.get(type(wf))
+        if found is None:
+            found = cls._cache[type(wf)] = cls(wf)
+        return found
+
+    def value_type(self, producer: str, join: str | None = None) -> Any:
+        tp = self.node_out.get(producer, Any)
+        if _known(tp):
+            return tp
+        return self.join_element.get(join, Any) if join is not None else self.out_type
+
+    # -- context / input ----------------------------------------------------------------
+    def encode_context(self, ctx: object) -> bytes:
+        return serde.dumps(serde.unstructure(ctx, self.ctx_type, path="$.context"))
+
+    def decode_context(self, raw: bytes) -> Any:
+        data = serde.loads(raw, what="the run's context", error=BackendError)
+        return serde.structure(data, self.ctx_type, path="$.context", error=BackendError)
+
+    def encode_input(self, value: object) -> bytes:
+        return serde.dumps(serde.unstructure(value, self.in_type, path="$.input"))
+
+    # -- items --------------------------------------------------------------------------
+    def encode_item(self, item: WorkItem, collect: str | None = None) -> bytes:
+        data: dict[str, Any] = {
+            "node": item.node,
+            "position": item.position,
+            "scopes": item.scopes,
+        }
+        if collect is not None:
+            data["collect"] = collect
+        else:
+            tp = self.node_in.get(item.node, Any)
+            data["input"] = serde.unstructure(
+                item.input, tp, path=f"$.items[{item.id}].input", error=BackendError
+            )
+        return serde.dumps(data)
+
+    def decode_item(self, item_id: str, raw: bytes, attempt: int) -> ItemPayload:
+        data = serde.loads(raw, what=f"work item {item_id!r}", error=BackendError)
+        node = data.get("node") if isinstance(data, dict) else None
+        if node not in self.node_in:
+            raise BackendError(f"work item {item_id!r} names unknown node {node!r}")
+        collect = data.get("collect")
+        value = None
+        if collect is None:
+            value = serde.structure(
+                data.get("input"),
+                self.node_in[node],
+                path=f"$.items[{item_id}].input",
+                error=BackendError,
+            )
+        item = WorkItem(
+            item_id, node, value, tuple(data["position"]), _refs(data["scopes"]), attempt
+        )
+        return ItemPayload(item, collect)
+
+    # -- joins --------------------------------------------------------------------------
+    def encode_scope(self, scope: JoinScope) -> bytes:
+        return serde.dumps(
+            {
+                "source": scope.source,
+                "joins": scope.joins,
+                "position": scope.position,
+                "parent": scope.parent,
+                "open": scope.open,
+            }
+        )
+
+    def decode_scope(self, scope_id: str, raw: bytes) -> JoinScope:
+        data = serde.loads(raw, what=f"join scope {scope_id!r}", error=BackendError)
+        return JoinScope(
+            scope_id,
+            data["source"],
+            tuple(data["joins"]),
+            tuple(data["position"]),
+            _refs(data["parent"]),
+            data["open"],
+        )
+
+    def encode_contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
+        tp = self.value_type(producer, join)
+        return serde.dumps(
+            {
+                "node": producer,
+                "position": pos,
+                "value": serde.unstructure(
+                    value, tp, path=f"$.joins[{join}].value", error=BackendError
+                ),
+            }
+        )
+
+    def decode_collection(self, join: str, raws: list[bytes]) -> list[Any]:
+        """The values a join collected, in branch order."""
+        entries = []
+        for raw in raws:
+            data = serde.loads(raw, what=f"a value collected for join {join!r}", error=BackendError)
+            tp = self.value_type(data["node"], join)
+            value = serde.structure(
+                data["value"], tp, path=f"$.joins[{join}].value", error=BackendError
+            )
+            entries.append((tuple(data["position"]), value))
+        entries.sort(key=lambda e: e[0])
+        return [v for _, v in entries]
+
+    # -- outputs ------------------------------------------------------------------------
+    def encode_output(self, producer: str, value: object) -> bytes:
+        tp = self.value_type(producer)
+        return serde.dumps(
+            serde.unstructure(value, tp, path=f"$.outputs[{producer}]", error=BackendError)
+        )
+
+    def decode_output(self, producer: str, raw: bytes) -> Any:
+        data = serde.loads(raw, what=f"an output of node {producer!r}", error=BackendError)
+        return serde.structure(
+            data, self.value_type(producer), path=f"$.outputs[{producer}]", error=BackendError
+        )

@@ -1,0 +1,217 @@
+"""The orchestrator: starts distributed runs, watches them, steers them and reads results."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Generic, TypeVar
+
+import trio
+
+from floxide._errors import FloxideError, NodeError, NoOutputError, RunCancelled, RunTimeoutError
+from floxide._step import WorkItem
+from floxide._workflow import Workflow
+from floxide.backends._base import (
+    Backend,
+    ErrorRecord,
+    NewItem,
+    NewRun,
+    RunMetrics,
+    RunRecord,
+    RunStatus,
+    WorkerInfo,
+)
+from floxide.distributed._codec import ROOT_ID, Codec
+from floxide.distributed._worker import queue_name
+
+__all__ = ["Orchestrator", "RemoteError", "UnknownRunError", "run_error"]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+logger = logging.getLogger("floxide.orchestrator")
+
+
+class RemoteError(Exception):
+    """A failure that happened in a worker, known here by its description only."""
+
+
+class UnknownRunError(FloxideError, KeyError):
+    """No run with this id exists in the backend (never started, or expired)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown run"
+
+
+def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
+    """The exception a failed or cancelled run raises to whoever waits for it."""
+    if rec.status is RunStatus.CANCELLED:
+        return RunCancelled(f"run {rec.run_id} of workflow {rec.workflow!r} was cancelled")
+    if rec.error_kind == "timeout":
+        return RunTimeoutError(
+            f"run {rec.run_id} of workflow {rec.workflow!r} did not finish within its timeout"
+        )
+    last = next((e for e in reversed(errors) if e.message == rec.error), None)
+    if last is not None and rec.error_kind in ("node", "lease"):
+        return NodeError(
+            last.node,
+            RemoteError(last.message),
+            run_id=rec.run_id,
+            item_id=last.item_id,
+            attempt=last.attempt,
+            workflow=rec.workflow,
+        )
+    return FloxideError(f"run {rec.run_id} of workflow {rec.workflow!r} failed: {rec.error}")
+
+
+class Orchestrator(Generic[C, I, O]):
+    """Starts runs of `workflow` in `backend` and follows them; workers do the work."""
+
+    def __init__(self, workflow: Workflow[C, I, O], backend: Backend) -> None:
+        self.workflow = workflow
+        self.backend = backend
+        self.codec = Codec.of(workflow)
+        self.queue = queue_name(workflow)
+
+    async def start_run(
+        self,
+        ctx: C,
+        input: I,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Store a new run (its first work item ready for any worker); return its id.
+
+        A run still going after `timeout` seconds fails with `RunTimeoutError`.
+        """
+        graph = self.workflow.graph
+        run_id = run_id or uuid.uuid4().hex
+        root = WorkItem(ROOT_ID, graph.start, input)
+        await self.backend.create_run(
+            NewRun(
+                run_id=run_id,
+                workflow=graph.name,
+                queue=self.queue,
+                fingerprint=graph.fingerprint,
+                input=self.codec.encode_input(input),
+                context=self.codec.encode_context(ctx),
+                items=[NewItem(ROOT_ID, graph.start, self.codec.encode_item(root))],
+                deadline=time.time() + timeout if timeout is not None else None,
+            )
+        )
+        logger.info(
+            "started run %s of %s",
+            run_id,
+            graph.name,
+            extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
+        )
+        return run_id
+
+    async def info(self, run_id: str) -> RunRecord:
+        """The stored record of a run; `UnknownRunError` if there is none."""
+        rec = await self.backend.get_run(run_id)
+        if rec is None:
+            raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}")
+        return rec
+
+    async def status(self, run_id: str) -> RunStatus:
+        return (await self.info(run_id)).status
+
+    async def wait_finished(self, run_id: str, *, timeout: float | None = None) -> RunRecord:
+        """Wait until the run is finished (completed, failed or cancelled); its record.
+
+        A run past its deadline is failed here too, in case no worker is left to notice.
+        `TimeoutError` if it is still going after `timeout` seconds.
+        """
+        limit = trio.current_time() + timeout if timeout is not None else float("inf")
+        while True:
+            rec = await self.info(run_id)
+            if rec.status.finished:
+                return rec
+            if rec.deadline is not None and time.time() > rec.deadline + 1.0:
+                await self.backend.fail_run(
+                    run_id,
+                    ErrorRecord("-", "-", 0, "timeout", "run deadline passed", time.time()),
+                )
+                continue
+            remaining = limit - trio.current_time()
+            if remaining <= 0:
+                raise TimeoutError(f"run {run_id} is still {rec.status} after {timeout} s")
+            await self.backend.wait_run(run_id, min(remaining, 1.0))
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> O:
+        """The run's first terminal output in branch order, once the run is finished.
+
+        Raises `NodeError` (a node failed without fallback), `RunTimeoutError`,
+        `RunCancelled`, `NoOutputError`, or `TimeoutError` when `timeout` passes first.
+        """
+        rec = await self.wait_finished(run_id, timeout=timeout)
+        outputs = await self._outputs(rec)
+        if not outputs:
+            raise NoOutputError(
+                f"run {run_id} of workflow {rec.workflow!r} finished without reaching a "
+                "terminal node"
+            )
+        return outputs[0]
+
+    async def results(self, run_id: str, *, timeout: float | None = None) -> list[O]:
+        """Every terminal output of the run, in branch order, once it is finished."""
+        rec = await self.wait_finished(run_id, timeout=timeout)
+        return await self._outputs(rec)
+
+    async def _outputs(self, rec: RunRecord) -> list[O]:
+        if rec.status is not RunStatus.COMPLETED:
+            raise run_error(rec, await self.backend.errors(rec.run_id))
+        return [
+            self.codec.decode_output(o.node, o.value)
+            for o in await self.backend.outputs(rec.run_id)
+        ]
+
+    async def context(self, run_id: str) -> C:
+        """The run's context as merged so far (final once the run is finished)."""
+        raw = await self.backend.context(run_id)
+        if raw is None:
+            raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}")
+        ctx: C = self.codec.decode_context(raw)
+        return ctx
+
+    async def _control(self, run_id: str, action: str) -> RunStatus:
+        try:
+            rec = await self.backend.control(run_id, action)
+        except KeyError:
+            raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}") from None
+        return rec.status
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Cancel the run: once this returns, none of its steps commit any more."""
+        return await self._control(run_id, "cancel")
+
+    async def pause(self, run_id: str) -> RunStatus:
+        """Pause the run: no new item starts (items in flight finish and commit)."""
+        return await self._control(run_id, "pause")
+
+    async def resume(self, run_id: str) -> RunStatus:
+        """Resume a paused run."""
+        return await self._control(run_id, "resume")
+
+    async def list_runs(self) -> list[RunRecord]:
+        """Runs of this workflow, newest first."""
+        name = self.workflow.graph.name
+        return [r for r in await self.backend.list_runs() if r.workflow == name]
+
+    async def errors(self, run_id: str) -> list[ErrorRecord]:
+        """Every failed attempt of the run (retried or not) and what ended it, if anything."""
+        await self.info(run_id)
+        return await self.backend.errors(run_id)
+
+    async def metrics(self, run_id: str) -> RunMetrics:
+        """Items done, failed, retried, in flight and queued; latency per node."""
+        await self.info(run_id)
+        return await self.backend.metrics(run_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers of this workflow seen recently."""
+        return [w for w in await self.backend.workers() if w.queue == self.queue]

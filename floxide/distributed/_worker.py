@@ -1,0 +1,605 @@
+"""Workers: processes that lease work items of a workflow from a backend and run them.
+
+A worker leases up to `concurrency` items at a time; for each it runs the node (with the
+same step semantics as an in-process run: `floxide._step.advance` and `settle`), then makes
+one atomic commit of the step's effects. While a node runs, heartbeats extend its lease, so
+a node longer than the lease keeps its item; a lease that was lost (the worker hung past its
+deadline and another worker took the item) cancels the node and its result is discarded.
+
+Failures: a node wrapped in `with_retry` is unwrapped, and its retries become durable,
+delayed work items (the policy's backoff, full jitter), so a retry survives a worker crash.
+When a worker dies mid-step, the reaper (every worker runs one) returns its expired leases
+as the next attempt; an item whose lease expired more often than the node's retry policy
+allows (`max_lease_attempts` for nodes without one) fails like a raised error, going to the
+node's `on_failure` fallback or failing the run.
+
+Contexts: each step runs on its own copy of the run's context; the commit merges the copy
+back into the stored context with the context's `merge` (the semilattice `Merge` protocol),
+so a duplicated or re-run step never counts twice. A context class without `merge` is
+written back whole when a step changed it (the last commit wins), so parallel branches
+should not mutate such a context.
+
+Stopping: `stop()` (and SIGTERM / SIGINT under `WorkerPool.run`) stops leasing, lets items in
+flight finish for `grace_period` seconds, then cancels the rest and gives them back at once
+(no lease wait), and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import attrs
+import trio
+
+from floxide._context import item_scope
+from floxide._errors import BackendError, FloxideError
+from floxide._logging import StepLogger, step_fields, step_span
+from floxide._node import Abort, Node
+from floxide._retry import RetryNode, RetryPolicy
+from floxide._step import Effects, JoinScope, WorkItem, advance, settle
+from floxide._workflow import Workflow
+from floxide.backends._base import (
+    Backend,
+    CommitPlan,
+    CommitResult,
+    ErrorRecord,
+    Lease,
+    NewItem,
+    Output,
+    RunRecord,
+    RunState,
+    WorkerInfo,
+)
+from floxide.distributed._codec import Codec, collection_key, item_id
+
+__all__ = ["LeaseExpiredError", "Worker", "WorkerPool", "queue_name"]
+
+C = TypeVar("C")
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+logger = logging.getLogger("floxide.worker")
+
+
+class LeaseExpiredError(FloxideError):
+    """A work item's lease expired more often than its node may be retried."""
+
+
+def queue_name(wf: Workflow[Any, Any, Any]) -> str:
+    """The queue a workflow's items go to: its qualified name and graph fingerprint.
+
+    Workers only lease items of runs made by the very same graph, so a deploy that changes
+    the workflow never runs old items with new nodes (or the reverse).
+    """
+    g = wf.graph
+    return f"{g.module}.{g.name}@{g.fingerprint}"
+
+
+def describe(error: BaseException) -> str:
+    """One line naming an exception: `Type: message`."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@attrs.define(eq=False)
+class _Slot:
+    lease: Lease
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    lost: bool = False
+    finished: bool = False
+
+
+class _DecodeError(Exception):
+    pass
+
+
+class Worker(Generic[C, I, O]):
+    """Leases and runs work items of one workflow, `concurrency` at a time.
+
+    `lease_seconds` bounds how long a dead worker keeps an item; heartbeats (every
+    `heartbeat_interval`, a third of the lease by default) extend leases of running items.
+    `idle_wait` is the longest single wait for new work before re-checking for a stop.
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow[C, I, O],
+        backend: Backend,
+        *,
+        concurrency: int = 1,
+        lease_seconds: float = 30.0,
+        heartbeat_interval: float | None = None,
+        reap_interval: float | None = None,
+        grace_period: float = 30.0,
+        idle_wait: float = 1.0,
+        max_lease_attempts: int = 3,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.workflow = workflow
+        self.backend = backend
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.heartbeat_interval = heartbeat_interval or lease_seconds / 3
+        self.reap_interval = reap_interval or max(lease_seconds / 2, 0.05)
+        self.grace_period = grace_period
+        self.idle_wait = idle_wait
+        self.max_lease_attempts = max_lease_attempts
+        host = socket.gethostname()
+        self.worker_id = worker_id or f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.queue = queue_name(workflow)
+        self.codec = Codec.of(workflow)
+        self.graph = workflow.graph
+        self.nodes = workflow.nodes
+        self.steps = 0
+        """Steps this worker committed."""
+        self._host = host
+        self._started = time.time()
+        self._slots: dict[tuple[str, str], _Slot] = {}
+        self._slot_freed = trio.Event()
+        self._stopping = False
+        self._lease_scope: trio.CancelScope | None = None
+        self._runs: dict[str, RunRecord] = {}
+
+    # -- control ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop gracefully: lease nothing more, finish or give back what is in flight."""
+        self._stopping = True
+        if self._lease_scope is not None:
+            self._lease_scope.cancel()
+        self._slot_freed.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Items being run now."""
+        return len(self._slots)
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            self.worker_id,
+            self.queue,
+            self._host,
+            os.getpid(),
+            self._started,
+            time.time(),
+            self.concurrency,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Work until `stop()` is called (or the task is cancelled)."""
+        log = StepLogger(logger, step_fields("-"))
+        await self._retrying(lambda: self.backend.register_worker(self._info()), "register")
+        log.info("worker %s started on %s (queue %s)", self.worker_id, self.backend.url, self.queue)
+        try:
+            async with trio.open_nursery() as background:
+                background.start_soon(self._heartbeats)
+                background.start_soon(self._reaper)
+                async with trio.open_nursery() as work:
+                    task_status.started()
+                    await self._lease_loop(work)
+                    if self._slots:
+                        log.info(
+                            "stopping: waiting up to %.1fs for %d items in flight",
+                            self.grace_period,
+                            len(self._slots),
+                        )
+                    with trio.move_on_after(self.grace_period):
+                        while self._slots:
+                            self._slot_freed = trio.Event()
+                            await self._slot_freed.wait()
+                    for slot in self._slots.values():
+                        slot.scope.cancel()
+                background.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await self.backend.unregister_worker(self.worker_id)
+                except BackendError:
+                    pass
+            log.info("worker %s stopped after %d steps", self.worker_id, self.steps)
+
+    async def _retrying(self, call: Callable[[], Any], what: str) -> Any:
+        """Call the backend, retrying with capped exponential backoff while it is down."""
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except BackendError as e:
+                if self._stopping:
+                    raise
+                logger.warning(
+                    "backend %s unavailable (%s: %s); retrying in %.2fs",
+                    self.backend.url,
+                    what,
+                    e,
+                    delay,
+                    extra=step_fields("-"),
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _lease_loop(self, work: trio.Nursery) -> None:
+        delay = 0.05
+        while not self._stopping:
+            free = self.concurrency - len(self._slots)
+            if free <= 0:
+                self._slot_freed = trio.Event()
+                await self._slot_freed.wait()
+                continue
+            leases: list[Lease] = []
+            with trio.CancelScope() as self._lease_scope:
+                try:
+                    leases = await self.backend.lease(
+                        self.queue,
+                        self.worker_id,
+                        limit=free,
+                        lease_seconds=self.lease_seconds,
+                        wait=self.idle_wait,
+                    )
+                    delay = 0.05
+                except BackendError as e:
+                    logger.warning(
+                        "cannot lease from %s (%s); retrying in %.2fs",
+                        self.backend.url,
+                        e,
+                        delay,
+                        extra=step_fields("-"),
+                    )
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            self._lease_scope = None
+            for lease in leases:
+                slot = _Slot(lease)
+                self._slots[(lease.run_id, lease.item_id)] = slot
+                work.start_soon(self._process, slot)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await trio.sleep(self.heartbeat_interval)
+            slots = list(self._slots.values())
+            try:
+                await self.backend.register_worker(self._info())
+                if not slots:
+                    continue
+                held = await self.backend.heartbeat([s.lease for s in slots], self.lease_seconds)
+            except BackendError as e:
+                logger.warning("heartbeat failed: %s", e, extra=step_fields("-"))
+                continue
+            for slot, ok in zip(slots, held, strict=True):
+                if not ok and not slot.finished:
+                    slot.lost = True
+                    slot.scope.cancel()
+                    le = slot.lease
+                    logger.warning(
+                        "lost the lease of item %s (run cancelled or lease expired); stopping it",
+                        le.item_id,
+                        extra=step_fields(le.run_id, le.node, le.item_id, le.attempt),
+                    )
+
+    async def _reaper(self) -> None:
+        while True:
+            await trio.sleep(self.reap_interval)
+            try:
+                n = await self.backend.reap()
+            except BackendError as e:
+                logger.warning("reaper failed: %s", e, extra=step_fields("-"))
+                continue
+            if n:
+                logger.info("returned %d expired leases to the queue", n, extra=step_fields("-"))
+
+    # -- one item -----------------------------------------------------------------------
+    async def _process(self, slot: _Slot) -> None:
+        lease = slot.lease
+        try:
+            with slot.scope:
+                await self._step(slot)
+            if not slot.finished and not slot.lost:
+                await self._give_back(slot)
+        except trio.Cancelled:
+            if not slot.finished and not slot.lost:
+                await self._give_back(slot)
+            raise
+        except BackendError as e:
+            logger.warning(
+                "backend error while running item %s: %s (its lease will expire)",
+                lease.item_id,
+                e,
+                extra=step_fields(lease.run_id, lease.node, lease.item_id, lease.attempt),
+            )
+        finally:
+            self._slots.pop((lease.run_id, lease.item_id), None)
+            self._slot_freed.set()
+
+    async def _give_back(self, slot: _Slot) -> None:
+        le = slot.lease
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            try:
+                await self.backend.release(le)
+                logger.info(
+                    "gave item %s back unfinished",
+                    le.item_id,
+                    extra=step_fields(le.run_id, le.node, le.item_id, le.attempt),
+                )
+            except BackendError as e:
+                logger.warning("could not give item %s back: %s", le.item_id, e)
+
+    async def _run_record(self, run_id: str) -> RunRecord | None:
+        rec = self._runs.get(run_id)
+        if rec is None:
+            rec = await self.backend.get_run(run_id)
+            if rec is not None:
+                if len(self._runs) > 1000:
+                    self._runs.clear()
+                self._runs[run_id] = rec
+        return rec
+
+    @contextmanager
+    def _shielded(self) -> Iterator[None]:
+        with trio.CancelScope(shield=True):
+            yield
+
+    async def _step(self, slot: _Slot) -> None:
+        lease = slot.lease
+        run_id = lease.run_id
+        log = StepLogger(logger, step_fields(run_id, lease.node, lease.item_id, lease.attempt))
+        codec = self.codec
+        try:
+            payload = codec.decode_item(lease.item_id, lease.payload, lease.attempt)
+            item = payload.item
+            if payload.collect is not None:
+                raws = await self.backend.collected(run_id, payload.collect)
+                item.input = codec.decode_collection(item.node, raws)
+            ctx_raw = await self.backend.context(run_id)
+            if ctx_raw is None:
+                slot.finished = True
+                return
+            ctx = codec.decode_context(ctx_raw)
+        except BackendError as e:
+            if "unreachable" in str(e) or "connect" in str(e).lower():
+                raise
+            log.error("cannot decode item %s: %s", lease.item_id, e)
+            with self._shielded():
+                await self.backend.fail_run(
+                    run_id,
+                    ErrorRecord(
+                        lease.node, lease.item_id, lease.attempt, "node", str(e), time.time()
+                    ),
+                )
+            slot.finished = True
+            return
+        rec = await self._run_record(run_id)
+        node: Node[Any, Any, Any] = self.nodes[item.node]
+        policy: RetryPolicy | None = None
+        if isinstance(node, RetryNode):
+            policy = node.policy
+            node = node.inner
+        limit = policy.max_attempts if policy is not None else self.max_lease_attempts
+
+        outcome: object
+        started = time.perf_counter()
+        if lease.expired and lease.attempt > limit:
+            outcome = LeaseExpiredError(
+                f"{lease.last_error}; gave up after {lease.attempt - 1} attempts"
+            )
+        else:
+            deadline = float("inf")
+            if rec is not None and rec.deadline is not None:
+                deadline = trio.current_time() + (rec.deadline - time.time())
+            log.debug("running %s (attempt %d)", item.node, lease.attempt)
+            with step_span(run_id, item.node, lease.item_id, lease.attempt):
+                with item_scope(item.id, item.position), trio.CancelScope(deadline=deadline) as dl:
+                    try:
+                        outcome = await node.process(ctx, item.input)
+                    except Exception as exc:
+                        outcome = exc
+            if dl.cancelled_caught:
+                log.warning("run %s passed its deadline while %s ran", run_id, item.node)
+                with self._shielded():
+                    await self.backend.fail_run(
+                        run_id,
+                        ErrorRecord(
+                            item.node,
+                            lease.item_id,
+                            lease.attempt,
+                            "timeout",
+                            f"run {run_id} did not finish within its timeout",
+                            time.time(),
+                        ),
+                    )
+                slot.finished = True
+                return
+        duration = time.perf_counter() - started
+
+        error: BaseException | None = None
+        if isinstance(outcome, BaseException):
+            error = outcome
+        elif isinstance(outcome, Abort):
+            error = outcome.error
+        if error is not None and policy is not None and policy.should_retry(error, lease.attempt):
+            delay = policy.delay(lease.attempt)
+            record = ErrorRecord(
+                item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
+            )
+            with self._shielded():
+                result = await self.backend.retry(lease, delay, record)
+            slot.finished = True
+            log.info(
+                "%s failed on attempt %d (%s); retry in %.3fs: %s",
+                item.node,
+                lease.attempt,
+                describe(error),
+                delay,
+                result,
+            )
+            return
+        if error is not None and lease.attempt > 1:
+            error.add_note(f"failed after {lease.attempt} attempts")
+
+        build = self._builder(item, outcome, payload.collect, ctx, ctx_raw, duration)
+        with self._shielded():
+            result = await self.backend.commit(lease, build)
+        slot.finished = True
+        if result is CommitResult.COMMITTED:
+            self.steps += 1
+            if error is not None:
+                log.info("%s failed: %s", item.node, describe(error))
+            log.debug("committed %s in %.4fs", item.node, duration)
+        elif result is CommitResult.LOST:
+            log.warning("lease of item %s was lost; its result is discarded", lease.item_id)
+        else:
+            log.info("run %s is no longer live; result of %s discarded", run_id, item.node)
+
+    def _builder(
+        self,
+        item: WorkItem,
+        outcome: object,
+        consumed: str | None,
+        ctx: Any,
+        ctx_raw: bytes,
+        duration: float,
+    ) -> Callable[[RunState], CommitPlan]:
+        """The commit of one step; effects are computed and encoded once, outside the lock."""
+        codec = self.codec
+        fired_scopes: dict[str, str] = {}
+
+        def new_id(parent: WorkItem, k: int) -> str:
+            i = item_id(parent, k)
+            if k < 0:
+                fired_scopes[i] = str(parent.id)
+            return i
+
+        fx: Effects = advance(self.graph, item, outcome, new_id)
+        if fx.failure is not None:
+            failure = ErrorRecord(
+                item.node, str(item.id), item.attempt, "node", describe(fx.failure), time.time()
+            )
+            return lambda state: CommitPlan(failure=failure, duration=duration)
+        items = [NewItem(str(i.id), i.node, codec.encode_item(i)) for i in fx.items]
+        outputs = [
+            Output(pos, item.node, codec.encode_output(item.node, v)) for pos, v in fx.outputs
+        ]
+        collect = [
+            (collection_key(sid, join), codec.encode_contribution(item.node, join, pos, value))
+            for sid, join, pos, value in fx.contributions
+        ]
+        drop = [consumed] if consumed is not None else []
+        mine = codec.encode_context(ctx)
+        changed = mine != ctx_raw
+        mergeable = callable(getattr(ctx, "merge", None))
+        needs_joins = bool(item.scopes) or fx.opened is not None
+
+        def build(state: RunState) -> CommitPlan:
+            context: bytes | None = None
+            if changed:
+                if state.context == ctx_raw or not mergeable:
+                    context = mine
+                else:
+                    try:
+                        merged = codec.decode_context(state.context).merge(ctx)
+                    except Exception as e:
+                        failure = ErrorRecord(
+                            item.node,
+                            str(item.id),
+                            item.attempt,
+                            "node",
+                            f"merging the context failed: {describe(e)}",
+                            time.time(),
+                        )
+                        return CommitPlan(failure=failure, duration=duration)
+                    context = codec.encode_context(merged)
+            if not needs_joins:
+                return CommitPlan(
+                    context=context,
+                    items=items,
+                    outputs=outputs,
+                    collect=collect,
+                    drop_collected=drop,
+                    duration=duration,
+                )
+            fired_scopes.clear()
+            join_state: dict[Any, JoinScope] = {}
+            for sid, _ in item.scopes:
+                raw = state.joins.get(str(sid))
+                if raw is None:
+                    raise BackendError(f"join scope {sid!r} of item {item.id!r} is missing")
+                join_state[sid] = codec.decode_scope(str(sid), raw)
+            before = set(join_state)
+            fx_local = _copy_effects(fx)
+            fired = settle(join_state, item, fx_local, new_id)
+            put = {str(sid): codec.encode_scope(scope) for sid, scope in join_state.items()}
+            delete = [str(sid) for sid in before - set(join_state)]
+            fired_items = [
+                NewItem(
+                    str(f.id),
+                    f.node,
+                    codec.encode_item(f, collect=collection_key(fired_scopes[str(f.id)], f.node)),
+                )
+                for f in fired
+            ]
+            return CommitPlan(
+                context=context,
+                joins_put=put,
+                joins_delete=delete,
+                items=[*items, *fired_items],
+                outputs=outputs,
+                collect=collect,
+                drop_collected=drop,
+                duration=duration,
+            )
+
+        return build
+
+
+def _copy_effects(fx: Effects) -> Effects:
+    """`settle` mutates an opened scope; a builder may run twice, so give it a fresh one."""
+    if fx.opened is None:
+        return fx
+    copy = Effects()
+    copy.items = fx.items
+    copy.outputs = fx.outputs
+    copy.contributions = fx.contributions
+    o = fx.opened
+    copy.opened = JoinScope(
+        o.id, o.source, o.joins, o.position, o.parent, o.open, {j: [] for j in o.joins}
+    )
+    return copy
+
+
+class WorkerPool(Worker[C, I, O]):
+    """A worker process's pool: `concurrency` items at once, stopped by SIGTERM / SIGINT.
+
+    `await WorkerPool(wf, backend, concurrency=4).run()` works until stopped; the first
+    SIGTERM or SIGINT stops it gracefully (see `Worker.stop`), and `run` returns normally.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            await super().run(task_status=task_status)  # signals need the main thread
+            return
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as receiver:
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    async for signum in receiver:
+                        logger.info(
+                            "received %s: stopping gracefully",
+                            signal.Signals(signum).name,
+                            extra=step_fields("-"),
+                        )
+                        self.stop()
+
+                nursery.start_soon(watch)
+                await super().run(task_status=task_status)
+                nursery.cancel_scope.cancel()
