@@ -363,7 +363,7 @@ class _Graph:
                 for t in good:
                     self.flow(src.value, types.out, t, None)
                 if not entry.fanout:
-                    self.terminal(src, types.out)
+                    self.terminal(src, types.out, src.expr)
             elif entry.routes is not None:
                 self.check_routes(src, entry.routes, types, succ)
             else:
@@ -459,12 +459,12 @@ class _Graph:
                     accepts=chk.fmt(types.inp),
                 )
 
-    def terminal(self, src: Name, out: Type) -> None:
+    def terminal(self, src: Name, out: Type, where: Context) -> None:
         chk = self.chk
         if not chk.sub(out, self.w_out):
             chk.fail(
                 "terminal-type",
-                src.expr,
+                where,
                 name=src.value,
                 out=chk.fmt(out),
                 wout=chk.fmt(self.w_out),
@@ -522,9 +522,9 @@ class _Graph:
             return None
         if isinstance(p, AnyType):
             return None
-        shown = chk.fmt(p) if p is not None else "?"
-        if isinstance(row.key, NameExpr):
-            shown = row.key.name
+        shown = written(row.key) or (
+            row.key.name if isinstance(row.key, NameExpr) else chk.fmt(p) if p else "?"
+        )
         chk.fail("bad-route-key", row.key, src=src, key=shown)
         return None
 
@@ -589,7 +589,7 @@ class _Graph:
             for t in row.targets:
                 self.flow(src.value, payload, t, label)
             if not row.targets:
-                self.terminal(src, payload)
+                self.terminal(src, payload, row.value)
         remaining = [
             v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))
         ]

@@ -23,6 +23,7 @@ from mypy.nodes import (
     ListExpr,
     NameExpr,
     StrExpr,
+    TempNode,
     TupleExpr,
     TypeInfo,
 )
@@ -272,6 +273,8 @@ def _assignments(defn: ClassDef) -> dict[str, Expression]:
     for stmt in defn.defs.body:
         if not isinstance(stmt, AssignmentStmt) or len(stmt.lvalues) != 1:
             continue
+        if isinstance(stmt.rvalue, TempNode) and stmt.rvalue.no_rhs:
+            continue  # `name: T` without a value declares a field, not the attribute
         lvalue = stmt.lvalues[0]
         if isinstance(lvalue, NameExpr) and lvalue.name in RESERVED_ATTRS:
             found[lvalue.name] = stmt.rvalue
