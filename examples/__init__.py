@@ -1,0 +1,1 @@
+"""Runnable floxide examples: `python -m examples.<name>` (each module has a `main()`)."""
