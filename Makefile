@@ -21,7 +21,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 typecheck: $(STAMP)
-	$(BIN)/python -m pytest -q typecheck_tests -p no:cacheprovider
+	$(BIN)/python -m pytest -q typecheck_tests -p no:trio -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
 
 mypy: $(STAMP)
 	$(BIN)/python -m mypy --strict floxide mypy_plugin/floxide_mypy

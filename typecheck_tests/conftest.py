@@ -7,6 +7,7 @@ case files are checked together in a single run.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 CASES = Path(__file__).resolve().parent / "cases"
+
+# pytest-mypy-plugins runs the `mypy` found on PATH: use this interpreter's.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 _LINE = re.compile(
     r"^(?P<path>[^:\n]+):(?P<line>\d+): (?P<severity>error|note|warning): (?P<text>.*?)"
