@@ -1,0 +1,191 @@
+"""Shared pieces of the benchmark: workload names, measuring, correctness, I/O counters.
+
+Runs under two interpreters (the project's and the peers' virtualenv), so it uses the
+standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRATCH = os.path.join(HERE, "results", "scratch")
+
+# Workloads, in table order. "unit" is what one measured number is per.
+CHAIN = "chain"
+FANOUT = "fanout"
+CKPT_MEM = "ckpt-mem"
+CKPT_SQLITE = "ckpt-sqlite"
+LOCAL_WORKLOADS = (CHAIN, FANOUT, CKPT_MEM, CKPT_SQLITE)
+
+
+def expected(workload: str, n: int) -> int:
+    """What a correct run returns: a chain counts its steps, a fan-out sums 0..n-1."""
+    if workload == FANOUT:
+        return n * (n - 1) // 2
+    return n
+
+
+class NotAvailable(Exception):
+    """The library has no such feature (or it is not implemented yet)."""
+
+
+class Emitter:
+    """Writes one JSON record per line on stdout, prefixed so stray prints are ignored."""
+
+    PREFIX = "@@"
+
+    def __init__(self, library: str) -> None:
+        self.library = library
+
+    def __call__(self, **record: Any) -> None:
+        record.setdefault("library", self.library)
+        sys.stdout.write(self.PREFIX + json.dumps(record) + "\n")
+        sys.stdout.flush()
+
+
+def parse_records(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith(Emitter.PREFIX):
+            out.append(json.loads(line[len(Emitter.PREFIX) :]))
+    return out
+
+
+class Scratch:
+    """A private temporary folder (under benchmarks/results/scratch) for one child."""
+
+    def __init__(self, tag: str) -> None:
+        os.makedirs(SCRATCH, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix=f"{tag}-", dir=SCRATCH)
+        self._k = 0
+
+    def file(self, stem: str, suffix: str = ".sqlite") -> str:
+        self._k += 1
+        return os.path.join(self.path, f"{stem}-{self._k}{suffix}")
+
+    def usage(self) -> dict[str, int]:
+        sizes = {}
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                p = os.path.join(root, f)
+                try:
+                    sizes[p] = os.path.getsize(p)
+                except OSError:
+                    pass
+        return sizes
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def write_chars() -> int:
+    """Bytes this process has passed to write(2) so far (all threads), from /proc."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# A measured run returns (build seconds, run seconds, result).
+Run = tuple[float, float, Any]
+
+
+def timed(build: Callable[[], Any], run: Callable[[Any], Any]) -> Run:
+    t0 = time.perf_counter()
+    obj = build()
+    t1 = time.perf_counter()
+    res = run(obj)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, res
+
+
+def measure(
+    fn: Callable[[int], Run],
+    workload: str,
+    n: int,
+    reps: int,
+    budget_s: float,
+    check: Callable[[Any, int], bool] | None = None,
+) -> dict[str, Any]:
+    """Best of `reps` runs at size n (after an untimed warm-up at a small size).
+
+    Every run's result is checked; a wrong result raises. Repeats stop early when the
+    budget is spent, and the record says how many ran.
+    """
+    ok = check or (lambda res, k: res == expected(workload, k))
+
+    def one(k: int) -> tuple[float, float]:
+        b, r, res = fn(k)
+        if not ok(res, k):
+            raise AssertionError(f"wrong result at n={k}: {res!r:.200}")
+        return b, r
+
+    one(min(10, n))  # imports, caches, lazily created things
+    t_start = time.perf_counter()
+    runs: list[float] = []
+    builds: list[float] = []
+    while len(runs) < reps:
+        b, r = one(n)
+        runs.append(r)
+        builds.append(b)
+        spent = time.perf_counter() - t_start
+        if spent + (b + r) * 1.2 > budget_s:
+            break
+    best = min(runs)
+    return {
+        "n": n,
+        "us": best / n * 1e6,
+        "us_median": sorted(runs)[len(runs) // 2] / n * 1e6,
+        "run_s": best,
+        "build_s": min(builds),
+        "reps": len(runs),
+    }
+
+
+def bytes_written(fn: Callable[[int], Run], scratch: Scratch, n: int) -> dict[str, float]:
+    """Bytes one untimed run at size n writes, per step: write(2) volume and file growth."""
+    before = scratch.usage()
+    w0 = write_chars()
+    fn(n)
+    w1 = write_chars()
+    after = scratch.usage()
+    grown = sum(max(0, size - before.get(p, 0)) for p, size in after.items())
+    return {"write_b": (w1 - w0) / n if w0 >= 0 else -1.0, "growth_b": grown / n}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]

@@ -1,0 +1,276 @@
+"""floxide: the workflows of flows.py, run in process, checkpointed, and distributed.
+
+Features that are not importable yet report "not available" instead of failing, and are
+picked up as soon as they exist (every floxide import of an optional part is inside a try).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from common import NotAvailable, Run, Scratch, percentile, timed
+
+NAME = "floxide"
+DISTS = ("floxide", "trio", "attrs", "cattrs")
+NOTE = "@workflow class; wf.run / run_with_checkpoint; Orchestrator + WorkerPool processes"
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def available() -> bool:
+    return importlib.util.find_spec("floxide") is not None
+
+
+def _trio_run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    import trio
+
+    return trio.run(fn, *args)
+
+
+def chain(n: int, scratch: Scratch) -> Run:
+    import flows
+
+    return timed(lambda: flows.chain(n), lambda wf: _trio_run(wf.run, flows.BenchCtx(), 0))
+
+
+def fanout(n: int, scratch: Scratch) -> Run:
+    import flows
+
+    return timed(flows.fanout, lambda wf: _trio_run(wf.run, flows.BenchCtx(), n))
+
+
+def _checkpoint_store(kind: str) -> Any:
+    """The store class, or NotAvailable while floxide has no checkpoints yet."""
+    try:
+        import floxide
+
+        return getattr(floxide, kind)
+    except (ImportError, AttributeError) as e:
+        raise NotAvailable(f"floxide.{kind} not available yet") from e
+
+
+async def _close(obj: Any) -> None:
+    for name in ("aclose", "close"):
+        fn = getattr(obj, name, None)
+        if fn is not None:
+            res = fn()
+            if inspect.isawaitable(res):
+                await res
+            return
+
+
+def _checkpointed(n: int, make_store: Callable[[], Any]) -> Run:
+    import flows
+
+    async def go(wf: Any) -> int:
+        store = make_store()
+        try:
+            return int(
+                await wf.run_with_checkpoint(
+                    flows.BenchCtx(), 0, store=store, run_id=f"bench-{uuid.uuid4().hex[:12]}"
+                )
+            )
+        finally:
+            await _close(store)
+
+    def run(wf: Any) -> int:
+        try:
+            return int(_trio_run(go, wf))
+        except ModuleNotFoundError as e:
+            if (e.name or "").startswith("floxide"):
+                raise NotAvailable(f"{e.name} not available yet") from e
+            raise
+
+    return timed(lambda: flows.chain(n), run)
+
+
+def ckpt_mem(n: int, scratch: Scratch) -> Run:
+    store_cls = _checkpoint_store("InMemoryCheckpointStore")
+    return _checkpointed(n, store_cls)
+
+
+def ckpt_sqlite(n: int, scratch: Scratch) -> Run:
+    store_cls = _checkpoint_store("SqliteCheckpointStore")
+    return _checkpointed(n, lambda: store_cls(scratch.file("floxide")))
+
+
+# ------------------------------------------------------------------ distributed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _redis_server(scratch: Scratch) -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port, without persistence."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise NotAvailable("redis-server is not on PATH")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", scratch.path, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Iterator[None]:
+    """`count` worker processes (dworker.py) serving workflow `spec` from backend `url`."""
+    cmd = [sys.executable, os.path.join(HERE, "dworker.py"), url, spec,
+           "--concurrency", str(concurrency)]
+    procs = [
+        subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    try:
+        for p in procs:  # each prints "ready" once its pool is about to run
+            line = p.stdout.readline() if p.stdout else ""
+            if "ready" not in line:
+                err = p.stderr.read() if p.stderr else ""
+                raise RuntimeError(f"worker did not start: {line.strip()} {err.strip()[-600:]}")
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
+    """`sqlite` / `redis`: n-branch fan-out, items/s; `redis-chain`: 100-step chain latency."""
+    try:
+        from floxide.backends import open_backend
+        from floxide.distributed import Orchestrator
+    except ImportError as e:
+        raise NotAvailable(f"floxide.distributed not available yet ({e})") from e
+    if mode.startswith("redis") and importlib.util.find_spec("coredis") is None:
+        raise NotAvailable("coredis is not installed (floxide[redis])")
+
+    import flows
+    import trio
+
+    scratch = Scratch("floxide-dist")
+    old_cwd = os.getcwd()
+    os.chdir(scratch.path)  # sqlite:///dist.db is relative: same file for every process
+    try:
+        with contextlib.ExitStack() as stack:
+            if mode == "sqlite":
+                url = "sqlite:///dist.db"
+            elif mode in ("redis", "redis-chain"):
+                url = stack.enter_context(_redis_server(scratch))
+            else:
+                raise ValueError(f"unknown distributed mode {mode!r}")
+            chain_steps = 100
+            spec = f"stamp:{chain_steps}" if mode == "redis-chain" else "fanout"
+            concurrency = 1 if mode == "redis-chain" else 16
+            wf = flows.by_name(spec)
+
+            async def one(orch: Any, arg: Any) -> tuple[float, Any]:
+                t0 = time.perf_counter()
+                run_id = await orch.start_run(flows.BenchCtx(), arg)
+                with trio.fail_after(300):
+                    out = await orch.wait(run_id)
+                return time.perf_counter() - t0, out
+
+            async def go() -> dict[str, Any]:
+                backend = open_backend(url)
+                if inspect.isawaitable(backend):
+                    backend = await backend
+                try:
+                    orch = Orchestrator(wf, backend)
+                    with _workers(url, spec, workers, concurrency, scratch.path):
+                        if mode == "redis-chain":
+                            return await _chain_latency(one, orch, chain_steps, reps)
+                        return await _fanout_rate(one, orch, n, reps)
+                finally:
+                    await _close(backend)
+
+            rec: dict[str, Any] = trio.run(go)
+            rec.update(workers=workers, concurrency=concurrency, backend=url.split(":")[0])
+            return rec
+    finally:
+        os.chdir(old_cwd)
+        scratch.cleanup()
+
+
+async def _fanout_rate(one: Any, orch: Any, n: int, reps: int) -> dict[str, Any]:
+    _, out = await one(orch, 10)  # warm-up: connections, scripts, imports in the workers
+    if out != 45:
+        raise AssertionError(f"wrong result at n=10: {out!r}")
+    times = []
+    for _ in range(reps):
+        dt, out = await one(orch, n)
+        if out != n * (n - 1) // 2:
+            raise AssertionError(f"wrong result at n={n}: {out!r}")
+        times.append(dt)
+    best = min(times)
+    return {
+        "n": n,
+        "items_per_s": (n + 2) / best,  # split + n branches + the join
+        "branches_per_s": n / best,
+        "run_s": best,
+        "reps": len(times),
+    }
+
+
+async def _chain_latency(one: Any, orch: Any, steps: int, reps: int) -> dict[str, Any]:
+    """Per-step latency = time between two consecutive nodes' clocks, over all runs."""
+    await one(orch, [time.time_ns()])  # warm-up
+    gaps: list[float] = []
+    walls: list[float] = []
+    for _ in range(max(reps, 5)):
+        dt, out = await one(orch, [time.time_ns()])
+        if not (isinstance(out, list) and len(out) == steps + 1 and out == sorted(out)):
+            raise AssertionError(f"wrong result: {out!r:.200}")
+        gaps += [(b - a) / 1e3 for a, b in itertools.pairwise(out)]
+        walls.append(dt)
+    gaps.sort()
+    return {
+        "n": steps,
+        "p50_us": percentile(gaps, 50),
+        "p99_us": percentile(gaps, 99),
+        "mean_us": min(walls) / steps * 1e6,
+        "samples": len(gaps),
+        "reps": len(walls),
+    }
