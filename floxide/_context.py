@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
-import attrs
 import trio
 
 if TYPE_CHECKING:
@@ -28,6 +27,8 @@ __all__ = [
     "ItemInfo",
     "SharedState",
     "current_item",
+    "enter_item",
+    "exit_item",
     "item_scope",
     "register_shared_state_hooks",
 ]
@@ -191,12 +192,29 @@ def register_shared_state_hooks(converter: cattrs.Converter) -> None:
     converter.register_unstructure_hook_factory(_is_shared_state, unstructure_factory)
 
 
-@attrs.frozen
 class ItemInfo:
-    """The work item a node is running for: its id (as text) and branch position."""
+    """The work item a node is running for: its `id` (as text) and branch `position`."""
 
-    id: str
-    position: tuple[int, ...] = ()
+    __slots__ = ("_id", "position")
+
+    def __init__(self, id: object, position: tuple[int, ...] = ()) -> None:
+        self._id = id
+        self.position = position
+
+    @property
+    def id(self) -> str:
+        return self._id if isinstance(self._id, str) else str(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ItemInfo) and self.id == other.id and self.position == other.position
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.position))
+
+    def __repr__(self) -> str:
+        return f"ItemInfo(id={self.id!r}, position={self.position!r})"
 
 
 _current_item: ContextVar[ItemInfo | None] = ContextVar("floxide_current_item", default=None)
@@ -207,24 +225,41 @@ def current_item() -> ItemInfo | None:
     return _current_item.get()
 
 
-@contextmanager
-def item_scope(item_id: object, position: tuple[int, ...] = ()) -> Iterator[ItemInfo]:
-    """Run the enclosed code as work item `item_id` at `position` (appliers use this).
+def enter_item(item_id: object, position: tuple[int, ...] = ()) -> Token[ItemInfo | None]:
+    """Make `item_id` at `position` the current work item; undo with `exit_item(token)`.
 
-    Merge values key their contributions by this id, so re-running the same item
-    reproduces, rather than adds to, its contribution. Inside another item's scope (a
+    The cheap form of `item_scope` for appliers' hot loops. Inside another item (a
     workflow run by a node, as `CompositeNode` does) the id and position are qualified by
-    the enclosing item's: id `"<outer>/<inner>"`, position `outer + inner`, so nested
-    runs never collide with the items of the run around them. Appliers set the scope
-    around the node call only, and do not start tasks inside it.
+    the enclosing item's: id `"<outer>/<inner>"`, position `outer + inner`, so nested runs
+    never collide with the items of the run around them.
     """
     outer = _current_item.get()
     if outer is None:
-        info = ItemInfo(str(item_id), tuple(position))
+        info = ItemInfo(item_id, position)
     else:
         info = ItemInfo(f"{outer.id}/{item_id}", (*outer.position, *position))
-    token = _current_item.set(info)
+    return _current_item.set(info)
+
+
+def exit_item(token: Token[ItemInfo | None]) -> None:
+    """Restore the work item that was current before `enter_item` returned `token`."""
+    _current_item.reset(token)
+
+
+@contextmanager
+def item_scope(item_id: object, position: tuple[int, ...] = ()) -> Iterator[ItemInfo]:
+    """Run the enclosed code as work item `item_id` at `position`.
+
+    Appliers (the local executor, checkpointed runs, distributed workers) run each node
+    call inside its item's scope, so merge values (`Counter`, `EventLog`) key their
+    contributions by the item: re-running the same item reproduces, rather than adds to,
+    its contribution. Set it around the node call only; tasks started inside it inherit it.
+    Nested scopes are qualified as described in `enter_item`.
+    """
+    token = enter_item(item_id, position)
     try:
+        info = _current_item.get()
+        assert info is not None
         yield info
     finally:
-        _current_item.reset(token)
+        exit_item(token)

@@ -11,8 +11,22 @@ import trio
 from cattrs import ClassValidationError
 from cattrs.preconf.json import make_converter
 
-from floxide import Counter, Max, MergeConflictError, SharedState, current_item, item_scope
-from floxide._context import register_shared_state_hooks
+from floxide import (
+    Counter,
+    ItemInfo,
+    Max,
+    MergeConflictError,
+    Next,
+    Node,
+    SharedState,
+    SplitNode,
+    Transition,
+    Workflow,
+    current_item,
+    item_scope,
+    workflow,
+)
+from floxide._context import enter_item, exit_item, register_shared_state_hooks
 
 
 async def test_get_set_update() -> None:
@@ -180,3 +194,51 @@ async def test_item_scope_is_per_task_and_nests() -> None:
             assert (inner.id, inner.position) == ("outer/7", (3, 0, 1))
         assert current_item() == outer
     assert current_item() is None
+
+
+def test_enter_and_exit_item_nest_like_item_scope() -> None:
+    outer = enter_item(3, (1,))
+    inner = enter_item("x", (0,))
+    info = current_item()
+    assert info is not None and (info.id, info.position) == ("3/x", (1, 0))
+    exit_item(inner)
+    assert current_item() == ItemInfo("3", (1,))
+    exit_item(outer)
+    assert current_item() is None
+
+
+@attrs.define
+class Hits:
+    hits: SharedState[int] = attrs.field(factory=lambda: SharedState(0))
+
+
+@attrs.frozen
+class Bump(Node[Hits, int, int]):
+    async def process(self, ctx: Hits, input: int) -> Transition[int]:
+        async with ctx.hits.lock() as cell:
+            seen = cell.value
+            await trio.sleep(0)
+            cell.value = seen + 1
+        await ctx.hits.update(lambda n: n + 1)
+        return Next(input)
+
+
+def fan(n: int) -> range:
+    return range(n)
+
+
+@workflow
+class ManyBranches(Workflow[Hits, int, int]):
+    split: SplitNode[int, int]
+    bump: Bump
+
+    start = "split"
+    edges = {"split": ["bump"], "bump": []}
+
+
+async def test_many_workflow_branches_never_lose_an_increment() -> None:
+    ctx = Hits()
+    wf = ManyBranches(split=SplitNode(fan), bump=Bump())
+    outputs = await wf.run_all(ctx, 300, concurrency=64)
+    assert len(outputs) == 300
+    assert await ctx.hits.get() == 600
