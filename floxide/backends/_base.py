@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -260,6 +261,12 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the backend is unusable afterwards."""
+
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        """Hold connections open for the operations of this task and the tasks it starts.
+
+        Outside it every operation still works (Redis then connects per operation).
+        """
 
     # -- runs ---------------------------------------------------------------------------
     async def create_run(self, run: NewRun) -> None:

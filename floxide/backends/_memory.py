@@ -7,11 +7,13 @@ as on SQLite or Redis. `memory://NAME` URLs share one store per name within a pr
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 import trio
@@ -108,6 +110,9 @@ class MemoryBackend:
         self.worker_ttl = worker_ttl
         name = url.removeprefix("memory://").strip("/")
         self._s = _NAMED.setdefault(name, _Store()) if name else _Store()
+
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:
         return None

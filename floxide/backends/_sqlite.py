@@ -13,11 +13,13 @@ past the next delayed retry's due time); a commit in the same process wakes wait
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TypeVar
 
@@ -186,6 +188,9 @@ class SqliteBackend:
         if self._local_change is not None:
             self._local_change.set()
             self._local_change = None
+
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:
         def close(_: sqlite3.Connection) -> None:

@@ -90,6 +90,20 @@ class Orchestrator(Generic[C, I, O]):
         graph = self.workflow.graph
         run_id = run_id or uuid.uuid4().hex
         root = WorkItem(ROOT_ID, graph.start, input)
+        async with self.backend.connected():
+            await self._create(run_id, root, input, ctx, timeout)
+        logger.info(
+            "started run %s of %s",
+            run_id,
+            graph.name,
+            extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
+        )
+        return run_id
+
+    async def _create(
+        self, run_id: str, root: WorkItem, input: I, ctx: C, timeout: float | None
+    ) -> None:
+        graph = self.workflow.graph
         await self.backend.create_run(
             NewRun(
                 run_id=run_id,
@@ -102,13 +116,6 @@ class Orchestrator(Generic[C, I, O]):
                 deadline=time.time() + timeout if timeout is not None else None,
             )
         )
-        logger.info(
-            "started run %s of %s",
-            run_id,
-            graph.name,
-            extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
-        )
-        return run_id
 
     async def info(self, run_id: str) -> RunRecord:
         """The stored record of a run; `UnknownRunError` if there is none."""
@@ -126,6 +133,10 @@ class Orchestrator(Generic[C, I, O]):
         A run past its deadline is failed here too, in case no worker is left to notice.
         `TimeoutError` if it is still going after `timeout` seconds.
         """
+        async with self.backend.connected():
+            return await self._wait_finished(run_id, timeout)
+
+    async def _wait_finished(self, run_id: str, timeout: float | None) -> RunRecord:
         limit = trio.current_time() + timeout if timeout is not None else float("inf")
         while True:
             rec = await self.info(run_id)
@@ -148,8 +159,9 @@ class Orchestrator(Generic[C, I, O]):
         Raises `NodeError` (a node failed without fallback), `RunTimeoutError`,
         `RunCancelled`, `NoOutputError`, or `TimeoutError` when `timeout` passes first.
         """
-        rec = await self.wait_finished(run_id, timeout=timeout)
-        outputs = await self._outputs(rec)
+        async with self.backend.connected():
+            rec = await self.wait_finished(run_id, timeout=timeout)
+            outputs = await self._outputs(rec)
         if not outputs:
             raise NoOutputError(
                 f"run {run_id} of workflow {rec.workflow!r} finished without reaching a "
@@ -159,8 +171,9 @@ class Orchestrator(Generic[C, I, O]):
 
     async def results(self, run_id: str, *, timeout: float | None = None) -> list[O]:
         """Every terminal output of the run, in branch order, once it is finished."""
-        rec = await self.wait_finished(run_id, timeout=timeout)
-        return await self._outputs(rec)
+        async with self.backend.connected():
+            rec = await self.wait_finished(run_id, timeout=timeout)
+            return await self._outputs(rec)
 
     async def _outputs(self, rec: RunRecord) -> list[O]:
         if rec.status is not RunStatus.COMPLETED:

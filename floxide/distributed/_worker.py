@@ -179,6 +179,10 @@ class Worker(Generic[C, I, O]):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Work until `stop()` is called (or the task is cancelled)."""
+        async with self.backend.connected():
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         log = StepLogger(logger, step_fields("-"))
         await self._retrying(lambda: self.backend.register_worker(self._info()), "register")
         log.info("worker %s started on %s (queue %s)", self.worker_id, self.backend.url, self.queue)

@@ -1,0 +1,492 @@
+"""The Redis backend (coredis, trio-native): many worker processes on many machines.
+
+Every change to a run is one Lua script (create, lease, heartbeat, commit, retry, release,
+reap, control, fail), so it is atomic on the server; see `_redis_lua` for the key layout.
+Idle workers block on a per-queue wake-up list (`BLPOP`), never sleep-poll; the wait is
+bounded by the next delayed retry. Waiting for a run blocks on its `done` list. Finished
+runs expire after `ttl` seconds. Keys live under `prefix` (several deployments can share a
+server). Redis Cluster is not supported (the scripts compute their keys).
+
+A commit whose plan writes the context or join state is optimistic: the state is read with
+its version, the plan built, and the commit script applies it only if the version is
+unchanged (otherwise it is rebuilt from the fresh state and sent again). Connections:
+inside `async with backend.connected():` operations share one connection pool (workers
+and the orchestrator hold one while they run); outside it, each operation opens its own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.commands.script import Script
+
+from floxide._errors import BackendError
+from floxide.backends import _redis_lua as lua
+from floxide.backends._base import (
+    CommitResult,
+    ErrorRecord,
+    Lease,
+    NewRun,
+    NodeMetrics,
+    Output,
+    PlanBuilder,
+    RunMetrics,
+    RunRecord,
+    RunState,
+    RunStatus,
+    WorkerInfo,
+)
+
+__all__ = ["RedisBackend"]
+
+_SEP = "\x1f"
+_REDIS_ERRORS = (coredis.exceptions.RedisError, OSError)
+_Client = coredis.Redis[bytes]
+
+
+def _s(v: bytes | str | None) -> str:
+    if v is None:
+        return ""
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _f(v: bytes | str | None) -> float | None:
+    text = _s(v)
+    return float(text) if text else None
+
+
+class RedisBackend:
+    """Backend on a Redis 7 server (`redis://HOST:PORT/DB?prefix=floxide&ttl=SECONDS`)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        *,
+        url: str | None = None,
+        password: str | None = None,
+        username: str | None = None,
+        prefix: str = "floxide",
+        ttl: float = 7 * 86400,
+        worker_ttl: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.db = db
+        self.url = url or f"redis://{host}:{port}/{db}"
+        self._password = password
+        self._username = username
+        self.prefix = prefix
+        self.ttl = ttl
+        self.worker_ttl = worker_ttl
+        self.connect_timeout = connect_timeout
+        self._client: contextvars.ContextVar[_Client | None] = contextvars.ContextVar(
+            f"floxide_redis_{id(self)}", default=None
+        )
+        self._scripts: dict[str, Script[bytes]] = {
+            name: Script(script=getattr(lua, name).encode())
+            for name in (
+                "CREATE",
+                "LEASE",
+                "HEARTBEAT",
+                "COMMIT",
+                "RETRY",
+                "RELEASE",
+                "REAP",
+                "CONTROL",
+                "FAIL",
+                "STATE",
+                "COUNTS",
+            )
+        }
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: float = 7 * 86400) -> RedisBackend:
+        parts = urlsplit(url)
+        params = parse_qs(parts.query)
+        db_text = parts.path.strip("/") or "0"
+        try:
+            db = int(db_text)
+            port = parts.port or 6379
+        except ValueError:
+            raise BackendError(f"backend URL {url!r}: expected redis://HOST:PORT/DB") from None
+        prefix = params.get("prefix", ["floxide"])[-1]
+        return cls(
+            parts.hostname or "127.0.0.1",
+            port,
+            db,
+            url=url.split("?", 1)[0],
+            password=parts.password,
+            username=parts.username,
+            prefix=prefix,
+            ttl=ttl,
+        )
+
+    # -- connections --------------------------------------------------------------------
+    def _new_client(self) -> _Client:
+        return coredis.Redis(
+            self.host,
+            self.port,
+            self.db,
+            username=self._username,
+            password=self._password,
+            connect_timeout=self.connect_timeout,
+            decode_responses=False,
+        )
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """Share one connection pool among the operations of this task and its children."""
+        if self._client.get() is not None:
+            yield
+            return
+        async with self._wrap("connect"), self._new_client() as client:
+            token = self._client.set(client)
+            try:
+                yield
+            finally:
+                self._client.reset(token)
+
+    @asynccontextmanager
+    async def _wrap(self, what: str) -> AsyncIterator[None]:
+        """Redis and socket errors become `BackendError`; coredis' task-group wrapping of
+        any other single exception is removed, so callers see what they raised."""
+        try:
+            yield
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            redis_errs = [e for e in leaves if isinstance(e, _REDIS_ERRORS)]
+            if redis_errs and len(redis_errs) == len(leaves):
+                raise BackendError(self._describe(what, redis_errs[0])) from group
+            if len(leaves) == 1:
+                raise leaves[0] from leaves[0].__cause__
+            raise
+        except _REDIS_ERRORS as e:
+            raise BackendError(self._describe(what, e)) from e
+
+    def _describe(self, what: str, e: BaseException) -> str:
+        if isinstance(e, coredis.exceptions.ConnectionError | OSError):
+            return f"Redis at {self.url} is unreachable ({what}): {type(e).__name__}: {e}"
+        return f"Redis at {self.url} failed ({what}): {type(e).__name__}: {e}"
+
+    @asynccontextmanager
+    async def _conn(self, what: str) -> AsyncIterator[_Client]:
+        client = self._client.get()
+        if client is not None:
+            async with self._wrap(what):
+                yield client
+            return
+        async with self._wrap(what), self._new_client() as fresh:
+            yield fresh
+
+    async def _script(self, name: str, args: Sequence[Any]) -> Any:
+        async with self._conn(name.lower()) as c:
+            return await self._scripts[name](
+                keys=[], args=[self.prefix, int(self.ttl), *args], client=c
+            )
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- runs ---------------------------------------------------------------------------
+    async def create_run(self, run: NewRun) -> None:
+        args: list[Any] = [
+            run.run_id,
+            run.workflow,
+            run.queue,
+            run.fingerprint,
+            run.input,
+            run.context,
+            "" if run.deadline is None else repr(run.deadline),
+            len(run.items),
+        ]
+        for it in run.items:
+            args += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
+        result = _s(await self._script("CREATE", args))
+        if result == "exists":
+            raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
+
+    def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
+        return RunRecord(
+            run_id=run_id,
+            workflow=_s(h.get(b"workflow")),
+            queue=_s(h.get(b"queue")),
+            fingerprint=_s(h.get(b"fingerprint")),
+            status=RunStatus(_s(h.get(b"status"))),
+            input=h.get(b"input", b""),
+            created_at=_f(h.get(b"created_at")) or 0.0,
+            updated_at=_f(h.get(b"updated_at")) or 0.0,
+            finished_at=_f(h.get(b"finished_at")),
+            deadline=_f(h.get(b"deadline")),
+            error=_s(h.get(b"error")) or None,
+            error_kind=_s(h.get(b"error_kind")) or None,
+            pending=int(_s(h.get(b"pending")) or 0),
+        )
+
+    _FIELDS = (
+        b"workflow",
+        b"queue",
+        b"fingerprint",
+        b"status",
+        b"input",
+        b"created_at",
+        b"updated_at",
+        b"finished_at",
+        b"deadline",
+        b"error",
+        b"error_kind",
+        b"pending",
+    )
+
+    async def _get(self, c: _Client, run_id: str) -> RunRecord | None:
+        values = await c.hmget(self._k("run", run_id), self._FIELDS)
+        h = {k: v for k, v in zip(self._FIELDS, values, strict=True) if v is not None}
+        if not h.get(b"status"):
+            return None
+        return self._record(run_id, h)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._conn("get run") as c:
+            return await self._get(c, run_id)
+
+    async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
+        async with self._conn("list runs") as c:
+            ids = await c.zrevrange(self._k("runs"), 0, -1)
+            out: list[RunRecord] = []
+            gone: list[bytes] = []
+            for raw in ids:
+                if not isinstance(raw, bytes):
+                    continue
+                rec = await self._get(c, _s(raw))
+                if rec is None:
+                    gone.append(raw)
+                elif queue is None or rec.queue == queue:
+                    out.append(rec)
+            if gone:
+                await c.zrem(self._k("runs"), gone)
+            return out
+
+    async def control(self, run_id: str, action: str) -> RunRecord:
+        if action not in ("cancel", "pause", "resume"):
+            raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
+        if _s(await self._script("CONTROL", [run_id, action])) == "missing":
+            raise KeyError(run_id)
+        rec = await self.get_run(run_id)
+        if rec is None:
+            raise KeyError(run_id)
+        return rec
+
+    async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
+        args = [run_id, error.node, error.item_id, error.attempt, error.kind, error.message]
+        return bool(await self._script("FAIL", args))
+
+    async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
+        with trio.move_on_after(timeout):
+            async with self._conn("wait") as c:
+                done = self._k("run", run_id, "done")
+                if not await c.exists([done]):
+                    await c.blmove(
+                        done,
+                        done,
+                        coredis.PureToken.LEFT,
+                        coredis.PureToken.RIGHT,
+                        timeout=max(timeout, 0.01),
+                    )
+        return await self.get_run(run_id)
+
+    async def outputs(self, run_id: str) -> list[Output]:
+        async with self._conn("outputs") as c:
+            raws = await c.lrange(self._k("run", run_id, "outputs"), 0, -1)
+        outs = []
+        for raw in raws:
+            pos, node, value = json.loads(raw)
+            outs.append(Output(tuple(pos), node, value.encode()))
+        return sorted(outs, key=lambda o: o.position)
+
+    async def context(self, run_id: str) -> bytes | None:
+        async with self._conn("context") as c:
+            return await c.hget(self._k("run", run_id), "context")
+
+    async def collected(self, run_id: str, key: str) -> list[bytes]:
+        async with self._conn("collected") as c:
+            return list(await c.lrange(self._k("run", run_id, "col", key), 0, -1))
+
+    async def errors(self, run_id: str) -> list[ErrorRecord]:
+        async with self._conn("errors") as c:
+            raws = await c.lrange(self._k("run", run_id, "errors"), 0, -1)
+        out = []
+        for raw in raws:
+            node, item, attempt, kind, msg, at = json.loads(raw)
+            out.append(ErrorRecord(node, item, int(attempt), kind, msg, float(at)))
+        return out
+
+    async def metrics(self, run_id: str) -> RunMetrics:
+        async with self._conn("metrics") as c:
+            values = await c.hmget(self._k("run", run_id), [b"done", b"failed", b"retried"])
+            if values[0] is None:
+                return RunMetrics()
+            raw = await c.hgetall(self._k("run", run_id, "metrics"))
+        leased, queued = await self._script("COUNTS", [run_id])
+        per: dict[str, dict[str, float]] = {}
+        for k, v in raw.items():
+            node, _, field = _s(k).rpartition("|")
+            per.setdefault(node, {})[field] = float(_s(v))
+        return RunMetrics(
+            done=int(_s(values[0]) or 0),
+            failed=int(_s(values[1]) or 0),
+            retried=int(_s(values[2]) or 0),
+            in_flight=int(leased),
+            queued=int(queued),
+            per_node={
+                n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
+                for n, m in per.items()
+            },
+        )
+
+    # -- work ---------------------------------------------------------------------------
+    async def lease(
+        self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
+        deadline = trio.current_time() + wait
+        wake = self._k("q", queue, "wake")
+        while True:
+            with trio.CancelScope(shield=True):
+                raw = await self._script("LEASE", [queue, worker_id, limit, repr(lease_seconds)])
+            leases = [
+                Lease(
+                    run_id=_s(raw[i]),
+                    item_id=_s(raw[i + 1]),
+                    node=_s(raw[i + 2]),
+                    payload=raw[i + 3],
+                    attempt=int(raw[i + 4]),
+                    token=int(raw[i + 5]),
+                    deadline=float(raw[i + 6]),
+                    last_error=_s(raw[i + 7]) or None,
+                    expired=_s(raw[i + 8]) == "1",
+                    worker_id=_s(raw[i + 9]),
+                )
+                for i in range(1, len(raw), 10)
+            ]
+            remaining = deadline - trio.current_time()
+            if leases or remaining <= 0:
+                return leases
+            pause = remaining
+            next_due = _f(raw[0])
+            if next_due is not None:
+                pause = min(pause, max(0.01, next_due - time.time()))
+            async with self._conn("wait for work") as c:
+                await c.blpop([wake], timeout=max(pause, 0.01))
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
+        if not leases:
+            return []
+        args: list[Any] = [repr(lease_seconds)]
+        for le in leases:
+            args += [le.run_id, le.item_id, le.token]
+        return [bool(x) for x in await self._script("HEARTBEAT", args)]
+
+    async def _state(self, run_id: str) -> RunState:
+        raw = await self._script("STATE", [run_id])
+        joins = {_s(raw[i]): raw[i + 1] for i in range(2, len(raw), 2)}
+        return RunState(raw[0], joins, int(raw[1]))
+
+    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
+        nap = 0.0005
+        while True:
+            state = await self._state(lease.run_id)
+            plan = build(state)
+            args: list[Any] = [
+                lease.run_id,
+                lease.item_id,
+                lease.token,
+                str(state.version) if plan.touches_state else "",
+                lease.node,
+                repr(plan.duration),
+                "1" if plan.context is not None else "0",
+                plan.context if plan.context is not None else b"",
+                len(plan.joins_put),
+            ]
+            for scope, data in plan.joins_put.items():
+                args += [scope, data]
+            args.append(len(plan.joins_delete))
+            args += list(plan.joins_delete)
+            args.append(len(plan.items))
+            for it in plan.items:
+                args += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
+            args.append(len(plan.outputs))
+            args += [json.dumps([list(o.position), o.node, o.value.decode()]) for o in plan.outputs]
+            args.append(len(plan.collect))
+            for key, data in plan.collect:
+                args += [key, data]
+            args.append(len(plan.drop_collected))
+            args += list(plan.drop_collected)
+            if plan.failure is not None:
+                args += [plan.failure.kind, plan.failure.message]
+            else:
+                args += ["", ""]
+            result = _s(await self._script("COMMIT", args))
+            if result != "conflict":
+                return CommitResult(result)
+            await trio.sleep(random.uniform(0, nap))
+            nap = min(nap * 2, 0.02)
+
+    async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
+        args = [lease.run_id, lease.item_id, lease.token, repr(delay), error.kind, error.message]
+        return CommitResult(_s(await self._script("RETRY", args)))
+
+    async def release(self, lease: Lease) -> CommitResult:
+        args = [lease.run_id, lease.item_id, lease.token]
+        return CommitResult(_s(await self._script("RELEASE", args)))
+
+    async def reap(self) -> int:
+        return int(await self._script("REAP", [repr(self.worker_ttl)]))
+
+    # -- workers ------------------------------------------------------------------------
+    async def register_worker(self, info: WorkerInfo) -> None:
+        data = json.dumps(
+            [
+                info.worker_id,
+                info.queue,
+                info.host,
+                info.pid,
+                info.started_at,
+                info.last_seen,
+                info.concurrency,
+            ]
+        )
+        async with self._conn("register worker") as c:
+            await c.hset(self._k("workers"), {info.worker_id: data})
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        async with self._conn("unregister worker") as c:
+            await c.hdel(self._k("workers"), [worker_id])
+
+    async def workers(self) -> list[WorkerInfo]:
+        async with self._conn("workers") as c:
+            raw = await c.hgetall(self._k("workers"))
+        now = time.time()
+        out = [WorkerInfo(*json.loads(v)) for v in raw.values()]
+        return sorted(
+            (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
+        )
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]

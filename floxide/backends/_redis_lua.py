@@ -1,0 +1,426 @@
+"""Lua scripts of the Redis backend: each operation that changes a run is one script.
+
+Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
+  P:token                 fencing-token counter
+  P:leases                ZSET M -> lease deadline (all queues; the reaper scans it)
+  P:runs                  ZSET R -> created time (listing)
+  P:workers               HASH worker id -> JSON info
+  P:q:Q:ready             LIST of M ready to lease
+  P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
+  P:q:Q:wake              LIST of wake-up tokens idle workers block on (BLPOP)
+  P:run:R                 HASH run record, context, version, counters
+  P:run:R:live            SET of item ids not yet done
+  P:run:R:parked          LIST of item ids leased while the run was paused
+  P:run:R:joins           HASH scope id -> scope
+  P:run:R:cols / :col:K   SET of join collection keys / LIST of collected values
+  P:run:R:outputs         LIST of outputs, :errors LIST of errors, :metrics HASH
+  P:run:R:done            LIST holding the final status once finished (waiters BLMOVE it)
+  P:item:R:I              HASH node, payload, attempt, state, token, worker, deadline, ...
+Times come from the server (TIME), so hosts with skewed clocks agree on lease deadlines.
+"""
+
+PRELUDE = r"""
+local P = ARGV[1]
+local TTL = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local SEP = '\31'
+
+local function is_live(status)
+  return status == 'pending' or status == 'running' or status == 'paused'
+end
+
+local function wake(queue, n)
+  if n <= 0 then return end
+  local key = P .. ':q:' .. queue .. ':wake'
+  for _ = 1, math.min(n, 8) do redis.call('LPUSH', key, '1') end
+  redis.call('LTRIM', key, 0, 63)
+end
+
+local function add_error(rk, node, item, attempt, kind, msg)
+  local entry = cjson.encode({node, item, tonumber(attempt), kind, msg, NOW})
+  redis.call('RPUSH', rk .. ':errors', entry)
+end
+
+local function finish(run_id, status, err, kind)
+  local rk = P .. ':run:' .. run_id
+  redis.call('HSET', rk, 'status', status, 'updated_at', tostring(NOW),
+             'finished_at', tostring(NOW), 'pending', 0)
+  if err then redis.call('HSET', rk, 'error', err, 'error_kind', kind) end
+  for _, id in ipairs(redis.call('SMEMBERS', rk .. ':live')) do
+    redis.call('DEL', P .. ':item:' .. run_id .. ':' .. id)
+    redis.call('ZREM', P .. ':leases', run_id .. SEP .. id)
+  end
+  for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
+    redis.call('DEL', rk .. ':col:' .. c)
+  end
+  redis.call('DEL', rk .. ':live', rk .. ':joins', rk .. ':parked', rk .. ':cols', rk .. ':done')
+  redis.call('RPUSH', rk .. ':done', status)
+  for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
+    redis.call('EXPIRE', rk .. suffix, TTL)
+  end
+end
+
+local function enqueue(run_id, queue, id, node, payload, attempt, delay)
+  local ik = P .. ':item:' .. run_id .. ':' .. id
+  redis.call('HSET', ik, 'node', node, 'payload', payload, 'attempt', attempt,
+             'state', 'queued', 'queue', queue, 'token', 0, 'expired', 0)
+  redis.call('SADD', P .. ':run:' .. run_id .. ':live', id)
+  local m = run_id .. SEP .. id
+  if delay > 0 then
+    redis.call('ZADD', P .. ':q:' .. queue .. ':delayed', NOW + delay, m)
+    return 0
+  end
+  redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', m)
+  return 1
+end
+
+-- returns (rk, ik, code): code is nil when the lease is still held and the run live
+local function check_lease(run_id, item_id, token)
+  local rk = P .. ':run:' .. run_id
+  local status = redis.call('HGET', rk, 'status')
+  if not status or not is_live(status) then return rk, nil, 'inactive' end
+  local ik = P .. ':item:' .. run_id .. ':' .. item_id
+  local f = redis.call('HMGET', ik, 'state', 'token')
+  if f[1] ~= 'leased' or f[2] ~= token then return rk, ik, 'lost' end
+  return rk, ik, nil
+end
+"""
+
+# ARGV: P, TTL, run_id, workflow, queue, fingerprint, input, context, deadline ('' = none),
+#       n, then n * (item_id, node, payload, attempt, delay)
+CREATE = (
+    PRELUDE
+    + r"""
+local run_id, queue = ARGV[3], ARGV[5]
+local rk = P .. ':run:' .. run_id
+if redis.call('EXISTS', rk) == 1 then return 'exists' end
+local n = tonumber(ARGV[10])
+local status = 'pending'
+if n == 0 then status = 'completed' end
+redis.call('HSET', rk, 'workflow', ARGV[4], 'queue', queue, 'fingerprint', ARGV[6],
+           'input', ARGV[7], 'context', ARGV[8], 'deadline', ARGV[9], 'status', status,
+           'version', 0, 'created_at', tostring(NOW), 'updated_at', tostring(NOW),
+           'pending', n, 'done', 0, 'failed', 0, 'retried', 0)
+redis.call('ZADD', P .. ':runs', NOW, run_id)
+local ready = 0
+for k = 0, n - 1 do
+  local b = 11 + k * 5
+  ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+                          tonumber(ARGV[b + 4]))
+end
+if n == 0 then finish(run_id, 'completed', nil, nil) end
+wake(queue, ready)
+return 'ok'
+"""
+)
+
+# ARGV: P, TTL, queue, worker, limit, lease_seconds
+# returns {next_due or '', then 10 fields per lease}
+LEASE = (
+    PRELUDE
+    + r"""
+local queue, worker, limit, lease = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local ready = P .. ':q:' .. queue .. ':ready'
+local delayed = P .. ':q:' .. queue .. ':delayed'
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, 1000)
+for _, m in ipairs(due) do
+  redis.call('RPUSH', ready, m)
+  redis.call('ZREM', delayed, m)
+end
+local out = {''}
+local got, scanned = 0, 0
+while got < limit and scanned < limit * 4 + 64 do
+  local m = redis.call('LPOP', ready)
+  if not m then break end
+  scanned = scanned + 1
+  local sep = string.find(m, SEP, 1, true)
+  local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  local rk = P .. ':run:' .. run_id
+  local ik = P .. ':item:' .. run_id .. ':' .. item_id
+  local r = redis.call('HMGET', rk, 'status', 'deadline')
+  local status = r[1]
+  if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
+    if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
+      local f = redis.call('HMGET', ik, 'node', 'attempt')
+      add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
+      finish(run_id, 'failed', 'run deadline passed', 'timeout')
+    elseif status == 'paused' then
+      redis.call('HSET', ik, 'state', 'parked')
+      redis.call('RPUSH', rk .. ':parked', item_id)
+    else
+      if status == 'pending' then
+        redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
+      end
+      local token = redis.call('INCR', P .. ':token')
+      local deadline = NOW + lease
+      redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
+                 'deadline', tostring(deadline))
+      redis.call('ZADD', P .. ':leases', deadline, m)
+      local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
+      for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
+                          tostring(deadline), f[4] or '', f[5] or '0', worker}) do
+        table.insert(out, v)
+      end
+      got = got + 1
+    end
+  end
+end
+if got == 0 then
+  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if first[2] then out[1] = first[2] end
+end
+return out
+"""
+)
+
+# ARGV: P, TTL, lease_seconds, then n * (run_id, item_id, token)
+HEARTBEAT = (
+    PRELUDE
+    + r"""
+local lease = tonumber(ARGV[3])
+local out = {}
+local k = 4
+while ARGV[k] do
+  local run_id, item_id, token = ARGV[k], ARGV[k + 1], ARGV[k + 2]
+  local rk, ik, bad = check_lease(run_id, item_id, token)
+  if bad then
+    table.insert(out, 0)
+  else
+    redis.call('HSET', ik, 'deadline', tostring(NOW + lease))
+    redis.call('ZADD', P .. ':leases', NOW + lease, run_id .. SEP .. item_id)
+    table.insert(out, 1)
+  end
+  k = k + 3
+end
+return out
+"""
+)
+
+# ARGV: P, TTL, run_id, item_id, token, expected_version ('' = unchecked), node, duration,
+#       has_context, context, then counted lists:
+#       joins_put (scope, data)*, joins_delete scope*, items (id, node, payload, attempt,
+#       delay)*, outputs entry*, collect (key, data)*, drop key*,
+#       then failure: kind, message ('' = none)
+COMMIT = (
+    PRELUDE
+    + r"""
+local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
+local rk, ik, bad = check_lease(run_id, item_id, token)
+if bad then return bad end
+local expected = ARGV[6]
+if expected ~= '' and redis.call('HGET', rk, 'version') ~= expected then return 'conflict' end
+local node, duration = ARGV[7], tonumber(ARGV[8])
+local attempt = redis.call('HGET', ik, 'attempt')
+local queue = redis.call('HGET', rk, 'queue')
+redis.call('DEL', ik)
+redis.call('SREM', rk .. ':live', item_id)
+redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
+local touches = false
+if ARGV[9] == '1' then
+  redis.call('HSET', rk, 'context', ARGV[10])
+  touches = true
+end
+local k = 11
+local n = tonumber(ARGV[k]); k = k + 1
+for _ = 1, n do
+  redis.call('HSET', rk .. ':joins', ARGV[k], ARGV[k + 1]); k = k + 2; touches = true
+end
+n = tonumber(ARGV[k]); k = k + 1
+for _ = 1, n do redis.call('HDEL', rk .. ':joins', ARGV[k]); k = k + 1; touches = true end
+if touches then redis.call('HINCRBY', rk, 'version', 1) end
+local n_items = tonumber(ARGV[k]); k = k + 1
+local items_at = k
+k = k + n_items * 5
+n = tonumber(ARGV[k]); k = k + 1
+for _ = 1, n do redis.call('RPUSH', rk .. ':outputs', ARGV[k]); k = k + 1 end
+n = tonumber(ARGV[k]); k = k + 1
+for _ = 1, n do
+  redis.call('RPUSH', rk .. ':col:' .. ARGV[k], ARGV[k + 1])
+  redis.call('SADD', rk .. ':cols', ARGV[k])
+  k = k + 2
+end
+n = tonumber(ARGV[k]); k = k + 1
+for _ = 1, n do
+  redis.call('DEL', rk .. ':col:' .. ARGV[k]); redis.call('SREM', rk .. ':cols', ARGV[k]); k = k + 1
+end
+local fkind, fmsg = ARGV[k], ARGV[k + 1]
+local mk = rk .. ':metrics'
+redis.call('HINCRBY', mk, node .. '|count', 1)
+redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
+local mx = tonumber(redis.call('HGET', mk, node .. '|max') or '0')
+if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
+if fmsg ~= '' then
+  add_error(rk, node, item_id, attempt, fkind, fmsg)
+  redis.call('HINCRBY', rk, 'failed', 1)
+  finish(run_id, 'failed', fmsg, fkind)
+  return 'committed'
+end
+redis.call('HINCRBY', rk, 'done', 1)
+local ready = 0
+for j = 0, n_items - 1 do
+  local b = items_at + j * 5
+  ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+                          tonumber(ARGV[b + 4]))
+end
+local pending = redis.call('HINCRBY', rk, 'pending', n_items - 1)
+if pending <= 0 then
+  finish(run_id, 'completed', nil, nil)
+else
+  redis.call('HSET', rk, 'updated_at', tostring(NOW))
+  wake(queue, ready)
+end
+return 'committed'
+"""
+)
+
+# ARGV: P, TTL, run_id, item_id, token, delay, kind, message
+RETRY = (
+    PRELUDE
+    + r"""
+local run_id, item_id, token, delay = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local rk, ik, bad = check_lease(run_id, item_id, token)
+if bad then return bad end
+local f = redis.call('HMGET', ik, 'node', 'attempt', 'queue')
+add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8])
+redis.call('HINCRBY', rk, 'retried', 1)
+redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[2]) + 1, 'last_error', ARGV[8],
+           'expired', 0, 'worker', '')
+local m = run_id .. SEP .. item_id
+redis.call('ZREM', P .. ':leases', m)
+if delay > 0 then
+  redis.call('ZADD', P .. ':q:' .. f[3] .. ':delayed', NOW + delay, m)
+else
+  redis.call('RPUSH', P .. ':q:' .. f[3] .. ':ready', m)
+  wake(f[3], 1)
+end
+redis.call('HSET', rk, 'updated_at', tostring(NOW))
+return 'committed'
+"""
+)
+
+# ARGV: P, TTL, run_id, item_id, token
+RELEASE = (
+    PRELUDE
+    + r"""
+local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
+local rk, ik, bad = check_lease(run_id, item_id, token)
+if bad then return bad end
+local queue = redis.call('HGET', ik, 'queue')
+redis.call('HSET', ik, 'state', 'queued', 'worker', '')
+local m = run_id .. SEP .. item_id
+redis.call('ZREM', P .. ':leases', m)
+redis.call('LPUSH', P .. ':q:' .. queue .. ':ready', m)
+wake(queue, 1)
+return 'committed'
+"""
+)
+
+# ARGV: P, TTL, worker_ttl
+REAP = (
+    PRELUDE
+    + r"""
+local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', NOW, 'LIMIT', 0, 500)
+local count = 0
+for _, m in ipairs(expired) do
+  redis.call('ZREM', P .. ':leases', m)
+  local sep = string.find(m, SEP, 1, true)
+  local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  local rk = P .. ':run:' .. run_id
+  local ik = P .. ':item:' .. run_id .. ':' .. item_id
+  local status = redis.call('HGET', rk, 'status')
+  local f = redis.call('HMGET', ik, 'state', 'node', 'attempt', 'worker', 'queue')
+  if status and is_live(status) and f[1] == 'leased' then
+    local msg = 'lease expired: worker ' .. (f[4] or '?') .. ' did not finish in time'
+    add_error(rk, f[2], item_id, f[3], 'lease', msg)
+    redis.call('HINCRBY', rk, 'retried', 1)
+    redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[3]) + 1,
+               'last_error', msg, 'expired', 1, 'worker', '')
+    redis.call('RPUSH', P .. ':q:' .. f[5] .. ':ready', m)
+    wake(f[5], 1)
+    count = count + 1
+  end
+end
+local wk = P .. ':workers'
+local limit = NOW - tonumber(ARGV[3])
+local all = redis.call('HGETALL', wk)
+for j = 1, #all, 2 do
+  local info = cjson.decode(all[j + 1])
+  if info[6] < limit then redis.call('HDEL', wk, all[j]) end
+end
+return count
+"""
+)
+
+# ARGV: P, TTL, run_id, action
+CONTROL = (
+    PRELUDE
+    + r"""
+local run_id, action = ARGV[3], ARGV[4]
+local rk = P .. ':run:' .. run_id
+local status = redis.call('HGET', rk, 'status')
+if not status then return 'missing' end
+if action == 'cancel' and is_live(status) then
+  finish(run_id, 'cancelled', 'cancelled', 'cancelled')
+elseif action == 'pause' and (status == 'pending' or status == 'running') then
+  redis.call('HSET', rk, 'status', 'paused', 'updated_at', tostring(NOW))
+elseif action == 'resume' and status == 'paused' then
+  redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
+  local queue = redis.call('HGET', rk, 'queue')
+  local parked = redis.call('LRANGE', rk .. ':parked', 0, -1)
+  for _, id in ipairs(parked) do
+    local ik = P .. ':item:' .. run_id .. ':' .. id
+    if redis.call('HGET', ik, 'state') == 'parked' then
+      redis.call('HSET', ik, 'state', 'queued')
+      redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', run_id .. SEP .. id)
+    end
+  end
+  redis.call('DEL', rk .. ':parked')
+  wake(queue, #parked)
+end
+return 'ok'
+"""
+)
+
+# ARGV: P, TTL, run_id, node, item_id, attempt, kind, message
+FAIL = (
+    PRELUDE
+    + r"""
+local run_id = ARGV[3]
+local rk = P .. ':run:' .. run_id
+local status = redis.call('HGET', rk, 'status')
+if not status or not is_live(status) then return 0 end
+add_error(rk, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+finish(run_id, 'failed', ARGV[8], ARGV[7])
+return 1
+"""
+)
+
+# ARGV: P, TTL, run_id -> {context, version, joins...}
+STATE = (
+    PRELUDE
+    + r"""
+local rk = P .. ':run:' .. ARGV[3]
+local r = redis.call('HMGET', rk, 'context', 'version')
+local out = {r[1] or '', r[2] or '0'}
+for _, v in ipairs(redis.call('HGETALL', rk .. ':joins')) do table.insert(out, v) end
+return out
+"""
+)
+
+# ARGV: P, TTL, run_id -> {leased, queued}
+COUNTS = (
+    PRELUDE
+    + r"""
+local run_id = ARGV[3]
+local leased, queued = 0, 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':run:' .. run_id .. ':live')) do
+  if redis.call('HGET', P .. ':item:' .. run_id .. ':' .. id, 'state') == 'leased' then
+    leased = leased + 1
+  else
+    queued = queued + 1
+  end
+end
+return {leased, queued}
+"""
+)
