@@ -530,16 +530,27 @@ class _Committer:
 
     async def on_step(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> None:
         """The executor's step hook: encode now (state is exactly this step's), then commit."""
-        await self.submit(self.encode(item, fx, fired))
+        if self._error is not None:
+            await trio.sleep_forever()  # the run is failing: its error is raised elsewhere
+        try:
+            delta = self.encode(item, fx, fired)
+        except BaseException as exc:
+            self._error = exc  # no later step may commit on top of this one
+            raise
+        await self.submit(delta)
 
     async def submit(self, delta: _Delta) -> None:
-        if self._error is not None:
-            raise self._failed()
+        """Queue `delta`; return once a commit holding it is written.
+
+        The first waiting step writes commits until the queue is empty; steps finishing
+        meanwhile wait for it. When a commit fails, its writer raises (once, for the run)
+        and the waiting steps sleep until the run's cancellation reaches them.
+        """
         self._queue.append(delta)
         if self._flushing:
-            await self._flushed.wait()  # set once a commit including `delta` is written
+            await self._flushed.wait()
             if self._error is not None:
-                raise self._failed()
+                await trio.sleep_forever()
             return
         self._flushing = True
         try:
@@ -555,16 +566,16 @@ class _Committer:
                         self._error = exc
                         done.set()
                         self._flushed.set()
+                        if isinstance(exc, Exception) and not isinstance(exc, CheckpointError):
+                            raise CheckpointError(
+                                f"run {self.run_id!r}: the checkpoint store failed to commit "
+                                f"a step: {type(exc).__name__}: {exc}"
+                            ) from exc
                         raise
                     self.seq += 1
                     done.set()
         finally:
             self._flushing = False
-
-    def _failed(self) -> CheckpointError:
-        err = CheckpointError(f"run {self.run_id!r}: an earlier commit failed: {self._error}")
-        err.__cause__ = self._error
-        return err
 
     async def finish(self, status: RunStatus, error: str | None = None) -> None:
         """Record how the run ended (shielded, so it is written even while cancelling)."""

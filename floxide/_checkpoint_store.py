@@ -157,7 +157,7 @@ class _MemRun:
     seq: int
     items: dict[str, bytes]
     scopes: dict[str, bytes]
-    contributions: list[tuple[str, bytes]]
+    contributions: dict[str, list[bytes]]
     outputs: list[bytes]
     created: float
     updated: float
@@ -179,6 +179,9 @@ class InMemoryCheckpointStore:
         if record.run_id in self._runs:
             raise _exists(record.run_id)
         now = time.time()
+        contributions: dict[str, list[bytes]] = {}
+        for scope_id, data in record.contributions:
+            contributions.setdefault(scope_id, []).append(bytes(data))
         self._runs[record.run_id] = _MemRun(
             workflow=record.workflow,
             meta=bytes(record.meta),
@@ -188,7 +191,7 @@ class InMemoryCheckpointStore:
             seq=record.seq,
             items={k: bytes(v) for k, v in record.items.items()},
             scopes={k: bytes(v) for k, v in record.scopes.items()},
-            contributions=[(s, bytes(v)) for s, v in record.contributions],
+            contributions=contributions,
             outputs=[bytes(v) for v in record.outputs],
             created=now,
             updated=now,
@@ -201,26 +204,25 @@ class InMemoryCheckpointStore:
             raise _missing(run_id)
         if commit.seq != run.seq + 1:
             raise _stale(run_id, commit.seq - 1, run.seq)
-        # Check first, then apply: a failed commit changes nothing.
-        items = dict(run.items)
-        for item_id, data in commit.items:
-            if item_id in items:
-                raise CheckpointError(f"run {run_id!r}: work item {item_id!r} already stored")
+        # Check everything first, then apply: a refused commit changes nothing. Both cost
+        # what the commit holds, not what the run holds.
+        items = run.items
+        new = dict(commit.items)
+        if len(new) != len(commit.items) or any(k in items for k in new):
+            raise CheckpointError(f"run {run_id!r}: a new work item is already stored")
+        done = set(commit.done)
+        if len(done) != len(commit.done) or any(k not in items and k not in new for k in done):
+            raise CheckpointError(f"run {run_id!r}: a consumed work item was not pending")
+        for item_id, data in new.items():
             items[item_id] = bytes(data)
         for item_id in commit.done:
-            if items.pop(item_id, None) is None:
-                raise CheckpointError(f"run {run_id!r}: work item {item_id!r} is not pending")
-        scopes = dict(run.scopes)
-        scopes.update((k, bytes(v)) for k, v in commit.scopes)
-        closed = set(commit.closed)
-        for scope_id in closed:
-            scopes.pop(scope_id, None)
-        contributions = [
-            c for c in (*run.contributions, *commit.contributions) if c[0] not in closed
-        ]
-        run.items = items
-        run.scopes = scopes
-        run.contributions = contributions
+            del items[item_id]
+        run.scopes.update((k, bytes(v)) for k, v in commit.scopes)
+        for scope_id, data in commit.contributions:
+            run.contributions.setdefault(scope_id, []).append(bytes(data))
+        for scope_id in commit.closed:
+            run.scopes.pop(scope_id, None)
+            run.contributions.pop(scope_id, None)
         run.outputs.extend(bytes(o) for o in commit.outputs)
         if commit.context is not None:
             run.context = bytes(commit.context)
@@ -245,7 +247,7 @@ class InMemoryCheckpointStore:
             seq=run.seq,
             items=dict(run.items),
             scopes=dict(run.scopes),
-            contributions=tuple(run.contributions),
+            contributions=tuple((k, v) for k, vs in run.contributions.items() for v in vs),
             outputs=tuple(run.outputs),
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ class CrashingStore:
     at: int
     after: bool = False
     commits: list[Commit] = attrs.field(factory=list)
+    error: Callable[[], BaseException] = Crash
 
     async def create_run(self, record: RunRecord) -> None:
         await self.inner.create_run(record)
@@ -180,10 +181,10 @@ class CrashingStore:
         self.commits.append(commit)
         crash = len(self.commits) == self.at or (self.at > 0 and commit.status == "finished")
         if crash and not self.after:
-            raise Crash
+            raise self.error()
         await self.inner.commit(run_id, commit)
         if crash:
-            raise Crash
+            raise self.error()
 
     async def load_run(self, run_id: str) -> RunRecord:
         return await self.inner.load_run(run_id)
@@ -269,6 +270,15 @@ async def test_crash_at_a_commit_then_resume(store: CheckpointStore, at: int, af
     assert done.finished and done.outputs == (((), expected),)
     # resuming re-ran only what the checkpoint still had pending
     assert len(CALLS) <= 1 + 7 + 7 + 1
+
+
+async def test_a_failing_store_fails_the_run_with_one_clear_error(
+    store: CheckpointStore,
+) -> None:
+    failing = CrashingStore(store, at=3, error=lambda: OSError("disk full"))
+    with pytest.raises(CheckpointError, match="failed to commit a step: OSError: disk full"):
+        await fan().run_with_checkpoint(Ctx(), 30, store=failing, run_id="disk")
+    assert await fan().resume(store, "disk") == await fan().run(Ctx(), 30)
 
 
 async def test_commits_write_only_what_changed(store: CheckpointStore) -> None:
