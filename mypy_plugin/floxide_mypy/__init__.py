@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 from mypy.plugin import FunctionContext, Plugin, ReportConfigContext
 from mypy.types import Type
@@ -20,10 +21,17 @@ from floxide_mypy._codes import EDGE, GRAPH, ROUTE
 
 __all__ = ["EDGE", "GRAPH", "ROUTE", "FloxidePlugin", "plugin"]
 
-_VERSION = "1"
-_FINGERPRINT = hashlib.blake2b(
-    repr((_VERSION, sorted(RULES.items()))).encode(), digest_size=8
-).hexdigest()
+
+
+def _fingerprint() -> str:
+    """Changes with the plugin's code and the rules' wording, so stale results are dropped."""
+    digest = hashlib.blake2b(repr(sorted(RULES.items())).encode(), digest_size=8)
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+_FINGERPRINT = _fingerprint()
 
 
 class FloxidePlugin(Plugin):

@@ -17,8 +17,17 @@ from mypy.errorcodes import ErrorCode
 from mypy.expandtype import expand_type_by_instance
 from mypy.indirection import TypeIndirectionVisitor
 from mypy.maptype import map_instance_to_supertype
+from mypy.meet import meet_types
 from mypy.messages import format_type_bare
-from mypy.nodes import AssignmentStmt, Context, Expression, NameExpr, TypeInfo, Var
+from mypy.nodes import (
+    AssignmentStmt,
+    Context,
+    Expression,
+    IndexExpr,
+    NameExpr,
+    TypeInfo,
+    Var,
+)
 from mypy.plugin import CheckerPluginInterface, FunctionContext
 from mypy.subtypes import is_subtype
 from mypy.typeops import make_simplified_union, try_expanding_sum_type_to_union
@@ -124,10 +133,22 @@ class _Checker:
     # ------------------------------------------------------------------ reporting
     def fail(self, rule: str, where: Context, **kw: object) -> None:
         text = RULES[rule].format(wf=self.wf, **kw)
-        self.api.fail(text, where, code=_CODES.get(rule, GRAPH))
+        self.api.fail(text, self.inside(where), code=_CODES.get(rule, GRAPH))
 
     def note(self, text: str, where: Context) -> None:
-        self.api.msg.note(text, where, code=GRAPH)
+        self.api.msg.note(text, self.inside(where), code=GRAPH)
+
+    def inside(self, where: Context) -> Context:
+        """`where` if it is in this class's body, else the class itself.
+
+        A problem found in what a class inherits (a base's `edges`, a base's field) is
+        reported on the class that has it, not on the base, which may be fine alone.
+        """
+        defn = self.info.defn
+        end = defn.end_line if defn.end_line is not None else defn.line
+        if where is self.where or defn.line <= where.line <= end:
+            return where
+        return self.where
 
     def fmt(self, t: Type) -> str:
         return format_type_bare(t, self.api.options)
@@ -156,6 +177,16 @@ class _Checker:
                     return NodeTypes(*mapped.args)
                 anyt = AnyType(TypeOfAny.from_error)
                 return NodeTypes(anyt, anyt, anyt)
+        if isinstance(p, UnionType):
+            # `A | B`: either node may be given, so the field needs what both need, accepts
+            # what both accept, and may output what either outputs.
+            parts = [self.node_types(item) for item in p.items]
+            if parts and all(part is not None for part in parts):
+                known = [part for part in parts if part is not None]
+                ctx, inp = known[0].ctx, known[0].inp
+                for part in known[1:]:
+                    ctx, inp = meet_types(ctx, part.ctx), meet_types(inp, part.inp)
+                return NodeTypes(ctx, inp, make_simplified_union([k.out for k in known]))
         return None
 
     def field_names(self) -> list[str]:
@@ -288,8 +319,15 @@ class _Graph:
         start = decl.start
         if decl.start_expr is None and "start" not in decl.inherited:
             chk.fail("no-start", chk.where)
+        elif decl.start_bad and decl.start_expr is not None:
+            chk.fail("no-start", decl.start_expr)
         elif start is not None and start.value not in self.known:
             chk.fail("unknown-start", start.expr, name=start.value)
+        for attr, expr in decl.bad:
+            if attr == "edges":
+                chk.fail("no-edges", expr)
+            else:
+                chk.fail("bad-fallback", expr, src="*")
         if decl.edges_expr is None and "edges" not in decl.inherited:
             chk.fail("no-edges", chk.where)
 
@@ -494,6 +532,16 @@ class _Graph:
         chk = self.chk
         t = chk.type_of(row.key)
         p = get_proper_type(t) if t is not None else None
+        if isinstance(row.key, IndexExpr):  # `list[int]`: isinstance cannot match on it
+            alias: Type | None = p
+            if isinstance(p, TypeType):
+                alias = p.item
+            elif isinstance(p, FunctionLike) and p.is_type_obj():
+                alias = p.items[0].ret_type
+            chk.fail("bad-route-key", row.key, src=src, key=chk.fmt(alias) if alias else "?")
+            return None
+        if isinstance(p, TypeType) and isinstance(p.item, NoneType):  # type(None)
+            return "NoneType", p.item, True
         if isinstance(p, FunctionLike) and p.is_type_obj():
             info = p.type_object()
             key = fill_typevars_with_any(info)

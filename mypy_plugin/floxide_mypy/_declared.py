@@ -89,6 +89,7 @@ class Declared:
 
     start: Name | None = None
     start_expr: Expression | None = None
+    start_bad: bool = False
     edges: list[EdgeEntry] = field(default_factory=list)
     edges_expr: Expression | None = None
     edges_complete: bool = True
@@ -99,6 +100,7 @@ class Declared:
     joins_expr: Expression | None = None
     joins_complete: bool = True
     unseen: list[Unseen] = field(default_factory=list)
+    bad: list[tuple[str, Expression]] = field(default_factory=list)  # a literal, wrong shape
     inherited: dict[str, TypeInfo] = field(default_factory=dict)
 
 
@@ -119,20 +121,37 @@ def literal_str(expr: Expression, type_of: TypeOf) -> str | None:
 
 
 def written(expr: Expression) -> str | None:
-    """How a scalar literal is written, for messages about a value of the wrong shape."""
+    """How a literal is written (as `repr` shows it), for messages about a wrong shape."""
     if isinstance(expr, StrExpr):
         return repr(expr.value)
     if isinstance(expr, (IntExpr, FloatExpr)):
         return repr(expr.value)
     if isinstance(expr, BytesExpr):
-        return f"b{expr.value!r}"
+        return f"b'{expr.value}'"
     if isinstance(expr, NameExpr) and expr.fullname in (
         "builtins.None",
         "builtins.True",
         "builtins.False",
     ):
         return expr.name
+    if isinstance(expr, (ListExpr, TupleExpr)):
+        items = [written(i) for i in expr.items]
+        if all(i is not None for i in items):
+            inner = ", ".join(i for i in items if i is not None)
+            if isinstance(expr, ListExpr):
+                return f"[{inner}]"
+            return f"({inner},)" if len(items) == 1 else f"({inner})"
     return None
+
+
+def _other_literal(expr: Expression) -> str | None:
+    """A literal that is not a string, shown as `str()` shows its value (`1`, `None`)."""
+    if isinstance(expr, StrExpr):
+        return None
+    shown = written(expr)
+    if shown is None or isinstance(expr, (ListExpr, TupleExpr)):
+        return None
+    return shown
 
 
 class _Reader:
@@ -144,16 +163,21 @@ class _Reader:
         self.out.unseen.append(Unseen(what, expr))
 
     def name(self, expr: Expression, what: str) -> Name | None:
+        """The name an expression stands for; a non-string literal (`1`) names no node."""
         value = literal_str(expr, self.type_of)
+        if value is None:
+            value = _other_literal(expr)
         if value is None:
             self.unseen(what, expr)
             return None
         return Name(value, expr)
 
     def names(self, expr: Expression, what: str) -> list[Name] | bool | None:
-        """A list/tuple of names; None when it is not a list literal; False when unseen."""
+        """A list/tuple of names; None when it is not one; False when some name is unseen."""
         if not isinstance(expr, (ListExpr, TupleExpr)):
             return None
+        if any(_other_literal(item) is not None for item in expr.items):
+            return None  # a literal list, but not of names: the wrong shape
         found: list[Name] = []
         ok = True
         for item in expr.items:
@@ -166,13 +190,19 @@ class _Reader:
 
     def start(self, expr: Expression) -> None:
         self.out.start_expr = expr
+        if _other_literal(expr) is not None or isinstance(expr, (ListExpr, TupleExpr, DictExpr)):
+            self.out.start_bad = True  # a literal, but not a string
+            return
         self.out.start = self.name(expr, "start")
 
     def edges(self, expr: Expression) -> None:
         self.out.edges_expr = expr
         if not isinstance(expr, DictExpr):
             self.out.edges_complete = False
-            self.unseen("edges", expr)
+            if written(expr) is not None:
+                self.out.bad.append(("edges", expr))
+            else:
+                self.unseen("edges", expr)
             return
         for key, value in expr.items:
             if key is None:
@@ -222,7 +252,10 @@ class _Reader:
         self.out.on_failure_expr = expr
         if not isinstance(expr, DictExpr):
             self.out.on_failure_complete = False
-            self.unseen("on_failure", expr)
+            if written(expr) is not None:
+                self.out.bad.append(("on_failure", expr))
+            else:
+                self.unseen("on_failure", expr)
             return
         for key, value in expr.items:
             if key is None:
