@@ -19,6 +19,7 @@ from floxide import (
     Counter,
     EventLog,
     Hold,
+    ItemInfo,
     Next,
     NextAll,
     Node,
@@ -31,6 +32,7 @@ from floxide import (
     Transition,
     Workflow,
     current_item,
+    item_scope,
     source,
     workflow,
 )
@@ -130,6 +132,27 @@ async def test_abort_and_several_failures() -> None:
     assert (err.index, type(err.cause).__name__) == (5, "ValueError")
     assert [(i, str(e)) for i, e in err.others] == [(6, "ninety-nine")]
     assert err.__cause__ is err.cause
+
+
+async def test_batch_elements_run_as_nested_items() -> None:
+    seen: dict[int, ItemInfo | None] = {}
+
+    @attrs.frozen
+    class Where(Node[Ctx, int, int]):
+        async def process(self, ctx: Ctx, input: int) -> Transition[int]:
+            await trio.sleep(0)
+            seen[input] = current_item()
+            return Next(input)
+
+    with item_scope("7", (1,)):
+        await BatchNode(Where(), 2).process(Ctx(), [10, 11, 12])
+    assert seen == {
+        10: ItemInfo("7/0", (1, 0)),
+        11: ItemInfo("7/1", (1, 1)),
+        12: ItemInfo("7/2", (1, 2)),
+    }
+    await BatchNode(Where(), 2).process(Ctx(), [10])  # outside a run: no scopes invented
+    assert seen[10] is None
 
 
 # ------------------------------------------------------------------ SplitNode
@@ -272,8 +295,6 @@ async def test_nested_item_scopes_are_qualified() -> None:
 
         start = "rec"
         edges = {"rec": []}
-
-    from floxide import item_scope
 
     with item_scope("outer", (2,)):
         await CompositeNode(Leaf(rec=Record())).process(Ctx(), 1)

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from floxide._context import current_item, enter_item, exit_item
 from floxide._errors import FloxideError
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition
 
@@ -48,6 +49,10 @@ class BatchNode(Node[C, Sequence[I], list[O]]):
     `NextAll(vs)` contributes each of `vs`, `Hold()` contributes nothing. A failing item
     (raised or `Abort`) cancels the rest of its batch and fails the node with
     `BatchItemError` naming the item's index; later batches do not run.
+
+    Inside a run, element `k` runs as work item `"<item id>/<k>"` at position
+    `item position + (k,)` (see `floxide.item_scope`), so merge values that branches of
+    the batch write to are keyed per element, independent of scheduling.
     """
 
     inner: Node[C, I, O]
@@ -71,14 +76,19 @@ class BatchNode(Node[C, Sequence[I], list[O]]):
         """Run one batch concurrently; results in input order, or `BatchItemError`."""
         results: list[Transition[O]] = [Hold()] * len(batch)
         failures: dict[int, BaseException] = {}
+        scoped = current_item() is not None
 
         async def one(k: int, item: I, cancel_scope: trio.CancelScope) -> None:
+            token = enter_item(offset + k, (offset + k,)) if scoped else None
             try:
                 result = await self.inner.process(ctx, item)
             except Exception as exc:
                 failures[k] = exc
                 cancel_scope.cancel()
                 return
+            finally:
+                if token is not None:
+                    exit_item(token)
             if isinstance(result, Abort):
                 failures[k] = result.error
                 cancel_scope.cancel()
