@@ -534,12 +534,25 @@ class SqliteCheckpointStore:
     async def commit(self, run_id: str, commit: Commit) -> None:
         def apply(conn: sqlite3.Connection) -> None:
             def body() -> None:
-                row = conn.execute(
-                    "SELECT seq FROM floxide_runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if row is None:
-                    raise _missing(run_id)
-                if int(row[0]) != commit.seq - 1:
+                # The run row first: it fences the commit (seq must be ours) in one statement.
+                sets = ["seq = ?", "updated = ?"]
+                args: list[object] = [commit.seq, time.time()]
+                if commit.context is not None:
+                    sets.append("context = ?")
+                    args.append(commit.context)
+                if commit.status is not None:
+                    sets.extend(("status = ?", "error = ?"))
+                    args.extend((commit.status, commit.error))
+                fenced = conn.execute(
+                    f"UPDATE floxide_runs SET {', '.join(sets)} WHERE run_id = ? AND seq = ?",
+                    (*args, run_id, commit.seq - 1),
+                ).rowcount
+                if fenced != 1:
+                    row = conn.execute(
+                        "SELECT seq FROM floxide_runs WHERE run_id = ?", (run_id,)
+                    ).fetchone()
+                    if row is None:
+                        raise _missing(run_id)
                     raise _stale(run_id, commit.seq - 1, int(row[0]))
                 if commit.items:
                     try:
@@ -585,18 +598,6 @@ class SqliteCheckpointStore:
                         "INSERT INTO floxide_outputs (run_id, data) VALUES (?, ?)",
                         [(run_id, v) for v in commit.outputs],
                     )
-                sets = ["seq = ?", "updated = ?"]
-                args: list[object] = [commit.seq, time.time()]
-                if commit.context is not None:
-                    sets.append("context = ?")
-                    args.append(commit.context)
-                if commit.status is not None:
-                    sets.extend(("status = ?", "error = ?"))
-                    args.extend((commit.status, commit.error))
-                conn.execute(
-                    f"UPDATE floxide_runs SET {', '.join(sets)} WHERE run_id = ?",
-                    (*args, run_id),
-                )
 
             self._transaction(conn, body)
 
