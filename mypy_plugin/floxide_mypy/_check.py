@@ -102,7 +102,15 @@ def check_workflow(ctx: FunctionContext) -> Type:
         info = cls.type_object()
         base = next((b for b in info.mro if b.fullname == WORKFLOW), None)
         if base is not None and info is not base:
-            _Checker(ctx.api, info, base, ctx.context).run()
+            try:
+                _Checker(ctx.api, info, base, ctx.context).run()
+            except Exception as error:  # never take mypy down: say what was not checked
+                ctx.api.msg.note(
+                    f'floxide_mypy could not check workflow "{info.name}" '
+                    f"({type(error).__name__}: {error}); please report this",
+                    ctx.context,
+                    code=GRAPH,
+                )
     return ctx.default_return_type
 
 
