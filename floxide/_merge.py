@@ -10,7 +10,7 @@ twice.
   its id, and merging keeps the larger contribution per id.
 - `Max` / `Min`: the largest / smallest value seen.
 - `SetUnion`: a growing set.
-- `EventLog`: an append-only log, ordered by branch position, deduplicated by event id.
+- `EventLog`: an append-only log in causal and branch order, deduplicated by event id.
 - `Fixed`: a value every branch must agree on (disagreement raises `MergeConflictError`).
 - `Mergeable`: a base class giving an attrs class a field-wise `merge`.
 """
@@ -206,7 +206,8 @@ class Event(Generic[T]):
 
     `id` identifies the event across copies (appending inside a work item derives it from
     the item's id, so a re-run of the item makes the same ids); `position` is the branch
-    position of the work item that appended it and `seq` orders events at one position.
+    position of the work item that appended it; `seq` is one more than the largest `seq`
+    that item could see (a logical clock), so an event sorts after everything before it.
     """
 
     id: str
@@ -215,8 +216,14 @@ class Event(Generic[T]):
     value: T
 
 
-def _sort_key(event: Event[Any]) -> tuple[tuple[int, ...], int, str]:
-    return (event.position, event.seq, event.id)
+def _sort_key(event: Event[Any]) -> tuple[int, tuple[int, ...], str]:
+    return (event.seq, event.position, event.id)
+
+
+def _related(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether one position is a prefix of the other (same line of descent)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
 
 
 def _normalize(events: Iterable[Event[T]]) -> tuple[Event[T], ...]:
@@ -236,10 +243,13 @@ def _normalize(events: Iterable[Event[T]]) -> tuple[Event[T], ...]:
 class EventLog(Generic[T]):
     """An append-only log that parallel work items write to.
 
-    Events are ordered by the branch position of the work item that appended them (the
-    order `run_all` reports outputs in), then by the order they were appended at that
-    position. `merge` is the union by event id: the same event merged twice appears once.
-    Two different events with one id raise `MergeConflictError`.
+    The order is causal, then by branch: each event comes after every event the work item
+    appending it could see (those of its ancestors and, at a join, of the whole fan-out),
+    and events of concurrent branches are ordered by branch position, the order `run_all`
+    reports outputs in. A branch's own events stay in the order it appended them. This
+    order depends only on the workflow, never on scheduling or on which copy merged first.
+    `merge` is the union by event id: the same event merged twice appears once. Two
+    different events with one id raise `MergeConflictError`.
 
     ```python
     ctx.log = ctx.log.append("paid")
@@ -268,7 +278,9 @@ class EventLog(Generic[T]):
                 id = prefix + str(sum(1 for e in self.events if e.id.startswith(prefix)))
         if any(e.id == id for e in self.events):
             raise ValueError(f"EventLog already has an event with id {id!r}")
-        seq = 1 + max((e.seq for e in self.events if e.position == position), default=-1)
+        seq = 1 + max(
+            (e.seq for e in self.events if _related(e.position, position)), default=-1
+        )
         return EventLog((*self.events, Event(id, tuple(position), seq, value)))
 
     def merge(self, other: EventLog[T]) -> EventLog[T]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -228,10 +228,11 @@ def test_max_min_and_union() -> None:
 # ------------------------------------------------------------------ EventLog
 
 
-def test_event_log_orders_by_branch_position_whatever_the_merge_order() -> None:
-    base = EventLog[str]().append("start", id="s")
+def test_event_log_order_is_causal_then_by_branch_whatever_the_merge_order() -> None:
+    with item_scope("0", ()):
+        base = EventLog[str]().append("start")
     branches = []
-    for item, position, words in (("2", (1,), ["b1", "b2"]), ("1", (0,), ["a1", "a2"])):
+    for item, position, words in (("2", (1,), ["b1", "b2"]), ("1", (0,), ["a1", "a2", "a3"])):
         log = base
         with item_scope(item, position):
             for w in words:
@@ -240,8 +241,31 @@ def test_event_log_orders_by_branch_position_whatever_the_merge_order() -> None:
     forward = base.merge(branches[0]).merge(branches[1])
     backward = branches[1].merge(branches[0])
     assert forward == backward
-    assert forward.values == ["start", "a1", "a2", "b1", "b2"]
-    assert [e.id for e in forward] == ["s", "1.0", "1.1", "2.0", "2.1"]
+    # Concurrent branches interleave by branch position; each keeps its own order.
+    assert forward.values == ["start", "a1", "b1", "a2", "b2", "a3"]
+    assert [e.id for e in forward] == ["0.0", "1.0", "2.0", "1.1", "2.1", "1.2"]
+    # A join at the fan-out's position sees every branch: its events come last.
+    with item_scope("3", ()):
+        joined = forward.append("joined")
+    assert joined.values[-1] == "joined"
+    # A second fan-out after the join stays after it, though positions repeat.
+    with item_scope("4", (0,)):
+        again = joined.append("a-again")
+    assert again.values[-2:] == ["joined", "a-again"]
+
+
+def test_event_log_order_does_not_depend_on_scheduling() -> None:
+    # The same branches appending in two different interleavings give the same log.
+    def run(schedule: Sequence[tuple[str, tuple[int, ...], str]]) -> list[str]:
+        log = EventLog[str]()
+        for item, position, word in schedule:
+            with item_scope(item, position):
+                log = log.append(word)
+        return log.values
+
+    one = [("1", (0,), "a1"), ("1", (0,), "a2"), ("2", (1,), "b1"), ("2", (1,), "b2")]
+    other = [("2", (1,), "b1"), ("1", (0,), "a1"), ("2", (1,), "b2"), ("1", (0,), "a2")]
+    assert run(one) == run(other) == ["a1", "b1", "a2", "b2"]
 
 
 def test_event_log_rerun_of_an_item_reproduces_its_ids() -> None:
