@@ -8,15 +8,24 @@ commit, before or after writing it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import tests.test_properties as props
-from floxide import Checkpoint, InMemoryCheckpointStore, NodeError, NoOutputError
+from floxide import (
+    Checkpoint,
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    NodeError,
+    NoOutputError,
+    SqliteCheckpointStore,
+)
 from tests.test_checkpoint import Crash, CrashingStore
 from tests.test_properties import FAIL, Spec, build, graphs, reference
 
@@ -40,16 +49,14 @@ class Counting:
         props.behave = self._real
 
 
-@given(
-    spec=graphs(),
-    x=st.integers(0, 96),
-    seed=st.integers(0, 2**16),
-    crash_at=st.integers(1, 15),
-    after=st.booleans(),
-    concurrency=st.sampled_from([1, 2, 1000]),
-)
-def test_crash_anywhere_then_resume_equals_a_clean_run(
-    spec: Spec, x: int, seed: int, crash_at: int, after: bool, concurrency: int
+def check_crash_and_resume(
+    spec: Spec,
+    x: int,
+    seed: int,
+    crash_at: int,
+    after: bool,
+    concurrency: int,
+    new_store: Callable[[], CheckpointStore],
 ) -> None:
     expected = reference(spec, x)
     wf = build(spec, seed)
@@ -63,7 +70,7 @@ def test_crash_anywhere_then_resume_equals_a_clean_run(
             pass
 
     async def crash_and_resume() -> list[Any] | str:
-        store = InMemoryCheckpointStore()
+        store = new_store()
         try:
             await wf.run_with_checkpoint(
                 None, x, store=CrashingStore(store, at=crash_at, after=after), run_id="p"
@@ -89,3 +96,47 @@ def test_crash_anywhere_then_resume_equals_a_clean_run(
     if expected != FAIL:
         # every step ran once, and only steps in flight at the crash ran again
         assert once.calls <= crashed.calls <= once.calls + concurrency
+
+
+@given(
+    spec=graphs(),
+    x=st.integers(0, 96),
+    seed=st.integers(0, 2**16),
+    crash_at=st.integers(1, 15),
+    after=st.booleans(),
+    concurrency=st.sampled_from([1, 2, 1000]),
+)
+def test_crash_anywhere_then_resume_equals_a_clean_run(
+    spec: Spec, x: int, seed: int, crash_at: int, after: bool, concurrency: int
+) -> None:
+    check_crash_and_resume(spec, x, seed, crash_at, after, concurrency, InMemoryCheckpointStore)
+
+
+@settings(max_examples=max(5, settings().max_examples // 4))
+@given(
+    spec=graphs(),
+    x=st.integers(0, 96),
+    seed=st.integers(0, 2**16),
+    crash_at=st.integers(1, 15),
+    after=st.booleans(),
+    concurrency=st.sampled_from([1, 1000]),
+)
+def test_same_with_sqlite(
+    tmp_path_factory: pytest.TempPathFactory,
+    spec: Spec,
+    x: int,
+    seed: int,
+    crash_at: int,
+    after: bool,
+    concurrency: int,
+) -> None:
+    path = tmp_path_factory.mktemp("runs") / "runs.db"
+    check_crash_and_resume(
+        spec,
+        x,
+        seed,
+        crash_at,
+        after,
+        concurrency,
+        lambda: SqliteCheckpointStore(path, durable=False),
+    )
