@@ -41,6 +41,7 @@ from mypy.types import (
     Type,
     TypeOfAny,
     TypeType,
+    TypeVarType,
     UninhabitedType,
     UnionType,
     get_proper_type,
@@ -607,8 +608,8 @@ class _Graph:
             return
         out = types.out
         variants = _variants(out)
-        if any(isinstance(v, AnyType) for v in variants):
-            exhaustive_known = False
+        if any(isinstance(v, (AnyType, TypeVarType)) for v in variants):
+            exhaustive_known = False  # unknown (or generic) output: only rows are checked
         remaining = list(variants)
         # The runtime matches value rows (enum members, literals) first, then class rows in
         # order; the first class row an output is an instance of takes it.
@@ -617,7 +618,7 @@ class _Graph:
             hits: list[Type] = []
             consumed: list[ProperType] = []
             for v in remaining:
-                if isinstance(v, AnyType):
+                if isinstance(v, (AnyType, TypeVarType)):
                     hits.append(key)
                 elif chk.sub(v, key):
                     hits.append(v)

@@ -30,6 +30,16 @@ class GoodGeneric(Workflow[None, T, T], Generic[T]):
 
 
 @workflow
+class GoodGenericRouted(Workflow[None, T, str | int], Generic[T]):
+    same: Id[T]
+    show: Show
+    parse: Parse
+
+    start = "same"
+    edges = {"same": {int: ["show"], str: ["parse"]}, "show": [], "parse": []}
+
+
+@workflow
 class GoodBase(Workflow[None, int, int]):
     step: Step
 
