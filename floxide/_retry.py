@@ -84,6 +84,12 @@ def failure_kind(error: BaseException) -> RetryError:
     return RetryError.ERRORS
 
 
+def _all_exceptions(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return all(_all_exceptions(sub) for sub in error.exceptions)
+    return isinstance(error, Exception)
+
+
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value >= 0 or math.isinf(value):
         raise ValueError(f"RetryPolicy.{attribute.name} must be >= 0 and finite, got {value!r}")
@@ -142,7 +148,7 @@ class RetryPolicy:
 
     def retries(self, error: BaseException) -> bool:
         """Whether `error` is a kind of failure this policy retries (ignoring attempts)."""
-        if not isinstance(error, Exception | BaseExceptionGroup):
+        if not _all_exceptions(error):
             return False  # KeyboardInterrupt, SystemExit, trio.Cancelled: never retried
         if isinstance(self.retry_on, RetryError):
             kind = failure_kind(error)

@@ -159,6 +159,9 @@ def test_which_failures_are_retried() -> None:
     # Never: interpreter exits and trio's own cancellation of the surrounding run.
     assert not everything.retries(KeyboardInterrupt())
     assert not everything.retries(SystemExit())
+    cancelled = trio.Cancelled._create()
+    assert not everything.retries(cancelled)
+    assert not everything.retries(BaseExceptionGroup("g", [ValueError(), cancelled]))
     predicate = RetryPolicy(retry_on=lambda e: isinstance(e, KeyError))
     assert predicate.retries(KeyError("k")) and not predicate.retries(ValueError())
 
