@@ -198,6 +198,9 @@ async def test_split_then_join_in_a_workflow() -> None:
     wf = SplitJoin(split=SplitNode(lambda s: s.split(",")), parse=Parse(), total=Sum())
     assert await wf.run(ctx, "1,2,3,4") == 10
     assert await ctx.total.get() == 10
+    split = SplitNode[str, str](lambda s: s.split(",") if s else [])
+    empty = SplitJoin(split=split, parse=Parse(), total=Sum())
+    assert await empty.run(Ctx(), "") == 0  # no branches: the join runs with []
 
 
 # ------------------------------------------------------------------ CompositeNode

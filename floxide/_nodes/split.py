@@ -20,8 +20,9 @@ class SplitNode(Node[object, I, O]):
     """`Node[Any context, I, O]` that emits `NextAll(fn(input))`: one work item per value.
 
     The values go to every successor in order; a join on this node collects what their
-    branches produce, in that order. An empty result ends the branch like `Hold()`. The
-    context is unused, so a `SplitNode` fits a workflow of any context type.
+    branches produce, in that order. An empty result makes no work items (a join on this
+    node then runs with an empty list). The context is unused, so a `SplitNode` fits a
+    workflow of any context type.
     """
 
     fn: Callable[[I], Iterable[O]]
