@@ -174,6 +174,18 @@ def test_merge_values_are_json_round_trippable(name: str) -> None:
     round_trip()
 
 
+@pytest.mark.parametrize("name", list(ALL))
+def test_merge_values_round_trip_through_floxide_serde(name: str) -> None:
+    from floxide import serde
+
+    @given(ALL[name])
+    def round_trip(a: Any) -> None:
+        tp = TYPES[name]
+        assert serde.converter.loads(serde.converter.dumps(a, unstructure_as=tp), tp) == a
+
+    round_trip()
+
+
 def test_builtins_satisfy_the_protocol() -> None:
     for value in (Counter(), Max(1), Min(1), SetUnion[int](), EventLog[int](), Fixed[int]()):
         assert isinstance(value, Merge)
