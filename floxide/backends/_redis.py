@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import json
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -50,7 +51,8 @@ from floxide.backends._base import (
 __all__ = ["RedisBackend"]
 
 _SEP = "\x1f"
-_REDIS_ERRORS = (coredis.exceptions.RedisError, OSError)
+_REDIS_ERRORS = (coredis.exceptions.RedisError, ConnectionError, socket.gaierror)
+"""What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
 _Client = coredis.Redis[bytes]
 
 
