@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import assert_type
 
 import attrs
@@ -445,3 +448,74 @@ async def test_merge_values_in_a_local_run() -> None:
     assert await wf.run_all(ctx, 5) == [0, 1, 2, 3, 4]
     assert ctx.count.value == 5
     assert sorted(ctx.log.values) == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ static types
+
+_TYPED = '''
+from collections.abc import Sequence
+import attrs
+from floxide import (BatchNode, CompositeNode, Next, Node, RetryPolicy, SplitNode, Transition,
+                     Workflow, source, with_retry, with_timeout, workflow)
+
+@attrs.frozen
+class Double(Node[int, int, int]):
+    async def process(self, ctx: int, input: int) -> Transition[int]:
+        return Next(input * 2)
+
+@workflow
+class W(Workflow[int, int, int]):
+    d: Node[int, int, int]
+    start = "d"
+    edges = {"d": []}
+
+def words(s: str) -> list[str]:
+    return s.split()
+
+reveal_type(with_retry(Double(), RetryPolicy()))
+reveal_type(with_timeout(Double(), 1.0))
+reveal_type(BatchNode(Double(), 2))
+reveal_type(SplitNode(words))
+reveal_type(CompositeNode(W(d=Double())))
+reveal_type(source(W(d=Double())))
+a: Node[int, int, int] = with_retry(Double(), RetryPolicy())
+b: Node[int, Sequence[int], list[int]] = BatchNode(with_timeout(Double(), 1.0), 3)
+c: Node[object, str, str] = SplitNode(words)
+d: Node[int, str, int] = with_retry(Double())  # wrong input type: rejected
+'''
+
+
+def test_wrappers_keep_the_inner_node_types_under_mypy(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    snippet = tmp_path / "typed_snippet.py"
+    snippet.write_text(_TYPED)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file",
+            str(root / "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(snippet),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = done.stdout
+    for revealed in (
+        "floxide._retry.RetryNode[builtins.int, builtins.int, builtins.int]",
+        "floxide._timeout.TimeoutNode[builtins.int, builtins.int, builtins.int]",
+        "floxide._nodes.batch.BatchNode[builtins.int, builtins.int, builtins.int]",
+        "floxide._nodes.split.SplitNode[builtins.str, builtins.str]",
+        "floxide._nodes.composite.CompositeNode[builtins.int, builtins.int, builtins.int]",
+        "floxide._nodes.source.Source[builtins.int, builtins.int, builtins.int]",
+    ):
+        assert revealed.replace("builtins.", "") in out.replace("builtins.", ""), out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and '"with_retry" has incompatible type "Double"' in errors[0], out
