@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from floxide._context import enter_item, exit_item
 from floxide._errors import FloxideError, NodeError, NoOutputError, RunTimeoutError
 from floxide._graph import Graph
 from floxide._node import Node
@@ -125,10 +126,13 @@ class LocalRun:
                 item = ready.popleft()
                 if ready and not self._helper_pending and self._active < self._limit:
                     self._spawn()
+                token = enter_item(item.id, item.position)
                 try:
                     outcome: object = await nodes[item.node].process(ctx, item.input)
                 except Exception as exc:
                     outcome = exc
+                finally:
+                    exit_item(token)
                 fx = advance(graph, item, outcome, new_id)
                 if fx.failure is not None:
                     self._fail(item, fx.failure)
