@@ -269,14 +269,14 @@ CREATE TABLE floxide_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE floxide_runs (
     run_id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
-    meta BLOB NOT NULL,
-    context BLOB NOT NULL,
     status TEXT NOT NULL,
     error TEXT,
     seq INTEGER NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE floxide_meta (run_id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE floxide_contexts (run_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE floxide_items (
     run_id TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -307,6 +307,8 @@ CREATE INDEX floxide_outputs_run ON floxide_outputs (run_id);
 _TABLES = (
     "floxide_schema",
     "floxide_runs",
+    "floxide_meta",
+    "floxide_contexts",
     "floxide_items",
     "floxide_scopes",
     "floxide_contributions",
@@ -495,21 +497,13 @@ class SqliteCheckpointStore:
                 if found is not None:
                     raise _exists(record.run_id)
                 now = time.time()
-                conn.execute(
-                    "INSERT INTO floxide_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.run_id,
-                        record.workflow,
-                        record.meta,
-                        record.context,
-                        record.status,
-                        record.error,
-                        record.seq,
-                        now,
-                        now,
-                    ),
-                )
                 rid = record.run_id
+                conn.execute(
+                    "INSERT INTO floxide_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rid, record.workflow, record.status, record.error, record.seq, now, now),
+                )
+                conn.execute("INSERT INTO floxide_meta VALUES (?, ?)", (rid, record.meta))
+                conn.execute("INSERT INTO floxide_contexts VALUES (?, ?)", (rid, record.context))
                 conn.executemany(
                     "INSERT INTO floxide_items VALUES (?, ?, ?)",
                     [(rid, k, v) for k, v in record.items.items()],
@@ -537,9 +531,6 @@ class SqliteCheckpointStore:
                 # The run row first: it fences the commit (seq must be ours) in one statement.
                 sets = ["seq = ?", "updated = ?"]
                 args: list[object] = [commit.seq, time.time()]
-                if commit.context is not None:
-                    sets.append("context = ?")
-                    args.append(commit.context)
                 if commit.status is not None:
                     sets.extend(("status = ?", "error = ?"))
                     args.extend((commit.status, commit.error))
@@ -554,6 +545,11 @@ class SqliteCheckpointStore:
                     if row is None:
                         raise _missing(run_id)
                     raise _stale(run_id, commit.seq - 1, int(row[0]))
+                if commit.context is not None:
+                    conn.execute(
+                        "UPDATE floxide_contexts SET data = ? WHERE run_id = ?",
+                        (commit.context, run_id),
+                    )
                 if commit.items:
                     try:
                         conn.executemany(
@@ -608,8 +604,11 @@ class SqliteCheckpointStore:
             conn.execute("BEGIN")  # one consistent snapshot of the run
             try:
                 row = conn.execute(
-                    "SELECT workflow, meta, context, status, error, seq FROM floxide_runs "
-                    "WHERE run_id = ?",
+                    "SELECT r.workflow, m.data, c.data, r.status, r.error, r.seq "
+                    "FROM floxide_runs r "
+                    "LEFT JOIN floxide_meta m ON m.run_id = r.run_id "
+                    "LEFT JOIN floxide_contexts c ON c.run_id = r.run_id "
+                    "WHERE r.run_id = ?",
                     (run_id,),
                 ).fetchone()
                 if row is None:
@@ -629,6 +628,11 @@ class SqliteCheckpointStore:
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
+            if row[1] is None or row[2] is None:
+                raise CheckpointError(
+                    f"checkpoint store {self.path!r}: run {run_id!r} is damaged (its header "
+                    f"or context is missing)"
+                )
             status = str(row[3])
             if status not in ("running", "finished", "failed"):
                 raise CheckpointError(
