@@ -375,6 +375,15 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
             f"Redis chain: mean {num(d['mean_us'])} us/step over the whole run; p50/p99 are "
             f"gaps between consecutive steps' clocks ({d['samples']} samples)."
         )
+    for w in ("dist-redis", "dist-redis-chain"):
+        d = by.get(("floxide", w), {})
+        if "redis_commands_per_item" in d:
+            scripts = d["redis_commands"].get("evalsha", 0) / d["items_total"]
+            out.append(
+                f"{w}: {d['redis_commands_per_item']:.1f} Redis commands per work item "
+                f"(counted by the server, commands inside scripts included), "
+                f"{scripts:.1f} script calls (EVALSHA) per item."
+            )
     for lib in ["floor", *libs]:
         m = table["meta"].get(lib, {})
         if m.get("version"):

@@ -149,6 +149,41 @@ def _redis_server(scratch: Scratch) -> Iterator[str]:
             proc.kill()
 
 
+def _redis_call(url: str, *args: str) -> bytes:
+    """One command over a raw socket (the measuring process needs no Redis client)."""
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(payload)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            data += chunk
+            if not chunk or (data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n")):
+                break
+            if data.startswith(b"$"):
+                head, _, body = data.partition(b"\r\n")
+                if len(body) >= int(head[1:]) + 2:
+                    return body[: int(head[1:])]
+        return data
+
+
+def _redis_command_counts(url: str) -> dict[str, int]:
+    """Calls per Redis command since the last CONFIG RESETSTAT (INFO commandstats)."""
+    out = {}
+    for line in _redis_call(url, "INFO", "commandstats").decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line.partition(":")
+            calls = dict(f.split("=", 1) for f in fields.split(","))["calls"]
+            out[name.removeprefix("cmdstat_")] = int(calls)
+    out.pop("info", None)
+    out.pop("config|resetstat", None)
+    return out
+
+
 @contextlib.contextmanager
 def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Iterator[None]:
     """`count` worker processes (dworker.py) serving workflow `spec` from backend `url`."""
@@ -226,7 +261,13 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 finally:
                     await _close(backend)
 
+            if url.startswith("redis"):
+                _redis_call(url, "CONFIG", "RESETSTAT")
             rec: dict[str, Any] = trio.run(go)
+            if url.startswith("redis"):
+                calls = _redis_command_counts(url)
+                rec["redis_commands"] = calls
+                rec["redis_commands_per_item"] = sum(calls.values()) / rec["items_total"]
             rec.update(workers=workers, concurrency=concurrency, backend=url.split(":")[0])
             return rec
     finally:
@@ -247,6 +288,7 @@ async def _fanout_rate(one: Any, orch: Any, n: int, reps: int) -> dict[str, Any]
     best = min(times)
     return {
         "n": n,
+        "items_total": 12 + len(times) * (n + 2),
         "items_per_s": (n + 2) / best,  # split + n branches + the join
         "branches_per_s": n / best,
         "run_s": best,
@@ -272,5 +314,6 @@ async def _chain_latency(one: Any, orch: Any, steps: int, reps: int) -> dict[str
         "p99_us": percentile(gaps, 99),
         "mean_us": min(walls) / steps * 1e6,
         "samples": len(gaps),
+        "items_total": steps * (1 + len(walls)),
         "reps": len(walls),
     }
