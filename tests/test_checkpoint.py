@@ -225,6 +225,21 @@ async def test_no_output(store: CheckpointStore) -> None:
         await routed().resume(store, "empty")
 
 
+async def test_concurrent_runs_share_a_store(store: CheckpointStore) -> None:
+    results: dict[int, str] = {}
+
+    async def one(n: int) -> None:
+        results[n] = await fan().run_with_checkpoint(Ctx(), n, store=store, run_id=f"run-{n}")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 6):
+            nursery.start_soon(one, n)
+    for n in range(1, 6):
+        assert results[n] == await fan().run(Ctx(), n)
+        assert await fan().resume(store, f"run-{n}") == results[n]
+    assert {r.status for r in await store.list_runs()} == {"finished"}
+
+
 async def test_resume_of_a_finished_run_runs_nothing(store: CheckpointStore) -> None:
     out = await fan().run_with_checkpoint(Ctx("x"), 4, store=store, run_id="done")
     CALLS.clear()
