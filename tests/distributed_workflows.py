@@ -182,3 +182,11 @@ def worker_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def fault_fan_join() -> FanJoin:
+    """`fan_join` configured from the environment (for worker processes in fault tests)."""
+    return fan_join(
+        float(os.environ.get("FLOXIDE_TEST_DELAY", "0")),
+        os.environ.get("FLOXIDE_TEST_MARKER", ""),
+    )

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -339,6 +339,26 @@ class Worker(Generic[C, I, O]):
             except BackendError as e:
                 logger.warning("could not give item %s back: %s", le.item_id, e)
 
+    async def _settle(self, call: Callable[[], Awaitable[CommitResult]]) -> CommitResult:
+        """Make a commit, retrying while the backend is unreachable (for up to two leases).
+
+        Safe to repeat: a commit that was applied but whose reply was lost comes back as
+        LOST (the item is done), never applied twice.
+        """
+        give_up = trio.current_time() + 2 * self.lease_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except BackendError as e:
+                if trio.current_time() + delay > give_up:
+                    raise
+                logger.warning(
+                    "commit failed (%s); retrying in %.2fs", e, delay, extra=step_fields("-")
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
     async def _run_record(self, run_id: str) -> RunRecord | None:
         rec = self._runs.get(run_id)
         if rec is None:
@@ -437,7 +457,7 @@ class Worker(Generic[C, I, O]):
                 item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
             )
             with self._shielded():
-                result = await self.backend.retry(lease, delay, record)
+                result = await self._settle(lambda: self.backend.retry(lease, delay, record))
             slot.finished = True
             log.info(
                 "%s failed on attempt %d (%s); retry in %.3fs: %s",
@@ -453,7 +473,7 @@ class Worker(Generic[C, I, O]):
 
         build = self._builder(item, outcome, payload.collect, ctx, ctx_raw, duration)
         with self._shielded():
-            result = await self.backend.commit(lease, build)
+            result = await self._settle(lambda: self.backend.commit(lease, build))
         slot.finished = True
         if result is CommitResult.COMMITTED:
             self.steps += 1
