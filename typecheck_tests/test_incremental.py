@@ -6,9 +6,11 @@ editing a module between runs, the way a developer's (or CI's cached) mypy runs 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from typecheck_tests.conftest import MypyRun, run_mypy
+from typecheck_tests.conftest import PYPROJECT, MypyRun, run_mypy
 
 BASE = '''
 from floxide import Node
@@ -97,3 +99,48 @@ def test_node_type_change_in_other_modules_rechecks_the_workflow(tmp_path: Path)
         'edge "produce" -> "consume" of workflow "Flow": "produce" outputs "bytes" '
         'but "consume" accepts "int"'
     ], fifth.stdout
+
+
+def test_daemon_rechecks_the_workflow_when_node_types_change(tmp_path: Path) -> None:
+    """The same through dmypy (fine-grained mode, what editors use), across updates."""
+    (tmp_path / "flowpkg").mkdir()
+    _write(tmp_path, "__init__.py", "")
+    _write(tmp_path, "base.py", BASE.format(out="str"))
+    _write(tmp_path, "nodes.py", NODES.format(inp="str"))
+    _write(tmp_path, "flow.py", FLOW)
+    dmypy = [sys.executable, "-m", "mypy.dmypy", "--status-file", str(tmp_path / "dmypy.json")]
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*dmypy, *args], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120
+        )
+
+    def check() -> list[str]:
+        done = call("check", "flowpkg")
+        assert done.returncode in (0, 1), done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        return [line.split(": error: ", 1)[1] for line in lines if ": error: " in line]
+
+    started = call("start", "--", "--config-file", str(PYPROJECT), "--no-error-summary")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        assert check() == []
+        # Each edit changes the file's size: the daemon, like mypy, may take a same-size
+        # edit within the file system's timestamp resolution for no change at all.
+        steps = [
+            ("base.py", BASE.format(out="bytes"), '"bytes" but "consume" accepts "str"'),
+            ("base.py", BASE.format(out="str"), None),
+            ("nodes.py", NODES.format(inp="int | None"), 'accepts "int | None"'),
+            ("nodes.py", NODES.format(inp="str"), None),
+        ]
+        for module, text, error in steps:
+            _write(tmp_path, module, text)
+            errors = check()
+            if error is None:
+                assert errors == [], (module, errors)
+            else:
+                assert len(errors) == 1 and error in errors[0], (module, errors)
+    finally:
+        stopped = call("stop")
+        if stopped.returncode != 0:
+            call("kill")

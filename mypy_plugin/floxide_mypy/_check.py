@@ -29,16 +29,21 @@ from mypy.nodes import (
     Var,
 )
 from mypy.plugin import CheckerPluginInterface, FunctionContext
+from mypy.server.trigger import make_trigger
 from mypy.subtypes import is_subtype
 from mypy.typeops import make_simplified_union, try_expanding_sum_type_to_union
 from mypy.types import (
     AnyType,
+    CallableType,
     FunctionLike,
     Instance,
     LiteralType,
     NoneType,
     ProperType,
+    TupleType,
     Type,
+    TypeAliasType,
+    TypedDictType,
     TypeOfAny,
     TypeType,
     TypeVarType,
@@ -292,9 +297,50 @@ class _Checker:
         its interface; a node class's base may live in a module the workflow never
         imports, so those modules are added as (indirect) dependencies explicitly.
         """
-        if isinstance(self.api, TypeChecker):
-            modules = TypeIndirectionVisitor().find_modules(self.used_types)
-            self.api.module_refs.update(m for m in modules if m)
+        if not isinstance(self.api, TypeChecker):
+            return
+        modules = TypeIndirectionVisitor().find_modules(self.used_types)
+        self.api.module_refs.update(m for m in modules if m)
+        # The daemon (dmypy) re-checks by fine-grained triggers instead: one per class (and
+        # its bases) and alias in the checked types, all pointing at this module's target.
+        target = self.api.tscope.current_target()
+        deps = self.api.tree.plugin_deps
+        for name in _class_names(self.used_types):
+            deps.setdefault(make_trigger(name), set()).add(target)
+
+
+def _class_names(types: Iterable[Type]) -> set[str]:
+    """The full names of every class (with its bases) and alias that some types mention."""
+    names: set[str] = set()
+    stack = list(types)
+    while stack:
+        t = stack.pop()
+        if isinstance(t, TypeAliasType):
+            if t.alias is not None and t.alias.fullname not in names:
+                names.add(t.alias.fullname)
+                stack.append(get_proper_type(t))
+            continue
+        p = get_proper_type(t)
+        if isinstance(p, Instance):
+            stack.extend(p.args)
+            if p.type.fullname in names:
+                continue
+            for cls in p.type.mro:
+                names.add(cls.fullname)
+                stack.extend(cls.bases)
+        elif isinstance(p, LiteralType):
+            stack.append(p.fallback)
+        elif isinstance(p, (UnionType, TupleType)):
+            stack.extend(p.items)
+        elif isinstance(p, TypeType):
+            stack.append(p.item)
+        elif isinstance(p, CallableType):
+            stack.extend((*p.arg_types, p.ret_type))
+        elif isinstance(p, TypedDictType):
+            stack.extend(p.items.values())
+        elif isinstance(p, TypeVarType):
+            stack.append(p.upper_bound)
+    return names
 
 
 class _Graph:
