@@ -26,7 +26,8 @@ from floxide._step import Effects, JoinScope, Position, WorkItem, advance, settl
 __all__ = ["LocalRun", "StepHook", "first_output"]
 
 StepHook = Callable[[WorkItem, Effects, list[WorkItem]], Awaitable[None]]
-"""Called after each step's effects are applied in memory (checkpointed runs commit here)."""
+"""Called after each step's join state is settled, before its successors are queued
+(checkpointed runs commit here, so no successor runs before the step is committed)."""
 
 _YIELD_EVERY = 64  # steps between scheduler checkpoints of a worker that never blocks
 
@@ -141,13 +142,14 @@ class LocalRun:
                     self.outputs.extend(fx.outputs)
                 if item.scopes or fx.opened is not None:
                     fired = settle(join_state, item, fx, new_id)
-                    if fired:
-                        ready.extend(fired)
                 else:
                     fired = _NONE
-                ready.extend(fx.items)
                 if on_step is not None:
+                    # Checkpointed runs: successors become runnable once the step is committed.
                     await on_step(item, fx, fired)
+                if fired:
+                    ready.extend(fired)
+                ready.extend(fx.items)
                 steps += 1
                 if steps == _YIELD_EVERY:
                     steps = 0
