@@ -31,6 +31,7 @@ __all__ = [
     "exit_item",
     "item_scope",
     "register_shared_state_hooks",
+    "renew_item",
 ]
 
 T = TypeVar("T")
@@ -193,17 +194,33 @@ def register_shared_state_hooks(converter: cattrs.Converter) -> None:
 
 
 class ItemInfo:
-    """The work item a node is running for: its `id` (as text) and branch `position`."""
+    """One execution of a work item: its `id` (as text) and branch `position`.
 
-    __slots__ = ("_id", "position")
+    Each `enter_item` / `item_scope` is a new execution, even of the same id: merge values
+    use `first_touch` to notice that an item is running again (a retry, or a re-run after a
+    crash) and replace that item's earlier contribution instead of adding to it.
+    """
+
+    __slots__ = ("_id", "_touched", "position")
 
     def __init__(self, id: object, position: tuple[int, ...] = ()) -> None:
         self._id = id
         self.position = position
+        self._touched: set[object] | None = None
 
     @property
     def id(self) -> str:
         return self._id if isinstance(self._id, str) else str(self._id)
+
+    def first_touch(self, lineage: object) -> bool:
+        """True the first time this execution writes to the value `lineage` identifies."""
+        touched = self._touched
+        if touched is None:
+            touched = self._touched = set()
+        if lineage in touched:
+            return False
+        touched.add(lineage)
+        return True
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -239,6 +256,17 @@ def enter_item(item_id: object, position: tuple[int, ...] = ()) -> Token[ItemInf
     else:
         info = ItemInfo(f"{outer.id}/{item_id}", (*outer.position, *position))
     return _current_item.set(info)
+
+
+def renew_item() -> Token[ItemInfo | None] | None:
+    """Start a new execution of the current work item (same id and position), for a retry.
+
+    Returns a token for `exit_item`, or None outside any item.
+    """
+    current = _current_item.get()
+    if current is None:
+        return None
+    return _current_item.set(ItemInfo(current.id, current.position))
 
 
 def exit_item(token: Token[ItemInfo | None]) -> None:

@@ -17,6 +17,7 @@ twice.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -70,11 +71,6 @@ class MergeConflictError(FloxideError, ValueError):
     """Two copies of a value that must agree (a `Fixed`, an event id, a plain field) differ."""
 
 
-def _item_key() -> str:
-    item = current_item()
-    return item.id if item is not None else ""
-
-
 # --------------------------------------------------------------------------- Counter
 
 
@@ -90,16 +86,22 @@ class Counter:
 
     `add(n)` records `n` under the id of the running work item (see `floxide.item_scope`);
     `merge` keeps, per item id, the larger total, so merging a duplicate or a re-run of the
-    same item changes nothing. Increments and decrements are kept apart (a PN-counter), so
+    same item changes nothing. An item that runs again (a retry, or a re-run after a crash,
+    on a context that may already hold its earlier contribution) replaces its contribution
+    rather than adding to it. Increments and decrements are kept apart (a PN-counter), so
     negative `n` works too. `value` is the sum.
 
     ```python
     ctx.orders = ctx.orders.add(1)
     ```
+
+    The counter keeps one entry per contributing work item; to total something over a very
+    large fan-out, prefer a join that sums the branch outputs.
     """
 
     increments: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
     decrements: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
+    _lineage: object = attrs.field(init=False, eq=False, repr=False, factory=object)
 
     @property
     def value(self) -> int:
@@ -111,14 +113,22 @@ class Counter:
 
     def add(self, n: int = 1, *, key: str | None = None) -> Counter:
         """A counter with `n` more, recorded under `key` (default: the running item's id)."""
-        key = _item_key() if key is None else key
-        if n >= 0:
-            inc = dict(self.increments)
-            inc[key] = inc.get(key, 0) + n
-            return Counter(inc, dict(self.decrements))
+        inc = dict(self.increments)
         dec = dict(self.decrements)
-        dec[key] = dec.get(key, 0) - n
-        return Counter(dict(self.increments), dec)
+        if key is None:
+            item = current_item()
+            if item is None:
+                key = ""
+            else:
+                key = item.id
+                if item.first_touch(self._lineage):  # a new execution of this item
+                    inc.pop(key, None)
+                    dec.pop(key, None)
+        if n >= 0:
+            inc[key] = inc.get(key, 0) + n
+        else:
+            dec[key] = dec.get(key, 0) - n
+        return _counter(inc, dec, self._lineage)
 
     def merge(self, other: Counter) -> Counter:
         """Per item id, keep the larger contribution."""
@@ -126,6 +136,15 @@ class Counter:
             _max_per_key(self.increments, other.increments),
             _max_per_key(self.decrements, other.decrements),
         )
+
+
+def _counter(inc: dict[str, int], dec: dict[str, int], lineage: object) -> Counter:
+    """A Counter from trusted parts, without re-validating every entry."""
+    new: Counter = object.__new__(Counter)
+    object.__setattr__(new, "increments", inc)
+    object.__setattr__(new, "decrements", dec)
+    object.__setattr__(new, "_lineage", lineage)
+    return new
 
 
 def _max_per_key(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -216,14 +235,11 @@ class Event(Generic[T]):
     value: T
 
 
-def _sort_key(event: Event[Any]) -> tuple[int, tuple[int, ...], str]:
+_Key = tuple[int, tuple[int, ...], str]
+
+
+def _sort_key(event: Event[Any]) -> _Key:
     return (event.seq, event.position, event.id)
-
-
-def _related(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-    """Whether one position is a prefix of the other (same line of descent)."""
-    n = min(len(a), len(b))
-    return a[:n] == b[:n]
 
 
 def _normalize(events: Iterable[Event[T]]) -> tuple[Event[T], ...]:
@@ -239,6 +255,52 @@ def _normalize(events: Iterable[Event[T]]) -> tuple[Event[T], ...]:
     return tuple(sorted(by_id.values(), key=_sort_key))
 
 
+def _item_of(event_id: str) -> str | None:
+    """The work item id an event id was derived from (`"<item>.<n>"`), if it was."""
+    item, dot, n = event_id.rpartition(".")
+    return item if dot and n.isdigit() else None
+
+
+class _LogIndex:
+    """Lookups that make `EventLog.append` cheap; rebuilt from the events when missing."""
+
+    __slots__ = ("at", "ids", "keys", "per_item", "subtree")
+
+    def __init__(self, events: Iterable[Event[Any]]) -> None:
+        self.ids: set[str] = set()
+        self.per_item: dict[str, int] = {}  # events appended by each work item
+        self.at: dict[tuple[int, ...], int] = {}  # largest seq at exactly this position
+        self.subtree: dict[tuple[int, ...], int] = {}  # largest seq at or below it
+        self.keys: list[_Key] = []
+        for event in events:
+            self.add(event)
+
+    def add(self, event: Event[Any]) -> int:
+        """Record `event`; returns where it goes in the sorted events."""
+        self.ids.add(event.id)
+        item = _item_of(event.id)
+        if item is not None:
+            self.per_item[item] = self.per_item.get(item, 0) + 1
+        pos, seq = event.position, event.seq
+        if self.at.get(pos, -1) < seq:
+            self.at[pos] = seq
+        for i in range(len(pos) + 1):
+            prefix = pos[:i]
+            if self.subtree.get(prefix, -1) < seq:
+                self.subtree[prefix] = seq
+        key = _sort_key(event)
+        where = bisect.bisect(self.keys, key)
+        self.keys.insert(where, key)
+        return where
+
+    def seen_by(self, position: tuple[int, ...]) -> int:
+        """The largest seq on the line of descent through `position` (-1 if none)."""
+        best = self.subtree.get(position, -1)
+        for i in range(len(position)):
+            best = max(best, self.at.get(position[:i], -1))
+        return best
+
+
 @attrs.frozen
 class EventLog(Generic[T]):
     """An append-only log that parallel work items write to.
@@ -249,7 +311,8 @@ class EventLog(Generic[T]):
     reports outputs in. A branch's own events stay in the order it appended them. This
     order depends only on the workflow, never on scheduling or on which copy merged first.
     `merge` is the union by event id: the same event merged twice appears once. Two
-    different events with one id raise `MergeConflictError`.
+    different events with one id raise `MergeConflictError`. An item that runs again (a
+    retry, or a re-run after a crash) replaces the events it appended before.
 
     ```python
     ctx.log = ctx.log.append("paid")
@@ -258,6 +321,18 @@ class EventLog(Generic[T]):
     """
 
     events: tuple[Event[T], ...] = attrs.field(default=(), converter=_normalize)
+    _lineage: object = attrs.field(init=False, eq=False, repr=False, factory=object)
+    _index: _LogIndex | None = attrs.field(init=False, eq=False, repr=False, default=None)
+
+    def _take_index(self) -> _LogIndex:
+        """This log's index, handed over to the log about to be made from it.
+
+        Logs are usually replaced by the result of `append`, so the index moves along
+        instead of being copied; if this log is used again it rebuilds its own.
+        """
+        index = self._index
+        object.__setattr__(self, "_index", None)
+        return index if index is not None else _LogIndex(self.events)
 
     def append(
         self, value: T, *, id: str | None = None, position: tuple[int, ...] | None = None
@@ -270,18 +345,28 @@ class EventLog(Generic[T]):
         item = current_item()
         if position is None:
             position = item.position if item is not None else ()
-        if id is None:
-            if item is None:
-                id = uuid.uuid4().hex
-            else:
-                prefix = f"{item.id}."
-                id = prefix + str(sum(1 for e in self.events if e.id.startswith(prefix)))
-        if any(e.id == id for e in self.events):
+        position = tuple(position)
+        events = self.events
+        index = self._take_index()
+        if id is None and item is not None:
+            if item.first_touch(self._lineage) and index.per_item.get(item.id):
+                # A new execution of an item that appended before: drop its earlier events.
+                events = tuple(e for e in events if _item_of(e.id) != item.id)
+                index = _LogIndex(events)
+            id = f"{item.id}.{index.per_item.get(item.id, 0)}"
+        elif id is None:
+            id = uuid.uuid4().hex
+        if id in index.ids:
+            if events is self.events:
+                object.__setattr__(self, "_index", index)  # untouched: give it back
             raise ValueError(f"EventLog already has an event with id {id!r}")
-        seq = 1 + max(
-            (e.seq for e in self.events if _related(e.position, position)), default=-1
-        )
-        return EventLog((*self.events, Event(id, tuple(position), seq, value)))
+        event = Event(id, position, 1 + index.seen_by(position), value)
+        where = index.add(event)
+        new: EventLog[T] = object.__new__(EventLog)
+        object.__setattr__(new, "events", (*events[:where], event, *events[where:]))
+        object.__setattr__(new, "_lineage", self._lineage)
+        object.__setattr__(new, "_index", index)
+        return new
 
     def merge(self, other: EventLog[T]) -> EventLog[T]:
         return EventLog((*self.events, *other.events))

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 import trio
 
+from floxide._context import exit_item, renew_item
 from floxide._errors import RunCancelled, RunTimeoutError
 from floxide._node import Abort, Node, Transition
 
@@ -175,6 +176,9 @@ class RetryNode(Node[C, I, O]):
     async def process(self, ctx: C, input: I) -> Transition[O]:
         attempt = 1
         while True:
+            # Each retry is a new execution of the work item, so merge values replace the
+            # failed attempt's contribution instead of adding to it.
+            token = renew_item() if attempt > 1 else None
             try:
                 result = await self.inner.process(ctx, input)
             except Exception as exc:
@@ -187,6 +191,9 @@ class RetryNode(Node[C, I, O]):
                 if not self.policy.should_retry(result.error, attempt):
                     _note(result.error, attempt)
                     return result
+            finally:
+                if token is not None:
+                    exit_item(token)
             await trio.sleep(self.policy.delay(attempt))
             attempt += 1
 

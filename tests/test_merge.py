@@ -17,6 +17,7 @@ from floxide import (
     Event,
     EventLog,
     Fixed,
+    ItemInfo,
     Max,
     Merge,
     Mergeable,
@@ -27,7 +28,7 @@ from floxide import (
     item_scope,
     merge_values,
 )
-from floxide._context import register_shared_state_hooks
+from floxide._context import _current_item, register_shared_state_hooks
 
 M = TypeVar("M", bound=Merge)
 
@@ -226,6 +227,20 @@ def test_counter_rejects_negative_contributions() -> None:
         Counter({"a": -1})
 
 
+def test_a_new_execution_of_an_item_replaces_its_contribution() -> None:
+    # A checkpoint taken while item 7 was mid-way holds its partial contribution; after a
+    # crash item 7 runs again on that context: it must not count twice.
+    with item_scope(7):
+        snapshot = Counter().add(1)
+    with item_scope(7):  # the re-run: a new execution of the same item
+        rerun = snapshot.add(1).add(2)
+    assert rerun.increments == {"7": 3}  # this execution's 1 + 2, not 1 + 1 + 2
+    with item_scope(8):
+        other = rerun.add(5)
+    assert other.value == 8
+    assert snapshot.value == 1  # versions never change
+
+
 # ------------------------------------------------------------------ Max / Min / SetUnion
 
 
@@ -270,9 +285,12 @@ def test_event_log_order_does_not_depend_on_scheduling() -> None:
     # The same branches appending in two different interleavings give the same log.
     def run(schedule: Sequence[tuple[str, tuple[int, ...], str]]) -> list[str]:
         log = EventLog[str]()
+        executions: dict[str, ItemInfo] = {}  # one execution per item, resumed at each turn
         for item, position, word in schedule:
-            with item_scope(item, position):
-                log = log.append(word)
+            info = executions.setdefault(item, ItemInfo(item, position))
+            token = _current_item.set(info)
+            log = log.append(word)
+            _current_item.reset(token)
         return log.values
 
     one = [("1", (0,), "a1"), ("1", (0,), "a2"), ("2", (1,), "b1"), ("2", (1,), "b2")]
@@ -288,6 +306,49 @@ def test_event_log_rerun_of_an_item_reproduces_its_ids() -> None:
         again = base.append("x").append("y")
     assert first.merge(again) == first
     assert len(first.merge(again)) == 2
+
+
+def test_event_log_rerun_replaces_the_items_earlier_events() -> None:
+    with item_scope("5", (1,)):
+        partial = EventLog[str]().append("start").append("half")
+    partial = partial.append("manual", id="m")  # an explicit id belongs to no item
+    with item_scope("5", (1,)):
+        rerun = partial.append("start").append("done")
+    assert rerun.values == ["manual", "start", "done"]
+    assert [e.id for e in rerun] == ["m", "5.0", "5.1"]
+    assert partial.values == ["start", "half", "manual"]
+
+
+positions = st.lists(st.integers(0, 2), max_size=3).map(tuple)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), positions, st.booleans()), max_size=25))
+def test_event_log_versions_match_a_naive_reference(
+    steps: list[tuple[int, tuple[int, ...], bool]],
+) -> None:
+    # Append to arbitrary earlier versions (the index moves between versions) and compare
+    # every version with a log rebuilt from scratch.
+    versions: list[EventLog[int]] = [EventLog[int]()]
+    expected: list[list[Event[int]]] = [[]]
+    for n, (pick, position, from_item) in enumerate(steps):
+        k = pick % len(versions)
+        base, events = versions[k], expected[k]
+        related = [
+            e.seq for e in events if e.position[: len(position)] == position[: len(e.position)]
+        ]
+        if from_item:
+            with item_scope(f"i{n}", position):
+                log = base.append(n)
+            event_id = f"i{n}.0"
+        else:
+            log = base.append(n, id=f"x{n}", position=position)
+            event_id = f"x{n}"
+        new = Event(event_id, position, 1 + max(related, default=-1), n)
+        versions.append(log)
+        expected.append(sorted([*events, new], key=lambda e: (e.seq, e.position, e.id)))
+    for log, events in zip(versions, expected, strict=True):
+        assert list(log.events) == events
+        assert log == EventLog(tuple(events))
 
 
 def test_event_log_conflicts_and_duplicates() -> None:

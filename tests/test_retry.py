@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from floxide import (
     Abort,
     BackoffStrategy,
+    Counter,
+    EventLog,
     Next,
     Node,
     NodeError,
@@ -27,6 +29,7 @@ from floxide import (
     TimeoutNode,
     Transition,
     Workflow,
+    item_scope,
     with_retry,
     with_timeout,
     workflow,
@@ -220,6 +223,33 @@ async def test_abort_is_retried_and_returned_at_the_end(
     result = await with_retry(inner, RetryPolicy(max_attempts=2)).process(Ctx(), 2)
     assert isinstance(result, Abort) and isinstance(result.error, ValueError)
     assert inner.calls == 2
+
+
+async def test_each_retry_replaces_the_failed_attempts_contribution(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    @attrs.define
+    class Tally:
+        count: Counter = attrs.field(factory=Counter)
+        log: EventLog[str] = attrs.field(factory=EventLog)
+
+    @attrs.define
+    class CountsThenFails(Node[Tally, int, int]):
+        calls: int = 0
+
+        async def process(self, ctx: Tally, input: int) -> Transition[int]:
+            self.calls += 1
+            ctx.count = ctx.count.add(input)
+            ctx.log = ctx.log.append(f"attempt {self.calls}")
+            if self.calls < 3:
+                raise ValueError("not yet")
+            return Next(input)
+
+    ctx = Tally()
+    with item_scope("9"):
+        assert await with_retry(CountsThenFails()).process(ctx, 5) == Next(5)
+    assert ctx.count.value == 5  # counted once, not three times
+    assert ctx.log.values == ["attempt 3"]
 
 
 async def test_failures_outside_retry_on_fail_at_once(
