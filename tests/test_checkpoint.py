@@ -16,6 +16,8 @@ import trio
 
 from floxide import (
     Checkpoint,
+    Counter,
+    EventLog,
     CheckpointError,
     CheckpointStore,
     InMemoryCheckpointStore,
@@ -550,3 +552,58 @@ async def test_two_processes_resuming_one_run(store: CheckpointStore) -> None:
 def test_sqlite_error_is_never_raw(tmp_path: Path) -> None:
     assert issubclass(CheckpointError, Exception)
     assert not issubclass(CheckpointError, sqlite3.Error)
+
+
+# ------------------------------------------------------------------------ merge values
+@attrs.define
+class Tally:
+    seen: Counter = attrs.field(factory=Counter)
+    log: EventLog[int] = attrs.field(factory=EventLog)
+    shared: SharedState[Counter] = attrs.field(factory=lambda: SharedState(Counter()))
+
+
+@attrs.frozen
+class Spread(Node[Tally, int, int]):
+    async def process(self, ctx: Tally, input: int) -> Transition[int]:
+        return NextAll(range(input))
+
+
+@attrs.frozen
+class Count(Node[Tally, int, int]):
+    async def process(self, ctx: Tally, input: int) -> Transition[int]:
+        ctx.seen = ctx.seen.add(1)
+        ctx.log = ctx.log.append(input)
+        await ctx.shared.update(lambda c: c.add(2))
+        await trio.sleep(0.001 * (input % 4))  # the change is visible before the step ends
+        return Next(input)
+
+
+@attrs.frozen
+class Gather(Node[Tally, Sequence[int], int]):
+    async def process(self, ctx: Tally, input: Sequence[int]) -> Transition[int]:
+        return Next(len(input))
+
+
+@workflow
+class Counting(Workflow[Tally, int, int]):
+    spread: Spread
+    count: Count
+    gather: Gather
+
+    start = "spread"
+    edges = {"spread": ["count"], "count": ["gather"], "gather": []}
+    joins = {"gather": "spread"}
+
+
+@pytest.mark.parametrize("at", [2, 3, 4, 6])
+async def test_merge_values_count_a_rerun_step_once(store: CheckpointStore, at: int) -> None:
+    """A step in flight at a crash may have changed the context that another step then
+    committed; on resume its contributions are dropped before it runs again."""
+    wf = Counting(spread=Spread(), count=Count(), gather=Gather())
+    with pytest.raises(Crash):
+        await wf.run_with_checkpoint(Tally(), 12, store=CrashingStore(store, at=at), run_id="m")
+    assert await wf.resume(store, "m") == 12
+    ctx = (await Checkpoint.load(wf, store, "m")).context
+    assert ctx.seen.value == 12
+    assert sorted(ctx.log.values) == list(range(12))
+    assert (await ctx.shared.get()).value == 24
