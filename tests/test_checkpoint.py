@@ -16,10 +16,10 @@ import trio
 
 from floxide import (
     Checkpoint,
-    Counter,
-    EventLog,
     CheckpointError,
     CheckpointStore,
+    Counter,
+    EventLog,
     InMemoryCheckpointStore,
     Next,
     NextAll,
