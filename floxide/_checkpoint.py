@@ -4,8 +4,9 @@ A checkpointed run is the local executor (`floxide._local.LocalRun`) with a comm
 each step: the item it consumed, the items it made (join items fired included), the
 contributions and open counts of the join scopes it touched, its terminal outputs and the
 context, written to a `CheckpointStore` in one atomic commit. A successor never runs before
-the commit that created it has been queued, and commits are applied in the order the steps
-finished, so the stored state is always one the run actually went through.
+the commit that created it is written, and commits are applied in the order the steps
+finished, so the stored state is always one the run actually went through, and a crash
+re-runs only the steps that were in flight.
 
 Steps may finish concurrently. Their commits are queued and written by one task at a time;
 steps that finished while a commit was being written go together in the next one (group
