@@ -86,14 +86,15 @@ async def merged_copies() -> int:
     return merged.scored.value
 
 
-async def main() -> tuple[list[int], int, int, int]:
+async def main() -> tuple[list[int], int, int, list[str], int]:
     ctx = Ctx()
     wf = SplitJoin(split=SplitNode(neighbours), score=Score(), collect=Collect())
     joined = await wf.run(ctx, 10)
     counted = await merged_copies()
     print(f"joined {joined}; scored {ctx.scored.value}; best {ctx.best.value}")
+    print(f"log, in branch order: {ctx.log.values}")
     print(f"merging copies (one duplicated) counts {counted}")
-    return joined, ctx.scored.value, ctx.best.value, counted
+    return joined, ctx.scored.value, ctx.best.value, ctx.log.values, counted
 
 
 if __name__ == "__main__":
