@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from mypy.checker import TypeChecker
 from mypy.errorcodes import ErrorCode
@@ -249,7 +250,7 @@ class _Checker:
     def run(self) -> None:
         fields = self.fields()
         nodes = {f.name: f for f in fields}
-        known = {n for n in nodes if n not in RESERVED}
+        known = set(nodes)  # reserved names too: the runtime resolves names against fields
         self_type = fill_typevars(self.info)
         if isinstance(self_type, Instance):
             w_ctx, w_in, w_out = map_instance_to_supertype(self_type, self.base).args
@@ -362,12 +363,15 @@ class _Graph:
         self.successors: dict[str, list[str]] = {}
         self.joins: dict[str, str] = {}
         self.incoming: dict[str, list[Type]] = {}  # join -> payload types reaching it
-        self.seen_edges = decl.edges_expr is not None and decl.edges_complete
+        # Every edge is known: a complete literal, or none at all (absent, or a literal of
+        # the wrong shape: the run-time validation then takes edges as empty too).
+        edges_bad = any(attr == "edges" for attr, _ in decl.bad)
+        self.seen_edges = edges_bad or ("edges" not in decl.inherited and decl.edges_complete)
         self.seen_fallbacks = decl.on_failure_complete
 
     def types(self, name: str) -> NodeTypes | None:
         f = self.nodes.get(name)
-        return f.types if f is not None and name in self.known else None
+        return f.types if f is not None and name not in RESERVED else None
 
     def check(self) -> None:
         chk, decl = self.chk, self.decl
@@ -463,7 +467,7 @@ class _Graph:
                 chk.fail("bad-successors", entry.value, src=src.value, got=entry.bad)
         if self.seen_edges:
             where = self.decl.edges_expr or chk.where
-            for name in sorted(self.known - entered, key=list(self.nodes).index):
+            for name in sorted(self.known - entered - RESERVED, key=list(self.nodes).index):
                 chk.fail("missing-entry", where, name=name)
 
     def known_targets(self, src: str, targets: Iterable[Name]) -> list[Name]:
@@ -477,10 +481,10 @@ class _Graph:
 
     def check_reachability(self, start: str) -> None:
         chk = self.chk
-        if self.seen_edges and self.seen_fallbacks and "edges" not in self.decl.inherited:
+        if self.seen_edges and self.seen_fallbacks:
             reach = self.reachable(start, include_self=True)
             for name, f in self.nodes.items():
-                if name in self.known and name not in reach:
+                if name not in RESERVED and name not in reach:
                     chk.fail("unreachable", f.where, name=name, start=start)
         if not (self.seen_edges and self.seen_fallbacks):
             return
@@ -582,8 +586,10 @@ class _Graph:
                 )
 
     # ------------------------------------------------------------------ routes
-    def route_key(self, src: str, row: RouteRow) -> tuple[str, ProperType, bool] | None:
-        """(label, key type, is_class) of a route key; None when reported or unseen."""
+    def route_key(
+        self, src: str, row: RouteRow
+    ) -> tuple[str, ProperType, bool] | Literal["bad"] | None:
+        """(label, key type, is_class) of a route key; "bad" when reported; None if unseen."""
         chk = self.chk
         t = chk.type_of(row.key)
         p = get_proper_type(t) if t is not None else None
@@ -594,7 +600,7 @@ class _Graph:
             elif isinstance(p, FunctionLike) and p.is_type_obj():
                 alias = p.items[0].ret_type
             chk.fail("bad-route-key", row.key, src=src, key=chk.fmt(alias) if alias else "?")
-            return None
+            return "bad"
         if isinstance(p, TypeType) and isinstance(p.item, NoneType):  # type(None)
             return "NoneType", p.item, True
         if isinstance(p, FunctionLike) and p.is_type_obj():
@@ -629,7 +635,7 @@ class _Graph:
             row.key.name if isinstance(row.key, NameExpr) else chk.fmt(p) if p else "?"
         )
         chk.fail("bad-route-key", row.key, src=src, key=shown)
-        return None
+        return "bad"
 
     def check_routes(
         self, src: Name, rows: list[RouteRow], types: NodeTypes | None, succ: list[str]
@@ -637,7 +643,11 @@ class _Graph:
         chk = self.chk
         keyed: list[tuple[RouteRow, str, ProperType, bool]] = []
         exhaustive_known = True
-        for row in rows:
+        for row in rows:  # in the run-time validation's order: key, shape, names
+            found = self.route_key(src.value, row)
+            if found == "bad":
+                exhaustive_known = False
+                continue
             if row.targets is None:
                 chk.fail("bad-successors", row.value, src=src.value, got=_shown(row.value))
                 exhaustive_known = False
@@ -645,7 +655,6 @@ class _Graph:
             good = self.known_targets(src.value, row.targets)
             succ.extend(t.value for t in good)
             row.targets = good
-            found = self.route_key(src.value, row)
             if found is None:
                 exhaustive_known = False
                 continue

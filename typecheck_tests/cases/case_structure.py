@@ -48,7 +48,7 @@ class BadNoStart(Workflow[Ctx, int, int]):  # E: [floxide-graph] must declare st
 
 
 @workflow
-class BadNoEdges(Workflow[Ctx, int, int]):  # E: [floxide-graph] must declare edges = {"<node>":
+class BadNoEdges(Workflow[Ctx, int, int]):  # E: [floxide-graph] must declare edges = {"<node>": # E: [floxide-graph] node "a" of workflow "BadNoEdges" has no entry in edges
     a: A
 
     start = "a"
