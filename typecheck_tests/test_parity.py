@@ -80,6 +80,12 @@ class Reserved(Workflow[None, int, int]):
     start = "a"
     edges = {"a": ["joins", "size"], "joins": [], "size": []}
 ''',
+    "no_nodes": '''
+@workflow
+class Nothing(Workflow[None, int, int]):
+    start = "a"
+    edges = {"a": {int: "b"}}
+''',
     "fallbacks": '''
 @workflow
 class Fallbacks(Workflow[None, int, int]):
