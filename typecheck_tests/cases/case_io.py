@@ -79,3 +79,11 @@ class BadContext(Workflow[Ctx, str, str]):
 
     start = "parse"
     edges = {"parse": ["needs_sub", "other"], "needs_sub": [], "other": []}
+
+
+def widen(wf: GoodIO) -> Workflow[SubCtx, str, object]:
+    return wf  # E: [return-value] Incompatible return value type
+
+
+def keep(wf: GoodIO) -> Workflow[SubCtx, str, str | bool]:
+    return wf  # the exact type arguments: Workflow's type variables are invariant
