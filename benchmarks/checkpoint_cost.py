@@ -80,7 +80,7 @@ def chain_workflow(n: int) -> Workflow[Ctx, int, int]:
         "edges": {a: [b] for a, b in zip(names, [*names[1:], None], strict=True) if b}
         | {names[-1]: []},
     }
-    cls = workflow(type(f"Chain{n}", (Workflow,), ns))
+    cls: type[Workflow[Ctx, int, int]] = workflow(type(f"Chain{n}", (Workflow,), ns))
     wf: Workflow[Ctx, int, int] = cls(**{name: Step() for name in names})
     return wf
 

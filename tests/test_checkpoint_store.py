@@ -127,7 +127,7 @@ async def test_several_runs_list_and_delete(store: CheckpointStore) -> None:
 async def test_memory_store_keeps_bytes_not_objects() -> None:
     store = InMemoryCheckpointStore()
     data = bytearray(b"root")
-    await store.create_run(record(items={"0": data}))  # type: ignore[dict-item]
+    await store.create_run(record(items={"0": data}))
     data[:] = b"XXXX"
     assert (await store.load_run("r")).items == {"0": b"root"}
     assert type((await store.load_run("r")).items["0"]) is bytes
