@@ -442,3 +442,67 @@ def test_merge_values_helper() -> None:
     assert merge_values("same", "same") == "same"
     with pytest.raises(MergeConflictError):
         merge_values(1, 2)
+
+
+# ------------------------------------------------------------------ one process vs copies
+
+
+@attrs.define
+class Run(Mergeable):
+    total: Counter = attrs.field(factory=Counter)
+    peak: Max[int] = attrs.field(default=Max(0))
+    seen: SetUnion[int] = attrs.field(factory=SetUnion)
+    log: EventLog[int] = attrs.field(factory=EventLog)
+
+
+def _apply(ctx: Run, ops: Sequence[int]) -> None:
+    for v in ops:
+        ctx.total = ctx.total.add(v)
+        ctx.peak = ctx.peak.update(v)
+        ctx.seen = ctx.seen.add(v % 5)
+        ctx.log = ctx.log.append(v)
+
+
+@given(
+    st.lists(st.lists(st.integers(-3, 9), max_size=4), min_size=1, max_size=6),
+    st.randoms(use_true_random=False),
+)
+def test_merged_copies_equal_one_shared_context(items: list[list[int]], rnd: Any) -> None:
+    """What a distributed run computes (per-item copies merged in any order, duplicated,
+    some items re-run) equals what one process computes on one shared context."""
+    import copy
+
+    with item_scope("root"):
+        base = Run()
+        _apply(base, [1])
+
+    # One process: the items' operations interleave on one context.
+    shared = copy.deepcopy(base)
+    executions = {k: ItemInfo(k, (k,)) for k in range(len(items))}
+    turns = [k for k, ops in enumerate(items) for _ in ops]
+    rnd.shuffle(turns)
+    progress = dict.fromkeys(range(len(items)), 0)
+    for k in turns:
+        token = _current_item.set(executions[k])
+        _apply(shared, [items[k][progress[k]]])
+        _current_item.reset(token)
+        progress[k] += 1
+
+    # Copies: each item runs on its own copy of the base; some run twice.
+    copies = []
+    for k, ops in enumerate(items):
+        for _ in range(rnd.choice([1, 1, 2])):
+            mine = copy.deepcopy(base)
+            with item_scope(k, (k,)):
+                _apply(mine, ops)
+            copies.append(mine)
+    copies += rnd.sample(copies, k=min(2, len(copies)))  # redelivered duplicates
+    rnd.shuffle(copies)
+    merged = base
+    for c in copies:
+        merged = merged.merge(c)
+
+    assert merged.total.value == shared.total.value
+    assert merged.peak == shared.peak
+    assert merged.seen == shared.seen
+    assert merged.log == shared.log
