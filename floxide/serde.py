@@ -53,6 +53,7 @@ converter: JsonConverter = make_converter()
 """The converter for every value floxide serializes; register your hooks on it."""
 
 _PRIMITIVES: frozenset[Any] = frozenset({str, int, float, bool, bytes})
+_JSON_SCALARS: frozenset[Any] = frozenset({str, int, float, bool})
 
 
 def type_name(tp: Any) -> str:
@@ -80,8 +81,8 @@ def _needs_tag(tp: Any) -> bool:
 
 
 def _raw(member: Any) -> bool:
-    """Members written without a tag: primitives, literals and None."""
-    return member in _PRIMITIVES or get_origin(member) is Literal or member is type(None)
+    """Members written without a tag: JSON scalars, literals and None."""
+    return member in _JSON_SCALARS or get_origin(member) is Literal or member is type(None)
 
 
 def _match(member: Any, value: object) -> bool:

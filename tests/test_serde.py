@@ -66,6 +66,8 @@ def round_trip(value: Any, tp: Any) -> Any:
         ({"a": Level.LOW}, dict[str, Level]),
         (Order("o1", Level.HIGH, [Below(1)], Above(9)), Order),
         (1.5, float),
+        (b"\x00raw", bytes | Above | str),
+        ("text", bytes | Above | str),
     ],
 )
 def test_values_come_back_as_their_declared_types(value: Any, tp: Any) -> None:
