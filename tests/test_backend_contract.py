@@ -17,12 +17,14 @@ from floxide.backends import (
     Backend,
     CommitPlan,
     CommitResult,
+    ContextUpdate,
     ErrorRecord,
     NewItem,
     NewRun,
     Output,
-    RunState,
+    RunContext,
     RunStatus,
+    ScopeOpen,
     WorkerInfo,
     open_backend,
 )
@@ -69,6 +71,10 @@ def plan(**kw: object) -> CommitPlan:
     return CommitPlan(**kw)  # type: ignore[arg-type]
 
 
+def ctx(value: bytes, base: int = 0) -> ContextUpdate:
+    return ContextUpdate(value, base)
+
+
 async def lease1(b: Backend, worker: str = "w1", seconds: float = 30.0, wait: float = 0.0):  # type: ignore[no-untyped-def]
     got = await b.lease(QUEUE, worker, limit=1, lease_seconds=seconds, wait=wait)
     return got[0] if got else None
@@ -88,7 +94,7 @@ async def test_create_get_list_and_duplicate(backend: Backend) -> None:
     )
     assert await backend.get_run("nope") is None
     assert run.run_id in [r.run_id for r in await backend.list_runs()]
-    assert await backend.context(run.run_id) == b"0"
+    assert await backend.context(run.run_id) == RunContext(b"0", 0)
     with pytest.raises(BackendError, match="already exists"):
         await backend.create_run(run)
 
@@ -107,39 +113,25 @@ async def test_lease_commit_completes_run(backend: Backend) -> None:
     assert rec is not None and rec.status is RunStatus.RUNNING
     assert await lease1(backend) is None  # nothing else is ready
 
-    seen: list[RunState] = []
-
-    def build(state: RunState) -> CommitPlan:
-        seen.append(state)
-        return plan(
-            context=b"1",
-            joins_put={"s1": b"scope"},
-            items=[item(2, "b")],
-            outputs=[Output((1,), "a", b"out1")],
-            collect=[("k", b"v1"), ("k", b"v2"), ("other", b"x")],
-            duration=0.5,
-        )
-
-    assert await backend.commit(lease, build) is CommitResult.COMMITTED
-    assert seen[-1].context == b"0" and dict(seen[-1].joins) == {}
+    first = plan(
+        context=ctx(b"1"),
+        items=[item(2, "b")],
+        outputs=[Output((1,), "a", b"out1")],
+        collect=[("k", b"v1"), ("k", b"v2"), ("other", b"x")],
+        duration=0.5,
+    )
+    assert await backend.commit(lease, first) is CommitResult.COMMITTED
+    assert await backend.context(run.run_id) == RunContext(b"1", 1)
     # the same item cannot commit twice
-    assert await backend.commit(lease, build) in (CommitResult.LOST, CommitResult.INACTIVE)
+    assert await backend.commit(lease, first) in (CommitResult.LOST, CommitResult.INACTIVE)
 
     lease2 = await lease1(backend)
     assert lease2 is not None and lease2.item_id == "2" and lease2.node == "b"
-    states: list[RunState] = []
-
-    def build2(state: RunState) -> CommitPlan:
-        states.append(state)
-        return plan(
-            joins_delete=["s1"], outputs=[Output((0,), "b", b"out0")], drop_collected=["other"]
-        )
-
+    second = plan(outputs=[Output((0,), "b", b"out0")], drop_collected=["other"])
     assert sorted(await backend.collected(run.run_id, "k")) == [b"v1", b"v2"]
     assert await backend.collected(run.run_id, "other") == [b"x"]
 
-    assert await backend.commit(lease2, build2) is CommitResult.COMMITTED
-    assert states[-1].context == b"1" and dict(states[-1].joins) == {"s1": b"scope"}
+    assert await backend.commit(lease2, second) is CommitResult.COMMITTED
     rec = await backend.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED and rec.finished_at is not None
     assert [o.value for o in await backend.outputs(run.run_id)] == [b"out0", b"out1"]
@@ -147,7 +139,7 @@ async def test_lease_commit_completes_run(backend: Backend) -> None:
     m = await backend.metrics(run.run_id)
     assert (m.done, m.in_flight, m.queued) == (2, 0, 0)
     assert m.per_node["a"].count == 1 and m.per_node["a"].max_seconds == pytest.approx(0.5)
-    assert await backend.context(run.run_id) == b"1"
+    assert await backend.context(run.run_id) == RunContext(b"1", 1)
 
 
 async def test_lease_limit_and_order(backend: Backend) -> None:
@@ -174,9 +166,9 @@ async def test_expired_lease_is_reaped_and_fenced(backend: Backend) -> None:
     assert new.last_error is not None and "w1" in new.last_error
     # the first worker lost its lease: heartbeat says so and its commit is discarded
     assert await backend.heartbeat([old, new], 30) == [False, True]
-    assert await backend.commit(old, lambda s: plan(context=b"stale")) is CommitResult.LOST
-    assert await backend.commit(new, lambda s: plan(context=b"fresh")) is CommitResult.COMMITTED
-    assert await backend.context(run.run_id) == b"fresh"
+    assert await backend.commit(old, plan(context=ctx(b"stale"))) is CommitResult.LOST
+    assert await backend.commit(new, plan(context=ctx(b"fresh"))) is CommitResult.COMMITTED
+    assert await backend.context(run.run_id) == RunContext(b"fresh", 1)
     errs = await backend.errors(run.run_id)
     assert [e.kind for e in errs] == ["lease"]
     assert (await backend.metrics(run.run_id)).retried == 1
@@ -216,7 +208,7 @@ async def test_release_gives_item_back(backend: Backend) -> None:
     assert await backend.release(lease) is CommitResult.COMMITTED
     again = await lease1(backend, "w2")
     assert again is not None and again.attempt == 1 and again.item_id == "1"
-    assert await backend.commit(lease, lambda s: plan()) is CommitResult.LOST
+    assert await backend.commit(lease, plan()) is CommitResult.LOST
 
 
 async def test_cancel_discards_commits_and_items(backend: Backend) -> None:
@@ -226,8 +218,8 @@ async def test_cancel_discards_commits_and_items(backend: Backend) -> None:
     assert lease is not None
     rec = await backend.control(run.run_id, "cancel")
     assert rec.status is RunStatus.CANCELLED and rec.error_kind == "cancelled"
-    assert await backend.commit(lease, lambda s: plan(context=b"x")) is CommitResult.INACTIVE
-    assert await backend.context(run.run_id) == b"0"
+    assert await backend.commit(lease, plan(context=ctx(b"x"))) is CommitResult.INACTIVE
+    assert await backend.context(run.run_id) == RunContext(b"0", 0)
     assert await lease1(backend) is None
     assert (await backend.control(run.run_id, "resume")).status is RunStatus.CANCELLED
     with pytest.raises(KeyError):
@@ -244,7 +236,7 @@ async def test_pause_stops_leasing_and_resume_restarts(backend: Backend) -> None
     assert (await backend.control(run.run_id, "pause")).status is RunStatus.PAUSED
     assert await lease1(backend) is None
     # an item in flight still commits while paused; its successor waits
-    assert await backend.commit(first, lambda s: plan(items=[item(3)])) is CommitResult.COMMITTED
+    assert await backend.commit(first, plan(items=[item(3)])) is CommitResult.COMMITTED
     assert await lease1(backend) is None
     assert (await backend.control(run.run_id, "resume")).status is RunStatus.RUNNING
     got = await backend.lease(QUEUE, "w", limit=5, lease_seconds=30, wait=0)
@@ -257,7 +249,7 @@ async def test_failure_fails_run_and_drops_items(backend: Backend) -> None:
     lease = await lease1(backend)
     assert lease is not None
     failure = ErrorRecord("a", "1", 1, "node", "ValueError: bad", time.time())
-    assert await backend.commit(lease, lambda s: plan(failure=failure)) is CommitResult.COMMITTED
+    assert await backend.commit(lease, plan(failure=failure)) is CommitResult.COMMITTED
     rec = await backend.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.FAILED
     assert (rec.error, rec.error_kind) == ("ValueError: bad", "node")
@@ -299,7 +291,7 @@ async def test_wait_run_and_blocking_lease(backend: Backend) -> None:
 
     async def committer() -> None:
         await trio.sleep(0.05)
-        await backend.commit(lease, lambda s: plan())  # type: ignore[arg-type]
+        await backend.commit(lease, plan())  # type: ignore[arg-type]
 
     async with trio.open_nursery() as n:
         n.start_soon(committer)
@@ -315,20 +307,64 @@ async def test_concurrent_commits_are_atomic(backend: Backend) -> None:
     leases = await backend.lease(QUEUE, "w", limit=n, lease_seconds=30, wait=0)
     assert len(leases) == n
 
-    def bump(state: RunState) -> CommitPlan:
-        count = json.loads(state.context)
-        joins = dict(state.joins)
-        seen = json.loads(joins.get("s", b"[]"))
-        return plan(
-            context=json.dumps(count + 1).encode(), joins_put={"s": json.dumps([*seen, 1]).encode()}
-        )
+    def bump(stored: bytes) -> bytes:
+        return json.dumps(json.loads(stored) + 1).encode()
 
+    # every step read version 0 ("0") and wrote "1"; all but the first find the context
+    # changed and merge into the stored one instead
+    update = ContextUpdate(b"1", 0, bump)
     async with trio.open_nursery() as nursery:
         for le in leases:
-            nursery.start_soon(backend.commit, le, bump)
-    assert json.loads(await backend.context(run.run_id) or b"null") == n
+            nursery.start_soon(backend.commit, le, plan(context=update))
+    stored = await backend.context(run.run_id)
+    assert stored is not None and json.loads(stored.data) == n and stored.version == n
     rec = await backend.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_join_scopes_are_counted_innermost_first(backend: Backend) -> None:
+    """Outer scope S1 (2 items), inner scope S2 opened by one of them; J2 fires into S1."""
+    run = new_run(item("root"))
+    await backend.create_run(run)
+
+    async def step(expect: str, **kw: object) -> None:
+        lease = await lease1(backend)
+        assert lease is not None and lease.item_id == expect
+        assert await backend.commit(lease, plan(**kw)) is CommitResult.COMMITTED
+
+    await step(
+        "root", open_scope=ScopeOpen("S1", 2, [item("J1", "j1")]), items=[item("a1"), item("a2")]
+    )
+    await step("a1", scopes=["S1"], open_scope=ScopeOpen("S2", 1, [item("J2", "j2")]),
+               items=[item("b1")])  # fmt: skip
+    await step("a2", scopes=["S1"])
+    await step("b1", scopes=["S2", "S1"])  # S2 closes: J2 fires and counts in S1
+    assert (await backend.get_run(run.run_id)).status is RunStatus.RUNNING  # type: ignore[union-attr]
+    await step("J2", scopes=["S1"])  # S1 closes: J1 fires
+    await step("J1")
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+    assert (await backend.metrics(run.run_id)).done == 6
+
+
+async def test_scope_with_fanout_in_one_commit(backend: Backend) -> None:
+    """A step inside scope S fans out into three items: S counts them before closing."""
+    run = new_run(item("root"))
+    await backend.create_run(run)
+    lease = await lease1(backend)
+    assert lease is not None
+    opened = ScopeOpen("S", 1, [item("J", "j")])
+    assert await backend.commit(lease, plan(open_scope=opened, items=[item("x")])) == "committed"
+    lease = await lease1(backend)
+    assert lease is not None
+    fan = plan(scopes=["S"], items=[item("y0"), item("y1"), item("y2")])
+    assert await backend.commit(lease, fan) is CommitResult.COMMITTED
+    got = await backend.lease(QUEUE, "w", limit=10, lease_seconds=30, wait=0)
+    assert sorted(le.item_id for le in got) == ["y0", "y1", "y2"]
+    for le in got:
+        assert await backend.commit(le, plan(scopes=["S"])) is CommitResult.COMMITTED
+    last = await lease1(backend)
+    assert last is not None and last.item_id == "J"
 
 
 async def test_workers_registry(backend: Backend) -> None:

@@ -21,17 +21,21 @@ __all__ = [
     "Backend",
     "CommitPlan",
     "CommitResult",
+    "ContextUpdate",
     "ErrorRecord",
     "Lease",
     "NewItem",
     "NewRun",
     "NodeMetrics",
     "Output",
+    "RunContext",
     "RunMetrics",
     "RunRecord",
-    "RunState",
     "RunStatus",
+    "ScopeOpen",
+    "ScopeTable",
     "WorkerInfo",
+    "count_scopes",
 ]
 
 
@@ -141,12 +145,35 @@ class Lease:
 
 
 @attrs.frozen
-class RunState:
-    """The shared state a commit is computed from: the context and the open join scopes."""
+class RunContext:
+    """A run's stored context and its version (bumped by every commit that changes it)."""
 
-    context: bytes
-    joins: Mapping[str, bytes]
+    data: bytes
     version: int = 0
+
+
+@attrs.frozen
+class ContextUpdate:
+    """How a step changes the run's context.
+
+    `value` is the context after the step, which started from version `base_version`. If
+    the stored context is still at that version, `value` is written; otherwise `merge`
+    (given the stored context, returning the merged one) is applied to the stored context,
+    or, without `merge`, `value` replaces it (the last commit wins).
+    """
+
+    value: bytes
+    base_version: int
+    merge: Callable[[bytes], bytes] | None = None
+
+
+@attrs.frozen
+class ScopeOpen:
+    """A join scope opened by a step: `open` items carry it; `fired` run when none is left."""
+
+    scope_id: str
+    open: int
+    fired: Sequence[NewItem]
 
 
 @attrs.frozen
@@ -175,17 +202,22 @@ class ErrorRecord:
 class CommitPlan:
     """The effects of one step, applied atomically by `Backend.commit`.
 
-    `context` replaces the stored context (already merged with it by the builder) unless it
-    is None; `joins_put` / `joins_delete` update the open join scopes (their open counts);
-    `collect` appends the values a join will receive to append-only collections, kept apart
-    from the scopes so a commit costs the same however many values a join has collected;
-    `items` are the successors (and fired joins); `outputs` the terminal outputs; a
+    `context` updates the stored context; `items` are the successors; `outputs` the terminal
+    outputs; `collect` appends the values joins will receive to append-only collections
+    (kept apart from the scopes, so a commit costs the same however much a join has
+    collected) and `drop_collected` deletes the collections a fired join consumed; a
     `failure` fails the run.
+
+    Join scopes are counted by the backend, so concurrent commits never contend on them:
+    `open_scope` registers a scope opened by this step; then, for each scope in `scopes`
+    (the item's open scopes, innermost first), the count of live items carrying it changes
+    by `len(items) - 1` plus the join items fired so far by inner scopes in this commit;
+    a scope whose count reaches zero is closed and its `fired` items are enqueued.
     """
 
-    context: bytes | None = None
-    joins_put: Mapping[str, bytes] = attrs.field(factory=dict)
-    joins_delete: Sequence[str] = ()
+    context: ContextUpdate | None = None
+    open_scope: ScopeOpen | None = None
+    scopes: Sequence[str] = ()
     items: Sequence[NewItem] = ()
     outputs: Sequence[Output] = ()
     collect: Sequence[tuple[str, bytes]] = ()
@@ -196,14 +228,36 @@ class CommitPlan:
     duration: float = 0.0
     """Seconds the node ran (per-node latency metrics)."""
 
-    @property
-    def touches_state(self) -> bool:
-        """True when the plan writes the context or join state (so it must not be stale)."""
-        return self.context is not None or bool(self.joins_put) or bool(self.joins_delete)
+
+class ScopeTable(Protocol):
+    """Open join-scope counts of one run, as a backend stores them."""
+
+    def get(self, scope_id: str) -> int: ...
+
+    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None: ...
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        """Delete the scope; its fired items."""
 
 
-PlanBuilder = Callable[[RunState], CommitPlan]
-"""Computes a commit from the current run state; may be called more than once."""
+def count_scopes(plan: CommitPlan, table: ScopeTable) -> list[NewItem]:
+    """Apply a plan's join-scope bookkeeping; return the join items it fires.
+
+    The reference for every backend (the Redis commit script does the same in Lua); it
+    mirrors `floxide._step.settle`: innermost scope first, so a join fired by an inner scope
+    counts in the outer ones before those are checked.
+    """
+    n_new = len(plan.items)
+    if plan.open_scope is not None:
+        table.put(plan.open_scope.scope_id, plan.open_scope.open, plan.open_scope.fired)
+    fired: list[NewItem] = []
+    for scope_id in plan.scopes:
+        count = table.get(scope_id) + n_new - 1 + len(fired)
+        if count == 0:
+            fired.extend(table.close(scope_id))
+        else:
+            table.put(scope_id, count, None)
+    return fired
 
 
 @attrs.frozen
@@ -293,8 +347,8 @@ class Backend(Protocol):
     async def outputs(self, run_id: str) -> list[Output]:
         """Terminal outputs so far, in branch order."""
 
-    async def context(self, run_id: str) -> bytes | None:
-        """The run's current (merged) context."""
+    async def context(self, run_id: str) -> RunContext | None:
+        """The run's current (merged) context and its version."""
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         """The values appended to join collection `key` (in no particular order)."""
@@ -316,12 +370,12 @@ class Backend(Protocol):
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
         """Extend each lease still held; False for a lease that was lost."""
 
-    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
-        """Apply `build(state)` atomically if the lease is still held and the run live.
+    async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
+        """Apply `plan` atomically if the lease is still held and the run live.
 
-        `build` sees the current context and join scopes; it may be called again (with fresher
-        state) when another commit changed them in between. The item is marked done, the run
-        completes when no item is left and fails when the plan carries a failure.
+        The item is marked done, the run completes when no item is left and fails when the
+        plan carries a failure. Errors raised by the plan's context merge propagate and
+        nothing is applied.
         """
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:

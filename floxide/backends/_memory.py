@@ -28,12 +28,12 @@ from floxide.backends._base import (
     NewRun,
     NodeMetrics,
     Output,
-    PlanBuilder,
+    RunContext,
     RunMetrics,
     RunRecord,
-    RunState,
     RunStatus,
     WorkerInfo,
+    count_scopes,
 )
 
 __all__ = ["MemoryBackend"]
@@ -60,7 +60,7 @@ class _Item:
 class _Run:
     record: RunRecord
     context: bytes
-    joins: dict[str, bytes] = attrs.Factory(dict)
+    scopes: dict[str, tuple[int, Sequence[NewItem]]] = attrs.Factory(dict)
     collected: dict[str, list[bytes]] = attrs.Factory(dict)
     version: int = 0
     outputs: list[Output] = attrs.Factory(list)
@@ -79,6 +79,20 @@ def add_latency(per_node: dict[str, NodeMetrics], node: str, seconds: float) -> 
     per_node[node] = NodeMetrics(
         m.count + 1, m.total_seconds + seconds, max(m.max_seconds, seconds)
     )
+
+
+class _Scopes:
+    def __init__(self, scopes: dict[str, tuple[int, Sequence[NewItem]]]) -> None:
+        self.scopes = scopes
+
+    def get(self, scope_id: str) -> int:
+        return self.scopes[scope_id][0]
+
+    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None:
+        self.scopes[scope_id] = (open, fired if fired is not None else self.scopes[scope_id][1])
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        return self.scopes.pop(scope_id)[1]
 
 
 class _Store:
@@ -152,7 +166,7 @@ class MemoryBackend:
                 item.state = "done"
         run.live_items.clear()
         run.parked.clear()
-        run.joins.clear()
+        run.scopes.clear()
         run.collected.clear()
 
     def _lease_ok(self, lease: Lease) -> tuple[_Run | None, _Item | None]:
@@ -266,9 +280,9 @@ class MemoryBackend:
         run = self._s.runs.get(run_id)
         return [] if run is None else sorted(run.outputs, key=lambda o: o.position)
 
-    async def context(self, run_id: str) -> bytes | None:
+    async def context(self, run_id: str) -> RunContext | None:
         run = self._s.runs.get(run_id)
-        return None if run is None else run.context
+        return None if run is None else RunContext(run.context, run.version)
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         run = self._s.runs.get(run_id)
@@ -370,30 +384,30 @@ class MemoryBackend:
             held.append(item is not None)
         return held
 
-    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
+    async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
         run, item = self._lease_ok(lease)
         if run is None or run.record.status.finished:
             return CommitResult.INACTIVE
         if item is None:
             return CommitResult.LOST
-        plan = build(RunState(run.context, dict(run.joins), run.version))
-        self._apply(run, item, plan)
+        update = plan.context
+        context = None
+        if update is not None:  # merge first: if it raises, nothing is applied
+            stale = run.version != update.base_version and update.merge is not None
+            context = update.merge(run.context) if update.merge and stale else update.value
+        self._apply(run, item, plan, context)
         return CommitResult.COMMITTED
 
-    def _apply(self, run: _Run, item: _Item, plan: CommitPlan) -> None:
+    def _apply(self, run: _Run, item: _Item, plan: CommitPlan, context: bytes | None) -> None:
         now = time.time()
         key = (item.run_id, item.item_id)
         self._s.leased.pop(key, None)
         self._s.items.pop(key, None)
         item.state = "done"
         run.live_items.discard(item.item_id)
-        if plan.touches_state:
+        if context is not None:
+            run.context = context
             run.version += 1
-        if plan.context is not None:
-            run.context = plan.context
-        for scope in plan.joins_delete:
-            run.joins.pop(scope, None)
-        run.joins.update(plan.joins_put)
         for ckey, value in plan.collect:
             run.collected.setdefault(ckey, []).append(value)
         for ckey in plan.drop_collected:
@@ -414,7 +428,8 @@ class MemoryBackend:
             self._notify()
             return
         run.done += 1
-        for it in plan.items:
+        fired = count_scopes(plan, _Scopes(run.scopes))
+        for it in (*plan.items, *fired):
             self._enqueue(run, it, now)
         pending = len(run.live_items)
         if pending == 0:

@@ -7,10 +7,12 @@ bounded by the next delayed retry. Waiting for a run blocks on its `done` list. 
 runs expire after `ttl` seconds. Keys live under `prefix` (several deployments can share a
 server). Redis Cluster is not supported (the scripts compute their keys).
 
-A commit whose plan writes the context or join state is optimistic: the state is read with
-its version, the plan built, and the commit script applies it only if the version is
-unchanged (otherwise it is rebuilt from the fresh state and sent again). Connections:
-inside `async with backend.connected():` operations share one connection pool (workers
+Join scopes are counted inside the commit script, so concurrent commits of one fan-out
+never contend. A step that changed the context commits optimistically: the script writes
+it only if the stored context is still the version the step read; otherwise the step's
+context is merged into the fresh one (the context's `merge`) and the commit sent again.
+
+Connections: inside `async with backend.connected():` operations share one connection pool (workers
 and the orchestrator hold one while they run); outside it, each operation opens its own.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import random
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -34,16 +35,16 @@ from coredis.commands.script import Script
 from floxide._errors import BackendError
 from floxide.backends import _redis_lua as lua
 from floxide.backends._base import (
+    CommitPlan,
     CommitResult,
     ErrorRecord,
     Lease,
     NewRun,
     NodeMetrics,
     Output,
-    PlanBuilder,
+    RunContext,
     RunMetrics,
     RunRecord,
-    RunState,
     RunStatus,
     WorkerInfo,
 )
@@ -109,7 +110,6 @@ class RedisBackend:
                 "REAP",
                 "CONTROL",
                 "FAIL",
-                "STATE",
                 "COUNTS",
             )
         }
@@ -320,9 +320,10 @@ class RedisBackend:
             outs.append(Output(tuple(pos), node, value.encode()))
         return sorted(outs, key=lambda o: o.position)
 
-    async def context(self, run_id: str) -> bytes | None:
+    async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
-            return await c.hget(self._k("run", run_id), "context")
+            data, version = await c.hmget(self._k("run", run_id), [b"context", b"version"])
+        return None if data is None else RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -402,50 +403,47 @@ class RedisBackend:
             args += [le.run_id, le.item_id, le.token]
         return [bool(x) for x in await self._script("HEARTBEAT", args)]
 
-    async def _state(self, run_id: str) -> RunState:
-        raw = await self._script("STATE", [run_id])
-        joins = {_s(raw[i]): raw[i + 1] for i in range(2, len(raw), 2)}
-        return RunState(raw[0], joins, int(raw[1]))
-
-    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
-        nap = 0.0005
+    async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
+        update = plan.context
+        mode, value, base = "0", b"", ""
+        if update is not None:
+            mode = "1" if update.merge is not None else "2"
+            value, base = update.value, str(update.base_version)
+        rest: list[Any] = [lease.node, repr(plan.duration)]
+        opened = plan.open_scope
+        if opened is None:
+            rest += ["0", "", 0, ""]
+        else:
+            fired = [[f.item_id, f.node, f.payload.decode()] for f in opened.fired]
+            rest += ["1", opened.scope_id, opened.open, json.dumps(fired, ensure_ascii=False)]
+        rest.append(len(plan.scopes))
+        rest += list(plan.scopes)
+        rest.append(len(plan.items))
+        for it in plan.items:
+            rest += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
+        rest.append(len(plan.outputs))
+        rest += [
+            json.dumps([list(o.position), o.node, o.value.decode()], ensure_ascii=False)
+            for o in plan.outputs
+        ]
+        rest.append(len(plan.collect))
+        for key, data in plan.collect:
+            rest += [key, data]
+        rest.append(len(plan.drop_collected))
+        rest += list(plan.drop_collected)
+        failure = plan.failure
+        rest += [failure.kind, failure.message] if failure is not None else ["", ""]
         while True:
-            state = await self._state(lease.run_id)
-            plan = build(state)
-            args: list[Any] = [
-                lease.run_id,
-                lease.item_id,
-                lease.token,
-                str(state.version) if plan.touches_state else "",
-                lease.node,
-                repr(plan.duration),
-                "1" if plan.context is not None else "0",
-                plan.context if plan.context is not None else b"",
-                len(plan.joins_put),
-            ]
-            for scope, data in plan.joins_put.items():
-                args += [scope, data]
-            args.append(len(plan.joins_delete))
-            args += list(plan.joins_delete)
-            args.append(len(plan.items))
-            for it in plan.items:
-                args += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
-            args.append(len(plan.outputs))
-            args += [json.dumps([list(o.position), o.node, o.value.decode()]) for o in plan.outputs]
-            args.append(len(plan.collect))
-            for key, data in plan.collect:
-                args += [key, data]
-            args.append(len(plan.drop_collected))
-            args += list(plan.drop_collected)
-            if plan.failure is not None:
-                args += [plan.failure.kind, plan.failure.message]
-            else:
-                args += ["", ""]
-            result = _s(await self._script("COMMIT", args))
+            head = [lease.run_id, lease.item_id, lease.token, mode, value, base]
+            result = _s(await self._script("COMMIT", [*head, *rest]))
             if result != "conflict":
                 return CommitResult(result)
-            await trio.sleep(random.uniform(0, nap))
-            nap = min(nap * 2, 0.02)
+            # another step changed the context since this one read it: merge into the fresh one
+            assert update is not None and update.merge is not None
+            current = await self.context(lease.run_id)
+            if current is None:
+                return CommitResult.INACTIVE
+            value, base = update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [lease.run_id, lease.item_id, lease.token, repr(delay), error.kind, error.message]

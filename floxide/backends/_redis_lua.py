@@ -11,7 +11,8 @@ Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
   P:run:R                 HASH run record, context, version, counters
   P:run:R:live            SET of item ids not yet done
   P:run:R:parked          LIST of item ids leased while the run was paused
-  P:run:R:joins           HASH scope id -> scope
+  P:run:R:scopes          HASH open join scope id -> live items carrying it
+  P:run:R:fired           HASH open join scope id -> JSON of the join items it fires
   P:run:R:cols / :col:K   SET of join collection keys / LIST of collected values
   P:run:R:outputs         LIST of outputs, :errors LIST of errors, :metrics HASH
   P:run:R:done            LIST holding the final status once finished (waiters BLMOVE it)
@@ -54,7 +55,8 @@ local function finish(run_id, status, err, kind)
   for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
     redis.call('DEL', rk .. ':col:' .. c)
   end
-  redis.call('DEL', rk .. ':live', rk .. ':joins', rk .. ':parked', rk .. ':cols', rk .. ':done')
+  redis.call('DEL', rk .. ':live', rk .. ':scopes', rk .. ':fired', rk .. ':parked', rk .. ':cols',
+             rk .. ':done')
   redis.call('RPUSH', rk .. ':done', status)
   for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
     redis.call('EXPIRE', rk .. suffix, TTL)
@@ -197,42 +199,38 @@ return out
 """
 )
 
-# ARGV: P, TTL, run_id, item_id, token, expected_version ('' = unchecked), node, duration,
-#       has_context, context, then counted lists:
-#       joins_put (scope, data)*, joins_delete scope*, items (id, node, payload, attempt,
-#       delay)*, outputs entry*, collect (key, data)*, drop key*,
-#       then failure: kind, message ('' = none)
+# ARGV: P, TTL, run_id, item_id, token, context mode ('0' unchanged, '1' write if the version
+#       is still the base version, else answer 'conflict', '2' write), context, base version,
+#       node, duration, opened scope ('0' | '1', id, open count, fired JSON), then counted
+#       lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs entry*,
+#       collect (key, data)*, drop key*; then failure kind, message ('' = none)
 COMMIT = (
     PRELUDE
     + r"""
 local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
 local rk, ik, bad = check_lease(run_id, item_id, token)
 if bad then return bad end
-local expected = ARGV[6]
-if expected ~= '' and redis.call('HGET', rk, 'version') ~= expected then return 'conflict' end
-local node, duration = ARGV[7], tonumber(ARGV[8])
+local mode = ARGV[6]
+if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'conflict' end
+local node, duration = ARGV[9], tonumber(ARGV[10])
 local attempt = redis.call('HGET', ik, 'attempt')
 local queue = redis.call('HGET', rk, 'queue')
 redis.call('DEL', ik)
 redis.call('SREM', rk .. ':live', item_id)
 redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
-local touches = false
-if ARGV[9] == '1' then
-  redis.call('HSET', rk, 'context', ARGV[10])
-  touches = true
+if mode ~= '0' then
+  redis.call('HSET', rk, 'context', ARGV[7])
+  redis.call('HINCRBY', rk, 'version', 1)
 end
-local k = 11
-local n = tonumber(ARGV[k]); k = k + 1
-for _ = 1, n do
-  redis.call('HSET', rk .. ':joins', ARGV[k], ARGV[k + 1]); k = k + 2; touches = true
-end
-n = tonumber(ARGV[k]); k = k + 1
-for _ = 1, n do redis.call('HDEL', rk .. ':joins', ARGV[k]); k = k + 1; touches = true end
-if touches then redis.call('HINCRBY', rk, 'version', 1) end
+local has_open, open_id, open_n, open_fired = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+local k = 15
+local n_scopes = tonumber(ARGV[k]); k = k + 1
+local scopes_at = k
+k = k + n_scopes
 local n_items = tonumber(ARGV[k]); k = k + 1
 local items_at = k
 k = k + n_items * 5
-n = tonumber(ARGV[k]); k = k + 1
+local n = tonumber(ARGV[k]); k = k + 1
 for _ = 1, n do redis.call('RPUSH', rk .. ':outputs', ARGV[k]); k = k + 1 end
 n = tonumber(ARGV[k]); k = k + 1
 for _ = 1, n do
@@ -263,7 +261,26 @@ for j = 0, n_items - 1 do
   ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
                           tonumber(ARGV[b + 4]))
 end
-local pending = redis.call('HINCRBY', rk, 'pending', n_items - 1)
+-- join scopes: the same counting as floxide._step.settle, innermost scope first
+if has_open == '1' then
+  redis.call('HSET', rk .. ':scopes', open_id, open_n)
+  redis.call('HSET', rk .. ':fired', open_id, open_fired)
+end
+local fired_n = 0
+for j = 0, n_scopes - 1 do
+  local sid = ARGV[scopes_at + j]
+  local c = redis.call('HINCRBY', rk .. ':scopes', sid, n_items - 1 + fired_n)
+  if c == 0 then
+    local fired = cjson.decode(redis.call('HGET', rk .. ':fired', sid))
+    redis.call('HDEL', rk .. ':scopes', sid)
+    redis.call('HDEL', rk .. ':fired', sid)
+    for _, f in ipairs(fired) do
+      ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
+    end
+    fired_n = fired_n + #fired
+  end
+end
+local pending = redis.call('HINCRBY', rk, 'pending', n_items + fired_n - 1)
 if pending <= 0 then
   finish(run_id, 'completed', nil, nil)
 else
@@ -393,18 +410,6 @@ if not status or not is_live(status) then return 0 end
 add_error(rk, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 finish(run_id, 'failed', ARGV[8], ARGV[7])
 return 1
-"""
-)
-
-# ARGV: P, TTL, run_id -> {context, version, joins...}
-STATE = (
-    PRELUDE
-    + r"""
-local rk = P .. ':run:' .. ARGV[3]
-local r = redis.call('HMGET', rk, 'context', 'version')
-local out = {r[1] or '', r[2] or '0'}
-for _, v in ipairs(redis.call('HGETALL', rk .. ':joins')) do table.insert(out, v) end
-return out
 """
 )
 

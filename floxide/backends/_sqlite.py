@@ -35,12 +35,12 @@ from floxide.backends._base import (
     NewRun,
     NodeMetrics,
     Output,
-    PlanBuilder,
+    RunContext,
     RunMetrics,
     RunRecord,
-    RunState,
     RunStatus,
     WorkerInfo,
+    count_scopes,
 )
 
 __all__ = ["SqliteBackend"]
@@ -65,8 +65,8 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (run_id, item_id));
 CREATE INDEX IF NOT EXISTS items_ready ON items (queue, state, due, seq);
 CREATE INDEX IF NOT EXISTS items_leased ON items (state, deadline);
-CREATE TABLE IF NOT EXISTS joins (
-    run_id TEXT NOT NULL, scope_id TEXT NOT NULL, data BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS scopes (
+    run_id TEXT NOT NULL, scope_id TEXT NOT NULL, open INTEGER NOT NULL, fired BLOB NOT NULL,
     PRIMARY KEY (run_id, scope_id));
 CREATE TABLE IF NOT EXISTS collected (
     run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL);
@@ -92,7 +92,7 @@ _RUN_COLS = (
     "finished_at, deadline, error, error_kind, pending"
 )
 _ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
-_RUN_TABLES = ("items", "joins", "collected", "outputs", "errors", "node_metrics")
+_RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
@@ -111,6 +111,49 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
         error_kind=row["error_kind"],
         pending=row["pending"],
     )
+
+
+def _encode_fired(fired: Sequence[NewItem]) -> bytes:
+    return json.dumps([[f.item_id, f.node, f.payload.decode()] for f in fired]).encode()
+
+
+def _decode_fired(raw: bytes) -> list[NewItem]:
+    return [NewItem(i, n, p.encode()) for i, n, p in json.loads(raw)]
+
+
+class _Scopes:
+    """The open join scopes of one run, inside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, run_id: str) -> None:
+        self.conn = conn
+        self.run_id = run_id
+
+    def get(self, scope_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT open FROM scopes WHERE run_id = ? AND scope_id = ?", (self.run_id, scope_id)
+        ).fetchone()
+        if row is None:
+            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+        return int(row[0])
+
+    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None:
+        if fired is None:
+            self.conn.execute(
+                "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
+                (open, self.run_id, scope_id),
+            )
+        else:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
+                (self.run_id, scope_id, open, _encode_fired(fired)),
+            )
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        row = self.conn.execute(
+            "DELETE FROM scopes WHERE run_id = ? AND scope_id = ? RETURNING fired",
+            (self.run_id, scope_id),
+        ).fetchone()
+        return _decode_fired(bytes(row[0]))
 
 
 class SqliteBackend:
@@ -215,7 +258,7 @@ class SqliteBackend:
         if isinstance(status, RunStatus) and status.finished:
             cols["finished_at"] = now
             conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM joins WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
         cols["updated_at"] = now
         sets = ", ".join(f"{k} = ?" for k in cols)
@@ -386,10 +429,12 @@ class SqliteBackend:
 
         return await self._run(q)
 
-    async def context(self, run_id: str) -> bytes | None:
-        def q(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            return None if row is None else bytes(row[0])
+    async def context(self, run_id: str) -> RunContext | None:
+        def q(conn: sqlite3.Connection) -> RunContext | None:
+            row = conn.execute(
+                "SELECT context, version FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return None if row is None else RunContext(bytes(row[0]), row[1])
 
         return await self._run(q)
 
@@ -564,19 +609,18 @@ class SqliteBackend:
         ).fetchone()
         return (None if item is not None else CommitResult.LOST), run
 
-    async def commit(self, lease: Lease, build: PlanBuilder) -> CommitResult:
+    async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
         def tx(conn: sqlite3.Connection) -> CommitResult:
             bad, run = self._check(conn, lease)
             if bad is not None:
                 return bad
-            joins = {
-                r[0]: bytes(r[1])
-                for r in conn.execute(
-                    "SELECT scope_id, data FROM joins WHERE run_id = ?", (lease.run_id,)
-                )
-            }
-            plan = build(RunState(bytes(run["context"]), joins, run["version"]))
-            self._apply(conn, lease, plan, run["pending"])
+            context = None
+            update = plan.context
+            if update is not None:  # merge first: if it raises, nothing is applied
+                stale = run["version"] != update.base_version and update.merge is not None
+                stored = bytes(run["context"])
+                context = update.merge(stored) if update.merge and stale else update.value
+            self._apply(conn, lease, plan, run["pending"], context)
             return CommitResult.COMMITTED
 
         result = await self._tx(tx)
@@ -584,7 +628,12 @@ class SqliteBackend:
         return result
 
     def _apply(
-        self, conn: sqlite3.Connection, lease: Lease, plan: CommitPlan, pending: int
+        self,
+        conn: sqlite3.Connection,
+        lease: Lease,
+        plan: CommitPlan,
+        pending: int,
+        context: bytes | None,
     ) -> None:
         now = time.time()
         run_id = lease.run_id
@@ -596,18 +645,9 @@ class SqliteBackend:
             (run_id, lease.node, plan.duration, plan.duration),
         )
         cols: dict[str, object] = {}
-        if plan.touches_state:
+        if context is not None:
+            cols["context"] = context
             conn.execute("UPDATE runs SET version = version + 1 WHERE run_id = ?", (run_id,))
-        if plan.context is not None:
-            cols["context"] = plan.context
-        conn.executemany(
-            "DELETE FROM joins WHERE run_id = ? AND scope_id = ?",
-            [(run_id, s) for s in plan.joins_delete],
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO joins VALUES (?, ?, ?)",
-            [(run_id, s, d) for s, d in plan.joins_put.items()],
-        )
         conn.executemany(
             "INSERT INTO collected VALUES (?, ?, ?)", [(run_id, k, v) for k, v in plan.collect]
         )
@@ -633,8 +673,10 @@ class SqliteBackend:
                 **cols,
             )
             return
-        self._insert_items(conn, run_id, self._queue(conn, run_id), plan.items, now)
-        pending = pending - 1 + len(plan.items)
+        fired = count_scopes(plan, _Scopes(conn, run_id))
+        items = [*plan.items, *fired]
+        self._insert_items(conn, run_id, self._queue(conn, run_id), items, now)
+        pending = pending - 1 + len(items)
         conn.execute("UPDATE runs SET done = done + 1 WHERE run_id = ?", (run_id,))
         if pending == 0:
             self._set_run(conn, run_id, now, status=RunStatus.COMPLETED, pending=0, **cols)

@@ -17,7 +17,7 @@ import attrs
 
 from floxide import serde
 from floxide._errors import BackendError
-from floxide._step import JoinScope, Position, ScopeRef, WorkItem
+from floxide._step import Position, ScopeRef, WorkItem
 
 if TYPE_CHECKING:
     from floxide._workflow import Workflow
@@ -146,28 +146,6 @@ class Codec:
         return ItemPayload(item, collect)
 
     # -- joins --------------------------------------------------------------------------
-    def encode_scope(self, scope: JoinScope) -> bytes:
-        return serde.dumps(
-            {
-                "source": scope.source,
-                "joins": scope.joins,
-                "position": scope.position,
-                "parent": scope.parent,
-                "open": scope.open,
-            }
-        )
-
-    def decode_scope(self, scope_id: str, raw: bytes) -> JoinScope:
-        data = serde.loads(raw, what=f"join scope {scope_id!r}", error=BackendError)
-        return JoinScope(
-            scope_id,
-            data["source"],
-            tuple(data["joins"]),
-            tuple(data["position"]),
-            _refs(data["parent"]),
-            data["open"],
-        )
-
     def encode_contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
         tp = self.value_type(producer, join)
         return serde.dumps(

@@ -188,7 +188,7 @@ class Orchestrator(Generic[C, I, O]):
         raw = await self.backend.context(run_id)
         if raw is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}")
-        ctx: C = self.codec.decode_context(raw)
+        ctx: C = self.codec.decode_context(raw.data)
         return ctx
 
     async def _control(self, run_id: str, action: str) -> RunStatus:

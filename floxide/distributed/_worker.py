@@ -51,12 +51,14 @@ from floxide.backends._base import (
     Backend,
     CommitPlan,
     CommitResult,
+    ContextUpdate,
     ErrorRecord,
     Lease,
     NewItem,
     Output,
+    RunContext,
     RunRecord,
-    RunState,
+    ScopeOpen,
     WorkerInfo,
 )
 from floxide.distributed._codec import Codec, collection_key, item_id
@@ -385,11 +387,11 @@ class Worker(Generic[C, I, O]):
             if payload.collect is not None:
                 raws = await self.backend.collected(run_id, payload.collect)
                 item.input = codec.decode_collection(item.node, raws)
-            ctx_raw = await self.backend.context(run_id)
-            if ctx_raw is None:
+            ctx_read = await self.backend.context(run_id)
+            if ctx_read is None:
                 slot.finished = True
                 return
-            ctx = codec.decode_context(ctx_raw)
+            ctx = codec.decode_context(ctx_read.data)
         except BackendError as e:
             if "unreachable" in str(e) or "connect" in str(e).lower():
                 raise
@@ -471,9 +473,26 @@ class Worker(Generic[C, I, O]):
         if error is not None and lease.attempt > 1:
             error.add_note(f"failed after {lease.attempt} attempts")
 
-        build = self._builder(item, outcome, payload.collect, ctx, ctx_raw, duration)
+        plan = self._plan(item, outcome, payload.collect, ctx, ctx_read, duration)
         with self._shielded():
-            result = await self._settle(lambda: self.backend.commit(lease, build))
+            try:
+                result = await self._settle(lambda: self.backend.commit(lease, plan))
+            except BackendError:
+                raise
+            except Exception as e:  # the context's merge failed: nothing was applied
+                log.error("merging the context of %s failed: %s", item.node, describe(e))
+                await self.backend.fail_run(
+                    run_id,
+                    ErrorRecord(
+                        item.node,
+                        lease.item_id,
+                        lease.attempt,
+                        "node",
+                        f"merging the context failed: {describe(e)}",
+                        time.time(),
+                    ),
+                )
+                result = CommitResult.INACTIVE
         slot.finished = True
         if result is CommitResult.COMMITTED:
             self.steps += 1
@@ -485,120 +504,71 @@ class Worker(Generic[C, I, O]):
         else:
             log.info("run %s is no longer live; result of %s discarded", run_id, item.node)
 
-    def _builder(
+    def _plan(
         self,
         item: WorkItem,
         outcome: object,
         consumed: str | None,
         ctx: Any,
-        ctx_raw: bytes,
+        ctx_read: RunContext,
         duration: float,
-    ) -> Callable[[RunState], CommitPlan]:
-        """The commit of one step; effects are computed and encoded once, outside the lock."""
+    ) -> CommitPlan:
+        """The commit of one step: its effects (`advance`), encoded once."""
         codec = self.codec
-        fired_scopes: dict[str, str] = {}
-
-        def new_id(parent: WorkItem, k: int) -> str:
-            i = item_id(parent, k)
-            if k < 0:
-                fired_scopes[i] = str(parent.id)
-            return i
-
-        fx: Effects = advance(self.graph, item, outcome, new_id)
+        fx: Effects = advance(self.graph, item, outcome, item_id)
         if fx.failure is not None:
             failure = ErrorRecord(
                 item.node, str(item.id), item.attempt, "node", describe(fx.failure), time.time()
             )
-            return lambda state: CommitPlan(failure=failure, duration=duration)
+            return CommitPlan(failure=failure, duration=duration)
         items = [NewItem(str(i.id), i.node, codec.encode_item(i)) for i in fx.items]
-        outputs = [
-            Output(pos, item.node, codec.encode_output(item.node, v)) for pos, v in fx.outputs
-        ]
-        collect = [
-            (collection_key(sid, join), codec.encode_contribution(item.node, join, pos, value))
-            for sid, join, pos, value in fx.contributions
-        ]
-        drop = [consumed] if consumed is not None else []
-        mine = codec.encode_context(ctx)
-        changed = mine != ctx_raw
-        mergeable = callable(getattr(ctx, "merge", None))
-        needs_joins = bool(item.scopes) or fx.opened is not None
-
-        def build(state: RunState) -> CommitPlan:
-            context: bytes | None = None
-            if changed:
-                if state.context == ctx_raw or not mergeable:
-                    context = mine
-                else:
-                    try:
-                        merged = codec.decode_context(state.context).merge(ctx)
-                    except Exception as e:
-                        failure = ErrorRecord(
-                            item.node,
-                            str(item.id),
-                            item.attempt,
-                            "node",
-                            f"merging the context failed: {describe(e)}",
-                            time.time(),
-                        )
-                        return CommitPlan(failure=failure, duration=duration)
-                    context = codec.encode_context(merged)
-            if not needs_joins:
-                return CommitPlan(
-                    context=context,
-                    items=items,
-                    outputs=outputs,
-                    collect=collect,
-                    drop_collected=drop,
-                    duration=duration,
-                )
-            fired_scopes.clear()
-            join_state: dict[Any, JoinScope] = {}
-            for sid, _ in item.scopes:
-                raw = state.joins.get(str(sid))
-                if raw is None:
-                    raise BackendError(f"join scope {sid!r} of item {item.id!r} is missing")
-                join_state[sid] = codec.decode_scope(str(sid), raw)
-            before = set(join_state)
-            fx_local = _copy_effects(fx)
-            fired = settle(join_state, item, fx_local, new_id)
-            put = {str(sid): codec.encode_scope(scope) for sid, scope in join_state.items()}
-            delete = [str(sid) for sid in before - set(join_state)]
-            fired_items = [
+        opened: ScopeOpen | None = None
+        if fx.opened is not None:
+            scope = fx.opened
+            fired = [
                 NewItem(
                     str(f.id),
                     f.node,
-                    codec.encode_item(f, collect=collection_key(fired_scopes[str(f.id)], f.node)),
+                    codec.encode_item(f, collect=collection_key(scope.id, f.node)),
                 )
-                for f in fired
+                for f in fired_items(scope)
             ]
-            return CommitPlan(
-                context=context,
-                joins_put=put,
-                joins_delete=delete,
-                items=[*items, *fired_items],
-                outputs=outputs,
-                collect=collect,
-                drop_collected=drop,
-                duration=duration,
-            )
+            if scope.open == 0:
+                items += fired  # nothing went into the fan-out: its joins fire at once
+            else:
+                opened = ScopeOpen(str(scope.id), scope.open, fired)
+        update: ContextUpdate | None = None
+        mine = codec.encode_context(ctx)
+        if mine != ctx_read.data:
+            merge: Callable[[bytes], bytes] | None = None
+            if callable(getattr(ctx, "merge", None)):
 
-        return build
+                def merge(stored: bytes) -> bytes:
+                    return codec.encode_context(codec.decode_context(stored).merge(ctx))
+
+            update = ContextUpdate(mine, ctx_read.version, merge)
+        return CommitPlan(
+            context=update,
+            open_scope=opened,
+            scopes=[str(sid) for sid, _ in reversed(item.scopes)],
+            items=items,
+            outputs=[
+                Output(pos, item.node, codec.encode_output(item.node, v)) for pos, v in fx.outputs
+            ],
+            collect=[
+                (collection_key(sid, join), codec.encode_contribution(item.node, join, pos, value))
+                for sid, join, pos, value in fx.contributions
+            ],
+            drop_collected=[consumed] if consumed is not None else [],
+            duration=duration,
+        )
 
 
-def _copy_effects(fx: Effects) -> Effects:
-    """`settle` mutates an opened scope; a builder may run twice, so give it a fresh one."""
-    if fx.opened is None:
-        return fx
-    copy = Effects()
-    copy.items = fx.items
-    copy.outputs = fx.outputs
-    copy.contributions = fx.contributions
-    o = fx.opened
-    copy.opened = JoinScope(
-        o.id, o.source, o.joins, o.position, o.parent, o.open, {j: [] for j in o.joins}
-    )
-    return copy
+def fired_items(scope: JoinScope) -> list[WorkItem]:
+    """The join items `scope` fires when it closes (ids, positions and scopes by `settle`)."""
+    probe = Effects()
+    probe.opened = JoinScope(scope.id, scope.source, scope.joins, scope.position, scope.parent)
+    return settle({}, WorkItem("probe", scope.source, None, scope.position), probe, item_id)
 
 
 class WorkerPool(Worker[C, I, O]):
