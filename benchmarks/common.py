@@ -6,14 +6,17 @@ standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -189,3 +192,81 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
+
+
+# ------------------------------------------------------------------ redis-server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server(scratch: Scratch) -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port, without persistence."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise NotAvailable("redis-server is not on PATH")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", scratch.path, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def redis_call(url: str, *args: str) -> bytes:
+    """One command over a raw socket (the measuring process needs no Redis client)."""
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(payload)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            data += chunk
+            if not chunk or (data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n")):
+                break
+            if data.startswith(b"$"):
+                head, _, body = data.partition(b"\r\n")
+                if len(body) >= int(head[1:]) + 2:
+                    return body[: int(head[1:])]
+        return data
+
+
+def redis_command_counts(url: str) -> dict[str, int]:
+    """Calls per Redis command since the last CONFIG RESETSTAT (INFO commandstats)."""
+    out = {}
+    for line in redis_call(url, "INFO", "commandstats").decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line.partition(":")
+            calls = dict(f.split("=", 1) for f in fields.split(","))["calls"]
+            out[name.removeprefix("cmdstat_")] = int(calls)
+    out.pop("info", None)
+    out.pop("config|resetstat", None)
+    return out

@@ -12,7 +12,7 @@ import pickle
 import sqlite3
 from typing import Any
 
-from common import NotAvailable, Run, Scratch, timed
+from common import NotAvailable, Run, Scratch, redis_server, timed
 
 NAME = "floor"
 DISTS = ("trio",)
@@ -110,6 +110,57 @@ def ckpt_sqlite(n: int, scratch: Scratch) -> Run:
 def raw_commit_normal(n: int, scratch: Scratch) -> Run:
     """The same with synchronous=NORMAL (WAL's usual setting: durable up to power loss)."""
     return _commits(n, scratch, "NORMAL")
+
+
+def _redis_pings(n: int, scratch: Scratch, client: str) -> Run:
+    """n sequential PING round trips to a local redis-server, from trio."""
+    import trio
+
+    with redis_server(scratch) as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+        async def go() -> int:
+            if client == "coredis":
+                try:
+                    import coredis
+                except ImportError as e:
+                    raise NotAvailable("coredis is not installed") from e
+                async with coredis.Redis(host="127.0.0.1", port=port) as c:
+                    await c.ping()
+                    t0 = trio.current_time()
+                    for _ in range(n):
+                        await c.ping()
+                    go.elapsed = trio.current_time() - t0  # type: ignore[attr-defined]
+                return n
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                t0 = trio.current_time()
+                for _ in range(n):
+                    await stream.send_all(b"PING\r\n")
+                    reply = await stream.receive_some(64)
+                    if not reply.startswith(b"+PONG"):
+                        raise AssertionError(f"unexpected reply {reply!r}")
+                go.elapsed = trio.current_time() - t0  # type: ignore[attr-defined]
+            return n
+
+        res = trio.run(go)
+        return 0.0, go.elapsed, res  # type: ignore[attr-defined]
+
+
+def redis_rtt_socket(n: int, scratch: Scratch) -> Run:
+    return _redis_pings(n, scratch, "socket")
+
+
+def redis_rtt_coredis(n: int, scratch: Scratch) -> Run:
+    return _redis_pings(n, scratch, "coredis")
+
+
+# Extra measurements (name -> fn(n, scratch)), reported in the notes under the table.
+EXTRAS = {
+    "raw-commit-normal": raw_commit_normal,
+    "redis-rtt-socket": redis_rtt_socket,
+    "redis-rtt-coredis": redis_rtt_coredis,
+}
 
 
 def versions() -> dict[str, Any]:

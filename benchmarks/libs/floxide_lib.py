@@ -11,9 +11,7 @@ import importlib.util
 import inspect
 import itertools
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from common import NotAvailable, Run, Scratch, percentile, timed
+from common import (
+    NotAvailable,
+    Run,
+    Scratch,
+    percentile,
+    redis_call,
+    redis_command_counts,
+    redis_server,
+    timed,
+)
 
 NAME = "floxide"
 DISTS = ("floxide", "trio", "attrs", "cattrs")
@@ -109,81 +116,6 @@ def ckpt_sqlite(n: int, scratch: Scratch) -> Run:
 # ------------------------------------------------------------------ distributed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _redis_server(scratch: Scratch) -> Iterator[str]:
-    """A throw-away redis-server on a free loopback port, without persistence."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise NotAvailable("redis-server is not on PATH")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", scratch.path, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _redis_call(url: str, *args: str) -> bytes:
-    """One command over a raw socket (the measuring process needs no Redis client)."""
-    host_port = url.split("//", 1)[1].split("/", 1)[0]
-    host, port = host_port.rsplit(":", 1)
-    payload = f"*{len(args)}\r\n".encode() + b"".join(
-        f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
-    )
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(payload)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            data += chunk
-            if not chunk or (data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n")):
-                break
-            if data.startswith(b"$"):
-                head, _, body = data.partition(b"\r\n")
-                if len(body) >= int(head[1:]) + 2:
-                    return body[: int(head[1:])]
-        return data
-
-
-def _redis_command_counts(url: str) -> dict[str, int]:
-    """Calls per Redis command since the last CONFIG RESETSTAT (INFO commandstats)."""
-    out = {}
-    for line in _redis_call(url, "INFO", "commandstats").decode().splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, fields = line.partition(":")
-            calls = dict(f.split("=", 1) for f in fields.split(","))["calls"]
-            out[name.removeprefix("cmdstat_")] = int(calls)
-    out.pop("info", None)
-    out.pop("config|resetstat", None)
-    return out
-
-
 @contextlib.contextmanager
 def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Iterator[None]:
     """`count` worker processes (dworker.py) serving workflow `spec` from backend `url`."""
@@ -233,7 +165,7 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
             if mode == "sqlite":
                 url = "sqlite:///dist.db"
             elif mode in ("redis", "redis-chain"):
-                url = stack.enter_context(_redis_server(scratch))
+                url = stack.enter_context(redis_server(scratch))
             else:
                 raise ValueError(f"unknown distributed mode {mode!r}")
             chain_steps = 100
@@ -262,10 +194,10 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                     await _close(backend)
 
             if url.startswith("redis"):
-                _redis_call(url, "CONFIG", "RESETSTAT")
+                redis_call(url, "CONFIG", "RESETSTAT")
             rec: dict[str, Any] = trio.run(go)
             if url.startswith("redis"):
-                calls = _redis_command_counts(url)
+                calls = redis_command_counts(url)
                 rec["redis_commands"] = calls
                 rec["redis_commands_per_item"] = sum(calls.values()) / rec["items_total"]
             rec.update(workers=workers, concurrency=concurrency, backend=url.split(":")[0])
