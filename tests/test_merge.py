@@ -7,26 +7,36 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
+import trio
+import trio.testing
 from cattrs.preconf.json import make_converter
 from hypothesis import given
 from hypothesis import strategies as st
 
 from floxide import (
     MERGE_WITH,
+    Checkpoint,
     Counter,
     Event,
     EventLog,
     Fixed,
+    InMemoryCheckpointStore,
     ItemInfo,
     Max,
     Merge,
     Mergeable,
     MergeConflictError,
     Min,
+    Next,
+    Node,
     SetUnion,
     SharedState,
+    SplitNode,
+    Transition,
+    Workflow,
     item_scope,
     merge_values,
+    workflow,
 )
 from floxide._context import _current_item, register_shared_state_hooks
 
@@ -506,3 +516,52 @@ def test_merged_copies_equal_one_shared_context(items: list[list[int]], rnd: Any
     assert merged.peak == shared.peak
     assert merged.seen == shared.seen
     assert merged.log == shared.log
+
+
+# ------------------------------------------------------------------ re-runs after a crash
+
+
+@attrs.define
+class Fanned(Mergeable):
+    total: Counter = attrs.field(factory=Counter)
+    log: EventLog[int] = attrs.field(factory=EventLog)
+
+
+@attrs.frozen
+class CountFirst(Node[Fanned, int, int]):
+    """Writes to the context, then works a while: a crash can catch it in between."""
+
+    async def process(self, ctx: Fanned, input: int) -> Transition[int]:
+        ctx.total = ctx.total.add(1)
+        ctx.log = ctx.log.append(input)
+        await trio.sleep(1 + input)
+        return Next(input)
+
+
+def _upto(n: int) -> range:
+    return range(n)
+
+
+@workflow
+class FanCount(Workflow[Fanned, int, int]):
+    split: SplitNode[int, int]
+    work: CountFirst
+
+    start = "split"
+    edges = {"split": ["work"], "work": []}
+
+
+async def test_resume_counts_items_that_were_in_flight_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = InMemoryCheckpointStore()
+    wf = FanCount(split=SplitNode(_upto), work=CountFirst())
+    with trio.move_on_after(2.5):  # the "crash": items 2, 3 and 4 are mid-way
+        await wf.run_with_checkpoint(Fanned(), 5, store=store, run_id="r")
+    crashed = await Checkpoint.load(wf, store, "r")
+    assert not crashed.finished and len(crashed.items) == 3
+    assert crashed.context.total.value == 5  # holds the in-flight items' partial effects
+    assert await wf.resume(store, "r") == 0
+    done = await Checkpoint.load(wf, store, "r")
+    assert done.context.total.value == 5  # the three re-runs replaced, not added (8)
+    assert done.context.log.values == [0, 1, 2, 3, 4]
