@@ -373,3 +373,11 @@ async def test_wait_timeout_and_worker_pool(backend: Backend) -> None:
         assert await orch.results(run_id, timeout=30) == [0, 1, 2]
         pool.stop()
     assert pool.steps == 4
+
+
+async def test_distributed_example(backend: Backend) -> None:
+    from examples import distributed
+
+    result, words, local, steps = await distributed.main(backend.url)
+    assert result == local == "4 documents, 17 words"
+    assert (words, steps) == (17, 6)
