@@ -384,6 +384,28 @@ async def test_empty_run_completes_at_once(backend: Backend) -> None:
     assert rec is not None and rec.status is RunStatus.COMPLETED
 
 
+async def test_finished_runs_expire(backend: Backend) -> None:
+    sep = "&" if "?" in backend.url else "?"
+    url = backend.url
+    if url.startswith("redis"):
+        prefix = getattr(backend, "prefix", "floxide")
+        url = f"{url}?prefix={prefix}&ttl=0.3"
+    else:
+        url = f"{url}{sep}ttl=0.3"
+    short = open_backend(url)
+    run = new_run(item(1))
+    await short.create_run(run)
+    lease = await lease1(short)
+    assert lease is not None
+    assert await short.commit(lease, plan()) is CommitResult.COMMITTED
+    assert await short.get_run(run.run_id) is not None
+    await trio.sleep(0.5)
+    await short.reap()
+    assert await short.get_run(run.run_id) is None
+    assert run.run_id not in [r.run_id for r in await short.list_runs()]
+    await short.aclose()
+
+
 def test_open_backend_rejects_bad_urls() -> None:
     with pytest.raises(BackendError, match="unknown backend URL"):
         open_backend("ftp://x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from floxide import (
     Workflow,
     workflow,
 )
-from floxide.backends import Backend, open_backend
+from floxide.backends import Backend, NewItem, NewRun, open_backend
 from floxide.distributed import (
     Orchestrator,
     RunStatus,
@@ -381,3 +382,79 @@ async def test_distributed_example(backend: Backend) -> None:
     result, words, local, steps = await distributed.main(backend.url)
     assert result == local == "4 documents, 17 words"
     assert (words, steps) == (17, 6)
+
+
+async def test_corrupt_payload_fails_the_run(backend: Backend) -> None:
+    wf = fan_join()
+    orch = Orchestrator(wf, backend)
+    bad_item = b'{"node": "split", "input": "many", "position": [], "scopes": []}'
+    await backend.create_run(
+        NewRun(
+            run_id="corrupt",
+            workflow=wf.graph.name,
+            queue=queue_name(wf),
+            fingerprint=wf.graph.fingerprint,
+            input=b"1",
+            context=orch.codec.encode_context(Ctx()),
+            items=[NewItem("0", "split", bad_item)],
+        )
+    )
+
+    async def body(_: object) -> None:
+        with pytest.raises(NodeError, match=r"does not fit int") as info:
+            await orch.wait("corrupt", timeout=30)
+        assert info.value.node == "split"
+
+    await with_workers(wf, backend, body)
+
+
+async def test_log_records_carry_run_node_item_attempt(
+    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf = retrying(failures=1, attempts=2, dir=str(tmp_path))
+    orch = Orchestrator(wf, backend)
+    caplog.set_level(logging.DEBUG, logger="floxide")
+
+    async def body(_: object) -> None:
+        run_id = await orch.start_run(Plain(), 6)
+        assert await orch.wait(run_id, timeout=30) == "done 60"
+        steps = [r for r in caplog.records if getattr(r, "run_id", None) == run_id]
+        retried = [r for r in steps if "retry in" in r.getMessage()]
+        assert len(retried) == 1
+        rec = retried[0]
+        assert (rec.node, rec.item_id, rec.attempt) == ("flaky", "0", 1)  # type: ignore[attr-defined]
+        assert {r.node for r in steps} >= {"flaky", "done"}  # type: ignore[attr-defined]
+        assert not any("Plain(" in r.getMessage() for r in caplog.records)  # no context dumps
+
+    await with_workers(wf, backend, body)
+
+
+async def test_opentelemetry_span_per_step() -> None:
+    otel_trace = pytest.importorskip("opentelemetry.trace")
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    memory_export = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    exporter = memory_export.InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    otel_trace.set_tracer_provider(provider)
+    backend = open_backend("memory://")
+    wf = fan_join()
+    orch = Orchestrator(wf, backend)
+
+    async def body(_: object) -> None:
+        run_id = await orch.start_run(Ctx(), 3)
+        assert await orch.wait(run_id, timeout=30) == 5
+        spans = [
+            s for s in exporter.get_finished_spans() if s.attributes["floxide.run_id"] == run_id
+        ]
+        assert sorted(s.name for s in spans) == [
+            "floxide.step split",
+            "floxide.step square",
+            "floxide.step square",
+            "floxide.step square",
+            "floxide.step total",
+        ]
+        assert {s.attributes["floxide.attempt"] for s in spans} == {1}
+
+    await with_workers(wf, backend, body)

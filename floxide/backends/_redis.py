@@ -196,7 +196,7 @@ class RedisBackend:
     async def _script(self, name: str, args: Sequence[Any]) -> Any:
         async with self._conn(name.lower()) as c:
             return await self._scripts[name](
-                keys=[], args=[self.prefix, int(self.ttl), *args], client=c
+                keys=[], args=[self.prefix, max(1, int(self.ttl * 1000)), *args], client=c
             )
 
     def _k(self, *parts: str) -> str:

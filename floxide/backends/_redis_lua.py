@@ -22,7 +22,7 @@ Times come from the server (TIME), so hosts with skewed clocks agree on lease de
 
 PRELUDE = r"""
 local P = ARGV[1]
-local TTL = tonumber(ARGV[2])
+local TTL = tonumber(ARGV[2])  -- milliseconds
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local SEP = '\31'
@@ -59,7 +59,7 @@ local function finish(run_id, status, err, kind)
              rk .. ':done')
   redis.call('RPUSH', rk .. ':done', status)
   for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
-    redis.call('EXPIRE', rk .. suffix, TTL)
+    redis.call('PEXPIRE', rk .. suffix, TTL)
   end
 end
 

@@ -22,7 +22,7 @@ from floxide._step import Position, ScopeRef, WorkItem
 if TYPE_CHECKING:
     from floxide._workflow import Workflow
 
-__all__ = ["ROOT_ID", "Codec", "collection_key", "item_id"]
+__all__ = ["ROOT_ID", "Codec", "PayloadError", "collection_key", "item_id"]
 
 ROOT_ID = "0"
 """Id of a run's first work item."""
@@ -36,6 +36,10 @@ def item_id(parent: WorkItem, k: int) -> str:
 def collection_key(scope_id: Hashable, join: str) -> str:
     """The backend key of the values join `join` collects in scope `scope_id`."""
     return f"{scope_id}|{join}"
+
+
+class PayloadError(BackendError):
+    """A stored value cannot be read back as its declared type (a foreign or changed payload)."""
 
 
 def _known(tp: Any) -> bool:
@@ -104,8 +108,8 @@ class Codec:
         return serde.dumps(serde.unstructure(ctx, self.ctx_type, path="$.context"))
 
     def decode_context(self, raw: bytes) -> Any:
-        data = serde.loads(raw, what="the run's context", error=BackendError)
-        return serde.structure(data, self.ctx_type, path="$.context", error=BackendError)
+        data = serde.loads(raw, what="the run's context", error=PayloadError)
+        return serde.structure(data, self.ctx_type, path="$.context", error=PayloadError)
 
     def encode_input(self, value: object) -> bytes:
         return serde.dumps(serde.unstructure(value, self.in_type, path="$.input"))
@@ -122,15 +126,15 @@ class Codec:
         else:
             tp = self.node_in.get(item.node, Any)
             data["input"] = serde.unstructure(
-                item.input, tp, path=f"$.items[{item.id}].input", error=BackendError
+                item.input, tp, path=f"$.items[{item.id}].input", error=PayloadError
             )
         return serde.dumps(data)
 
     def decode_item(self, item_id: str, raw: bytes, attempt: int) -> ItemPayload:
-        data = serde.loads(raw, what=f"work item {item_id!r}", error=BackendError)
+        data = serde.loads(raw, what=f"work item {item_id!r}", error=PayloadError)
         node = data.get("node") if isinstance(data, dict) else None
         if node not in self.node_in:
-            raise BackendError(f"work item {item_id!r} names unknown node {node!r}")
+            raise PayloadError(f"work item {item_id!r} names unknown node {node!r}")
         collect = data.get("collect")
         value = None
         if collect is None:
@@ -138,7 +142,7 @@ class Codec:
                 data.get("input"),
                 self.node_in[node],
                 path=f"$.items[{item_id}].input",
-                error=BackendError,
+                error=PayloadError,
             )
         item = WorkItem(
             item_id, node, value, tuple(data["position"]), _refs(data["scopes"]), attempt
@@ -153,7 +157,7 @@ class Codec:
                 "node": producer,
                 "position": pos,
                 "value": serde.unstructure(
-                    value, tp, path=f"$.joins[{join}].value", error=BackendError
+                    value, tp, path=f"$.joins[{join}].value", error=PayloadError
                 ),
             }
         )
@@ -162,10 +166,10 @@ class Codec:
         """The values a join collected, in branch order."""
         entries = []
         for raw in raws:
-            data = serde.loads(raw, what=f"a value collected for join {join!r}", error=BackendError)
+            data = serde.loads(raw, what=f"a value collected for join {join!r}", error=PayloadError)
             tp = self.value_type(data["node"], join)
             value = serde.structure(
-                data["value"], tp, path=f"$.joins[{join}].value", error=BackendError
+                data["value"], tp, path=f"$.joins[{join}].value", error=PayloadError
             )
             entries.append((tuple(data["position"]), value))
         entries.sort(key=lambda e: e[0])
@@ -175,11 +179,11 @@ class Codec:
     def encode_output(self, producer: str, value: object) -> bytes:
         tp = self.value_type(producer)
         return serde.dumps(
-            serde.unstructure(value, tp, path=f"$.outputs[{producer}]", error=BackendError)
+            serde.unstructure(value, tp, path=f"$.outputs[{producer}]", error=PayloadError)
         )
 
     def decode_output(self, producer: str, raw: bytes) -> Any:
-        data = serde.loads(raw, what=f"an output of node {producer!r}", error=BackendError)
+        data = serde.loads(raw, what=f"an output of node {producer!r}", error=PayloadError)
         return serde.structure(
-            data, self.value_type(producer), path=f"$.outputs[{producer}]", error=BackendError
+            data, self.value_type(producer), path=f"$.outputs[{producer}]", error=PayloadError
         )

@@ -61,7 +61,7 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
 )
-from floxide.distributed._codec import Codec, collection_key, item_id
+from floxide.distributed._codec import Codec, PayloadError, collection_key, item_id
 
 __all__ = ["LeaseExpiredError", "Worker", "WorkerPool", "queue_name"]
 
@@ -392,9 +392,7 @@ class Worker(Generic[C, I, O]):
                 slot.finished = True
                 return
             ctx = codec.decode_context(ctx_read.data)
-        except BackendError as e:
-            if "unreachable" in str(e) or "connect" in str(e).lower():
-                raise
+        except PayloadError as e:
             log.error("cannot decode item %s: %s", lease.item_id, e)
             with self._shielded():
                 await self.backend.fail_run(
