@@ -163,3 +163,45 @@ async def test_redis_restart_with_aof_mid_run(
     finally:
         server.stop()
 
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_cancel_and_pause_with_worker_processes(
+    kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    workers_factory: list[Workers],
+) -> None:
+    url = _url(kind, tmp_path, request)
+    backend = open_backend(url)
+    wf = fan_join()
+    orch = Orchestrator(wf, backend)
+    procs = Workers(url, tmp_path, delay=0.1, lease=5.0)
+    workers_factory.append(procs)
+    procs.start(concurrency=2)
+
+    paused = await orch.start_run(Ctx(), 12)
+    with trio.fail_after(30):
+        while (await orch.metrics(paused)).done < 3:
+            await trio.sleep(0.01)
+    assert await orch.pause(paused) is RunStatus.PAUSED
+    with trio.fail_after(30):
+        while (await orch.metrics(paused)).in_flight:
+            await trio.sleep(0.01)
+    done = (await orch.metrics(paused)).done
+    await trio.sleep(0.5)
+    assert (await orch.metrics(paused)).done == done  # nothing started while paused
+    await orch.resume(paused)
+    assert await orch.wait(paused, timeout=60) == sum(i * i for i in range(12))
+
+    cancelled = await orch.start_run(Ctx(), 12)
+    with trio.fail_after(30):
+        while (await orch.metrics(cancelled)).done < 3:
+            await trio.sleep(0.01)
+    await orch.cancel(cancelled)
+    after = await orch.metrics(cancelled)
+    context = await backend.context(cancelled)
+    await trio.sleep(0.5)  # steps in flight in the worker finish: none may commit
+    assert await orch.metrics(cancelled) == after
+    assert await backend.context(cancelled) == context
+    assert await orch.status(cancelled) is RunStatus.CANCELLED
+    await backend.aclose()

@@ -496,9 +496,10 @@ class SqliteBackend:
         deadline = trio.current_time() + wait
         nap = 0.005
         while True:
-            got, next_due = await self._tx(
-                lambda conn: self._take(conn, queue, worker_id, limit, lease_seconds)
-            )
+            with trio.CancelScope(shield=True):  # leases taken are never dropped by a cancel
+                got, next_due = await self._tx(
+                    lambda conn: self._take(conn, queue, worker_id, limit, lease_seconds)
+                )
             remaining = deadline - trio.current_time()
             if got or remaining <= 0:
                 return got
