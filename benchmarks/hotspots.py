@@ -49,6 +49,10 @@ def _runner(workload: str, n: int, scratch: Scratch) -> Callable[[], object]:
         make: Callable[[], object] = floxide.InMemoryCheckpointStore
     elif workload == "ckpt-sqlite":
         make = lambda: floxide.SqliteCheckpointStore(scratch.file("profile"))  # noqa: E731
+    elif workload == "ckpt-sqlite-normal":
+        make = lambda: floxide.SqliteCheckpointStore(  # noqa: E731
+            scratch.file("profile"), durable=False
+        )
     else:
         raise SystemExit(f"unknown workload {workload!r}")
     ids = itertools.count()

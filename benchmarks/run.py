@@ -369,7 +369,10 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
     by = table["by"]
     normal = by.get(("floor", "raw-commit-normal"), {}).get("us")
     if normal is not None:
-        out.append(f"Raw WAL commit with synchronous=NORMAL: {num(normal)} us.")
+        fx_normal = by.get(("floxide", "ckpt-sqlite-normal"), {}).get("us")
+        out.append(f"Raw WAL commit with synchronous=NORMAL: {num(normal)} us"
+                   + (f"; floxide's SQLite checkpoint with durable=False (NORMAL): "
+                      f"{num(fx_normal)} us/step." if fx_normal is not None else "."))
     sock = by.get(("floor", "redis-rtt-socket"), {}).get("us")
     cored = by.get(("floor", "redis-rtt-coredis"), {}).get("us")
     if sock is not None and cored is not None:

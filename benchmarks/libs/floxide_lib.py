@@ -113,6 +113,18 @@ def ckpt_sqlite(n: int, scratch: Scratch) -> Run:
     return _checkpointed(n, lambda: store_cls(scratch.file("floxide")))
 
 
+def ckpt_sqlite_normal(n: int, scratch: Scratch) -> Run:
+    """The SQLite checkpoint with `durable=False` (synchronous=NORMAL)."""
+    store_cls = _checkpoint_store("SqliteCheckpointStore")
+    if "durable" not in inspect.signature(store_cls).parameters:
+        raise NotAvailable("SqliteCheckpointStore has no durable= option")
+    return _checkpointed(n, lambda: store_cls(scratch.file("floxide"), durable=False))
+
+
+# Extra measurements (name -> fn(n, scratch)), reported in the notes under the table.
+EXTRAS = {"ckpt-sqlite-normal": ckpt_sqlite_normal}
+
+
 # ------------------------------------------------------------------ distributed
 
 
