@@ -417,6 +417,11 @@ def update_readme(text: str) -> None:
     head, rest = doc.split(begin, 1)
     _, tail = rest.split(end, 1)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # The notes under the table become a list, so Markdown keeps them on separate lines.
+    text = "\n".join(
+        ln if ln.startswith("|") or not ln.strip() else f"- {ln.strip()}"
+        for ln in text.splitlines()
+    )
     with open(README, "w") as f:
         f.write(f"{head}{begin}\nLast run: {stamp}.\n\n{text}\n{end}{tail}")
 
