@@ -306,12 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "runs" and args.action != "list" and not args.run_id:
         _parser().error(f"runs {args.action} needs a RUN_ID")
     if args.command == "worker":
-        logging.basicConfig(
-            level=os.environ.get("FLOXIDE_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s [run=%(run_id)s node=%(node)s "
-            "item=%(item_id)s attempt=%(attempt)s] %(message)s",
-        )
-        logging.getLogger().handlers[0].addFilter(_fill_fields)
+        _configure_logging()
     try:
         return trio.run(_COMMANDS[args.command], args, sys.stdout)
     except CliError as e:
@@ -323,6 +318,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("floxide: interrupted", file=sys.stderr)
         return 130
+
+
+def _configure_logging() -> None:
+    """Worker logs on stderr, with run, node, item and attempt on every line."""
+    root = logging.getLogger()
+    root.setLevel(os.environ.get("FLOXIDE_LOG_LEVEL", "INFO").upper())
+    logging.getLogger("coredis").setLevel(logging.WARNING)  # its retries are ours to log
+    if any(getattr(h, "_floxide", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [run=%(run_id)s node=%(node)s "
+            "item=%(item_id)s attempt=%(attempt)s] %(message)s"
+        )
+    )
+    handler.addFilter(_fill_fields)
+    handler._floxide = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
 
 
 def _fill_fields(record: logging.LogRecord) -> bool:

@@ -125,6 +125,7 @@ def test_graph(capsys: pytest.CaptureFixture[str]) -> None:
         (["runs", "status", "nope", "--backend", "memory://"], "no run 'nope'"),
         (["runs", "list", "--backend", "ftp://x"], "unknown backend URL"),
         (["worker", SPEC, "--backend", "memory://", "--concurrency", "0"], "--concurrency"),
+        (["worker", SPEC, "--backend", "redis://127.0.0.1:1/0"], "redis://127.0.0.1:1/0"),
     ],
 )
 def test_errors_are_one_clear_line(

@@ -105,14 +105,18 @@ class Codec:
 
     # -- context / input ----------------------------------------------------------------
     def encode_context(self, ctx: object) -> bytes:
-        return serde.dumps(serde.unstructure(ctx, self.ctx_type, path="$.context"))
+        return serde.dumps(
+            serde.unstructure(ctx, self.ctx_type, path="$.context", error=PayloadError)
+        )
 
     def decode_context(self, raw: bytes) -> Any:
         data = serde.loads(raw, what="the run's context", error=PayloadError)
         return serde.structure(data, self.ctx_type, path="$.context", error=PayloadError)
 
     def encode_input(self, value: object) -> bytes:
-        return serde.dumps(serde.unstructure(value, self.in_type, path="$.input"))
+        return serde.dumps(
+            serde.unstructure(value, self.in_type, path="$.input", error=PayloadError)
+        )
 
     # -- items --------------------------------------------------------------------------
     def encode_item(self, item: WorkItem, collect: str | None = None) -> bytes:

@@ -186,7 +186,8 @@ class Worker(Generic[C, I, O]):
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         log = StepLogger(logger, step_fields("-"))
-        await self._retrying(lambda: self.backend.register_worker(self._info()), "register")
+        # fail fast when the backend is unreachable at start; later outages are retried
+        await self.backend.register_worker(self._info())
         log.info("worker %s started on %s (queue %s)", self.worker_id, self.backend.url, self.queue)
         try:
             async with trio.open_nursery() as background:
@@ -324,6 +325,27 @@ class Worker(Generic[C, I, O]):
                 e,
                 extra=step_fields(lease.run_id, lease.node, lease.item_id, lease.attempt),
             )
+        except Exception as e:  # a bug must not take the worker down: fail this run instead
+            logger.exception(
+                "internal error while running item %s",
+                lease.item_id,
+                extra=step_fields(lease.run_id, lease.node, lease.item_id, lease.attempt),
+            )
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                try:
+                    await self.backend.fail_run(
+                        lease.run_id,
+                        ErrorRecord(
+                            lease.node,
+                            lease.item_id,
+                            lease.attempt,
+                            "node",
+                            f"internal error: {describe(e)}",
+                            time.time(),
+                        ),
+                    )
+                except BackendError:
+                    pass
         finally:
             self._slots.pop((lease.run_id, lease.item_id), None)
             self._slot_freed.set()
@@ -471,7 +493,19 @@ class Worker(Generic[C, I, O]):
         if error is not None and lease.attempt > 1:
             error.add_note(f"failed after {lease.attempt} attempts")
 
-        plan = self._plan(item, outcome, payload.collect, ctx, ctx_read, duration)
+        try:
+            plan = self._plan(item, outcome, payload.collect, ctx, ctx_read, duration)
+        except FloxideError as e:  # a result or the context cannot be serialized
+            log.error("cannot store the results of %s: %s", item.node, e)
+            failure = ErrorRecord(
+                item.node,
+                lease.item_id,
+                lease.attempt,
+                "node",
+                f"cannot store the results of {item.node!r}: {e}",
+                time.time(),
+            )
+            plan = CommitPlan(failure=failure, duration=duration)
         with self._shielded():
             try:
                 result = await self._settle(lambda: self.backend.commit(lease, plan))
@@ -569,6 +603,17 @@ def fired_items(scope: JoinScope) -> list[WorkItem]:
     return settle({}, WorkItem("probe", scope.source, None, scope.position), probe, item_id)
 
 
+@contextmanager
+def _single() -> Iterator[None]:
+    """Raise a lone exception out of a nursery's group as itself (a clear error)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
+
+
 class WorkerPool(Worker[C, I, O]):
     """A worker process's pool: `concurrency` items at once, stopped by SIGTERM / SIGINT.
 
@@ -580,7 +625,7 @@ class WorkerPool(Worker[C, I, O]):
         if threading.current_thread() is not threading.main_thread():
             await super().run(task_status=task_status)  # signals need the main thread
             return
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as receiver:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as receiver, _single():
             async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
