@@ -127,6 +127,14 @@ class RunRecord:
 
 
 @attrs.frozen
+class RunContext:
+    """A run's stored context and its version (bumped by every commit that changes it)."""
+
+    data: bytes
+    version: int = 0
+
+
+@attrs.frozen
 class Lease:
     """A work item leased to one worker until `deadline`; `token` fences its commit."""
 
@@ -142,14 +150,8 @@ class Lease:
     """Why the previous attempt ended, when it did not commit (e.g. its lease expired)."""
     expired: bool = False
     """True when the previous attempt's lease expired (its worker died or hung)."""
-
-
-@attrs.frozen
-class RunContext:
-    """A run's stored context and its version (bumped by every commit that changes it)."""
-
-    data: bytes
-    version: int = 0
+    context: RunContext | None = None
+    """The run's context when the item was leased (saves the worker a read), if given."""
 
 
 @attrs.frozen

@@ -370,6 +370,7 @@ class MemoryBackend:
                     deadline=item.deadline,
                     last_error=item.last_error,
                     expired=item.expired,
+                    context=RunContext(run.context, run.version),
                 )
             )
         return out

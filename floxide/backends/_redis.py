@@ -382,8 +382,9 @@ class RedisBackend:
                     last_error=_s(raw[i + 7]) or None,
                     expired=_s(raw[i + 8]) == "1",
                     worker_id=_s(raw[i + 9]),
+                    context=RunContext(raw[i + 10], int(raw[i + 11])),
                 )
-                for i in range(1, len(raw), 10)
+                for i in range(1, len(raw), 12)
             ]
             remaining = deadline - trio.current_time()
             if leases or remaining <= 0:

@@ -118,7 +118,7 @@ return 'ok'
 )
 
 # ARGV: P, TTL, queue, worker, limit, lease_seconds
-# returns {next_due or '', then 10 fields per lease}
+# returns {next_due or '', then 12 fields per lease}
 LEASE = (
     PRELUDE
     + r"""
@@ -160,8 +160,10 @@ while got < limit and scanned < limit * 4 + 64 do
                  'deadline', tostring(deadline))
       redis.call('ZADD', P .. ':leases', deadline, m)
       local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
+      local c = redis.call('HMGET', rk, 'context', 'version')
       for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
-                          tostring(deadline), f[4] or '', f[5] or '0', worker}) do
+                          tostring(deadline), f[4] or '', f[5] or '0', worker,
+                          c[1], c[2]}) do
         table.insert(out, v)
       end
       got = got + 1

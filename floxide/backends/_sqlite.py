@@ -524,7 +524,8 @@ class SqliteBackend:
         now = time.time()
         rows = conn.execute(
             "SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,"
-            " r.status, r.deadline FROM items i JOIN runs r ON r.run_id = i.run_id"
+            " r.status, r.deadline, r.context, r.version"
+            " FROM items i JOIN runs r ON r.run_id = i.run_id"
             " WHERE i.queue = ? AND i.state = 'queued' AND i.due <= ?"
             " AND r.status IN ('pending', 'running') ORDER BY i.due, i.seq LIMIT ?",
             (queue, now, limit),
@@ -571,6 +572,7 @@ class SqliteBackend:
                     deadline=now + lease_seconds,
                     last_error=r["last_error"],
                     expired=bool(r["expired"]),
+                    context=RunContext(bytes(r["context"]), r["version"]),
                 )
             )
         next_due: float | None = None

@@ -409,7 +409,7 @@ class Worker(Generic[C, I, O]):
             if payload.collect is not None:
                 raws = await self.backend.collected(run_id, payload.collect)
                 item.input = codec.decode_collection(item.node, raws)
-            ctx_read = await self.backend.context(run_id)
+            ctx_read = lease.context or await self.backend.context(run_id)
             if ctx_read is None:
                 slot.finished = True
                 return
