@@ -571,7 +571,7 @@ class Worker(Generic[C, I, O]):
                 opened = ScopeOpen(str(scope.id), scope.open, fired)
         update: ContextUpdate | None = None
         mine = codec.encode_context(ctx)
-        if mine != ctx_read.data:
+        if mine != ctx_read.data and not self._same_context(ctx, ctx_read.data):
             merge: Callable[[bytes], bytes] | None = None
             if callable(getattr(ctx, "merge", None)):
 
@@ -594,6 +594,13 @@ class Worker(Generic[C, I, O]):
             drop_collected=[consumed] if consumed is not None else [],
             duration=duration,
         )
+
+    def _same_context(self, ctx: Any, stored: bytes) -> bool:
+        """Whether `ctx` equals the stored context (sets may serialize in another order)."""
+        try:
+            return bool(self.codec.decode_context(stored) == ctx)
+        except Exception:
+            return False
 
 
 def fired_items(scope: JoinScope) -> list[WorkItem]:
