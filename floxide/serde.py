@@ -5,7 +5,9 @@ Values are (un)structured by the types declared on nodes and workflows
 of the declared type: an attrs class comes back as that class, an enum as its member,
 `SharedState[int]` as a cell holding the value. Unions of several classes (`Above | Below`)
 are written with a type tag, `{"$type": "Below", "value": {...}}`, so each member comes
-back as itself.
+back as itself. `None` (NoneType) fits only null. A value declared `Any` or `object` is
+written as its run-time class and comes back as the JSON data it was written as: declare
+a precise type to get an instance back.
 
 Register your own hooks on `converter` for types cattrs does not know::
 
@@ -193,6 +195,29 @@ def _sequence_as_list(tp: Any) -> Callable[[Any, Any], list[Any]]:
 
 # A join's input is declared `Sequence[X]` and the executor hands it a list: keep it a list.
 converter.register_structure_hook_factory(_is_abstract_sequence, _sequence_as_list)
+
+
+def _structure_none(data: Any, _: Any) -> None:
+    if data is not None:
+        raise ValueError(f"expected null, got {type(data).__name__}")
+    return None
+
+
+# `Node[None, None, int]` declares NoneType (typing turns `None` into it): only null fits.
+converter.register_structure_hook_factory(
+    lambda t: t is type(None), lambda _: _structure_none
+)
+
+
+def _unstructure_object(value: Any) -> Any:
+    cls = type(value)
+    return value if cls is object else converter.unstructure(value, unstructure_as=cls)
+
+
+# A value declared `object` is written as its run-time class (like `Any`) and read back as
+# the JSON data it was written as: every payload fits `object`.
+converter.register_unstructure_hook_factory(lambda t: t is object, lambda _: _unstructure_object)
+converter.register_structure_hook_factory(lambda t: t is object, lambda _: lambda data, _: data)
 
 
 register_shared_state_hooks(converter)

@@ -606,3 +606,45 @@ async def test_merge_values_count_a_rerun_step_once(store: CheckpointStore, at: 
     assert ctx.seen.value == 12
     assert sorted(ctx.log.values) == list(range(12))
     assert (await ctx.shared.get()).value == 24
+
+
+# ------------------------------------------------------------- None and object types
+@attrs.frozen
+class Begin(Node[None, None, int]):
+    async def process(self, ctx: None, input: None) -> Transition[int]:
+        return NextAll([1, 2])
+
+
+@attrs.frozen
+class Anything(Node[None, int, object]):
+    async def process(self, ctx: None, input: int) -> Transition[object]:
+        return Next({"n": input} if input > 1 else [input])
+
+
+@attrs.frozen
+class Describe(Node[None, object, str]):
+    async def process(self, ctx: None, input: object) -> Transition[str]:
+        return Next(repr(input))
+
+
+@workflow
+class Untyped(Workflow[None, None, str]):
+    begin: Begin
+    anything: Anything
+    describe: Describe
+
+    start = "begin"
+    edges = {"begin": ["anything"], "anything": ["describe"], "describe": []}
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+async def test_none_context_and_input_and_object_values(store: CheckpointStore, at: int) -> None:
+    """`Node[None, None, ...]` declares NoneType, and `object` accepts any payload: both
+    are written and read back, so such a run can be checkpointed and resumed."""
+    wf = Untyped(begin=Begin(), anything=Anything(), describe=Describe())
+    with pytest.raises(Crash):
+        await wf.run_with_checkpoint(None, None, store=CrashingStore(store, at=at), run_id="n")
+    assert await wf.resume(store, "n") == "[1]"
+    cp = await Checkpoint.load(wf, store, "n")
+    assert cp.context is None
+    assert [v for _, v in cp.outputs] == ["[1]", "{'n': 2}"]

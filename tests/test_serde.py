@@ -68,6 +68,8 @@ def round_trip(value: Any, tp: Any) -> Any:
         (1.5, float),
         (b"\x00raw", bytes | Above | str),
         ("text", bytes | Above | str),
+        (None, type(None)),  # `Node[None, None, X]`: typing turns None into NoneType
+        ({"any": [1, "json"]}, object),
     ],
 )
 def test_values_come_back_as_their_declared_types(value: Any, tp: Any) -> None:
@@ -113,6 +115,7 @@ async def test_shared_state_is_its_value() -> None:
             r"required field missing @ \$\.input\.items\[1\]\.value",
         ),
         ("x", Level | int, r"expected one of"),
+        (0, type(None), r"expected null, got int\) @ \$\.input"),
     ],
 )
 def test_payload_that_does_not_fit_names_the_path(data: Any, tp: Any, where: str) -> None:
@@ -177,3 +180,13 @@ def test_node_types_resolve_forward_references() -> None:
     assert (ctx, in_, out) == (Ctx, int, Above | Below)
     assert round_trip(Below(1, "n"), out) == Below(1, "n")
     assert graph.node_types("take")[1] == Above | Below
+
+
+def test_values_declared_object_are_written_as_their_class_and_read_as_data() -> None:
+    """`object` accepts anything: written by the value's run-time class (as with `Any`),
+    read back as the JSON data it was written as."""
+    assert unstructure(Below(1, "n"), object) == {"value": 1, "note": "n"}
+    assert unstructure([Level.HIGH], object) == [2]
+    assert structure({"value": 1}, object) == {"value": 1}
+    with pytest.raises(CheckpointError, match=r"cannot serialize the value at \$\.x"):
+        dumps(unstructure(object(), object), path="$.x")
