@@ -346,10 +346,13 @@ def _fallbacks(value: object, known: set[str], say: Any) -> dict[str, tuple[str,
 def _joins(value: object, known: set[str], say: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     if not isinstance(value, Mapping):
+        say("bad-joins", got=repr(value))
         return out
     for join, source in value.items():
         if join not in known:
             say("unknown-join", name=join)
+        elif isinstance(source, (list, tuple, set, frozenset, dict)):
+            say("bad-joins", got=repr({join: source}))
         elif source not in known:
             say("unknown-join-source", name=join, src=source)
         else:

@@ -53,6 +53,10 @@ RULES: Final[dict[str, str]] = {
         'but "{src}" does not reach "{name}"'
     ),
     "join-is-source": 'join "{name}" of workflow "{wf}" cannot collect its own fan-out',
+    "bad-joins": (
+        'joins of workflow "{wf}" must map each join node to the node whose fan-out it '
+        'collects ({{"<join>": "<source>"}}), got {got}'
+    ),
     # types (floxide-edge / floxide-route); only the mypy plugin can check these fully
     "edge-type": (
         'edge "{src}" -> "{dst}" of workflow "{wf}": "{src}" outputs "{out}" '

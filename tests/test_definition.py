@@ -68,7 +68,17 @@ def test_missing_start() -> None:
 
 
 def test_missing_edges() -> None:
-    assert any("must declare edges" in p for p in problems({"a": Inc}, start="a"))
+    assert problems({"a": Inc}, start="a") == (
+        'workflow "Flow" must declare edges = {"<node>": [...], ...}',
+        'node "a" of workflow "Flow" has no entry in edges (use "a": [] for a terminal node)',
+    )
+
+
+def test_no_nodes() -> None:
+    assert problems({}, start="a", edges={}) == (
+        'workflow "Flow" declares no nodes',
+        'start = "a" is not a node of workflow "Flow"',
+    )
 
 
 def test_unknown_edge_target_and_source() -> None:
@@ -175,7 +185,12 @@ def test_all_problems_reported_at_once() -> None:
     found = problems(
         {"a": Inc, "b": Inc, "c": Inc}, start="a", edges={"a": ["ghost"], "b": []}
     )
-    assert len(found) >= 3  # unknown target, missing entry for c, unreachable b and c
+    assert found == (
+        'edge "a" -> "ghost" of workflow "Flow": "ghost" is not a node',
+        'node "c" of workflow "Flow" has no entry in edges (use "c": [] for a terminal node)',
+        'node "b" of workflow "Flow" is unreachable from start "a"',
+        'node "c" of workflow "Flow" is unreachable from start "a"',
+    )
 
 
 def test_classvar_annotations_are_not_nodes() -> None:
@@ -186,8 +201,42 @@ def test_classvar_annotations_are_not_nodes() -> None:
 
 
 def test_decorating_a_non_workflow_is_an_error() -> None:
-    with pytest.raises(WorkflowDefinitionError):
+    with pytest.raises(WorkflowDefinitionError) as info:
         workflow(int)  # type: ignore[type-var]
+    assert info.value.problems == ("@workflow decorates subclasses of Workflow",)
+
+
+def test_bad_fallback_value() -> None:
+    assert problems({"a": Inc, "b": Inc}, start="a", edges={"a": [], "b": []},
+                    on_failure={"a": "b"}) == (
+        'on_failure["a"] of workflow "Flow" must be a list of node names',
+        'node "b" of workflow "Flow" is unreachable from start "a"',
+    )
+
+
+def test_join_that_collects_its_own_fan_out() -> None:
+    assert problems(
+        {"a": Inc, "total": Total}, start="a", edges={"a": ["total"], "total": []},
+        joins={"total": "total"},
+    ) == ('join "total" of workflow "Flow" cannot collect its own fan-out',)
+
+
+@pytest.mark.parametrize(
+    ("joins", "shown"),
+    [
+        ([("total", "a")], "[('total', 'a')]"),
+        ({"total": ["a"]}, "{'total': ['a']}"),
+        ("total", "'total'"),
+    ],
+)
+def test_joins_of_the_wrong_shape(joins: object, shown: str) -> None:
+    """Never silently ignored (the join would run once per item instead of once)."""
+    assert problems(
+        {"a": Inc, "total": Total}, start="a", edges={"a": ["total"], "total": []}, joins=joins
+    ) == (
+        'joins of workflow "Flow" must map each join node to the node whose fan-out it '
+        f'collects ({{"<join>": "<source>"}}), got {shown}',
+    )
 
 
 def test_forward_references_in_node_generics() -> None:

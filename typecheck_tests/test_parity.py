@@ -108,6 +108,25 @@ class Joins(Workflow[None, int, int]):
     edges = {"a": ["total", "b"], "b": ["other"], "total": [], "other": []}
     joins = {"nope": "a", "total": "zz", "other": "other", "b": "total"}
 ''',
+    "joins_shape": '''
+@workflow
+class JoinsList(Workflow[None, int, int]):
+    a: A
+
+    start = "a"
+    edges = {"a": []}
+    joins = [("a", "a")]
+''',
+    "joins_entry": '''
+@workflow
+class JoinsEntry(Workflow[None, int, int]):
+    a: A
+    total: Many
+
+    start = "a"
+    edges = {"a": ["total"], "total": []}
+    joins = {"total": ("a",)}
+''',
 }
 
 

@@ -387,6 +387,8 @@ class _Graph:
                 chk.fail("no-edges", expr)
             else:
                 chk.fail("bad-fallback", expr, src="*")
+        for got, expr in decl.bad_joins:
+            chk.fail("bad-joins", expr, got=got)
         if decl.edges_expr is None and "edges" not in decl.inherited:
             chk.fail("no-edges", chk.where)
 

@@ -101,6 +101,7 @@ class Declared:
     joins_complete: bool = True
     unseen: list[Unseen] = field(default_factory=list)
     bad: list[tuple[str, Expression]] = field(default_factory=list)  # a literal, wrong shape
+    bad_joins: list[tuple[str, Expression]] = field(default_factory=list)  # (as written, where)
     inherited: dict[str, TypeInfo] = field(default_factory=dict)
 
 
@@ -281,8 +282,11 @@ class _Reader:
     def joins(self, expr: Expression) -> None:
         self.out.joins_expr = expr
         if not isinstance(expr, DictExpr):
-            self.out.joins_complete = False
-            self.unseen("joins", expr)
+            if (shown := written(expr)) is not None:
+                self.out.bad_joins.append((shown, expr))  # the run-time check takes no joins
+            else:
+                self.out.joins_complete = False
+                self.unseen("joins", expr)
             return
         for key, value in expr.items:
             if key is None:
@@ -290,6 +294,13 @@ class _Reader:
                 self.unseen("joins (a ** entry)", value)
                 continue
             join = self.name(key, "a joins key")
+            if (
+                join is not None
+                and isinstance(value, (ListExpr, TupleExpr))
+                and (shown := written(value)) is not None
+            ):
+                self.out.bad_joins.append((f"{{{join.value!r}: {shown}}}", value))
+                continue
             source = self.name(value, f'joins["{join.value}"]' if join else "a joins value")
             if join is None or source is None:
                 self.out.joins_complete = False

@@ -113,3 +113,23 @@ class BadJoinNotReached(Workflow[Ctx, str, int | str]):
     start = "split"
     edges = {"split": ["length", "upper"], "length": ["total"], "upper": [], "total": []}
     joins = {"total": "upper"}  # E: [floxide-graph] join "total" of workflow "BadJoinNotReached" collects the fan-out of "upper", but "upper" does not reach "total"
+
+
+@workflow
+class BadJoinsShape(Workflow[Ctx, str, int]):
+    split: Split
+    length: Length
+
+    start = "split"
+    edges = {"split": ["length"], "length": []}
+    joins = [("length", "split")]  # E: [floxide-graph] joins of workflow "BadJoinsShape" must map each join node to the node whose fan-out it collects ({"<join>": "<source>"}), got [('length', 'split')] # E: [assignment]
+
+
+@workflow
+class BadJoinsEntry(Workflow[Ctx, str, int]):
+    split: Split
+    length: Length
+
+    start = "split"
+    edges = {"split": ["length"], "length": []}
+    joins = {"length": ["split"]}  # E: [floxide-graph] joins of workflow "BadJoinsEntry" must map each join node to the node whose fan-out it collects ({"<join>": "<source>"}), got {'length': ['split']} # E: [dict-item]
