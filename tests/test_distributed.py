@@ -22,6 +22,7 @@ from floxide import (
     RunTimeoutError,
     Transition,
     Workflow,
+    with_timeout,
     workflow,
 )
 from floxide.backends import Backend, NewItem, NewRun, open_backend
@@ -458,3 +459,43 @@ async def test_opentelemetry_span_per_step() -> None:
         assert {s.attributes["floxide.attempt"] for s in spans} == {1}
 
     await with_workers(wf, backend, body)
+
+
+@workflow
+class Guarded(Workflow[Plain, int, int]):
+    sleep: Node[Plain, int, int]
+    fallback: Sleep
+
+    start = "sleep"
+    edges = {"sleep": [], "fallback": []}
+    on_failure = {"sleep": ["fallback"]}
+
+
+async def test_node_timeout_goes_to_fallback(backend: Backend) -> None:
+    wf = Guarded(sleep=with_timeout(Sleep(30.0), 0.1), fallback=Sleep(0))
+    orch = Orchestrator(wf, backend)
+
+    async def body(_: object) -> None:
+        run_id = await orch.start_run(Plain(), 9)
+        assert await orch.wait(run_id, timeout=30) == 9  # the fallback's output
+        assert (await orch.metrics(run_id)).per_node["fallback"].count == 1
+
+    await with_workers(wf, backend, body)
+
+
+async def test_cancel_stops_a_running_node(backend: Backend) -> None:
+    wf = Slow(spread=Spread(), sleep=Sleep(60.0))
+    orch = Orchestrator(wf, backend)
+
+    async def body(workers: list[Worker[Any, Any, Any]]) -> None:
+        run_id = await orch.start_run(Plain(), 1)
+        with trio.fail_after(30):
+            while workers[0].in_flight == 0 or (await orch.metrics(run_id)).done < 1:
+                await trio.sleep(0.01)
+        await orch.cancel(run_id)
+        with trio.fail_after(30):  # the heartbeat notices and the node is stopped
+            while workers[0].in_flight:
+                await trio.sleep(0.02)
+        assert await orch.status(run_id) is RunStatus.CANCELLED
+
+    await with_workers(wf, backend, body, lease_seconds=0.6)
