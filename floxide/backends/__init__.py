@@ -88,9 +88,13 @@ def open_backend(url: str) -> Backend:
         return SqliteBackend(
             path, url=url, ttl=ttl, busy_timeout=_float(params, "busy_timeout", 30.0, url)
         )
-    if scheme in ("redis", "rediss"):
-        from floxide.backends._redis import RedisBackend
-
+    if scheme == "redis":
+        try:
+            from floxide.backends._redis import RedisBackend
+        except ImportError as e:
+            raise BackendError(
+                f"backend URL {url!r} needs the Redis extra: pip install 'floxide[redis]' ({e})"
+            ) from e
         return RedisBackend.from_url(url, ttl=ttl)
     raise BackendError(
         f"unknown backend URL {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB"
