@@ -113,6 +113,8 @@ class Counter:
 
     def add(self, n: int = 1, *, key: str | None = None) -> Counter:
         """A counter with `n` more, recorded under `key` (default: the running item's id)."""
+        if not isinstance(n, int):
+            raise TypeError(f"Counter.add takes a whole number, got {n!r}")
         inc = dict(self.increments)
         dec = dict(self.decrements)
         if key is None:

@@ -9,7 +9,6 @@ the same `policy.should_retry` and `policy.delay`.
 from __future__ import annotations
 
 import enum
-import math
 import random
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
@@ -20,6 +19,7 @@ import trio
 from floxide._context import exit_item, renew_item
 from floxide._errors import RunCancelled, RunTimeoutError
 from floxide._node import Abort, Node, Transition
+from floxide._validators import a_node, positive_int, seconds
 
 __all__ = [
     "BackoffStrategy",
@@ -91,14 +91,20 @@ def _all_exceptions(error: BaseException) -> bool:
     return isinstance(error, Exception)
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0 or math.isinf(value):
-        raise ValueError(f"RetryPolicy.{attribute.name} must be >= 0 and finite, got {value!r}")
+def _strategy(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, BackoffStrategy):
+        names = ", ".join(f"BackoffStrategy.{s.name}" for s in BackoffStrategy)
+        raise TypeError(f"RetryPolicy.strategy must be one of {names}, got {value!r}")
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"RetryPolicy.{attribute.name} must be at least 1, got {value!r}")
+def _flag(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"RetryPolicy.{attribute.name} must be True or False, got {value!r}")
+
+
+def _policy(_: object, __: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, RetryPolicy):
+        raise TypeError(f"RetryNode.policy must be a RetryPolicy, got {value!r}")
 
 
 def _retry_on(_: object, __: attrs.Attribute[Any], value: object) -> None:
@@ -119,13 +125,15 @@ class RetryPolicy:
     failures to retry: `RetryError` flags or a predicate.
     """
 
-    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
-    initial_backoff: float = attrs.field(default=0.1, validator=_non_negative)
-    max_backoff: float = attrs.field(default=10.0, validator=_non_negative)
-    strategy: BackoffStrategy = attrs.field(
-        default=BackoffStrategy.EXPONENTIAL, validator=attrs.validators.instance_of(BackoffStrategy)
+    max_attempts: int = attrs.field(default=3, validator=positive_int)
+    initial_backoff: float = attrs.field(
+        default=0.1, validator=seconds(zero=True, infinite=False)
     )
-    jitter: bool = True
+    max_backoff: float = attrs.field(default=10.0, validator=seconds(zero=True, infinite=False))
+    strategy: BackoffStrategy = attrs.field(
+        default=BackoffStrategy.EXPONENTIAL, validator=_strategy
+    )
+    jitter: bool = attrs.field(default=True, validator=_flag)
     retry_on: RetryError | RetryPredicate = attrs.field(default=RetryError.ALL, validator=_retry_on)
 
     def backoff(self, failed_attempts: int) -> float:
@@ -170,8 +178,8 @@ class RetryNode(Node[C, I, O]):
     attempts were made.
     """
 
-    inner: Node[C, I, O]
-    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    inner: Node[C, I, O] = attrs.field(validator=a_node)
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_policy)
 
     async def process(self, ctx: C, input: I) -> Transition[O]:
         attempt = 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TypeVar
 
 import attrs
@@ -10,6 +9,7 @@ import trio
 
 from floxide._errors import FloxideError
 from floxide._node import Node, Transition
+from floxide._validators import a_node, seconds
 
 __all__ = ["NodeTimeoutError", "TimeoutNode", "with_timeout"]
 
@@ -31,11 +31,6 @@ class NodeTimeoutError(FloxideError, TimeoutError):
         super().__init__(f"{node} did not finish within {seconds} s")
 
 
-def _check_seconds(_: object, __: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0 and not math.isnan(value)):
-        raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
-
-
 @attrs.frozen
 class TimeoutNode(Node[C, I, O]):
     """`inner` with a deadline: cancelled after `seconds`, failing with `NodeTimeoutError`.
@@ -44,8 +39,8 @@ class TimeoutNode(Node[C, I, O]):
     attempt its own deadline, or wrap a `RetryNode` to bound all attempts together.
     """
 
-    inner: Node[C, I, O]
-    seconds: float = attrs.field(validator=_check_seconds)
+    inner: Node[C, I, O] = attrs.field(validator=a_node)
+    seconds: float = attrs.field(validator=seconds(zero=False, infinite=True))
 
     async def process(self, ctx: C, input: I) -> Transition[O]:
         with trio.move_on_after(self.seconds) as scope:

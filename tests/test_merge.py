@@ -565,3 +565,8 @@ async def test_resume_counts_items_that_were_in_flight_once(
     done = await Checkpoint.load(wf, store, "r")
     assert done.context.total.value == 5  # the three re-runs replaced, not added (8)
     assert done.context.log.values == [0, 1, 2, 3, 4]
+
+
+def test_counter_takes_whole_numbers() -> None:
+    with pytest.raises(TypeError, match=r"Counter.add takes a whole number, got 1\.5"):
+        Counter().add(1.5)  # type: ignore[arg-type]

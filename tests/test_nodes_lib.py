@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import assert_type
+from typing import Any, assert_type
 
 import attrs
 import pytest
@@ -37,6 +38,8 @@ from floxide import (
     current_item,
     item_scope,
     source,
+    with_retry,
+    with_timeout,
     workflow,
 )
 
@@ -409,10 +412,50 @@ async def test_source_stops_when_cancelled(autojump_clock: trio.testing.MockCloc
 
 def test_source_arguments_are_checked() -> None:
     wf = One(slow=Slow())
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match=r"capacity must be a non-negative int or math\.inf"):
         source(wf, capacity=-1)
-    with pytest.raises(ValueError, match="max_concurrent"):
+    with pytest.raises(ValueError, match=r"Source\.max_concurrent must be an int >= 1, got 0"):
         source(wf, max_concurrent=0)
+    with pytest.raises(ValueError, match=r"Source\.timeout must be a number of seconds > 0"):
+        source(wf, timeout=-1)
+    with pytest.raises(TypeError, match=r"Source.workflow must be a Workflow, got <class .*One"
+                       r"'>; pass an instance, One\(...\), not the class"):
+        source(One)  # type: ignore[arg-type]
+
+
+async def _fn(ctx: Ctx, input: int) -> Transition[int]:
+    return Next(input)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: with_retry(Square), TypeError,
+         "RetryNode.inner must be a Node, got <class 'tests.test_nodes_lib.Square'>; pass an "
+         "instance, Square(...), not the class"),
+        (lambda: with_retry(_fn), TypeError,
+         "RetryNode.inner must be a Node, got <function _fn at 0x...>; turn an async "
+         "function into a node with @node"),
+        (lambda: with_retry(Square(), "3"), TypeError,
+         "RetryNode.policy must be a RetryPolicy, got '3'"),
+        (lambda: with_timeout(3, 1.0), TypeError, "TimeoutNode.inner must be a Node, got 3"),
+        (lambda: BatchNode(None, 2), TypeError, "BatchNode.inner must be a Node, got None"),
+        (lambda: BatchNode(Square(), 0), ValueError,
+         "BatchNode.batch_size must be an int >= 1, got 0"),
+        (lambda: BatchNode(Square(), 2.5), ValueError,
+         "BatchNode.batch_size must be an int >= 1, got 2.5"),
+        (lambda: SplitNode([1, 2]), TypeError, "SplitNode.fn must be callable, got [1, 2]"),
+        (lambda: CompositeNode(Square()), TypeError,
+         "CompositeNode.workflow must be a Workflow, got Square()"),
+        (lambda: CompositeNode(One(slow=Slow()), concurrency=0), ValueError,
+         "CompositeNode.concurrency must be an int >= 1, got 0"),
+    ],
+)
+def test_library_nodes_check_their_arguments(make: Any, error: type, message: str) -> None:
+    """A wrapper around the wrong thing fails when it is built, not deep inside a run."""
+    with pytest.raises(error) as info:
+        make()
+    assert re.sub(r"0x[0-9a-f]+", "0x...", str(info.value)) == message
 
 
 # ------------------------------------------------------------------ merges in a real run

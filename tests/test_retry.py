@@ -121,19 +121,40 @@ def test_jitter_actually_varies() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"max_attempts": 0},
-        {"initial_backoff": -1.0},
-        {"max_backoff": float("nan")},
-        {"max_backoff": float("inf")},
-        {"strategy": "exponential"},
-        {"retry_on": 3},
+        ({"max_attempts": 0}, "RetryPolicy.max_attempts must be an int >= 1, got 0"),
+        ({"max_attempts": 2.5}, "RetryPolicy.max_attempts must be an int >= 1, got 2.5"),
+        ({"max_attempts": "3"}, "RetryPolicy.max_attempts must be an int >= 1, got '3'"),
+        (
+            {"initial_backoff": -1.0},
+            "RetryPolicy.initial_backoff must be a number of seconds >= 0 and finite, got -1.0",
+        ),
+        (
+            {"initial_backoff": "0.1"},
+            "RetryPolicy.initial_backoff must be a number of seconds >= 0 and finite, got '0.1'",
+        ),
+        (
+            {"max_backoff": float("nan")},
+            "RetryPolicy.max_backoff must be a number of seconds >= 0 and finite, got nan",
+        ),
+        (
+            {"max_backoff": float("inf")},
+            "RetryPolicy.max_backoff must be a number of seconds >= 0 and finite, got inf",
+        ),
+        (
+            {"strategy": "exponential"},
+            "RetryPolicy.strategy must be one of BackoffStrategy.CONSTANT, "
+            "BackoffStrategy.LINEAR, BackoffStrategy.EXPONENTIAL, got 'exponential'",
+        ),
+        ({"jitter": "no"}, "RetryPolicy.jitter must be True or False, got 'no'"),
+        ({"retry_on": 3}, "RetryPolicy.retry_on must be a RetryError flag or a predicate, got 3"),
     ],
 )
-def test_bad_policies_are_rejected(kwargs: dict[str, Any]) -> None:
-    with pytest.raises((ValueError, TypeError)):
+def test_bad_policies_are_rejected(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises((ValueError, TypeError)) as info:
         RetryPolicy(**kwargs)
+    assert str(info.value) == message
 
 
 def test_failure_kinds() -> None:
@@ -299,10 +320,12 @@ async def test_inner_deadlines_belong_to_the_inner_node(
     assert await with_timeout(OwnDeadline(), 5).process(Ctx(), 0) == Next("gave up on my own")
 
 
-@pytest.mark.parametrize("seconds", [0, -1, float("nan")])
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), "2", None])
 def test_timeout_must_be_positive(seconds: float) -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError) as info:
         with_timeout(Sleepy(), seconds)
+    expected = f"TimeoutNode.seconds must be a number of seconds > 0, got {seconds!r}"
+    assert str(info.value) == expected
 
 
 async def test_retry_on_timeouts_gives_each_attempt_a_deadline(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import trio
@@ -11,6 +11,7 @@ import trio
 from floxide._context import current_item, enter_item, exit_item
 from floxide._errors import FloxideError
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition
+from floxide._validators import a_node, positive_int
 
 __all__ = ["BatchItemError", "BatchNode"]
 
@@ -34,11 +35,6 @@ class BatchItemError(FloxideError):
         self.__cause__ = cause
 
 
-def _positive(_: object, __: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"batch_size must be at least 1, got {value!r}")
-
-
 @attrs.frozen
 class BatchNode(Node[C, Sequence[I], list[O]]):
     """Runs `inner` on every element of a sequence: a `Node[Ctx, Sequence[I], list[O]]`.
@@ -55,8 +51,8 @@ class BatchNode(Node[C, Sequence[I], list[O]]):
     the batch write to are keyed per element, independent of scheduling.
     """
 
-    inner: Node[C, I, O]
-    batch_size: int = attrs.field(validator=_positive)
+    inner: Node[C, I, O] = attrs.field(validator=a_node)
+    batch_size: int = attrs.field(validator=positive_int)
 
     async def process(self, ctx: C, input: Sequence[I]) -> Transition[list[O]]:
         items = list(input)

@@ -8,6 +8,7 @@ import attrs
 
 from floxide._errors import NoOutputError
 from floxide._node import Hold, Next, NextAll, Node, Transition
+from floxide._validators import a_workflow, positive_int
 from floxide._workflow import Workflow
 
 __all__ = ["CompositeNode"]
@@ -30,9 +31,9 @@ class CompositeNode(Node[C, I, O]):
     workflow's `max_concurrency`).
     """
 
-    workflow: Workflow[C, I, O]
+    workflow: Workflow[C, I, O] = attrs.field(validator=a_workflow)
     all_outputs: bool = False
-    concurrency: int | None = None
+    concurrency: int | None = attrs.field(default=None, validator=positive_int)
 
     async def process(self, ctx: C, input: I) -> Transition[O]:
         if self.all_outputs:

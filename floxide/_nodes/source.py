@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import attrs
 import trio
 
 from floxide._errors import FloxideError
+from floxide._validators import a_workflow, positive_int, seconds
 from floxide._workflow import Workflow
 
 __all__ = ["Source", "SourceResult", "SourceStats", "source"]
@@ -45,11 +46,6 @@ class SourceStats:
     failed: int
 
 
-def _positive(_: object, __: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"max_concurrent must be at least 1, got {value!r}")
-
-
 @attrs.frozen
 class Source(Generic[C, I, O]):
     """Drives one run of `workflow` per item received on `channel`.
@@ -67,10 +63,10 @@ class Source(Generic[C, I, O]):
     producer still sending learns it (`trio.BrokenResourceError`).
     """
 
-    workflow: Workflow[C, I, O]
+    workflow: Workflow[C, I, O] = attrs.field(validator=a_workflow)
     channel: trio.MemoryReceiveChannel[I]
-    max_concurrent: int = attrs.field(default=16, validator=_positive)
-    timeout: float | None = None
+    max_concurrent: int = attrs.field(default=16, validator=positive_int)
+    timeout: float | None = attrs.field(default=None, validator=seconds(zero=False, infinite=True))
 
     async def run(
         self,

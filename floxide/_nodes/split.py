@@ -8,6 +8,7 @@ from typing import TypeVar
 import attrs
 
 from floxide._node import NextAll, Node, Transition
+from floxide._validators import callable_
 
 __all__ = ["SplitNode"]
 
@@ -25,7 +26,7 @@ class SplitNode(Node[object, I, O]):
     workflow of any context type.
     """
 
-    fn: Callable[[I], Iterable[O]]
+    fn: Callable[[I], Iterable[O]] = attrs.field(validator=callable_)
 
     async def process(self, ctx: object, input: I) -> Transition[O]:
         return NextAll(self.fn(input))

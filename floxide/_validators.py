@@ -1,0 +1,88 @@
+"""attrs validators for the node library: bad arguments fail at construction, clearly.
+
+A wrapper built around the wrong thing (a node class instead of an instance, a plain
+function, a string of seconds) would otherwise only fail deep inside a run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+__all__ = ["a_node", "a_workflow", "callable_", "positive_int", "seconds"]
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
+    return f"{type(instance).__name__}.{attribute.name}"
+
+
+def a_node(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A `Node` instance (not its class, not a bare async function)."""
+    from floxide._node import Node
+
+    if isinstance(value, Node):
+        return
+    hint = ""
+    if isinstance(value, type) and issubclass(value, Node):
+        hint = f"; pass an instance, {value.__name__}(...), not the class"
+    elif inspect.iscoroutinefunction(value):
+        hint = "; turn an async function into a node with @node"
+    raise TypeError(f"{_where(instance, attribute)} must be a Node, got {value!r}{hint}")
+
+
+def a_workflow(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A `Workflow` instance (not its class)."""
+    from floxide._workflow import Workflow
+
+    if isinstance(value, Workflow):
+        return
+    hint = ""
+    if isinstance(value, type) and issubclass(value, Workflow):
+        hint = f"; pass an instance, {value.__name__}(...), not the class"
+    raise TypeError(f"{_where(instance, attribute)} must be a Workflow, got {value!r}{hint}")
+
+
+def callable_(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise TypeError(f"{_where(instance, attribute)} must be callable, got {value!r}")
+
+
+def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An int of at least 1 (None passes when the field's default is None)."""
+    if value is None and attribute.default is None:
+        return
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"{_where(instance, attribute)} must be an int >= 1, got {value!r}")
+
+
+def seconds(*, zero: bool, infinite: bool) -> Validator:
+    """A number of seconds: > 0 (or >= 0 with `zero`), finite unless `infinite`.
+
+    None passes when the field's default is None (no deadline).
+    """
+    bound = ">= 0" if zero else "> 0"
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None and attribute.default is None:
+            return
+        ok = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not math.isnan(value)
+            and (value >= 0 if zero else value > 0)
+            and (infinite or not math.isinf(value))
+        )
+        if not ok:
+            finite = "" if infinite else " and finite"
+            raise ValueError(
+                f"{_where(instance, attribute)} must be a number of seconds {bound}{finite}, "
+                f"got {value!r}"
+            )
+
+    return check
