@@ -235,6 +235,8 @@ class ItemInfo:
 
 
 _current_item: ContextVar[ItemInfo | None] = ContextVar("floxide_current_item", default=None)
+CURRENT_ITEM = _current_item
+"""The context variable holding the running work item (see `enter_item`)."""
 
 
 def current_item() -> ItemInfo | None:
@@ -267,6 +269,15 @@ def renew_item() -> Token[ItemInfo | None] | None:
     if current is None:
         return None
     return _current_item.set(ItemInfo(current.id, current.position))
+
+
+def item_entry(outer: ItemInfo | None) -> Callable[[object, tuple[int, ...]], ItemInfo]:
+    """The `ItemInfo` maker `enter_item` uses under `outer`, for a hot loop that sets
+    `CURRENT_ITEM` itself: a task's enclosing item does not change between its steps."""
+    if outer is None:
+        return ItemInfo
+    prefix, base = f"{outer.id}/", outer.position
+    return lambda item_id, position: ItemInfo(f"{prefix}{item_id}", (*base, *position))
 
 
 def exit_item(token: Token[ItemInfo | None]) -> None:

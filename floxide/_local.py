@@ -17,10 +17,10 @@ from typing import Any
 
 import trio
 
-from floxide._context import enter_item, exit_item
+from floxide._context import CURRENT_ITEM, item_entry
 from floxide._errors import FloxideError, NodeError, NoOutputError, RunTimeoutError
 from floxide._graph import Graph
-from floxide._node import Node
+from floxide._node import Next, Node
 from floxide._step import Effects, JoinScope, Position, WorkItem, advance, settle
 
 __all__ = ["LocalRun", "StepHook", "first_output"]
@@ -117,39 +117,61 @@ class LocalRun:
         ready = self.ready
         nodes = self.nodes
         graph = self.graph
+        specs = graph.specs
         ctx = self.ctx
         new_id = self.new_id
+        counter = self._counter if new_id == self._next_id else None
         on_step = self.on_step
         join_state = self.join_state
+        # The task's enclosing item (a workflow run by a node) is the same for every step.
+        info = item_entry(CURRENT_ITEM.get())
+        set_item = CURRENT_ITEM.set
+        reset_item = CURRENT_ITEM.reset
         steps = 0
         try:
             while ready:
                 item = ready.popleft()
                 if ready and not self._helper_pending and self._active < self._limit:
                     self._spawn()
-                token = enter_item(item.id, item.position)
+                name = item.node
+                token = set_item(info(item.id, item.position))
                 try:
-                    outcome: object = await nodes[item.node].process(ctx, item.input)
+                    outcome: object = await nodes[name].process(ctx, item.input)
                 except Exception as exc:
                     outcome = exc
                 finally:
-                    exit_item(token)
-                fx = advance(graph, item, outcome, new_id)
-                if fx.failure is not None:
-                    self._fail(item, fx.failure)
-                    return
-                if fx.outputs:
-                    self.outputs.extend(fx.outputs)
-                if item.scopes or fx.opened is not None:
-                    fired = settle(join_state, item, fx, new_id)
+                    reset_item(token)
+                single = specs[name].single
+                if single is not None and type(outcome) is Next and on_step is None:
+                    # The common chain step, as `advance` + `settle` would apply it: one
+                    # successor at the same position, no join bookkeeping to change.
+                    ready.append(
+                        WorkItem(
+                            next(counter) if counter is not None else new_id(item, 0),
+                            single,
+                            outcome.value,
+                            item.position,
+                            item.scopes,
+                        )
+                    )
                 else:
-                    fired = _NONE
-                if on_step is not None:
-                    # Checkpointed runs: successors become runnable once the step is committed.
-                    await on_step(item, fx, fired)
-                if fired:
-                    ready.extend(fired)
-                ready.extend(fx.items)
+                    fx = advance(graph, item, outcome, new_id)
+                    if fx.failure is not None:
+                        self._fail(item, fx.failure)
+                        return
+                    if fx.outputs:
+                        self.outputs.extend(fx.outputs)
+                    if item.scopes or fx.opened is not None:
+                        fired = settle(join_state, item, fx, new_id)
+                    else:
+                        fired = _NONE
+                    if on_step is not None:
+                        # Checkpointed runs: successors become runnable once the step is
+                        # committed.
+                        await on_step(item, fx, fired)
+                    if fired:
+                        ready.extend(fired)
+                    ready.extend(fx.items)
                 steps += 1
                 if steps == _YIELD_EVERY:
                     steps = 0
