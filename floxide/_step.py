@@ -176,6 +176,7 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
     if spec.successors is not None:
         targets = spec.successors
         pairs = [(v, targets) for v in values]
+        total = len(values) * (len(targets) or 1)
     else:
         for v in values:
             routed = spec.route(v)
@@ -187,8 +188,8 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
                 fx.opened = None
                 return _fail(fx, spec.fallback, item, error, new_id, spec.target_joins)
             pairs.append((v, routed))
+        total = sum(len(t) or 1 for _, t in pairs)
 
-    total = sum(len(t) or 1 for _, t in pairs)
     base = item.position
     target_joins = spec.target_joins
     k = 0
