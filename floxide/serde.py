@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import enum
 import json
+import json.encoder
 import types
 import typing
 from collections import abc
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
@@ -250,10 +252,17 @@ def unstructure(
             return converter.unstructure(value)
         return converter.unstructure(value, unstructure_as=tp)
     except Exception as exc:
-        raise error(
-            f"cannot serialize {type(value).__name__} value at {path} as {type_name(tp)}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        raise _cannot_unstructure(value, tp, path, exc, error) from exc
+
+
+def _cannot_unstructure(
+    value: object, tp: Any, path: str, exc: Exception, error: type[FloxideError]
+) -> FloxideError:
+    """The error for `value` that its type's hook (`tp`) failed to unstructure."""
+    return error(
+        f"cannot serialize {type(value).__name__} value at {path} as {type_name(tp)}: "
+        f"{type(exc).__name__}: {exc}"
+    )
 
 
 def structure(
@@ -272,18 +281,50 @@ def structure(
         raise error(f"stored value does not fit {type_name(tp)}: {_describe(exc, path)}") from exc
 
 
+def _compact_encoder() -> Callable[[object], str]:
+    """`json.dumps(data, separators=(",", ":"), ensure_ascii=False)`, set up once.
+
+    `json.dumps` with non-default arguments builds a new encoder on every call, which costs
+    more than encoding a small payload. The C encoder is used directly when there is one;
+    without circular-reference markers it is reentrant, and a cycle ends in `RecursionError`.
+    """
+    base = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        return base.encode
+    c_encode = make(None, base.default, encode_basestring, None, ":", ",", False, False, True)
+
+    def encode(data: object) -> str:
+        return "".join(c_encode(data, 0))
+
+    return encode
+
+
+_encode_json: Callable[[object], str] = _compact_encoder()
+"""Compact JSON text for already unstructured data (what `dumps` writes, as `str`)."""
+
+
 def dumps(data: object, *, path: str = "$", error: type[FloxideError] = CheckpointError) -> bytes:
     """Compact JSON bytes for already unstructured `data`.
 
     Data JSON cannot hold (a value cattrs has no hook for) raises `error` naming `path`.
     """
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise error(
-            f"cannot serialize the value at {path}: {exc} (register a hook for its type "
-            f"on floxide.serde.converter, or declare a serializable type)"
-        ) from exc
+        return _encode_json(data).encode()
+    except _JSON_ERRORS as exc:
+        raise _cannot_dump(path, exc, error) from exc
+
+
+_JSON_ERRORS = (TypeError, ValueError, RecursionError)
+"""What `_encode_json` (and encoding its text as UTF-8) raises for data JSON cannot hold."""
+
+
+def _cannot_dump(path: str, exc: BaseException, error: type[FloxideError]) -> FloxideError:
+    """The error for data at `path` that JSON cannot hold."""
+    return error(
+        f"cannot serialize the value at {path}: {exc} (register a hook for its type "
+        f"on floxide.serde.converter, or declare a serializable type)"
+    )
 
 
 def loads(
