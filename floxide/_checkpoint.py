@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
 import attrs
@@ -46,6 +46,7 @@ from floxide._errors import CheckpointError, NodeError
 from floxide._local import LocalRun, first_output
 from floxide._step import Effects, JoinScope, Position, ScopeRef, WorkItem
 from floxide._typeinfo import node_types
+from floxide.serde import _encode_json
 
 if TYPE_CHECKING:
     from floxide._workflow import Workflow
@@ -242,25 +243,6 @@ class _Codec:
             }
         )
 
-    def context(self, ctx: object) -> bytes:
-        return serde.dumps(
-            serde.unstructure(ctx, self.ctx_type, path="$.context"), path="$.context"
-        )
-
-    def item(self, item: WorkItem) -> bytes:
-        tp = self.node_in.get(item.node, Any)
-        path = f"$.items[{item.id}].input"
-        return serde.dumps(
-            {
-                "node": item.node,
-                "input": serde.unstructure(item.input, tp, path=path),
-                "position": item.position,
-                "scopes": item.scopes,
-                "attempt": item.attempt,
-            },
-            path=path,
-        )
-
     def scope(self, scope: JoinScope) -> bytes:
         return serde.dumps(
             {
@@ -272,30 +254,9 @@ class _Codec:
             }
         )
 
-    def contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
-        tp = self.value_type(producer, join)
-        path = f"$.joins[{join}].value"
-        return serde.dumps(
-            {
-                "join": join,
-                "node": producer,
-                "position": pos,
-                "value": serde.unstructure(value, tp, path=path),
-            },
-            path=path,
-        )
-
-    def output(self, producer: str, pos: Position, value: object) -> bytes:
-        tp = self.value_type(producer)
-        path = f"$.outputs[{producer}].value"
-        return serde.dumps(
-            {
-                "node": producer,
-                "position": pos,
-                "value": serde.unstructure(value, tp, path=path),
-            },
-            path=path,
-        )
+    def encoder(self) -> _Encoder:
+        """A fresh encoder for one run (see `_Encoder`)."""
+        return _Encoder(self)
 
     # -- decoding ---------------------------------------------------------------------
     def check_meta(self, record: RunRecord) -> dict[str, Any]:
@@ -420,23 +381,111 @@ class _Codec:
         )
 
 
+_Hook = Callable[[Any], Any]
+_EMPTY_TAIL = ',"position":[],"scopes":[],"attempt":1}'
+
+
+class _Encoder:
+    """One run's values as store bytes, per step, at little cost.
+
+    The converter's hook is resolved once per declared type and run (so hooks registered
+    between runs are honoured), the JSON around each value is written once per node, and
+    error paths are built only when something fails. The bytes are those of
+    `serde.dumps({...})` with the same keys in the same order.
+    """
+
+    def __init__(self, codec: _Codec) -> None:
+        self.codec = codec
+        self._hooks: dict[int, tuple[Any, _Hook]] = {}
+        self._item_heads: dict[str, str] = {}
+        self._ctx_hook = self.hook(codec.ctx_type)
+
+    def hook(self, tp: Any) -> _Hook:
+        """`serde.unstructure` for values declared `tp`, without its per-call dispatch."""
+        found = self._hooks.get(id(tp))
+        if found is not None:
+            return found[1]
+        converter = serde.converter
+        hook: _Hook = converter.get_unstructure_hook(tp) if _known(tp) else converter.unstructure
+        self._hooks[id(tp)] = (tp, hook)  # holding `tp` keeps its id from being reused
+        return hook
+
+    def _data(self, value: object, tp: Any, path: Callable[[], str]) -> Any:
+        try:
+            return self.hook(tp)(value)
+        except Exception as exc:
+            raise serde._cannot_unstructure(value, tp, path(), exc, CheckpointError) from exc
+
+    def context_text(self, ctx: object) -> str:
+        """The context as JSON text (compared step to step; encoded only when changed)."""
+        try:
+            data = self._ctx_hook(ctx)
+        except Exception as exc:
+            raise serde._cannot_unstructure(
+                ctx, self.codec.ctx_type, "$.context", exc, CheckpointError
+            ) from exc
+        try:
+            return _encode_json(data)
+        except serde._JSON_ERRORS as exc:
+            raise serde._cannot_dump("$.context", exc, CheckpointError) from exc
+
+    def context(self, ctx: object, text: str | None = None) -> bytes:
+        """The context as bytes (`text`: its `context_text`, when already made)."""
+        try:
+            return (self.context_text(ctx) if text is None else text).encode()
+        except serde._JSON_ERRORS as exc:
+            raise serde._cannot_dump("$.context", exc, CheckpointError) from exc
+
+    def item(self, item: WorkItem) -> bytes:
+        node = item.node
+        data = self._data(
+            item.input, self.codec.node_in.get(node, Any), lambda: f"$.items[{item.id}].input"
+        )
+        try:
+            head = self._item_heads.get(node)
+            if head is None:
+                head = self._item_heads[node] = '{"node":' + _encode_json(node) + ',"input":'
+            if item.position or item.scopes or item.attempt != 1:
+                tail = (
+                    f',"position":{_encode_json(item.position)},"scopes":'
+                    f'{_encode_json(item.scopes)},"attempt":{_encode_json(item.attempt)}}}'
+                )
+            else:
+                tail = _EMPTY_TAIL
+            return (head + _encode_json(data) + tail).encode()
+        except serde._JSON_ERRORS as exc:
+            raise serde._cannot_dump(f"$.items[{item.id}].input", exc, CheckpointError) from exc
+
+    def contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
+        path = f"$.joins[{join}].value"
+        data = self._data(value, self.codec.value_type(producer, join), lambda: path)
+        try:
+            return (
+                f'{{"join":{_encode_json(join)},"node":{_encode_json(producer)},'
+                f'"position":{_encode_json(pos)},"value":{_encode_json(data)}}}'
+            ).encode()
+        except serde._JSON_ERRORS as exc:
+            raise serde._cannot_dump(path, exc, CheckpointError) from exc
+
+    def output(self, producer: str, pos: Position, value: object) -> bytes:
+        data = self._data(
+            value, self.codec.value_type(producer), lambda: f"$.outputs[{producer}].value"
+        )
+        try:
+            return (
+                f'{{"node":{_encode_json(producer)},"position":{_encode_json(pos)},'
+                f'"value":{_encode_json(data)}}}'
+            ).encode()
+        except serde._JSON_ERRORS as exc:
+            raise serde._cannot_dump(f"$.outputs[{producer}].value", exc, CheckpointError) from exc
+
+
 # ------------------------------------------------------------------------- committing
-@attrs.define
-class _Delta:
-    """One step's changes, encoded."""
-
-    done: str
-    items: list[tuple[str, bytes]]
-    context: bytes | None
-    scopes: list[tuple[str, bytes]]
-    closed: list[str]
-    contributions: list[tuple[str, bytes]]
-    outputs: list[bytes]
-
-
-def _merge(seq: int, batch: Sequence[_Delta]) -> Commit:
-    """Several consecutive steps as one commit; what one makes and another consumes
-    within the batch never reaches the store."""
+def _merge(seq: int, batch: Sequence[Commit]) -> Commit:
+    """Several consecutive steps' commits as one commit numbered `seq`; what one makes and
+    another consumes within the batch never reaches the store."""
+    if len(batch) == 1 and batch[0].seq == seq:
+        return batch[0]
     items: dict[str, bytes] = {}
     done: list[str] = []
     scopes: dict[str, bytes] = {}
@@ -445,12 +494,12 @@ def _merge(seq: int, batch: Sequence[_Delta]) -> Commit:
     outputs: list[bytes] = []
     context: bytes | None = None
     for d in batch:
-        for k, v in d.items:
-            items[k] = v
-        if d.done in items:
-            del items[d.done]
-        else:
-            done.append(d.done)
+        items.update(d.items)
+        for k in d.done:
+            if k in items:
+                del items[k]
+            else:
+                done.append(k)
         scopes.update(d.scopes)
         for k in d.closed:
             scopes.pop(k, None)
@@ -474,12 +523,27 @@ def _merge(seq: int, batch: Sequence[_Delta]) -> Commit:
     )
 
 
+def _store_error(run_id: str, exc: BaseException) -> CheckpointError | None:
+    """A store's own failure (not a `CheckpointError`) as the `CheckpointError` to raise;
+    None when `exc` is to be raised as it is."""
+    if isinstance(exc, Exception) and not isinstance(exc, CheckpointError):
+        return CheckpointError(
+            f"run {run_id!r}: the checkpoint store failed to commit a step: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    return None
+
+
 class _Committer:
-    """Encodes each finished step and commits it; one commit in flight at a time."""
+    """Encodes each finished step and commits it; one commit in flight at a time.
+
+    A store whose commit never waits (`InMemoryCheckpointStore`) is written directly from
+    the step hook: no queue, no task switch, one commit per step.
+    """
 
     def __init__(
         self,
-        codec: _Codec,
+        encoder: _Encoder,
         store: CheckpointStore,
         run_id: str,
         seq: int,
@@ -487,26 +551,30 @@ class _Committer:
         ctx_bytes: bytes,
         join_state: Mapping[Hashable, JoinScope],
     ) -> None:
-        self.codec = codec
+        self.encoder = encoder
         self.store = store
         self.run_id = run_id
         self.seq = seq
         self.ctx = ctx
-        self.ctx_bytes = ctx_bytes
+        self.ctx_text = ctx_bytes.decode(errors="replace")
         self.join_state = join_state
-        self._queue: list[_Delta] = []
+        self._commit_now = store._commit_now if type(store) is InMemoryCheckpointStore else None
+        self._queue: list[Commit] = []
         self._flushed = trio.Event()
         self._flushing = False
         self._error: BaseException | None = None
 
-    def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> _Delta:
-        codec = self.codec
-        items = [(str(it.id), codec.item(it)) for it in fx.items]
-        items.extend((str(it.id), codec.item(it)) for it in fired)
+    def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem], seq: int) -> Commit:
+        """This step's changes as a commit numbered `seq` (renumbered if batched)."""
+        enc = self.encoder
+        items = [(str(it.id), enc.item(it)) for it in fx.items]
+        if fired:
+            items.extend((str(it.id), enc.item(it)) for it in fired)
         scopes: list[tuple[str, bytes]] = []
         closed: list[str] = []
         contributions: list[tuple[str, bytes]] = []
         if item.scopes or fx.opened is not None:
+            codec = enc.codec
             touched = [sid for sid, _ in item.scopes]
             if fx.opened is not None:
                 touched.append(fx.opened.id)
@@ -518,36 +586,51 @@ class _Committer:
                     scopes.append((str(sid), codec.scope(scope)))
             gone = set(closed)
             contributions = [
-                (str(sid), codec.contribution(item.node, join, pos, value))
+                (str(sid), enc.contribution(item.node, join, pos, value))
                 for sid, join, pos, value in fx.contributions
                 if str(sid) not in gone
             ]
-        outputs = [codec.output(item.node, pos, value) for pos, value in fx.outputs]
-        ctx_bytes = codec.context(self.ctx)
+        outputs = [enc.output(item.node, pos, value) for pos, value in fx.outputs]
+        # The context is compared as text every step: a change a node made is committed
+        # with the step that made it.
         context = None
-        if ctx_bytes != self.ctx_bytes:
-            context = self.ctx_bytes = ctx_bytes
-        return _Delta(str(item.id), items, context, scopes, closed, contributions, outputs)
+        ctx_text = enc.context_text(self.ctx)
+        if ctx_text != self.ctx_text:
+            context = enc.context(self.ctx, ctx_text)
+            self.ctx_text = ctx_text
+        return Commit(seq, items, (str(item.id),), context, scopes, contributions, closed, outputs)
 
     async def on_step(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> None:
         """The executor's step hook: encode now (state is exactly this step's), then commit."""
         if self._error is not None:
             await trio.sleep_forever()  # the run is failing: its error is raised elsewhere
         try:
-            delta = self.encode(item, fx, fired)
+            commit = self.encode(item, fx, fired, self.seq + 1)
         except BaseException as exc:
             self._error = exc  # no later step may commit on top of this one
             raise
-        await self.submit(delta)
+        commit_now = self._commit_now
+        if commit_now is None:
+            await self.submit(commit)
+            return
+        try:
+            commit_now(self.run_id, commit)
+        except BaseException as exc:
+            self._error = exc
+            wrapped = _store_error(self.run_id, exc)
+            if wrapped is not None:
+                raise wrapped from exc
+            raise
+        self.seq += 1
 
-    async def submit(self, delta: _Delta) -> None:
-        """Queue `delta`; return once a commit holding it is written.
+    async def submit(self, commit: Commit) -> None:
+        """Queue `commit`; return once a commit holding it is written.
 
         The first waiting step writes commits until the queue is empty; steps finishing
         meanwhile wait for it. When a commit fails, its writer raises (once, for the run)
         and the waiting steps sleep until the run's cancellation reaches them.
         """
-        self._queue.append(delta)
+        self._queue.append(commit)
         if self._flushing:
             await self._flushed.wait()
             if self._error is not None:
@@ -567,11 +650,9 @@ class _Committer:
                         self._error = exc
                         done.set()
                         self._flushed.set()
-                        if isinstance(exc, Exception) and not isinstance(exc, CheckpointError):
-                            raise CheckpointError(
-                                f"run {self.run_id!r}: the checkpoint store failed to commit "
-                                f"a step: {type(exc).__name__}: {exc}"
-                            ) from exc
+                        wrapped = _store_error(self.run_id, exc)
+                        if wrapped is not None:
+                            raise wrapped from exc
                         raise
                     self.seq += 1
                     done.set()
@@ -589,7 +670,7 @@ class _Committer:
 
 async def _execute(
     wf: Workflow[Any, Any, Any],
-    codec: _Codec,
+    encoder: _Encoder,
     store: CheckpointStore,
     run_id: str,
     ctx: object,
@@ -611,7 +692,7 @@ async def _execute(
     run.join_state.update(join_state)
     run.outputs.extend(outputs)
     run.ready.extend(items)
-    committer = _Committer(codec, store, run_id, seq, ctx, ctx_bytes, run.join_state)
+    committer = _Committer(encoder, store, run_id, seq, ctx, ctx_bytes, run.join_state)
     run.on_step = committer.on_step
     try:
         result = await run.execute(timeout)
@@ -639,9 +720,10 @@ async def run_checkpointed(
     """
     codec = _Codec.of(wf)
     rid = run_id if run_id is not None else uuid.uuid4().hex
-    ctx_bytes = codec.context(ctx)
+    encoder = codec.encoder()
+    ctx_bytes = encoder.context(ctx)
     root = WorkItem(ROOT_ID, wf.graph.start, input)
-    root_bytes = codec.item(root)
+    root_bytes = encoder.item(root)
     # Refuse, before anything is stored, a context or input that could not be read back.
     serde.structure(serde.loads(ctx_bytes), codec.ctx_type, path="$.context")
     codec.decode_item(ROOT_ID, root_bytes, rid)
@@ -653,7 +735,7 @@ async def run_checkpointed(
         items={ROOT_ID: root_bytes},
     )
     await store.create_run(record)
-    result: O = await _execute(wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
+    result: O = await _execute(wf, encoder, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
     return result
 
 
@@ -677,7 +759,7 @@ async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run
         seq += 1
     result: O = await _execute(
         wf,
-        codec,
+        codec.encoder(),
         store,
         run_id,
         cp.context,
