@@ -367,6 +367,100 @@ async def test_scope_with_fanout_in_one_commit(backend: Backend) -> None:
     assert last is not None and last.item_id == "J"
 
 
+async def test_commit_and_lease_takes_the_successor(backend: Backend) -> None:
+    """A chain step in one operation: the commit leases the item it made to the same worker."""
+    run = new_run(item(1))
+    await backend.create_run(run)
+    lease = await lease1(backend, "w1")
+    assert lease is not None
+    step = plan(context=ctx(b"1"), items=[item(2, "b")])
+    result, got = await backend.commit_and_lease(lease, step, limit=1, lease_seconds=30)
+    assert result is CommitResult.COMMITTED
+    assert [(le.item_id, le.node, le.payload, le.attempt) for le in got] == [("2", "b", b"p2", 1)]
+    nxt = got[0]
+    assert nxt.worker_id == "w1" and nxt.token != lease.token and nxt.deadline > time.time()
+    assert nxt.context == RunContext(b"1", 1)  # the context as this very commit left it
+    m = await backend.metrics(run.run_id)
+    assert (m.done, m.in_flight, m.queued) == (1, 1, 0)
+    assert await lease1(backend, "w2") is None  # leased: nobody else gets it
+    # applied once: a repeat is refused and leases nothing
+    assert await backend.commit_and_lease(lease, step, limit=1, lease_seconds=30) in (
+        (CommitResult.LOST, []),
+        (CommitResult.INACTIVE, []),
+    )
+    assert await backend.heartbeat([nxt], 30) == [True]
+    result, got = await backend.commit_and_lease(nxt, plan(), limit=1, lease_seconds=30)
+    assert (result, got) == (CommitResult.COMMITTED, [])
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_commit_and_lease_limit_and_the_rest(backend: Backend) -> None:
+    """At most `limit` leases, oldest first; the rest stay ready and wake waiting workers."""
+    run = new_run(item(1), item(2))
+    await backend.create_run(run)
+    lease = await lease1(backend, "w1")
+    assert lease is not None and lease.item_id == "1"
+    fan = plan(items=[item(3), item(4), item(5, delay=60)])
+    result, got = await backend.commit_and_lease(lease, fan, limit=2, lease_seconds=30)
+    assert result is CommitResult.COMMITTED
+    assert [le.item_id for le in got] == ["2", "3"]
+    rest = await backend.lease(QUEUE, "w2", limit=5, lease_seconds=30, wait=0)
+    assert [le.item_id for le in rest] == ["4"]  # the delayed item is never taken early
+
+    waited: list[list[str]] = []
+
+    async def waiting() -> None:
+        got = await backend.lease(QUEUE, "w2", limit=5, lease_seconds=30, wait=60)
+        waited.append([le.item_id for le in got])
+
+    with trio.fail_after(20):  # a waiting worker is woken, not left to its 60 s wait
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiting)
+            await trio.sleep(0.1)
+            result, more = await backend.commit_and_lease(
+                got[0], plan(items=[item(6), item(7)]), limit=1, lease_seconds=30
+            )
+            assert result is CommitResult.COMMITTED and [le.item_id for le in more] == ["6"]
+    assert waited == [["7"]]
+    # limit 0 is a plain commit
+    result, none = await backend.commit_and_lease(got[1], plan(), limit=0, lease_seconds=30)
+    assert (result, none) == (CommitResult.COMMITTED, [])
+    m = await backend.metrics(run.run_id)
+    assert (m.done, m.in_flight, m.queued) == (3, 3, 1)
+
+
+async def test_commit_and_lease_respects_pause_cancel_and_deadline(backend: Backend) -> None:
+    run = new_run(item(1), item(2))
+    await backend.create_run(run)
+    first = await lease1(backend)
+    second = await lease1(backend)
+    assert first is not None and second is not None
+    await backend.control(run.run_id, "pause")
+    # the item in flight commits; its successor is not started while the run is paused
+    result, got = await backend.commit_and_lease(first, plan(items=[item(3)]), limit=1,
+                                                 lease_seconds=30)  # fmt: skip
+    assert (result, got) == (CommitResult.COMMITTED, [])
+    await backend.control(run.run_id, "resume")
+    again = await lease1(backend)
+    assert again is not None and again.item_id == "3"
+    await backend.control(run.run_id, "cancel")
+    result, got = await backend.commit_and_lease(again, plan(items=[item(4)]), limit=1,
+                                                 lease_seconds=30)  # fmt: skip
+    assert (result, got) == (CommitResult.INACTIVE, [])
+
+    late = new_run(item(1), deadline=time.time() + 0.5)
+    await backend.create_run(late)
+    lease = await lease1(backend)
+    assert lease is not None and lease.run_id == late.run_id
+    await trio.sleep(0.6)
+    result, got = await backend.commit_and_lease(lease, plan(items=[item(2)]), limit=1,
+                                                 lease_seconds=30)  # fmt: skip
+    assert result is CommitResult.COMMITTED and got == []  # leasing found the deadline passed
+    rec = await backend.get_run(late.run_id)
+    assert rec is not None and rec.status is RunStatus.FAILED and rec.error_kind == "timeout"
+
+
 async def test_workers_registry(backend: Backend) -> None:
     now = time.time()
     info = WorkerInfo("w-1", QUEUE, "host", 123, now, now, 4)

@@ -380,6 +380,17 @@ class Backend(Protocol):
         nothing is applied.
         """
 
+    async def commit_and_lease(
+        self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
+    ) -> tuple[CommitResult, list[Lease]]:
+        """`commit`, then lease up to `limit` ready items of the run's queue to the same worker.
+
+        One atomic operation: when the commit is applied, items are leased exactly as `lease`
+        would lease them (without waiting), so a worker with room for more work saves a
+        round trip, and a chain step needs one operation instead of commit, wake-up and
+        lease. Nothing is leased when the commit is not applied.
+        """
+
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         """Give the item back as its next attempt, leasable after `delay` seconds."""
 

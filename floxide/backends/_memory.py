@@ -399,6 +399,15 @@ class MemoryBackend:
         self._apply(run, item, plan, context)
         return CommitResult.COMMITTED
 
+    async def commit_and_lease(
+        self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
+    ) -> tuple[CommitResult, list[Lease]]:
+        result = await self.commit(lease, plan)  # no await inside: commit and take are atomic
+        if result is not CommitResult.COMMITTED or limit <= 0:
+            return result, []
+        queue = self._s.runs[lease.run_id].record.queue
+        return result, self._take(queue, lease.worker_id, limit, lease_seconds)
+
     def _apply(self, run: _Run, item: _Item, plan: CommitPlan, context: bytes | None) -> None:
         now = time.time()
         key = (item.run_id, item.item_id)

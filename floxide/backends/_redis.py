@@ -370,22 +370,7 @@ class RedisBackend:
         while True:
             with trio.CancelScope(shield=True):
                 raw = await self._script("LEASE", [queue, worker_id, limit, repr(lease_seconds)])
-            leases = [
-                Lease(
-                    run_id=_s(raw[i]),
-                    item_id=_s(raw[i + 1]),
-                    node=_s(raw[i + 2]),
-                    payload=raw[i + 3],
-                    attempt=int(raw[i + 4]),
-                    token=int(raw[i + 5]),
-                    deadline=float(raw[i + 6]),
-                    last_error=_s(raw[i + 7]) or None,
-                    expired=_s(raw[i + 8]) == "1",
-                    worker_id=_s(raw[i + 9]),
-                    context=RunContext(raw[i + 10], int(raw[i + 11])),
-                )
-                for i in range(1, len(raw), 12)
-            ]
+            leases = _leases(raw)
             remaining = deadline - trio.current_time()
             if leases or remaining <= 0:
                 return leases
@@ -405,6 +390,12 @@ class RedisBackend:
         return [bool(x) for x in await self._script("HEARTBEAT", args)]
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
+        result, _ = await self.commit_and_lease(lease, plan, limit=0, lease_seconds=0.0)
+        return result
+
+    async def commit_and_lease(
+        self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
+    ) -> tuple[CommitResult, list[Lease]]:
         update = plan.context
         mode, value, base = "0", b"", ""
         if update is not None:
@@ -434,16 +425,20 @@ class RedisBackend:
         rest += list(plan.drop_collected)
         failure = plan.failure
         rest += [failure.kind, failure.message] if failure is not None else ["", ""]
+        rest += [max(limit, 0), repr(lease_seconds), lease.worker_id]
         while True:
             head = [lease.run_id, lease.item_id, lease.token, mode, value, base]
-            result = _s(await self._script("COMMIT", [*head, *rest]))
+            raw = await self._script("COMMIT", [*head, *rest])
+            if isinstance(raw, list):  # committed, with the leases taken
+                return CommitResult.COMMITTED, _leases(raw)
+            result = _s(raw)
             if result != "conflict":
-                return CommitResult(result)
+                return CommitResult(result), []
             # another step changed the context since this one read it: merge into the fresh one
             assert update is not None and update.merge is not None
             current = await self.context(lease.run_id)
             if current is None:
-                return CommitResult.INACTIVE
+                return CommitResult.INACTIVE, []
             value, base = update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
@@ -485,6 +480,26 @@ class RedisBackend:
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )
+
+
+def _leases(raw: list[Any]) -> list[Lease]:
+    """The leases in a LEASE (or COMMIT) reply: 12 fields each, after one leading field."""
+    return [
+        Lease(
+            run_id=_s(raw[i]),
+            item_id=_s(raw[i + 1]),
+            node=_s(raw[i + 2]),
+            payload=raw[i + 3],
+            attempt=int(raw[i + 4]),
+            token=int(raw[i + 5]),
+            deadline=float(raw[i + 6]),
+            last_error=_s(raw[i + 7]) or None,
+            expired=_s(raw[i + 8]) == "1",
+            worker_id=_s(raw[i + 9]),
+            context=RunContext(raw[i + 10], int(raw[i + 11])),
+        )
+        for i in range(1, len(raw), 12)
+    ]
 
 
 def _leaves(e: BaseException) -> list[BaseException]:

@@ -117,61 +117,70 @@ return 'ok'
 """
 )
 
+TAKE = r"""
+-- lease up to `limit` ready items of `queue` to `worker`, appending 12 fields per lease to
+-- `out` (due delayed items become ready first); returns how many were leased
+local function take(queue, worker, limit, lease, out)
+  local ready = P .. ':q:' .. queue .. ':ready'
+  local delayed = P .. ':q:' .. queue .. ':delayed'
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, 1000)
+  for _, m in ipairs(due) do
+    redis.call('RPUSH', ready, m)
+    redis.call('ZREM', delayed, m)
+  end
+  local got, scanned = 0, 0
+  while got < limit and scanned < limit * 4 + 64 do
+    local m = redis.call('LPOP', ready)
+    if not m then break end
+    scanned = scanned + 1
+    local sep = string.find(m, SEP, 1, true)
+    local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+    local rk = P .. ':run:' .. run_id
+    local ik = P .. ':item:' .. run_id .. ':' .. item_id
+    local r = redis.call('HMGET', rk, 'status', 'deadline')
+    local status = r[1]
+    if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
+      if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
+        local f = redis.call('HMGET', ik, 'node', 'attempt')
+        add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
+        finish(run_id, 'failed', 'run deadline passed', 'timeout')
+      elseif status == 'paused' then
+        redis.call('HSET', ik, 'state', 'parked')
+        redis.call('RPUSH', rk .. ':parked', item_id)
+      else
+        if status == 'pending' then
+          redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
+        end
+        local token = redis.call('INCR', P .. ':token')
+        local deadline = NOW + lease
+        redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
+                   'deadline', tostring(deadline))
+        redis.call('ZADD', P .. ':leases', deadline, m)
+        local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
+        local c = redis.call('HMGET', rk, 'context', 'version')
+        for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
+                            tostring(deadline), f[4] or '', f[5] or '0', worker,
+                            c[1], c[2]}) do
+          table.insert(out, v)
+        end
+        got = got + 1
+      end
+    end
+  end
+  return got
+end
+"""
+
 # ARGV: P, TTL, queue, worker, limit, lease_seconds
 # returns {next_due or '', then 12 fields per lease}
 LEASE = (
     PRELUDE
+    + TAKE
     + r"""
 local queue, worker, limit, lease = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local ready = P .. ':q:' .. queue .. ':ready'
-local delayed = P .. ':q:' .. queue .. ':delayed'
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, 1000)
-for _, m in ipairs(due) do
-  redis.call('RPUSH', ready, m)
-  redis.call('ZREM', delayed, m)
-end
 local out = {''}
-local got, scanned = 0, 0
-while got < limit and scanned < limit * 4 + 64 do
-  local m = redis.call('LPOP', ready)
-  if not m then break end
-  scanned = scanned + 1
-  local sep = string.find(m, SEP, 1, true)
-  local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  local rk = P .. ':run:' .. run_id
-  local ik = P .. ':item:' .. run_id .. ':' .. item_id
-  local r = redis.call('HMGET', rk, 'status', 'deadline')
-  local status = r[1]
-  if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
-    if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
-      local f = redis.call('HMGET', ik, 'node', 'attempt')
-      add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
-      finish(run_id, 'failed', 'run deadline passed', 'timeout')
-    elseif status == 'paused' then
-      redis.call('HSET', ik, 'state', 'parked')
-      redis.call('RPUSH', rk .. ':parked', item_id)
-    else
-      if status == 'pending' then
-        redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
-      end
-      local token = redis.call('INCR', P .. ':token')
-      local deadline = NOW + lease
-      redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
-                 'deadline', tostring(deadline))
-      redis.call('ZADD', P .. ':leases', deadline, m)
-      local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
-      local c = redis.call('HMGET', rk, 'context', 'version')
-      for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
-                          tostring(deadline), f[4] or '', f[5] or '0', worker,
-                          c[1], c[2]}) do
-        table.insert(out, v)
-      end
-      got = got + 1
-    end
-  end
-end
-if got == 0 then
-  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+if take(queue, worker, limit, lease, out) == 0 then
+  local first = redis.call('ZRANGE', P .. ':q:' .. queue .. ':delayed', 0, 0, 'WITHSCORES')
   if first[2] then out[1] = first[2] end
 end
 return out
@@ -205,9 +214,13 @@ return out
 #       is still the base version, else answer 'conflict', '2' write), context, base version,
 #       node, duration, opened scope ('0' | '1', id, open count, fired JSON), then counted
 #       lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs entry*,
-#       collect (key, data)*, drop key*; then failure kind, message ('' = none)
+#       collect (key, data)*, drop key*; then failure kind, message ('' = none); then
+#       take (leases to take after the commit, 0 = none), lease_seconds, worker
+# returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
+#       {'committed', then 12 fields per lease taken, as LEASE}
 COMMIT = (
     PRELUDE
+    + TAKE
     + r"""
 local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
 local rk, ik, bad = check_lease(run_id, item_id, token)
@@ -245,51 +258,59 @@ for _ = 1, n do
   redis.call('DEL', rk .. ':col:' .. ARGV[k]); redis.call('SREM', rk .. ':cols', ARGV[k]); k = k + 1
 end
 local fkind, fmsg = ARGV[k], ARGV[k + 1]
+local take_n, take_lease, worker = tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]), ARGV[k + 4]
 local mk = rk .. ':metrics'
 redis.call('HINCRBY', mk, node .. '|count', 1)
 redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
 local mx = tonumber(redis.call('HGET', mk, node .. '|max') or '0')
 if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
+local ready = 0
 if fmsg ~= '' then
   add_error(rk, node, item_id, attempt, fkind, fmsg)
   redis.call('HINCRBY', rk, 'failed', 1)
   finish(run_id, 'failed', fmsg, fkind)
-  return 'committed'
-end
-redis.call('HINCRBY', rk, 'done', 1)
-local ready = 0
-for j = 0, n_items - 1 do
-  local b = items_at + j * 5
-  ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
-                          tonumber(ARGV[b + 4]))
-end
--- join scopes: the same counting as floxide._step.settle, innermost scope first
-if has_open == '1' then
-  redis.call('HSET', rk .. ':scopes', open_id, open_n)
-  redis.call('HSET', rk .. ':fired', open_id, open_fired)
-end
-local fired_n = 0
-for j = 0, n_scopes - 1 do
-  local sid = ARGV[scopes_at + j]
-  local c = redis.call('HINCRBY', rk .. ':scopes', sid, n_items - 1 + fired_n)
-  if c == 0 then
-    local fired = cjson.decode(redis.call('HGET', rk .. ':fired', sid))
-    redis.call('HDEL', rk .. ':scopes', sid)
-    redis.call('HDEL', rk .. ':fired', sid)
-    for _, f in ipairs(fired) do
-      ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
+else
+  redis.call('HINCRBY', rk, 'done', 1)
+  for j = 0, n_items - 1 do
+    local b = items_at + j * 5
+    ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+                            tonumber(ARGV[b + 4]))
+  end
+  -- join scopes: the same counting as floxide._step.settle, innermost scope first
+  if has_open == '1' then
+    redis.call('HSET', rk .. ':scopes', open_id, open_n)
+    redis.call('HSET', rk .. ':fired', open_id, open_fired)
+  end
+  local fired_n = 0
+  for j = 0, n_scopes - 1 do
+    local sid = ARGV[scopes_at + j]
+    local c = redis.call('HINCRBY', rk .. ':scopes', sid, n_items - 1 + fired_n)
+    if c == 0 then
+      local fired = cjson.decode(redis.call('HGET', rk .. ':fired', sid))
+      redis.call('HDEL', rk .. ':scopes', sid)
+      redis.call('HDEL', rk .. ':fired', sid)
+      for _, f in ipairs(fired) do
+        ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
+      end
+      fired_n = fired_n + #fired
     end
-    fired_n = fired_n + #fired
+  end
+  local pending = redis.call('HINCRBY', rk, 'pending', n_items + fired_n - 1)
+  if pending <= 0 then
+    finish(run_id, 'completed', nil, nil)
+  else
+    redis.call('HSET', rk, 'updated_at', tostring(NOW))
   end
 end
-local pending = redis.call('HINCRBY', rk, 'pending', n_items + fired_n - 1)
-if pending <= 0 then
-  finish(run_id, 'completed', nil, nil)
-else
-  redis.call('HSET', rk, 'updated_at', tostring(NOW))
+if take_n <= 0 then
   wake(queue, ready)
+  return 'committed'
 end
-return 'committed'
+-- the committing worker has room: lease to it now, and wake others only for what is left
+local out = {'committed'}
+local got = take(queue, worker, take_n, take_lease, out)
+wake(queue, ready - got)
+return out
 """
 )
 

@@ -601,7 +601,8 @@ class SqliteBackend:
     @staticmethod
     def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
         run = conn.execute(
-            "SELECT status, context, version, pending FROM runs WHERE run_id = ?", (lease.run_id,)
+            "SELECT status, context, version, pending, queue FROM runs WHERE run_id = ?",
+            (lease.run_id,),
         ).fetchone()
         if run is None or RunStatus(run["status"]).finished:
             return CommitResult.INACTIVE, run
@@ -613,18 +614,27 @@ class SqliteBackend:
         return (None if item is not None else CommitResult.LOST), run
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
-        def tx(conn: sqlite3.Connection) -> CommitResult:
+        result, _ = await self.commit_and_lease(lease, plan, limit=0, lease_seconds=0.0)
+        return result
+
+    async def commit_and_lease(
+        self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
+    ) -> tuple[CommitResult, list[Lease]]:
+        def tx(conn: sqlite3.Connection) -> tuple[CommitResult, list[Lease]]:
             bad, run = self._check(conn, lease)
             if bad is not None:
-                return bad
+                return bad, []
             context = None
             update = plan.context
             if update is not None:  # merge first: if it raises, nothing is applied
                 stale = run["version"] != update.base_version and update.merge is not None
                 stored = bytes(run["context"])
                 context = update.merge(stored) if update.merge and stale else update.value
-            self._apply(conn, lease, plan, run["pending"], context)
-            return CommitResult.COMMITTED
+            self._apply(conn, lease, plan, run["queue"], run["pending"], context)
+            if limit <= 0:
+                return CommitResult.COMMITTED, []
+            got, _ = self._take(conn, run["queue"], lease.worker_id, limit, lease_seconds)
+            return CommitResult.COMMITTED, got
 
         result = await self._tx(tx)
         self._wake()
@@ -635,6 +645,7 @@ class SqliteBackend:
         conn: sqlite3.Connection,
         lease: Lease,
         plan: CommitPlan,
+        queue: str,
         pending: int,
         context: bytes | None,
     ) -> None:
@@ -678,17 +689,13 @@ class SqliteBackend:
             return
         fired = count_scopes(plan, _Scopes(conn, run_id))
         items = [*plan.items, *fired]
-        self._insert_items(conn, run_id, self._queue(conn, run_id), items, now)
+        self._insert_items(conn, run_id, queue, items, now)
         pending = pending - 1 + len(items)
         conn.execute("UPDATE runs SET done = done + 1 WHERE run_id = ?", (run_id,))
         if pending == 0:
             self._set_run(conn, run_id, now, status=RunStatus.COMPLETED, pending=0, **cols)
         else:
             self._set_run(conn, run_id, now, pending=pending, **cols)
-
-    @staticmethod
-    def _queue(conn: sqlite3.Connection, run_id: str) -> str:
-        return str(conn.execute("SELECT queue FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         def tx(conn: sqlite3.Connection) -> CommitResult:

@@ -68,6 +68,7 @@ __all__ = ["LeaseExpiredError", "Worker", "WorkerPool", "queue_name"]
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+R = TypeVar("R")
 
 logger = logging.getLogger("floxide.worker")
 
@@ -98,6 +99,8 @@ class _Slot:
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     lost: bool = False
     finished: bool = False
+    next: Lease | None = None
+    """The item the commit leased to this worker, to run next in the same slot."""
 
 
 class _DecodeError(Exception):
@@ -307,8 +310,21 @@ class Worker(Generic[C, I, O]):
                 logger.info("returned %d expired leases to the queue", n, extra=step_fields("-"))
 
     # -- one item -----------------------------------------------------------------------
-    async def _process(self, slot: _Slot) -> None:
+    async def _process(self, first: _Slot) -> None:
+        """Run an item, then each item its commit leased to this slot (a chain stays here)."""
+        slot: _Slot | None = first
+        while slot is not None:
+            slot = await self._process_one(slot)
+            if slot is not None and self._stopping:
+                await self._give_back(slot)
+                self._slots.pop((slot.lease.run_id, slot.lease.item_id), None)
+                self._slot_freed.set()
+                return
+
+    async def _process_one(self, slot: _Slot) -> _Slot | None:
+        """Run one item; the slot of the item to run next, if its commit leased one."""
         lease = slot.lease
+        nxt: _Slot | None = None
         try:
             with slot.scope:
                 await self._step(slot)
@@ -317,6 +333,9 @@ class Worker(Generic[C, I, O]):
         except trio.Cancelled:
             if not slot.finished and not slot.lost:
                 await self._give_back(slot)
+            if slot.next is not None:
+                await self._give_back(_Slot(slot.next))
+                slot.next = None
             raise
         except BackendError as e:
             logger.warning(
@@ -348,7 +367,12 @@ class Worker(Generic[C, I, O]):
                     pass
         finally:
             self._slots.pop((lease.run_id, lease.item_id), None)
-            self._slot_freed.set()
+            if slot.next is not None:
+                nxt = _Slot(slot.next)
+                self._slots[(slot.next.run_id, slot.next.item_id)] = nxt
+            else:
+                self._slot_freed.set()
+        return nxt
 
     async def _give_back(self, slot: _Slot) -> None:
         le = slot.lease
@@ -363,11 +387,12 @@ class Worker(Generic[C, I, O]):
             except BackendError as e:
                 logger.warning("could not give item %s back: %s", le.item_id, e)
 
-    async def _settle(self, call: Callable[[], Awaitable[CommitResult]]) -> CommitResult:
+    async def _settle(self, call: Callable[[], Awaitable[R]]) -> R:
         """Make a commit, retrying while the backend is unreachable (for up to two leases).
 
         Safe to repeat: a commit that was applied but whose reply was lost comes back as
-        LOST (the item is done), never applied twice.
+        LOST (the item is done), never applied twice; an item it leased to this worker then
+        waits for its lease to expire, as after a crash.
         """
         give_up = trio.current_time() + 2 * self.lease_seconds
         delay = 0.05
@@ -506,9 +531,16 @@ class Worker(Generic[C, I, O]):
                 time.time(),
             )
             plan = CommitPlan(failure=failure, duration=duration)
+        # the slot this step frees may take the next ready item in the same operation
+        take = 0 if self._stopping else 1
         with self._shielded():
             try:
-                result = await self._settle(lambda: self.backend.commit(lease, plan))
+                result, taken = await self._settle(
+                    lambda: self.backend.commit_and_lease(
+                        lease, plan, limit=take, lease_seconds=self.lease_seconds
+                    )
+                )
+                slot.next = taken[0] if taken else None
             except BackendError:
                 raise
             except Exception as e:  # the context's merge failed: nothing was applied
