@@ -23,11 +23,11 @@ workflow's `Ctx`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+from hashlib import blake2b as _blake2b
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 import attrs
 import trio
@@ -77,7 +77,7 @@ ROOT_ID = "0"
 
 def item_id(parent: WorkItem, k: int) -> str:
     """The id of the k-th item made by executing `parent`: the same on every re-run."""
-    return hashlib.blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
+    return _blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
 
 
 # ------------------------------------------------------------------------- the model
@@ -213,6 +213,7 @@ class _Codec:
             self.node_in[n] = in_t
             self.node_out[n] = out_t
         self.join_element = {j: _element(self.node_in[j]) for j in graph.joins}
+        self.item_heads = {n: _item_head(n) for n in graph.node_names}
 
     @classmethod
     def of(cls, wf: Workflow[Any, Any, Any]) -> _Codec:
@@ -385,6 +386,11 @@ _Hook = Callable[[Any], Any]
 _EMPTY_TAIL = ',"position":[],"scopes":[],"attempt":1}'
 
 
+def _item_head(node: str) -> str:
+    """The JSON of a work item of `node` up to its input."""
+    return '{"node":' + _encode_json(node) + ',"input":'
+
+
 class _Encoder:
     """One run's values as store bytes, per step, at little cost.
 
@@ -397,7 +403,6 @@ class _Encoder:
     def __init__(self, codec: _Codec) -> None:
         self.codec = codec
         self._hooks: dict[int, tuple[Any, _Hook]] = {}
-        self._item_heads: dict[str, str] = {}
         self._ctx_hook = self.hook(codec.ctx_type)
 
     def hook(self, tp: Any) -> _Hook:
@@ -424,6 +429,8 @@ class _Encoder:
             raise serde._cannot_unstructure(
                 ctx, self.codec.ctx_type, "$.context", exc, CheckpointError
             ) from exc
+        if type(data) is dict and not data:
+            return "{}"  # a context with no fields (or all of them unserialized)
         try:
             return _encode_json(data)
         except serde._JSON_ERRORS as exc:
@@ -438,13 +445,17 @@ class _Encoder:
 
     def item(self, item: WorkItem) -> bytes:
         node = item.node
-        data = self._data(
-            item.input, self.codec.node_in.get(node, Any), lambda: f"$.items[{item.id}].input"
-        )
+        codec = self.codec
+        tp = codec.node_in.get(node, Any)
+        found = self._hooks.get(id(tp))
         try:
-            head = self._item_heads.get(node)
-            if head is None:
-                head = self._item_heads[node] = '{"node":' + _encode_json(node) + ',"input":'
+            data = (found[1] if found is not None else self.hook(tp))(item.input)
+        except Exception as exc:
+            raise serde._cannot_unstructure(
+                item.input, tp, f"$.items[{item.id}].input", exc, CheckpointError
+            ) from exc
+        try:
+            head = codec.item_heads.get(node) or _item_head(node)
             if item.position or item.scopes or item.attempt != 1:
                 tail = (
                     f',"position":{_encode_json(item.position)},"scopes":'
@@ -534,6 +545,18 @@ def _store_error(run_id: str, exc: BaseException) -> CheckpointError | None:
     return None
 
 
+_Step: TypeAlias = tuple[
+    Sequence[tuple[str, bytes]],
+    Sequence[str],
+    bytes | None,
+    Sequence[tuple[str, bytes]],
+    Sequence[tuple[str, bytes]],
+    Sequence[str],
+    Sequence[bytes],
+]
+"""One step's changes: a `Commit`'s fields from `items` to `outputs`, in order."""
+
+
 class _Committer:
     """Encodes each finished step and commits it; one commit in flight at a time.
 
@@ -558,26 +581,27 @@ class _Committer:
         self.ctx = ctx
         self.ctx_text = ctx_bytes.decode(errors="replace")
         self.join_state = join_state
-        self._commit_now = store._commit_now if type(store) is InMemoryCheckpointStore else None
+        self._apply = store._apply if type(store) is InMemoryCheckpointStore else None
         self._queue: list[Commit] = []
         self._flushed = trio.Event()
         self._flushing = False
         self._error: BaseException | None = None
 
-    def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem], seq: int) -> Commit:
-        """This step's changes as a commit numbered `seq` (renumbered if batched)."""
+    def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> _Step:
+        """This step's changes: the fields of its `Commit` after `seq`."""
         enc = self.encoder
         items = [(str(it.id), enc.item(it)) for it in fx.items]
         if fired:
             items.extend((str(it.id), enc.item(it)) for it in fired)
-        scopes: list[tuple[str, bytes]] = []
-        closed: list[str] = []
-        contributions: list[tuple[str, bytes]] = []
+        scopes: list[tuple[str, bytes]] | tuple[()] = ()
+        closed: list[str] | tuple[()] = ()
+        contributions: list[tuple[str, bytes]] | tuple[()] = ()
         if item.scopes or fx.opened is not None:
             codec = enc.codec
             touched = [sid for sid, _ in item.scopes]
             if fx.opened is not None:
                 touched.append(fx.opened.id)
+            scopes, closed = [], []
             for sid in touched:
                 scope = self.join_state.get(sid)
                 if scope is None:
@@ -598,23 +622,23 @@ class _Committer:
         if ctx_text != self.ctx_text:
             context = enc.context(self.ctx, ctx_text)
             self.ctx_text = ctx_text
-        return Commit(seq, items, (str(item.id),), context, scopes, contributions, closed, outputs)
+        return items, (str(item.id),), context, scopes, contributions, closed, outputs
 
     async def on_step(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> None:
         """The executor's step hook: encode now (state is exactly this step's), then commit."""
         if self._error is not None:
             await trio.sleep_forever()  # the run is failing: its error is raised elsewhere
         try:
-            commit = self.encode(item, fx, fired, self.seq + 1)
+            step = self.encode(item, fx, fired)
         except BaseException as exc:
             self._error = exc  # no later step may commit on top of this one
             raise
-        commit_now = self._commit_now
-        if commit_now is None:
-            await self.submit(commit)
+        apply = self._apply
+        if apply is None:
+            await self.submit(Commit(self.seq + 1, *step))
             return
         try:
-            commit_now(self.run_id, commit)
+            apply(self.run_id, self.seq + 1, *step)
         except BaseException as exc:
             self._error = exc
             wrapped = _store_error(self.run_id, exc)

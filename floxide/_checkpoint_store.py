@@ -199,49 +199,76 @@ class InMemoryCheckpointStore:
 
     async def commit(self, run_id: str, commit: Commit) -> None:
         await trio.lowlevel.checkpoint()
-        self._commit_now(run_id, commit)
+        self._apply(
+            run_id,
+            commit.seq,
+            commit.items,
+            commit.done,
+            commit.context,
+            commit.scopes,
+            commit.contributions,
+            commit.closed,
+            commit.outputs,
+            commit.status,
+            commit.error,
+        )
 
-    def _commit_now(self, run_id: str, commit: Commit) -> None:
-        """`commit`, without the trio checkpoint: applying it never waits for anything.
-
-        Checkpointed runs call this directly (no task switch per step); it is atomic
-        because it never yields.
+    def _apply(
+        self,
+        run_id: str,
+        seq: int,
+        new: Sequence[tuple[str, bytes]],
+        done: Sequence[str],
+        context: bytes | None,
+        scopes: Sequence[tuple[str, bytes]],
+        contributions: Sequence[tuple[str, bytes]],
+        closed: Sequence[str],
+        outputs: Sequence[bytes],
+        status: RunStatus | None = None,
+        error: str | None = None,
+    ) -> None:
+        """`commit` with the fields of a `Commit`, without the trio checkpoint: applying
+        it never waits, so it is atomic. Checkpointed runs call it directly, with no
+        `Commit` object and no task switch per step.
         """
         run = self._runs.get(run_id)
         if run is None:
             raise _missing(run_id)
-        if commit.seq != run.seq + 1:
-            raise _stale(run_id, commit.seq - 1, run.seq)
+        if seq != run.seq + 1:
+            raise _stale(run_id, seq - 1, run.seq)
         # Check everything first, then apply: a refused commit changes nothing. Both cost
         # what the commit holds, not what the run holds.
         items = run.items
-        new = dict(commit.items)
-        if len(new) != len(commit.items) or any(k in items for k in new):
+        added = dict(new) if len(new) != 1 else {new[0][0]: new[0][1]}
+        if len(added) != len(new):
             raise CheckpointError(f"run {run_id!r}: a new work item is already stored")
-        done = commit.done
-        if (len(done) > 1 and len(set(done)) != len(done)) or any(
-            k not in items and k not in new for k in done
-        ):
+        for k in added:
+            if k in items:
+                raise CheckpointError(f"run {run_id!r}: a new work item is already stored")
+        if len(done) > 1 and len(set(done)) != len(done):
             raise CheckpointError(f"run {run_id!r}: a consumed work item was not pending")
-        for item_id, data in new.items():
-            items[item_id] = bytes(data)
-        for item_id in done:
-            del items[item_id]
-        if commit.scopes:
-            run.scopes.update((k, bytes(v)) for k, v in commit.scopes)
-        for scope_id, data in commit.contributions:
+        for k in done:
+            if k not in items and k not in added:
+                raise CheckpointError(f"run {run_id!r}: a consumed work item was not pending")
+        for k, data in added.items():
+            items[k] = data if type(data) is bytes else bytes(data)
+        for k in done:
+            del items[k]
+        if scopes:
+            run.scopes.update((k, bytes(v)) for k, v in scopes)
+        for scope_id, data in contributions:
             run.contributions.setdefault(scope_id, []).append(bytes(data))
-        for scope_id in commit.closed:
+        for scope_id in closed:
             run.scopes.pop(scope_id, None)
             run.contributions.pop(scope_id, None)
-        if commit.outputs:
-            run.outputs.extend(bytes(o) for o in commit.outputs)
-        if commit.context is not None:
-            run.context = bytes(commit.context)
-        if commit.status is not None:
-            run.status = commit.status
-            run.error = commit.error
-        run.seq = commit.seq
+        if outputs:
+            run.outputs.extend(bytes(o) for o in outputs)
+        if context is not None:
+            run.context = bytes(context)
+        if status is not None:
+            run.status = status
+            run.error = error
+        run.seq = seq
         run.updated = time.time()
 
     async def load_run(self, run_id: str) -> RunRecord:

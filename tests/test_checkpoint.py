@@ -648,3 +648,75 @@ async def test_none_context_and_input_and_object_values(store: CheckpointStore, 
     cp = await Checkpoint.load(wf, store, "n")
     assert cp.context is None
     assert [v for _, v in cp.outputs] == ["[1]", "{'n': 2}"]
+
+
+# ------------------------------------------------------------- context changes, stale runs
+@attrs.define
+class Notes:
+    label: str = "start"
+    seen: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Relabel(Node[Notes, int, int]):
+    """Changes the context, then (next node) checks the store already holds the change."""
+
+    store: CheckpointStore
+    label: str
+
+    async def process(self, ctx: Notes, input: int) -> Transition[int]:
+        ctx.seen.append(json.loads((await self.store.load_run("ctx")).context)["label"])
+        ctx.label = self.label
+        return Next(input + 1)
+
+
+@workflow
+class Relabelled(Workflow[Notes, int, int]):
+    a: Relabel
+    b: Relabel
+    c: Relabel
+
+    start = "a"
+    edges = {"a": ["b"], "b": ["c"], "c": []}
+
+
+async def test_a_context_change_is_committed_with_the_step_that_made_it(
+    store: CheckpointStore,
+) -> None:
+    wf = Relabelled(a=Relabel(store, "a"), b=Relabel(store, "b"), c=Relabel(store, "b"))
+    ctx = Notes()
+    assert await wf.run_with_checkpoint(ctx, 0, store=store, run_id="ctx") == 3
+    assert ctx.seen == ["start", "a", "b"]
+    stored = (await Checkpoint.load(wf, store, "ctx")).context
+    assert stored == Notes(label="b", seen=["start", "a", "b"])
+
+
+@attrs.frozen
+class Intrude(Node[Notes, int, int]):
+    """Commits to its own run behind the executor's back, as a second writer would."""
+
+    store: CheckpointStore
+
+    async def process(self, ctx: Notes, input: int) -> Transition[int]:
+        seq = (await self.store.load_run("stale")).seq
+        await self.store.commit("stale", Commit(seq=seq + 1))
+        return Next(input + 1)
+
+
+@workflow
+class Intruded(Workflow[Notes, int, int]):
+    a: Intrude
+    b: Relabel
+
+    start = "a"
+    edges = {"a": ["b"], "b": []}
+
+
+async def test_a_run_committed_to_by_someone_else_stops_with_a_clear_error(
+    store: CheckpointStore,
+) -> None:
+    wf = Intruded(a=Intrude(store), b=Relabel(store, "b"))
+    with pytest.raises(CheckpointError, match="changed by someone else"):
+        await wf.run_with_checkpoint(Notes(), 0, store=store, run_id="stale")
+    record = await store.load_run("stale")
+    assert list(record.items) == [ROOT_ID]  # the refused step left its item pending
