@@ -500,6 +500,27 @@ async def test_finished_runs_expire(backend: Backend) -> None:
     await short.aclose()
 
 
+async def test_redis_scripts_survive_a_flush_and_a_lost_connection(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Scripts are loaded again when the server forgot them; a dropped connection is replaced."""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    import coredis
+
+    b = open_backend(f"{server.url}?prefix=t{uuid.uuid4().hex[:8]}")
+    async with b.connected(), coredis.Redis(port=server.port) as admin:
+        run = new_run(item(1), item(2))
+        await b.create_run(run)
+        await admin.script_flush()
+        first = await lease1(b)
+        assert first is not None
+        await admin.client_kill(type_=coredis.PureToken.NORMAL, skipme=True)
+        assert await b.commit(first, plan()) is CommitResult.COMMITTED
+        second = await lease1(b)
+        assert second is not None and second.item_id == "2"
+    await b.aclose()
+
+
 def test_open_backend_rejects_bad_urls() -> None:
     with pytest.raises(BackendError, match="unknown backend URL"):
         open_backend("ftp://x")

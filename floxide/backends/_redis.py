@@ -14,6 +14,11 @@ context is merged into the fresh one (the context's `merge`) and the commit sent
 
 Connections: inside `async with backend.connected():` operations share one connection pool (workers
 and the orchestrator hold one while they run); outside it, each operation opens its own.
+Scripts, the hot path, go straight to one pooled connection held for the whole block
+(`BaseConnection.create_request`, multiplexed as coredis multiplexes its own commands): the
+client's per-command layers (argument checks, retry wrappers, telemetry, pool checkout)
+cost more than the round trip itself. Blocking waits (`BLPOP`, `BLMOVE`) keep to the client,
+which gives them connections of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import coredis
 import coredis.exceptions
 import trio
 from coredis.commands.script import Script
+from coredis.connection import BaseConnection
 
 from floxide._errors import BackendError
 from floxide.backends import _redis_lua as lua
@@ -55,6 +61,40 @@ _SEP = "\x1f"
 _REDIS_ERRORS = (coredis.exceptions.RedisError, ConnectionError, socket.gaierror)
 """What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
 _Client = coredis.Redis[bytes]
+_SCRIPT_ATTEMPTS = 3
+"""Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
+
+
+class _Session:
+    """One `connected()` block: its client, and the connection its scripts are sent on.
+
+    The connection is checked out of the client's pool for the whole block, so the pool
+    never hands it to a blocking command (whose reply would hold up the scripts behind it).
+    """
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.conn: BaseConnection | None = None
+        self._lock = trio.Lock()
+
+    async def connection(self) -> BaseConnection:
+        conn = self.conn
+        if conn is not None and conn.usable:
+            return conn
+        async with self._lock:
+            conn = self.conn
+            if conn is None or not conn.usable:
+                pool = self.client.connection_pool
+                if conn is not None:
+                    pool.release(conn)  # an unusable connection is dropped, not pooled
+                    self.conn = None
+                conn = self.conn = await pool.get_connection()
+            return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.client.connection_pool.release(self.conn)
+            self.conn = None
 
 
 def _s(v: bytes | str | None) -> str:
@@ -95,9 +135,10 @@ class RedisBackend:
         self.ttl = ttl
         self.worker_ttl = worker_ttl
         self.connect_timeout = connect_timeout
-        self._client: contextvars.ContextVar[_Client | None] = contextvars.ContextVar(
+        self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
+        self._ttl_ms = max(1, int(ttl * 1000))
         self._scripts: dict[str, Script[bytes]] = {
             name: Script(script=getattr(lua, name).encode())
             for name in (
@@ -151,15 +192,17 @@ class RedisBackend:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Share one connection pool among the operations of this task and its children."""
-        if self._client.get() is not None:
+        if self._session.get() is not None:
             yield
             return
         async with self._wrap("connect"), self._new_client() as client:
-            token = self._client.set(client)
+            session = _Session(client)
+            token = self._session.set(session)
             try:
                 yield
             finally:
-                self._client.reset(token)
+                self._session.reset(token)
+                session.close()
 
     @asynccontextmanager
     async def _wrap(self, what: str) -> AsyncIterator[None]:
@@ -176,7 +219,10 @@ class RedisBackend:
                 raise leaves[0] from leaves[0].__cause__
             raise
         except _REDIS_ERRORS as e:
-            raise BackendError(self._describe(what, e)) from e
+            raise self._error(what, e) from e
+
+    def _error(self, what: str, e: BaseException) -> BackendError:
+        return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
         if isinstance(e, coredis.exceptions.ConnectionError | OSError):
@@ -185,19 +231,41 @@ class RedisBackend:
 
     @asynccontextmanager
     async def _conn(self, what: str) -> AsyncIterator[_Client]:
-        client = self._client.get()
-        if client is not None:
+        session = self._session.get()
+        if session is not None:
             async with self._wrap(what):
-                yield client
+                yield session.client
             return
         async with self._wrap(what), self._new_client() as fresh:
             yield fresh
 
     async def _script(self, name: str, args: Sequence[Any]) -> Any:
-        async with self._conn(name.lower()) as c:
-            return await self._scripts[name](
-                keys=[], args=[self.prefix, max(1, int(self.ttl * 1000)), *args], client=c
-            )
+        """Run script `name` (EVALSHA, loading it first if the server lacks it)."""
+        session = self._session.get()
+        if session is None:
+            async with self.connected():
+                return await self._script(name, args)
+        script = self._scripts[name]
+        for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
+            try:
+                conn = await session.connection()
+                request = conn.create_request(
+                    b"EVALSHA", script.sha, 0, self.prefix, self._ttl_ms, *args, decode=False
+                )
+                try:
+                    return await request
+                except coredis.exceptions.NoScriptError:  # a new or flushed server
+                    await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
+                    return await conn.create_request(
+                        b"EVALSHA", script.sha, 0, self.prefix, self._ttl_ms, *args, decode=False
+                    )
+            except coredis.exceptions.ConnectionError as e:
+                if attempt == _SCRIPT_ATTEMPTS:
+                    raise self._error(name.lower(), e) from e
+                await trio.sleep(0.01)
+            except _REDIS_ERRORS as e:
+                raise self._error(name.lower(), e) from e
+        raise AssertionError("unreachable")
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
