@@ -590,9 +590,11 @@ class _Committer:
     def encode(self, item: WorkItem, fx: Effects, fired: list[WorkItem]) -> _Step:
         """This step's changes: the fields of its `Commit` after `seq`."""
         enc = self.encoder
-        items = [(str(it.id), enc.item(it)) for it in fx.items]
-        if fired:
-            items.extend((str(it.id), enc.item(it)) for it in fired)
+        items = []  # loops, not comprehensions: most steps make one item and no output
+        for it in fx.items:
+            items.append((str(it.id), enc.item(it)))
+        for it in fired:
+            items.append((str(it.id), enc.item(it)))
         scopes: list[tuple[str, bytes]] | tuple[()] = ()
         closed: list[str] | tuple[()] = ()
         contributions: list[tuple[str, bytes]] | tuple[()] = ()
@@ -614,7 +616,9 @@ class _Committer:
                 for sid, join, pos, value in fx.contributions
                 if str(sid) not in gone
             ]
-        outputs = [enc.output(item.node, pos, value) for pos, value in fx.outputs]
+        outputs = []
+        for pos, value in fx.outputs:
+            outputs.append(enc.output(item.node, pos, value))
         # The context is compared as text every step: a change a node made is committed
         # with the step that made it.
         context = None
