@@ -75,9 +75,14 @@ ROOT_ID = "0"
 """Id of a checkpointed run's first work item."""
 
 
+_ID_HASH = _blake2b(digest_size=8)
+
+
 def item_id(parent: WorkItem, k: int) -> str:
     """The id of the k-th item made by executing `parent`: the same on every re-run."""
-    return _blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
+    h = _ID_HASH.copy()  # cheaper than constructing one with its keyword arguments
+    h.update(f"{parent.id}/{k}".encode())
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------- the model
