@@ -1,7 +1,7 @@
 """`make bench`: floxide side by side with its peers, each library in its own process.
 
     .venv/bin/python benchmarks/run.py [--only floxide,burr] [--skip-memory]
-        [--skip-distributed] [--n 1000] [--reps 3] [--update-readme]
+        [--skip-distributed | --distributed-only] [--n 1000] [--reps 3] [--update-readme]
 
 floxide and the floors run in the project's virtualenv; the peers (PocketFlow,
 pydantic-graph, LangGraph, Burr) in benchmarks/.venv-peers, created here from
@@ -149,17 +149,19 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
     libs: list[tuple[str, str]] = [(lib, sys.executable) for lib in OURS]
     libs += [(lib, PEERS_PY) for lib in PEERS]
     for lib, py in libs:
-        if not wanted(lib):
+        if not wanted(lib) or (a.distributed_only and lib != "floor"):
             continue
         if py == PEERS_PY and peers_problem:
             recs.append({"library": lib, "status": "missing", "why": peers_problem})
             continue
-        recs += run_child(py, lib, base, LOCAL_TIMEOUT)
+        # --distributed-only: of the floors, only the extras (the Redis round trips)
+        extra = ["--workloads", ""] if a.distributed_only else []
+        recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
         for mode in ("sqlite", "redis", "redis-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
-    if not a.skip_memory:
+    if not a.skip_memory and not a.distributed_only:
         # One fresh process per library (peak RSS only grows); two at a time on 2 cores,
         # the slow peers first. Each stops itself after MEMORY_LIMIT s with its peak so far.
         jobs = [(lib, py) for lib, py in reversed(libs)
@@ -435,6 +437,8 @@ def main() -> None:
     ap.add_argument("--memory-n", type=int, default=100_000)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-distributed", action="store_true")
+    ap.add_argument("--distributed-only", action="store_true",
+                    help="only the distributed rows and the floors' round trips (no memory)")
     ap.add_argument("--no-peers-setup", action="store_true",
                     help="do not create/update the peers' virtualenv")
     ap.add_argument("--update-readme", action="store_true",
