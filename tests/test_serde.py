@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -140,6 +141,22 @@ def test_unserializable_and_corrupt() -> None:
         loads(b"\x00\xff{", what="the header")
     with pytest.raises(CheckpointError, match=r"cannot serialize str value at \$\.x as Above"):
         unstructure("text", Above, path="$.x")
+
+
+def test_circular_or_too_deep_data_names_the_path() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    for data in (loop, deep):
+        with pytest.raises(CheckpointError, match=r"cannot serialize the value at \$\.x"):
+            dumps(data, path="$.x")
+
+
+def test_dumps_is_compact_json() -> None:
+    data = {"a": [1, 2.5, None, True], "é": "\u2028\"x\"", "n": {"k": []}}
+    assert dumps(data) == json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def test_user_hooks() -> None:
