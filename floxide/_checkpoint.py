@@ -198,7 +198,8 @@ def _explain(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]
 
 
 class _Codec:
-    """Turns run state into store bytes and back, using one workflow's declared types."""
+    """One workflow's declared types, and run state read back from store bytes (written
+    by the `_Encoder` it makes for each run)."""
 
     _cache: dict[type, _Codec] = {}
 

@@ -289,10 +289,11 @@ def _compact_encoder() -> Callable[[object], str]:
     without circular-reference markers it is reentrant, and a cycle ends in `RecursionError`.
     """
     base = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has the C accelerator
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        c_encode = make(None, base.default, encode_basestring, None, ":", ",", False, False, True)
+    except TypeError:  # pragma: no cover - no C accelerator, or another signature
         return base.encode
-    c_encode = make(None, base.default, encode_basestring, None, ":", ",", False, False, True)
 
     def encode(data: object) -> str:
         return "".join(c_encode(data, 0))
