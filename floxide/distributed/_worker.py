@@ -468,16 +468,15 @@ class Worker(Generic[C, I, O]):
             if rec is not None and rec.deadline is not None:
                 deadline = trio.current_time() + (rec.deadline - time.time())
             log.debug("running %s (attempt %d)", item.node, lease.attempt)
+            timed_out = False
             with step_span(run_id, item.node, lease.item_id, lease.attempt):
-                with trio.CancelScope(deadline=deadline) as dl:
-                    token = enter_item(item.id, item.position)  # as item_scope, cheaper
-                    try:
-                        outcome = await node.process(ctx, item.input)
-                    except Exception as exc:
-                        outcome = exc
-                    finally:
-                        exit_item(token)
-            if dl.cancelled_caught:
+                if deadline == float("inf"):  # no cancel scope to pay for
+                    outcome = await _call(node, ctx, item)
+                else:
+                    with trio.CancelScope(deadline=deadline) as dl:
+                        outcome = await _call(node, ctx, item)
+                    timed_out = dl.cancelled_caught
+            if timed_out:
                 log.warning("run %s passed its deadline while %s ran", run_id, item.node)
                 with self._shielded():
                     await self.backend.fail_run(
@@ -635,6 +634,17 @@ class Worker(Generic[C, I, O]):
             return bool(self.codec.decode_context(stored) == ctx)
         except Exception:
             return False
+
+
+async def _call(node: Node[Any, Any, Any], ctx: Any, item: WorkItem) -> object:
+    """Run `node` on `item` as that work item (see `item_scope`); an exception is returned."""
+    token = enter_item(item.id, item.position)
+    try:
+        return await node.process(ctx, item.input)
+    except Exception as exc:
+        return exc
+    finally:
+        exit_item(token)
 
 
 def fired_items(scope: JoinScope) -> list[WorkItem]:
