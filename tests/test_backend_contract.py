@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -380,6 +381,7 @@ async def test_commit_and_lease_takes_the_successor(backend: Backend) -> None:
     nxt = got[0]
     assert nxt.worker_id == "w1" and nxt.token != lease.token and nxt.deadline > time.time()
     assert nxt.context == RunContext(b"1", 1)  # the context as this very commit left it
+    assert nxt.run_deadline == math.inf  # given with the lease: the run has none
     m = await backend.metrics(run.run_id)
     assert (m.done, m.in_flight, m.queued) == (1, 1, 0)
     assert await lease1(backend, "w2") is None  # leased: nobody else gets it
@@ -453,6 +455,7 @@ async def test_commit_and_lease_respects_pause_cancel_and_deadline(backend: Back
     await backend.create_run(late)
     lease = await lease1(backend)
     assert lease is not None and lease.run_id == late.run_id
+    assert lease.run_deadline == pytest.approx(late.deadline)
     await trio.sleep(0.6)
     result, got = await backend.commit_and_lease(lease, plan(items=[item(2)]), limit=1,
                                                  lease_seconds=30)  # fmt: skip

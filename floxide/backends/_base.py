@@ -152,6 +152,9 @@ class Lease:
     """True when the previous attempt's lease expired (its worker died or hung)."""
     context: RunContext | None = None
     """The run's context when the item was leased (saves the worker a read), if given."""
+    run_deadline: float | None = None
+    """The run's deadline (`time.time()`; `math.inf` when it has none), if given with the
+    lease (saves the worker a read of the run); None when not given."""
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -371,6 +372,7 @@ class MemoryBackend:
                     last_error=item.last_error,
                     expired=item.expired,
                     context=RunContext(run.context, run.version),
+                    run_deadline=math.inf if run.record.deadline is None else run.record.deadline,
                 )
             )
         return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -550,8 +551,13 @@ class RedisBackend:
         )
 
 
+def _deadline(v: bytes | str | None) -> float:
+    d = _f(v)
+    return math.inf if d is None else d
+
+
 def _leases(raw: list[Any]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 12 fields each, after one leading field."""
+    """The leases in a LEASE (or COMMIT) reply: 13 fields each, after one leading field."""
     return [
         Lease(
             run_id=_s(raw[i]),
@@ -565,8 +571,9 @@ def _leases(raw: list[Any]) -> list[Lease]:
             expired=_s(raw[i + 8]) == "1",
             worker_id=_s(raw[i + 9]),
             context=RunContext(raw[i + 10], int(raw[i + 11])),
+            run_deadline=_deadline(raw[i + 12]),
         )
-        for i in range(1, len(raw), 12)
+        for i in range(1, len(raw), 13)
     ]
 
 

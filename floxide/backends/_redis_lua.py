@@ -118,7 +118,7 @@ return 'ok'
 )
 
 TAKE = r"""
--- lease up to `limit` ready items of `queue` to `worker`, appending 12 fields per lease to
+-- lease up to `limit` ready items of `queue` to `worker`, appending 13 fields per lease to
 -- `out` (due delayed items become ready first); returns how many were leased
 local function take(queue, worker, limit, lease, out)
   local ready = P .. ':q:' .. queue .. ':ready'
@@ -160,7 +160,7 @@ local function take(queue, worker, limit, lease, out)
         local c = redis.call('HMGET', rk, 'context', 'version')
         for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
                             tostring(deadline), f[4] or '', f[5] or '0', worker,
-                            c[1], c[2]}) do
+                            c[1], c[2], r[2] or ''}) do
           table.insert(out, v)
         end
         got = got + 1
@@ -172,7 +172,7 @@ end
 """
 
 # ARGV: P, TTL, queue, worker, limit, lease_seconds
-# returns {next_due or '', then 12 fields per lease}
+# returns {next_due or '', then 13 fields per lease}
 LEASE = (
     PRELUDE
     + TAKE
@@ -217,7 +217,7 @@ return out
 #       collect (key, data)*, drop key*; then failure kind, message ('' = none); then
 #       take (leases to take after the commit, 0 = none), lease_seconds, worker
 # returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 12 fields per lease taken, as LEASE}
+#       {'committed', then 13 fields per lease taken, as LEASE}
 COMMIT = (
     PRELUDE
     + TAKE

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -573,6 +574,7 @@ class SqliteBackend:
                     last_error=r["last_error"],
                     expired=bool(r["expired"]),
                     context=RunContext(bytes(r["context"]), r["version"]),
+                    run_deadline=math.inf if r["deadline"] is None else r["deadline"],
                 )
             )
         next_due: float | None = None

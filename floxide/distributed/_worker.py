@@ -27,6 +27,7 @@ flight finish for `grace_period` seconds, then cancels the rest and gives them b
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -449,7 +450,10 @@ class Worker(Generic[C, I, O]):
                 )
             slot.finished = True
             return
-        rec = await self._run_record(run_id)
+        run_deadline = lease.run_deadline
+        if run_deadline is None:  # not given with the lease: read the run (cached)
+            rec = await self._run_record(run_id)
+            run_deadline = math.inf if rec is None or rec.deadline is None else rec.deadline
         node: Node[Any, Any, Any] = self.nodes[item.node]
         policy: RetryPolicy | None = None
         if isinstance(node, RetryNode):
@@ -464,13 +468,13 @@ class Worker(Generic[C, I, O]):
                 f"{lease.last_error}; gave up after {lease.attempt - 1} attempts"
             )
         else:
-            deadline = float("inf")
-            if rec is not None and rec.deadline is not None:
-                deadline = trio.current_time() + (rec.deadline - time.time())
+            deadline = math.inf
+            if run_deadline != math.inf:
+                deadline = trio.current_time() + (run_deadline - time.time())
             log.debug("running %s (attempt %d)", item.node, lease.attempt)
             timed_out = False
             with step_span(run_id, item.node, lease.item_id, lease.attempt):
-                if deadline == float("inf"):  # no cancel scope to pay for
+                if deadline == math.inf:  # no cancel scope to pay for
                     outcome = await _call(node, ctx, item)
                 else:
                     with trio.CancelScope(deadline=deadline) as dl:
