@@ -26,8 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from hashlib import blake2b as _blake2b
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -44,8 +43,8 @@ from floxide._checkpoint_store import (
 )
 from floxide._errors import CheckpointError, NodeError
 from floxide._local import LocalRun, first_output
-from floxide._step import Effects, JoinScope, Position, ScopeRef, WorkItem
-from floxide._typeinfo import node_types
+from floxide._step import ROOT_ID, Effects, JoinScope, Position, ScopeRef, WorkItem, derived_id
+from floxide._typeinfo import DeclaredTypes, known
 from floxide.serde import _encode_json
 
 if TYPE_CHECKING:
@@ -71,18 +70,9 @@ O = TypeVar("O")  # noqa: E741
 FORMAT_VERSION = 1
 """Version of the checkpoint payloads; a run written by a newer floxide is refused."""
 
-ROOT_ID = "0"
-"""Id of a checkpointed run's first work item."""
 
-
-_ID_HASH = _blake2b(digest_size=8)
-
-
-def item_id(parent: WorkItem, k: int) -> str:
-    """The id of the k-th item made by executing `parent`: the same on every re-run."""
-    h = _ID_HASH.copy()  # cheaper than constructing one with its keyword arguments
-    h.update(f"{parent.id}/{k}".encode())
-    return h.hexdigest()
+item_id = derived_id
+"""The id of the k-th item made by executing a parent: the same on every re-run."""
 
 
 # ------------------------------------------------------------------------- the model
@@ -125,21 +115,6 @@ class Checkpoint(Generic[C]):
 
 
 # ------------------------------------------------------------------------- encoding
-def _known(tp: Any) -> bool:
-    return tp is not Any and not isinstance(tp, TypeVar)
-
-
-def _element(tp: Any) -> Any:
-    """X of a join input `Sequence[X]` (Any when not declared)."""
-    args = get_args(tp)
-    origin = get_origin(tp)
-    if origin is not None and len(args) == 1:
-        return args[0]
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return args[0]
-    return Any
-
-
 def _refs(data: Any, path: str) -> tuple[ScopeRef, ...]:
     if not isinstance(data, list):
         raise CheckpointError(f"expected a list of join scopes @ {path}")
@@ -197,44 +172,15 @@ def _explain(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]
     return out
 
 
-class _Codec:
+class _Codec(DeclaredTypes):
     """One workflow's declared types, and run state read back from store bytes (written
     by the `_Encoder` it makes for each run)."""
 
-    _cache: dict[type, _Codec] = {}
-
     def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
-        from floxide._workflow import Workflow
-
-        graph = wf.graph
-        self.graph = graph
+        super().__init__(wf)
+        graph = self.graph
         self.description = graph.describe()
-        declared = node_types(type(wf), Workflow) or (Any, Any, Any)
-        self.ctx_type = declared[0]
-        self.out_type = declared[2]
-        self.node_in: dict[str, Any] = {}
-        self.node_out: dict[str, Any] = {}
-        for n in graph.node_names:
-            _, in_t, out_t = graph.node_types(n)
-            self.node_in[n] = in_t
-            self.node_out[n] = out_t
-        self.join_element = {j: _element(self.node_in[j]) for j in graph.joins}
         self.item_heads = {n: _item_head(n) for n in graph.node_names}
-
-    @classmethod
-    def of(cls, wf: Workflow[Any, Any, Any]) -> _Codec:
-        found = cls._cache.get(type(wf))
-        if found is None:
-            found = cls._cache[type(wf)] = cls(wf)
-        return found
-
-    # -- types ------------------------------------------------------------------------
-    def value_type(self, producer: str, join: str | None = None) -> Any:
-        """The type an output or contribution of `producer` is written as."""
-        tp = self.node_out.get(producer, Any)
-        if _known(tp):
-            return tp
-        return self.join_element.get(join, Any) if join is not None else self.out_type
 
     # -- encoding ---------------------------------------------------------------------
     def meta(self, run_id: str) -> bytes:
@@ -417,7 +363,7 @@ class _Encoder:
         if found is not None:
             return found[1]
         converter = serde.converter
-        hook: _Hook = converter.get_unstructure_hook(tp) if _known(tp) else converter.unstructure
+        hook: _Hook = converter.get_unstructure_hook(tp) if known(tp) else converter.unstructure
         self._hooks[id(tp)] = (tp, hook)  # holding `tp` keeps its id from being reused
         return hook
 

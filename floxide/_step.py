@@ -14,12 +14,14 @@ scheduling.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, MutableMapping
+from hashlib import blake2b
 from typing import Any, TypeAlias
 
 from floxide._graph import Graph
 from floxide._node import Abort, Hold, Next, NextAll
 
 __all__ = [
+    "ROOT_ID",
     "Effects",
     "IdFactory",
     "JoinScope",
@@ -29,6 +31,7 @@ __all__ = [
     "StrayJoinError",
     "WorkItem",
     "advance",
+    "derived_id",
     "settle",
 ]
 
@@ -76,6 +79,19 @@ class WorkItem:
 
 IdFactory: TypeAlias = Callable[[WorkItem, int], ItemId]
 """Makes the id of the k-th item created by executing `parent` (joins use k < 0)."""
+
+ROOT_ID = "0"
+"""Id of the first work item of a checkpointed or distributed run."""
+
+_ID_HASH = blake2b(digest_size=8)
+
+
+def derived_id(parent: WorkItem, k: int) -> str:
+    """The id of the k-th item made by executing `parent`: the same on every re-run, so a
+    step re-run after a crash makes the same successors (an `IdFactory` for durable runs)."""
+    h = _ID_HASH.copy()  # cheaper than constructing one with its keyword arguments
+    h.update(f"{parent.id}/{k}".encode())
+    return h.hexdigest()
 
 
 class JoinScope:

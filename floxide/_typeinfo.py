@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import sys
 import typing
-from typing import Any, ForwardRef, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, ForwardRef, Self, TypeVar, get_args, get_origin
 
-__all__ = ["NodeTypes", "node_types", "resolve"]
+if TYPE_CHECKING:
+    from floxide._graph import Graph
+    from floxide._workflow import Workflow
+
+__all__ = ["DeclaredTypes", "NodeTypes", "element_type", "known", "node_types", "resolve"]
 
 NodeTypes = tuple[Any, Any, Any]
 """(Ctx, In, Out); `typing.Any` where unknown."""
@@ -80,3 +84,64 @@ def node_types(annotation: Any, node_cls: type, module: str | None = None) -> No
     mapping = dict(zip(params, args, strict=False))
     found = _search(origin, mapping, node_cls)
     return found if found is not None else _ANY3
+
+
+def known(tp: Any) -> bool:
+    """True when `tp` is a declared type (not `Any`, not an unbound type variable)."""
+    return tp is not Any and not isinstance(tp, TypeVar)
+
+
+def element_type(tp: Any) -> Any:
+    """X of a join input `Sequence[X]` (or `tuple[X, ...]`); Any when not declared."""
+    args = get_args(tp)
+    origin = get_origin(tp)
+    if origin is not None and len(args) == 1:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return Any
+
+
+class DeclaredTypes:
+    """The types one workflow class's values are (de)serialized as.
+
+    A work item's input is written as its node's `In`; an output or join contribution as
+    its producer's `Out` (or, when that is not declared, the join's element type or the
+    workflow's `Out`); the context as the workflow's `Ctx`. Built once per workflow class
+    and subclass (`of`), shared by checkpoints and distributed runs.
+    """
+
+    _instances: ClassVar[dict[tuple[type, type], Any]] = {}
+
+    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
+        from floxide._workflow import Workflow
+
+        graph: Graph = wf.graph
+        self.graph = graph
+        declared = node_types(type(wf), Workflow) or _ANY3
+        self.ctx_type: Any = declared[0]
+        self.in_type: Any = declared[1]
+        self.out_type: Any = declared[2]
+        self.node_in: dict[str, Any] = {}
+        self.node_out: dict[str, Any] = {}
+        for n in graph.node_names:
+            _, in_t, out_t = graph.node_types(n)
+            self.node_in[n] = in_t
+            self.node_out[n] = out_t
+        self.join_element = {j: element_type(self.node_in[j]) for j in graph.joins}
+
+    @classmethod
+    def of(cls, wf: Workflow[Any, Any, Any]) -> Self:
+        """The instance for `wf`'s class, built on first use."""
+        key = (cls, type(wf))
+        found: Self | None = DeclaredTypes._instances.get(key)
+        if found is None:
+            found = DeclaredTypes._instances[key] = cls(wf)
+        return found
+
+    def value_type(self, producer: str, join: str | None = None) -> Any:
+        """The type an output of `producer` (or its contribution to `join`) is written as."""
+        tp = self.node_out.get(producer, Any)
+        if known(tp):
+            return tp
+        return self.join_element.get(join, Any) if join is not None else self.out_type

@@ -9,28 +9,23 @@ commit never rewrites what a join has collected so far.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from floxide import serde
 from floxide._errors import BackendError
-from floxide._step import Position, ScopeRef, WorkItem
+from floxide._step import ROOT_ID, Position, ScopeRef, WorkItem, derived_id
+from floxide._typeinfo import DeclaredTypes
 
 if TYPE_CHECKING:
-    from floxide._workflow import Workflow
+    pass
 
 __all__ = ["ROOT_ID", "Codec", "PayloadError", "collection_key", "item_id"]
 
-ROOT_ID = "0"
-"""Id of a run's first work item."""
-
-
-def item_id(parent: WorkItem, k: int) -> str:
-    """The id of the k-th item made by executing `parent`: the same on every re-run."""
-    return hashlib.blake2b(f"{parent.id}/{k}".encode(), digest_size=8).hexdigest()
+item_id = derived_id
+"""The id of the k-th item made by executing a parent: the same on every re-run."""
 
 
 def collection_key(scope_id: Hashable, join: str) -> str:
@@ -40,19 +35,6 @@ def collection_key(scope_id: Hashable, join: str) -> str:
 
 class PayloadError(BackendError):
     """A stored value cannot be read back as its declared type (a foreign or changed payload)."""
-
-
-def _known(tp: Any) -> bool:
-    return tp is not Any and not isinstance(tp, TypeVar)
-
-
-def _element(tp: Any) -> Any:
-    args = get_args(tp)
-    if get_origin(tp) is not None and len(args) == 1:
-        return args[0]
-    if get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return args[0]
-    return Any
 
 
 def _refs(data: Any) -> tuple[ScopeRef, ...]:
@@ -67,41 +49,8 @@ class ItemPayload:
     collect: str | None = None
 
 
-class Codec:
-    """Encoder/decoder of one workflow class's run values (cached per class)."""
-
-    _cache: dict[type, Codec] = {}
-
-    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
-        from floxide._typeinfo import node_types
-        from floxide._workflow import Workflow
-
-        graph = wf.graph
-        self.graph = graph
-        declared = node_types(type(wf), Workflow) or (Any, Any, Any)
-        self.ctx_type: Any = declared[0]
-        self.in_type: Any = declared[1]
-        self.out_type: Any = declared[2]
-        self.node_in: dict[str, Any] = {}
-        self.node_out: dict[str, Any] = {}
-        for n in graph.node_names:
-            _, in_t, out_t = graph.node_types(n)
-            self.node_in[n] = in_t
-            self.node_out[n] = out_t
-        self.join_element = {j: _element(self.node_in[j]) for j in graph.joins}
-
-    @classmethod
-    def of(cls, wf: Workflow[Any, Any, Any]) -> Codec:
-        found = cls._cache.get(type(wf))
-        if found is None:
-            found = cls._cache[type(wf)] = cls(wf)
-        return found
-
-    def value_type(self, producer: str, join: str | None = None) -> Any:
-        tp = self.node_out.get(producer, Any)
-        if _known(tp):
-            return tp
-        return self.join_element.get(join, Any) if join is not None else self.out_type
+class Codec(DeclaredTypes):
+    """Encoder/decoder of one workflow class's run values (`Codec.of(wf)`, cached per class)."""
 
     # -- context / input ----------------------------------------------------------------
     def encode_context(self, ctx: object) -> bytes:
