@@ -139,7 +139,6 @@ class RedisBackend:
         self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
-        self._ttl_ms = max(1, int(ttl * 1000))
         self._scripts: dict[str, Script[bytes]] = {
             name: Script(script=getattr(lua, name).encode())
             for name in (
@@ -247,19 +246,15 @@ class RedisBackend:
             async with self.connected():
                 return await self._script(name, args)
         script = self._scripts[name]
+        argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
             try:
                 conn = await session.connection()
-                request = conn.create_request(
-                    b"EVALSHA", script.sha, 0, self.prefix, self._ttl_ms, *args, decode=False
-                )
                 try:
-                    return await request
+                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
                 except coredis.exceptions.NoScriptError:  # a new or flushed server
                     await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
-                    return await conn.create_request(
-                        b"EVALSHA", script.sha, 0, self.prefix, self._ttl_ms, *args, decode=False
-                    )
+                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
             except coredis.exceptions.ConnectionError as e:
                 if attempt == _SCRIPT_ATTEMPTS:
                     raise self._error(name.lower(), e) from e
