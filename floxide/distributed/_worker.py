@@ -2,7 +2,9 @@
 
 A worker leases up to `concurrency` items at a time; for each it runs the node (with the
 same step semantics as an in-process run: `floxide._step.advance` and `settle`), then makes
-one atomic commit of the step's effects. While a node runs, heartbeats extend its lease, so
+one atomic commit of the step's effects, which also leases it the next ready item for the slot
+it frees (`Backend.commit_and_lease`: a chain step is one round trip, the chain stays on
+one worker while it has work). While a node runs, heartbeats extend its lease, so
 a node longer than the lease keeps its item; a lease that was lost (the worker hung past its
 deadline and another worker took the item) cancels the node and its result is discarded.
 
