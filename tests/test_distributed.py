@@ -296,6 +296,51 @@ async def test_grace_period_lets_items_finish(backend: Backend) -> None:
     assert await orch.results(run_id) == [0, 1, 2]
 
 
+@attrs.frozen
+class SlowStep(Node[Plain, int, int]):
+    seconds: float
+
+    async def process(self, ctx: Plain, input: int) -> Transition[int]:
+        await trio.sleep(self.seconds)
+        return Next(input + 1)
+
+
+@workflow
+class SlowChain(Workflow[Plain, int, int]):
+    a: SlowStep
+    b: SlowStep
+    c: SlowStep
+
+    start = "a"
+    edges = {"a": ["b"], "b": ["c"], "c": []}
+
+
+async def test_stopping_mid_chain_takes_no_next_step(backend: Backend) -> None:
+    """A commit leases the next step to its worker, unless the worker is stopping."""
+    step = SlowStep(0.5)
+    wf = SlowChain(a=step, b=step, c=step)
+    orch = Orchestrator(wf, backend)
+    run_id = await orch.start_run(Plain(), 0)
+    first = Worker(wf, backend, concurrency=1, grace_period=30.0, **FAST)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.run)
+        with trio.fail_after(30):  # step a committed and leased b to the same worker
+            while (await orch.metrics(run_id)).done < 1:
+                await trio.sleep(0.01)
+        m = await orch.metrics(run_id)
+        assert (m.in_flight, m.queued) == (1, 0)
+        first.stop()
+    # b finished within the grace period; c was left queued for others, not leased
+    m = await orch.metrics(run_id)
+    assert (m.done, m.in_flight, m.queued) == (2, 0, 1)
+
+    async def body(_: object) -> None:
+        assert await orch.wait(run_id, timeout=30) == 3
+        assert await orch.errors(run_id) == []
+
+    await with_workers(wf, backend, body)
+
+
 async def test_repeatedly_expired_lease_fails_the_item(backend: Backend) -> None:
     wf = NoFallback(inc=Inc(), done=Done())
     orch = Orchestrator(wf, backend)
