@@ -388,10 +388,11 @@ class Backend(Protocol):
     ) -> tuple[CommitResult, list[Lease]]:
         """`commit`, then lease up to `limit` ready items of the run's queue to the same worker.
 
-        One atomic operation: when the commit is applied, items are leased exactly as `lease`
-        would lease them (without waiting), so a worker with room for more work saves a
-        round trip, and a chain step needs one operation instead of commit, wake-up and
-        lease. Nothing is leased when the commit is not applied.
+        One atomic operation: when the commit is applied, items are leased as `lease` would
+        lease them (without waiting), so a worker with room for more work saves a round
+        trip, and a chain step needs one operation instead of commit, wake-up and lease.
+        Nothing is leased when the commit is not applied. A backend may also lease nothing
+        when the commit made no item ready, if a separate, batched `lease` is cheaper there.
         """
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:

@@ -533,7 +533,8 @@ class SqliteBackend:
         ).fetchall()
         out: list[Lease] = []
         timed_out: set[str] = set()
-        for r in rows:
+        tokens = self._next(conn, "token", len(rows)) if rows else 0  # one update for all
+        for k, r in enumerate(rows):
             run_id = r["run_id"]
             if run_id in timed_out:
                 continue
@@ -555,7 +556,7 @@ class SqliteBackend:
                 continue
             if r["status"] == "pending":
                 self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
-            token = self._next(conn, "token")
+            token = tokens + k
             conn.execute(
                 "UPDATE items SET state = 'leased', worker_id = ?, token = ?, deadline = ?"
                 " WHERE run_id = ? AND item_id = ?",
@@ -632,8 +633,11 @@ class SqliteBackend:
                 stale = run["version"] != update.base_version and update.merge is not None
                 stored = bytes(run["context"])
                 context = update.merge(stored) if update.merge and stale else update.value
-            self._apply(conn, lease, plan, run["queue"], run["pending"], context)
-            if limit <= 0:
+            made = self._apply(conn, lease, plan, run["queue"], run["pending"], context)
+            # Only a commit that made items ready leases here: a lease costs this
+            # transaction more than its share of a batched `lease`, which the worker's
+            # lease loop does when a commit made nothing (a fan-out branch, say).
+            if min(limit, made) <= 0:
                 return CommitResult.COMMITTED, []
             got, _ = self._take(conn, run["queue"], lease.worker_id, limit, lease_seconds)
             return CommitResult.COMMITTED, got
@@ -650,7 +654,8 @@ class SqliteBackend:
         queue: str,
         pending: int,
         context: bytes | None,
-    ) -> None:
+    ) -> int:
+        """Apply a commit's effects; how many items it made ready (not delayed)."""
         now = time.time()
         run_id = lease.run_id
         conn.execute("DELETE FROM items WHERE run_id = ? AND item_id = ?", (run_id, lease.item_id))
@@ -688,7 +693,7 @@ class SqliteBackend:
                 pending=0,
                 **cols,
             )
-            return
+            return 0
         fired = count_scopes(plan, _Scopes(conn, run_id))
         items = [*plan.items, *fired]
         self._insert_items(conn, run_id, queue, items, now)
@@ -698,6 +703,7 @@ class SqliteBackend:
             self._set_run(conn, run_id, now, status=RunStatus.COMPLETED, pending=0, **cols)
         else:
             self._set_run(conn, run_id, now, pending=pending, **cols)
+        return sum(it.delay <= 0 for it in items)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         def tx(conn: sqlite3.Connection) -> CommitResult:
