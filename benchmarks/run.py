@@ -386,6 +386,12 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
             f"Redis chain: mean {num(d['mean_us'])} us/step over the whole run; p50/p99 are "
             f"gaps between consecutive steps' clocks ({d['samples']} samples)."
         )
+    if "first_step_p50_us" in d:
+        out.append(
+            f"Redis chain: a run's first gap (start_run with its own connection, a worker "
+            f"woken, the first lease) median {num(d['first_step_p50_us'])} us; p99 of the "
+            f"other gaps {num(d['later_steps_p99_us'])} us."
+        )
     for w in ("dist-redis", "dist-redis-chain"):
         d = by.get(("floxide", w), {})
         if "redis_commands_per_item" in d:

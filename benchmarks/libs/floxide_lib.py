@@ -244,18 +244,27 @@ async def _chain_latency(one: Any, orch: Any, steps: int, reps: int) -> dict[str
     """Per-step latency = time between two consecutive nodes' clocks, over all runs."""
     await one(orch, [time.time_ns()])  # warm-up
     gaps: list[float] = []
+    firsts: list[float] = []  # from start_run's clock to the first step: run creation included
+    later: list[float] = []
     walls: list[float] = []
     for _ in range(max(reps, 5)):
         dt, out = await one(orch, [time.time_ns()])
         if not (isinstance(out, list) and len(out) == steps + 1 and out == sorted(out)):
             raise AssertionError(f"wrong result: {out!r:.200}")
-        gaps += [(b - a) / 1e3 for a, b in itertools.pairwise(out)]
+        run_gaps = [(b - a) / 1e3 for a, b in itertools.pairwise(out)]
+        gaps += run_gaps
+        firsts.append(run_gaps[0])
+        later += run_gaps[1:]
         walls.append(dt)
     gaps.sort()
+    firsts.sort()
+    later.sort()
     return {
         "n": steps,
         "p50_us": percentile(gaps, 50),
         "p99_us": percentile(gaps, 99),
+        "first_step_p50_us": percentile(firsts, 50),
+        "later_steps_p99_us": percentile(later, 99),
         "mean_us": min(walls) / steps * 1e6,
         "samples": len(gaps),
         "items_total": steps * (1 + len(walls)),
