@@ -12,10 +12,10 @@ work item is contributing, so a re-run or duplicated item never counts twice. Ev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, get_args, get_origin
 
 import trio
 
@@ -234,17 +234,41 @@ class ItemInfo:
         return f"ItemInfo(id={self.id!r}, position={self.position!r})"
 
 
-_current_item: ContextVar[ItemInfo | None] = ContextVar("floxide_current_item", default=None)
+class RunningItem(Protocol):
+    """A work item set as current as it is (the executor's hot loop does, see
+    `item_entry`); its `ItemInfo` is made by `current_item` the first time it is asked."""
+
+    @property
+    def id(self) -> Hashable: ...
+
+    @property
+    def position(self) -> tuple[int, ...]: ...
+
+    info: ItemInfo | None
+
+
+_current_item: ContextVar[ItemInfo | RunningItem | None] = ContextVar(
+    "floxide_current_item", default=None
+)
 CURRENT_ITEM = _current_item
 """The context variable holding the running work item (see `enter_item`)."""
 
 
 def current_item() -> ItemInfo | None:
     """The work item being run in this task, or None outside any run."""
-    return _current_item.get()
+    found = _current_item.get()
+    if found is None or type(found) is ItemInfo:
+        return found
+    assert not isinstance(found, ItemInfo)
+    info = found.info
+    if info is None:
+        info = found.info = ItemInfo(found.id, found.position)
+    return info
 
 
-def enter_item(item_id: object, position: tuple[int, ...] = ()) -> Token[ItemInfo | None]:
+def enter_item(
+    item_id: object, position: tuple[int, ...] = ()
+) -> Token[ItemInfo | RunningItem | None]:
     """Make `item_id` at `position` the current work item; undo with `exit_item(token)`.
 
     The cheap form of `item_scope` for appliers' hot loops. Inside another item (a
@@ -252,7 +276,7 @@ def enter_item(item_id: object, position: tuple[int, ...] = ()) -> Token[ItemInf
     the enclosing item's: id `"<outer>/<inner>"`, position `outer + inner`, so nested runs
     never collide with the items of the run around them.
     """
-    outer = _current_item.get()
+    outer = current_item()
     if outer is None:
         info = ItemInfo(item_id, position)
     else:
@@ -260,27 +284,30 @@ def enter_item(item_id: object, position: tuple[int, ...] = ()) -> Token[ItemInf
     return _current_item.set(info)
 
 
-def renew_item() -> Token[ItemInfo | None] | None:
+def renew_item() -> Token[ItemInfo | RunningItem | None] | None:
     """Start a new execution of the current work item (same id and position), for a retry.
 
     Returns a token for `exit_item`, or None outside any item.
     """
-    current = _current_item.get()
+    current = current_item()
     if current is None:
         return None
     return _current_item.set(ItemInfo(current.id, current.position))
 
 
-def item_entry(outer: ItemInfo | None) -> Callable[[object, tuple[int, ...]], ItemInfo]:
-    """The `ItemInfo` maker `enter_item` uses under `outer`, for a hot loop that sets
-    `CURRENT_ITEM` itself: a task's enclosing item does not change between its steps."""
+def item_entry(
+    outer: ItemInfo | None,
+) -> Callable[[RunningItem], ItemInfo | RunningItem] | None:
+    """What a hot loop that sets `CURRENT_ITEM` itself sets for each item under `outer`
+    (a task's enclosing item does not change between its steps): None when the item can be
+    set as it is (no enclosing item), else the maker of its qualified `ItemInfo`."""
     if outer is None:
-        return ItemInfo
+        return None
     prefix, base = f"{outer.id}/", outer.position
-    return lambda item_id, position: ItemInfo(f"{prefix}{item_id}", (*base, *position))
+    return lambda item: ItemInfo(f"{prefix}{item.id}", (*base, *item.position))
 
 
-def exit_item(token: Token[ItemInfo | None]) -> None:
+def exit_item(token: Token[ItemInfo | RunningItem | None]) -> None:
     """Restore the work item that was current before `enter_item` returned `token`."""
     _current_item.reset(token)
 
@@ -297,7 +324,7 @@ def item_scope(item_id: object, position: tuple[int, ...] = ()) -> Iterator[Item
     """
     token = enter_item(item_id, position)
     try:
-        info = _current_item.get()
+        info = current_item()
         assert info is not None
         yield info
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from floxide._context import CURRENT_ITEM, item_entry
+from floxide._context import CURRENT_ITEM, current_item, item_entry
 from floxide._errors import FloxideError, NodeError, NoOutputError, RunTimeoutError
 from floxide._graph import Graph
 from floxide._node import Next, Node
@@ -124,7 +124,7 @@ class LocalRun:
         on_step = self.on_step
         join_state = self.join_state
         # The task's enclosing item (a workflow run by a node) is the same for every step.
-        info = item_entry(CURRENT_ITEM.get())
+        qualify = item_entry(current_item())
         set_item = CURRENT_ITEM.set
         reset_item = CURRENT_ITEM.reset
         steps = 0
@@ -134,7 +134,7 @@ class LocalRun:
                 if ready and not self._helper_pending and self._active < self._limit:
                     self._spawn()
                 name = item.node
-                token = set_item(info(item.id, item.position))
+                token = set_item(item if qualify is None else qualify(item))
                 try:
                     outcome: object = await nodes[name].process(ctx, item.input)
                 except Exception as exc:

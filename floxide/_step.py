@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, MutableMapping
 from hashlib import blake2b
 from typing import Any, TypeAlias
 
+from floxide._context import ItemInfo
 from floxide._graph import Graph
 from floxide._node import Abort, Hold, Next, NextAll
 
@@ -45,7 +46,7 @@ ScopeRef: TypeAlias = tuple[ScopeId, str]
 class WorkItem:
     """One pending execution of one node on one input."""
 
-    __slots__ = ("attempt", "id", "input", "node", "position", "scopes")
+    __slots__ = ("attempt", "id", "info", "input", "node", "position", "scopes")
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class WorkItem:
         self.position = position
         self.scopes = scopes
         self.attempt = attempt
+        self.info: ItemInfo | None = None  # made by `current_item()` while it runs
 
     def __repr__(self) -> str:
         return (
@@ -71,10 +73,13 @@ class WorkItem:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WorkItem) and all(
-            getattr(self, s) == getattr(other, s) for s in WorkItem.__slots__
+            getattr(self, s) == getattr(other, s) for s in _ITEM_FIELDS
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+_ITEM_FIELDS = ("attempt", "id", "input", "node", "position", "scopes")
 
 
 IdFactory: TypeAlias = Callable[[WorkItem, int], ItemId]

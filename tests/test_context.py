@@ -242,3 +242,46 @@ async def test_many_workflow_branches_never_lose_an_increment() -> None:
     outputs = await wf.run_all(ctx, 300, concurrency=64)
     assert len(outputs) == 300
     assert await ctx.hits.get() == 600
+
+
+@attrs.frozen
+class _Observe(Node[None, int, int]):
+    """Records what `current_item()` gives inside a run, twice per execution."""
+
+    seen: list[tuple[ItemInfo | None, ItemInfo | None]] = attrs.field(factory=list, eq=False)
+
+    async def process(self, ctx: None, input: int) -> Transition[int]:
+        first = current_item()
+        await trio.sleep(0)
+        self.seen.append((first, current_item()))
+        return Next(input + 1)
+
+
+@workflow
+class _TwoSteps(Workflow[None, int, int]):
+    a: _Observe
+    b: _Observe
+
+    start = "a"
+    edges = {"a": ["b"], "b": []}
+
+
+async def test_current_item_inside_a_run_is_one_info_per_execution() -> None:
+    """The executor sets the work item itself; `current_item()` makes its `ItemInfo` once
+    per execution (so `first_touch` state is kept across calls) and qualifies it inside an
+    enclosing item."""
+    wf = _TwoSteps(a=_Observe(), b=_Observe())
+    assert await wf.run(None, 1) == 3
+    (a_first, a_again), = wf.a.seen
+    (b_first, b_again), = wf.b.seen
+    assert a_first is a_again and b_first is b_again
+    assert a_first is not None and b_first is not None
+    assert type(a_first) is ItemInfo and a_first.id != b_first.id
+    assert a_first.position == b_first.position == ()
+    assert current_item() is None
+
+    wf = _TwoSteps(a=_Observe(), b=_Observe())
+    with item_scope("outer", (4,)):
+        assert await wf.run(None, 1) == 3
+    (nested, _), = wf.a.seen
+    assert nested is not None and nested.id.startswith("outer/") and nested.position == (4,)
