@@ -9,6 +9,8 @@ behind a capacity limiter of one.
 Waiting for work: SQLite has no notifications across processes, so an idle worker re-checks
 for ready items with a short, bounded, backing-off wait (5 ms growing to 100 ms, and never
 past the next delayed retry's due time); a commit in the same process wakes waiters at once.
+Waiting for a run to finish reads its row the same way (5 ms growing to 50 ms): one
+indexed read per poll, so a finished run is noticed within 50 ms.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ _RUN_COLS = (
 )
 _ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
 _RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
+
+_RUN_POLL_MAX = 0.05
+"""Longest pause (s) between two reads of a run that `wait_run` waits for."""
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
@@ -410,14 +415,14 @@ class SqliteBackend:
         return await self._tx(tx)
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
-        nap = 0.01
+        nap = 0.005
         with trio.move_on_after(timeout):
             while True:
                 rec = await self.get_run(run_id)
                 if rec is None or rec.status.finished:
                     return rec
                 await trio.sleep(nap)
-                nap = min(nap * 1.5, 0.2)
+                nap = min(nap * 1.5, _RUN_POLL_MAX)
         return await self.get_run(run_id)
 
     async def outputs(self, run_id: str) -> list[Output]:
