@@ -22,30 +22,31 @@ def _where(instance: object, attribute: attrs.Attribute[Any]) -> str:
     return f"{type(instance).__name__}.{attribute.name}"
 
 
+def _require(
+    kind: type, instance: object, attribute: attrs.Attribute[Any], value: object, hint: str = ""
+) -> None:
+    if isinstance(value, kind):
+        return
+    if isinstance(value, type) and issubclass(value, kind):
+        hint = f"; pass an instance, {value.__name__}(...), not the class"
+    raise TypeError(f"{_where(instance, attribute)} must be a {kind.__name__}, got {value!r}{hint}")
+
+
 def a_node(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A `Node` instance (not its class, not a bare async function)."""
     from floxide._node import Node
 
-    if isinstance(value, Node):
-        return
     hint = ""
-    if isinstance(value, type) and issubclass(value, Node):
-        hint = f"; pass an instance, {value.__name__}(...), not the class"
-    elif inspect.iscoroutinefunction(value):
+    if inspect.iscoroutinefunction(value):
         hint = "; turn an async function into a node with @node"
-    raise TypeError(f"{_where(instance, attribute)} must be a Node, got {value!r}{hint}")
+    _require(Node, instance, attribute, value, hint)
 
 
 def a_workflow(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A `Workflow` instance (not its class)."""
     from floxide._workflow import Workflow
 
-    if isinstance(value, Workflow):
-        return
-    hint = ""
-    if isinstance(value, type) and issubclass(value, Workflow):
-        hint = f"; pass an instance, {value.__name__}(...), not the class"
-    raise TypeError(f"{_where(instance, attribute)} must be a Workflow, got {value!r}{hint}")
+    _require(Workflow, instance, attribute, value)
 
 
 def callable_(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
