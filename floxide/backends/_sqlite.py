@@ -259,7 +259,15 @@ class SqliteBackend:
         return int(row[0]) - n + 1
 
     @staticmethod
-    def _set_run(conn: sqlite3.Connection, run_id: str, now: float, **cols: object) -> None:
+    def _set_run(
+        conn: sqlite3.Connection,
+        run_id: str,
+        now: float,
+        *,
+        add_one: Sequence[str] = (),
+        **cols: object,
+    ) -> None:
+        """Set columns of a run (and add one to each counter in `add_one`): one UPDATE."""
         status = cols.get("status")
         if isinstance(status, RunStatus) and status.finished:
             cols["finished_at"] = now
@@ -267,7 +275,7 @@ class SqliteBackend:
             conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
         cols["updated_at"] = now
-        sets = ", ".join(f"{k} = ?" for k in cols)
+        sets = ", ".join([*(f"{k} = ?" for k in cols), *(f"{k} = {k} + 1" for k in add_one)])
         values = [str(v) if isinstance(v, RunStatus) else v for v in cols.values()]
         conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*values, run_id))
 
@@ -537,7 +545,9 @@ class SqliteBackend:
             (queue, now, limit),
         ).fetchall()
         out: list[Lease] = []
+        leased: list[tuple[str, int, float, str, str]] = []
         timed_out: set[str] = set()
+        started: set[str] = set()
         tokens = self._next(conn, "token", len(rows)) if rows else 0  # one update for all
         for k, r in enumerate(rows):
             run_id = r["run_id"]
@@ -559,14 +569,11 @@ class SqliteBackend:
                 )
                 timed_out.add(run_id)
                 continue
-            if r["status"] == "pending":
+            if r["status"] == "pending" and run_id not in started:
                 self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
+                started.add(run_id)
             token = tokens + k
-            conn.execute(
-                "UPDATE items SET state = 'leased', worker_id = ?, token = ?, deadline = ?"
-                " WHERE run_id = ? AND item_id = ?",
-                (worker_id, token, now + lease_seconds, run_id, r["item_id"]),
-            )
+            leased.append((worker_id, token, now + lease_seconds, run_id, r["item_id"]))
             out.append(
                 Lease(
                     run_id=run_id,
@@ -582,6 +589,12 @@ class SqliteBackend:
                     context=RunContext(bytes(r["context"]), r["version"]),
                     run_deadline=math.inf if r["deadline"] is None else r["deadline"],
                 )
+            )
+        if leased:
+            conn.executemany(
+                "UPDATE items SET state = 'leased', worker_id = ?, token = ?, deadline = ?"
+                " WHERE run_id = ? AND item_id = ?",
+                leased,
             )
         next_due: float | None = None
         if not out:
@@ -609,17 +622,14 @@ class SqliteBackend:
     @staticmethod
     def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
         run = conn.execute(
-            "SELECT status, context, version, pending, queue FROM runs WHERE run_id = ?",
-            (lease.run_id,),
+            "SELECT status, context, version, pending, queue, EXISTS (SELECT 1 FROM items"
+            " WHERE run_id = ? AND item_id = ? AND state = 'leased' AND token = ?) AS held"
+            " FROM runs WHERE run_id = ?",
+            (lease.run_id, lease.item_id, lease.token, lease.run_id),
         ).fetchone()
         if run is None or RunStatus(run["status"]).finished:
             return CommitResult.INACTIVE, run
-        item = conn.execute(
-            "SELECT 1 FROM items WHERE run_id = ? AND item_id = ? AND state = 'leased'"
-            " AND token = ?",
-            (lease.run_id, lease.item_id, lease.token),
-        ).fetchone()
-        return (None if item is not None else CommitResult.LOST), run
+        return (None if run["held"] else CommitResult.LOST), run
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
         result, _ = await self.commit_and_lease(lease, plan, limit=0, lease_seconds=0.0)
@@ -671,27 +681,31 @@ class SqliteBackend:
             (run_id, lease.node, plan.duration, plan.duration),
         )
         cols: dict[str, object] = {}
+        counters: list[str] = []
         if context is not None:
             cols["context"] = context
-            conn.execute("UPDATE runs SET version = version + 1 WHERE run_id = ?", (run_id,))
-        conn.executemany(
-            "INSERT INTO collected VALUES (?, ?, ?)", [(run_id, k, v) for k, v in plan.collect]
-        )
-        conn.executemany(
-            "DELETE FROM collected WHERE run_id = ? AND key = ?",
-            [(run_id, k) for k in plan.drop_collected],
-        )
-        conn.executemany(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?)",
-            [(run_id, json.dumps(list(o.position)), o.node, o.value) for o in plan.outputs],
-        )
+            counters.append("version")
+        if plan.collect:
+            conn.executemany(
+                "INSERT INTO collected VALUES (?, ?, ?)", [(run_id, k, v) for k, v in plan.collect]
+            )
+        if plan.drop_collected:
+            conn.executemany(
+                "DELETE FROM collected WHERE run_id = ? AND key = ?",
+                [(run_id, k) for k in plan.drop_collected],
+            )
+        if plan.outputs:
+            conn.executemany(
+                "INSERT INTO outputs VALUES (?, ?, ?, ?)",
+                [(run_id, json.dumps(list(o.position)), o.node, o.value) for o in plan.outputs],
+            )
         if plan.failure is not None:
             self._add_error(conn, run_id, plan.failure)
-            conn.execute("UPDATE runs SET failed = failed + 1 WHERE run_id = ?", (run_id,))
             self._set_run(
                 conn,
                 run_id,
                 now,
+                add_one=[*counters, "failed"],
                 status=RunStatus.FAILED,
                 error=plan.failure.message,
                 error_kind=plan.failure.kind,
@@ -703,11 +717,13 @@ class SqliteBackend:
         items = [*plan.items, *fired]
         self._insert_items(conn, run_id, queue, items, now)
         pending = pending - 1 + len(items)
-        conn.execute("UPDATE runs SET done = done + 1 WHERE run_id = ?", (run_id,))
+        counters.append("done")
         if pending == 0:
-            self._set_run(conn, run_id, now, status=RunStatus.COMPLETED, pending=0, **cols)
+            self._set_run(
+                conn, run_id, now, add_one=counters, status=RunStatus.COMPLETED, pending=0, **cols
+            )
         else:
-            self._set_run(conn, run_id, now, pending=pending, **cols)
+            self._set_run(conn, run_id, now, add_one=counters, pending=pending, **cols)
         return sum(it.delay <= 0 for it in items)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
