@@ -1,10 +1,20 @@
 """The SQLite backend: several worker processes on one machine share one database file.
 
 The file is in WAL mode (readers never block the writer) with a busy timeout; every change
-is one `BEGIN IMMEDIATE` transaction, so commits from different processes serialize on the
-file lock and a step's commit (lease check, context, join state, successors, item done) is
-atomic. Blocking calls run in `trio.to_thread.run_sync` on one connection per backend object,
-behind a capacity limiter of one.
+is made inside a `BEGIN IMMEDIATE` transaction, so commits from different processes serialize
+on the file lock and a step's commit (lease check, context, join state, successors, item done)
+is atomic.
+
+Group commit: each backend object has one connection, used by one thread call at a time.
+Calls made while one runs are queued, and the next thread call (started as soon as one
+returns) takes them all: the reads one by one, then every transaction in ONE `BEGIN
+IMMEDIATE ... COMMIT`, each in its own SAVEPOINT. So a worker's concurrent steps share one
+thread hop and one lock acquisition. A transaction that raises (a stale lease returns its
+result as usual; a failing merge or SQL statement raises) is rolled back to its savepoint and
+its caller gets its exception, while the others commit; an error at COMMIT (or one that ends
+the transaction) fails every transaction of the batch with `BackendError`, and nothing of it
+is stored. A caller cancelled while its call is queued removes it, unrun; once taken into a
+thread call, the call completes and its caller waits for it, shielded.
 
 Waiting for work: SQLite has no notifications across processes, so an idle worker re-checks
 for ready items with a short, bounded, backing-off wait (5 ms growing to 100 ms, and never
@@ -16,6 +26,7 @@ indexed read per poll, so a finished run is noticed within 50 ms.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import sqlite3
@@ -24,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -162,6 +173,35 @@ class _Scopes:
         return _decode_fired(bytes(row[0]))
 
 
+_QUEUED, _TAKEN, _DONE = "queued", "taken", "done"
+
+
+class _Abort(Exception):
+    """A batch's transaction cannot go on (raised from its failing request)."""
+
+
+class _Request(Generic[T]):
+    """One call on the connection (a read, or a transaction's body) queued or running."""
+
+    __slots__ = ("done", "error", "fn", "state", "value", "write")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> None:
+        self.fn = fn
+        self.write = write
+        self.state = _QUEUED
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.done = trio.Event()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
 class SqliteBackend:
     """Backend on one SQLite file (`sqlite:///relative.db` or `sqlite:////abs/path.db`)."""
 
@@ -181,7 +221,10 @@ class SqliteBackend:
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._open_lock = threading.Lock()
-        self._limiter = trio.CapacityLimiter(1)
+        self._use_lock = threading.Lock()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._queue: list[_Request[Any]] = []
+        self._busy = False
         self._local_change: trio.Event | None = None
 
     # -- plumbing -----------------------------------------------------------------------
@@ -207,31 +250,162 @@ class SqliteBackend:
             return conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = self._connect()
-            try:
-                return fn(conn)
-            except sqlite3.Error as e:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise BackendError(f"SQLite backend {self.url} failed: {e}") from e
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        """Run `fn` on the connection, outside a transaction (reads)."""
+        return await self._submit(fn, write=False)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside one `BEGIN IMMEDIATE` transaction."""
+        """Run `fn` inside a `BEGIN IMMEDIATE` transaction (group commit: see `_call`)."""
+        return await self._submit(fn, write=True)
 
-        def body(conn: sqlite3.Connection) -> T:
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Queue a call on the connection and wait for its result.
+
+        One thread call at a time runs every call queued when it starts (see `_call`); the
+        next starts as soon as one returns. A caller cancelled while its call is queued
+        removes it (it never runs); once taken, the call completes and its caller waits for
+        it, shielded, as for any running thread call.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        token = trio.lowlevel.current_trio_token()
+        if token is not self._token:  # first call in this trio run
+            self._token, self._queue, self._busy = token, [], False
+        req: _Request[T] = _Request(fn, write)
+        self._queue.append(req)
+        if not self._busy:
+            self._start(token)
+        while req.state is not _DONE:
+            if req.state is _TAKEN:
+                with trio.CancelScope(shield=True):
+                    await req.done.wait()
+                continue
+            try:
+                await req.done.wait()
+            except BaseException:
+                if req.state is _QUEUED:  # not taken: it never runs
+                    self._queue.remove(req)
+                    raise
+                # taken meanwhile: it runs to the end, and this caller gets its result
+        return req.unwrap()
+
+    def _start(self, token: trio.lowlevel.TrioToken) -> None:
+        """Take every queued call into one thread call (in the trio thread)."""
+        batch, self._queue = self._queue, []
+        for r in batch:
+            r.state = _TAKEN
+        self._busy = True
+
+        def deliver(_: object) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._finish, token, batch)
+
+        try:
+            trio.lowlevel.start_thread_soon(functools.partial(self._call, batch), deliver)
+        except BaseException as e:
+            for r in batch:
+                r.fail(BackendError(f"SQLite backend {self.url}: cannot start a thread: {e}"))
+            self._finish(token, batch)
+
+    def _finish(self, token: trio.lowlevel.TrioToken, batch: list[_Request[Any]]) -> None:
+        """A thread call returned (in the trio thread): wake its callers, start the next."""
+        for r in batch:
+            r.state = _DONE
+            r.done.set()
+        if token is self._token:
+            self._busy = False
+            if self._queue:
+                self._start(token)
+
+    def _call(self, batch: list[_Request[Any]]) -> None:
+        """Run a batch (in a thread): each read alone, then every write in one transaction."""
+        with self._use_lock:
+            try:
+                for r in batch:
+                    if not r.write:
+                        self._read(r)
+                writes = [r for r in batch if r.write]
+                if writes:
+                    self._run_batch(writes)
+            except BaseException as e:  # a bug: no call may be left without an outcome
+                for r in batch:
+                    if r.error is None:
+                        r.fail(e)
+
+    def _read(self, r: _Request[Any]) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            r.value = r.fn(conn)
+        except BaseException as e:
+            r.fail(self._error(e) if isinstance(e, sqlite3.Error) else e)
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+
+    def _run_batch(self, batch: list[_Request[Any]]) -> None:
+        """One transaction for `batch`; each request in its own savepoint (in a thread).
+
+        A request that raises is rolled back to its savepoint and gets its exception; the
+        others go on and commit. An error that ends the transaction (or fails COMMIT)
+        fails every request of the batch with `BackendError`: nothing of it was stored.
+        """
+        try:
+            conn = self._connect()
+        except BackendError as e:
+            for r in batch:
+                r.fail(e)
+            return
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn)
+        except sqlite3.Error as e:
+            self._abort(conn, batch, None, e)
+            return
+        single = len(batch) == 1
+        for r in batch:
+            try:
+                if not single:
+                    conn.execute("SAVEPOINT floxide_request")
+                try:
+                    r.value = r.fn(conn)
+                except BaseException as e:
+                    r.fail(self._error(e) if isinstance(e, sqlite3.Error) else e)
+                    if single or not conn.in_transaction:
+                        raise _Abort from e
+                    conn.execute("ROLLBACK TO floxide_request")
+                if not single:
+                    conn.execute("RELEASE floxide_request")
+            except (_Abort, sqlite3.Error) as e:
+                # the transaction is gone (or cannot go on): nothing of the batch is stored
+                cause = e.__cause__ if isinstance(e, _Abort) else e
+                self._abort(conn, batch, r, cause)
+                return
+        try:
             conn.execute("COMMIT")
-            return result
+        except sqlite3.Error as e:
+            self._abort(conn, batch, None, e)
+            return
 
-        return await self._run(body)
+    def _abort(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Request[Any]],
+        culprit: _Request[Any] | None,
+        cause: BaseException | None,
+    ) -> None:
+        """Roll the batch's transaction back; every request but `culprit` fails."""
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        err = self._error(cause) if isinstance(cause, sqlite3.Error) else None
+        for r in batch:
+            if r is culprit and r.error is not None:
+                continue
+            r.value = None
+            r.fail(err or BackendError(f"SQLite backend {self.url} failed: {cause!r}"))
+
+    def _error(self, e: sqlite3.Error) -> BackendError:
+        err = BackendError(f"SQLite backend {self.url} failed: {e}")
+        err.__cause__ = e
+        return err
 
     def _wake(self) -> None:
         if self._local_change is not None:

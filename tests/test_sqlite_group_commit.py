@@ -1,0 +1,308 @@
+"""The SQLite backend's group commit: concurrent transactions of one backend object share
+one thread call and one `BEGIN IMMEDIATE ... COMMIT`, each in its own savepoint."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from floxide import BackendError
+from floxide.backends import CommitResult, ContextUpdate, Lease, RunStatus
+from floxide.backends._sqlite import SqliteBackend
+from tests.test_backend_contract import QUEUE, item, new_run, plan
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[SqliteBackend]:
+    b = SqliteBackend(tmp_path / "runs.db")
+    try:
+        yield b
+    finally:
+        await b.aclose()
+
+
+class Gate:
+    """Keeps the backend's one thread call busy until opened, so that calls made meanwhile
+    queue up and run together in the next batch."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.open = threading.Event()
+
+    def hold(self, conn: sqlite3.Connection) -> None:
+        self.started.set()
+        assert self.open.wait(10)
+
+    async def close(self, b: SqliteBackend, nursery: trio.Nursery) -> None:
+        nursery.start_soon(b._run, self.hold)
+        await trio.to_thread.run_sync(self.started.wait)
+
+
+def trace(b: SqliteBackend) -> list[str]:
+    """Every SQL statement the backend's connection runs from now on."""
+    statements: list[str] = []
+    b._connect().set_trace_callback(statements.append)
+    return statements
+
+
+async def batched(b: SqliteBackend, calls: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
+    """Run `calls` concurrently, queued behind a gate so they form one batch; each call's
+    ("ok", value) or ("error", exception), in order."""
+    out: list[tuple[str, Any]] = [("none", None)] * len(calls)
+
+    async def one(k: int) -> None:
+        try:
+            out[k] = ("ok", await calls[k]())
+        except Exception as e:
+            out[k] = ("error", e)
+
+    gate = Gate()
+    async with trio.open_nursery() as nursery:
+        await gate.close(b, nursery)
+        for k in range(len(calls)):  # queued in this order
+            nursery.start_soon(one, k)
+            await trio.testing.wait_all_tasks_blocked()
+        assert len(b._queue) == len(calls)
+        gate.open.set()
+    return out
+
+
+async def leased_run(b: SqliteBackend, n: int) -> tuple[str, list[Lease]]:
+    run = new_run(*(item(i) for i in range(n)))
+    await b.create_run(run)
+    leases = await b.lease(QUEUE, "w1", limit=n, lease_seconds=30, wait=0)
+    assert len(leases) == n
+    return run.run_id, leases
+
+
+async def test_concurrent_commits_share_one_transaction_and_a_stale_one_is_lost(
+    backend: SqliteBackend,
+) -> None:
+    run_id, leases = await leased_run(backend, 5)
+    stale = attrs.evolve(leases[2], token=leases[2].token + 1000)  # not this lease's token
+    sent = [*leases[:2], stale, *leases[3:]]
+    statements = trace(backend)
+    results = await batched(
+        backend, [lambda le=le: backend.commit(le, plan(duration=0.1)) for le in sent]
+    )
+    assert results == [
+        ("ok", CommitResult.COMMITTED),
+        ("ok", CommitResult.COMMITTED),
+        ("ok", CommitResult.LOST),
+        ("ok", CommitResult.COMMITTED),
+        ("ok", CommitResult.COMMITTED),
+    ]
+    # the five commits were one transaction (the gate's read took none)
+    assert sum(s == "BEGIN IMMEDIATE" for s in statements) == 1
+    assert sum(s == "COMMIT" for s in statements) == 1
+    m = await backend.metrics(run_id)
+    assert (m.done, m.in_flight, m.queued) == (4, 1, 0)  # only the stale item is left
+    rec = await backend.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.RUNNING and rec.pending == 1
+    # and its real lease still commits
+    assert await backend.commit(leases[2], plan()) is CommitResult.COMMITTED
+    rec = await backend.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_a_raising_request_rolls_back_only_itself(backend: SqliteBackend) -> None:
+    def put(key: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+        def tx(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO floxide_meta VALUES (?, 1)", (key,))
+            if fail:
+                raise ValueError(f"no {key}")
+            # a later request never sees an earlier one's rolled back changes
+            seen = [r[0] for r in conn.execute("SELECT key FROM floxide_meta WHERE key LIKE 'k%'")]
+            return ",".join(sorted(seen))
+
+        return tx
+
+    def duplicate(conn: sqlite3.Connection) -> None:  # an SQL error in one request
+        conn.execute("INSERT INTO floxide_meta VALUES ('k1', 2)")
+
+    run = new_run(item(1))
+    results = await batched(
+        backend,
+        [
+            lambda: backend._tx(put("k1")),
+            lambda: backend._tx(put("k2", fail=True)),
+            lambda: backend._tx(duplicate),
+            lambda: backend.control("missing-run", "pause"),
+            lambda: backend._tx(put("k3")),
+            lambda: backend.create_run(run),
+        ],
+    )
+    assert results[0] == ("ok", "k1")
+    assert results[1][0] == "error" and isinstance(results[1][1], ValueError)
+    assert str(results[1][1]) == "no k2"
+    assert results[2][0] == "error" and isinstance(results[2][1], BackendError)
+    assert "UNIQUE" in str(results[2][1])
+    assert results[3][0] == "error" and isinstance(results[3][1], KeyError)
+    assert results[4] == ("ok", "k1,k3")
+    assert results[5] == ("ok", None)
+
+    def stored(conn: sqlite3.Connection) -> dict[str, int]:
+        rows = conn.execute("SELECT key, value FROM floxide_meta WHERE key LIKE 'k%'")
+        return {r[0]: r[1] for r in rows}
+
+    assert await backend._run(stored) == {"k1": 1, "k3": 1}
+    assert await backend.get_run(run.run_id) is not None
+
+
+async def test_a_failed_commit_fails_the_whole_batch_and_stores_nothing(
+    backend: SqliteBackend,
+) -> None:
+    def setup(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE child (id INTEGER, parent INTEGER REFERENCES parent (id)"
+            " DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+    await backend._run(setup)
+    run_id, leases = await leased_run(backend, 2)
+
+    def orphan(conn: sqlite3.Connection) -> str:  # fine now, fails the COMMIT
+        conn.execute("INSERT INTO child VALUES (1, 42)")
+        return "inserted"
+
+    results = await batched(
+        backend,
+        [
+            lambda: backend.commit(leases[0], plan()),
+            lambda: backend._tx(orphan),
+            lambda: backend.commit(leases[1], plan()),
+        ],
+    )
+    assert [kind for kind, _ in results] == ["error", "error", "error"]
+    assert all(isinstance(e, BackendError) for _, e in results)
+    m = await backend.metrics(run_id)
+    assert (m.done, m.in_flight) == (0, 2)
+    assert await backend._run(lambda c: c.execute("SELECT count(*) FROM child").fetchone()[0]) == 0
+    # the connection goes on: both leases still commit
+    for le in leases:
+        assert await backend.commit(le, plan()) is CommitResult.COMMITTED
+    rec = await backend.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+
+
+async def test_a_merge_that_raises_fails_only_its_commit(backend: SqliteBackend) -> None:
+    run_id, leases = await leased_run(backend, 3)
+
+    def boom(stored: bytes) -> bytes:
+        raise RuntimeError("merge failed")
+
+    bad = plan(context=ContextUpdate(b"x", base_version=-1, merge=boom))  # stale: merges
+    results = await batched(
+        backend,
+        [
+            lambda: backend.commit(leases[0], plan()),
+            lambda: backend.commit(leases[1], bad),
+            lambda: backend.commit(leases[2], plan()),
+        ],
+    )
+    assert results[0] == ("ok", CommitResult.COMMITTED)
+    assert results[1][0] == "error" and str(results[1][1]) == "merge failed"
+    assert results[2] == ("ok", CommitResult.COMMITTED)
+    m = await backend.metrics(run_id)
+    assert (m.done, m.in_flight) == (2, 1)
+    ctx = await backend.context(run_id)
+    assert ctx is not None and ctx.data == b"0"
+
+
+async def test_a_caller_cancelled_while_queued_does_not_run(backend: SqliteBackend) -> None:
+    ran: list[str] = []
+
+    def tx(conn: sqlite3.Connection) -> None:
+        ran.append("ran")
+        conn.execute("INSERT INTO floxide_meta VALUES ('cancelled', 1)")
+
+    gate = Gate()
+    async with trio.open_nursery() as nursery:
+        await gate.close(backend, nursery)
+        with trio.move_on_after(0.05) as scope:
+            await backend._tx(tx)  # queued behind the gate
+        assert scope.cancelled_caught
+        gate.open.set()
+    assert backend._queue == []
+    assert await backend._tx(lambda c: "next") == "next"  # the backend goes on
+    assert ran == []
+    row = await backend._run(
+        lambda c: c.execute("SELECT 1 FROM floxide_meta WHERE key = 'cancelled'").fetchone()
+    )
+    assert row is None
+
+
+async def test_a_caller_cancelled_once_taken_gets_its_result(backend: SqliteBackend) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def tx(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO floxide_meta VALUES ('taken', 1)")
+        started.set()
+        assert release.wait(10)
+        return "done"
+
+    got: list[str] = []
+    scope = trio.CancelScope()
+
+    async def call() -> None:
+        with scope:
+            got.append(await backend._tx(tx))
+            await trio.sleep(0)  # the cancel arrives here, after the result
+            got.append("not cancelled")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call)
+        await trio.to_thread.run_sync(started.wait)
+        scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert scope.cancelled_caught
+    assert got == ["done"]
+    row = await backend._run(
+        lambda c: c.execute("SELECT value FROM floxide_meta WHERE key = 'taken'").fetchone()
+    )
+    assert row is not None and row[0] == 1
+
+
+async def test_calls_from_an_already_cancelled_scope_do_not_run(
+    backend: SqliteBackend,
+) -> None:
+    ran: list[int] = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await backend._tx(lambda c: ran.append(1))
+    assert scope.cancelled_caught and ran == []
+
+
+async def test_many_concurrent_steps_on_one_backend(backend: SqliteBackend) -> None:
+    """A burst of commits, leases and reads from many tasks: every commit lands once."""
+    n = 60
+    run_id, leases = await leased_run(backend, n)
+    results: list[CommitResult] = []
+
+    async def step(le: Lease) -> None:
+        await backend.get_run(run_id)
+        results.append(await backend.commit(le, plan(duration=0.01)))
+        await backend.lease(QUEUE, "w1", limit=1, lease_seconds=30, wait=0)
+
+    statements = trace(backend)
+    async with trio.open_nursery() as nursery:
+        for le in leases:
+            nursery.start_soon(step, le)
+    assert results == [CommitResult.COMMITTED] * n
+    assert sum(s == "BEGIN IMMEDIATE" for s in statements) < 2 * n  # some were batched
+    rec = await backend.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+    m = await backend.metrics(run_id)
+    assert m.done == n and m.per_node["a"].count == n
