@@ -306,3 +306,33 @@ async def test_many_concurrent_steps_on_one_backend(backend: SqliteBackend) -> N
     assert rec is not None and rec.status is RunStatus.COMPLETED
     m = await backend.metrics(run_id)
     assert m.done == n and m.per_node["a"].count == n
+
+
+async def test_a_lock_held_by_another_connection_is_waited_for(tmp_path: Path) -> None:
+    b = SqliteBackend(tmp_path / "runs.db", busy_timeout=0.3)
+    try:
+        await b.create_run(new_run(item(1)))
+        other = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's transaction
+        statements = trace(b)
+        # held past the busy timeout: the lease gives up
+        with pytest.raises(BackendError, match="locked"):
+            await b.lease(QUEUE, "w1", limit=1, lease_seconds=30, wait=0)
+        # it polled the lock (SQLite's own busy handler would make one try, sleeping ms)
+        assert statements.count("BEGIN IMMEDIATE") > 3
+
+        async def release() -> None:
+            await trio.sleep(0.05)
+            other.execute("COMMIT")
+
+        # released while it waits: it goes through
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release)
+            got = await b.lease(QUEUE, "w1", limit=1, lease_seconds=30, wait=0)
+        assert [le.item_id for le in got] == ["1"]
+        other.close()
+        # the connection's own busy timeout is back for everything else
+        timeout = await b._run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0])
+        assert timeout == 300
+    finally:
+        await b.aclose()

@@ -3,7 +3,8 @@
 The file is in WAL mode (readers never block the writer) with a busy timeout; every change
 is made inside a `BEGIN IMMEDIATE` transaction, so commits from different processes serialize
 on the file lock and a step's commit (lease check, context, join state, successors, item done)
-is atomic.
+is atomic. Taking the lock polls every 50 us to 1 ms while another process holds it (SQLite's
+own busy handler sleeps 1, 2, 5, 10 ms... between tries), up to the busy timeout.
 
 Group commit: each backend object has one connection, used by one thread call at a time.
 Calls made while one runs are queued, and the next thread call (started as soon as one
@@ -107,6 +108,9 @@ _RUN_COLS = (
 )
 _ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
 _RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
+
+_BUSY_POLL_MAX = 0.001
+"""Longest pause (s) between two tries to take the write lock that another process holds."""
 
 _RUN_POLL_MAX = 0.05
 """Longest pause (s) between two reads of a run that `wait_run` waits for."""
@@ -355,7 +359,7 @@ class SqliteBackend:
                 r.fail(e)
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as e:
             self._abort(conn, batch, None, e)
             return
@@ -383,6 +387,31 @@ class SqliteBackend:
         except sqlite3.Error as e:
             self._abort(conn, batch, None, e)
             return
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """`BEGIN IMMEDIATE`, polling a busy lock every 50 us to 1 ms (in a thread).
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far longer than
+        another process holds the lock for a commit; so the connection's busy timeout is
+        off while this polls, for at most that timeout.
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            give_up = time.monotonic() + self.busy_timeout
+            pause = 50e-6
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                    if time.monotonic() + pause > give_up:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 1.5, _BUSY_POLL_MAX)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def _abort(
         self,
