@@ -3,6 +3,7 @@ one thread call and one `BEGIN IMMEDIATE ... COMMIT`, each in its own savepoint.
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -336,3 +337,32 @@ async def test_a_lock_held_by_another_connection_is_waited_for(tmp_path: Path) -
         assert timeout == 300
     finally:
         await b.aclose()
+
+
+async def test_cancels_at_any_moment_leave_every_commit_applied_once(
+    backend: SqliteBackend,
+) -> None:
+    """Callers cancelled at random moments: a commit is applied at most once, and a caller
+    that got COMMITTED was applied; the backend goes on afterwards."""
+    rng = random.Random(7)
+    n = 80
+    run_id, leases = await leased_run(backend, n)
+    got: dict[int, CommitResult] = {}
+
+    async def step(k: int) -> None:
+        await trio.sleep(rng.random() * 0.002)
+        with trio.move_on_after(rng.random() * 0.01):
+            got[k] = await backend.commit(leases[k], plan())
+            await backend.get_run(run_id)
+
+    async with trio.open_nursery() as nursery:
+        for k in range(n):
+            nursery.start_soon(step, k)
+    assert backend._queue == []
+    again = [await backend.commit(le, plan()) for le in leases]
+    for k, result in got.items():
+        assert result is CommitResult.COMMITTED and again[k] is CommitResult.LOST
+    m = await backend.metrics(run_id)
+    assert m.done == n  # each item exactly once: in the burst or now
+    rec = await backend.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
