@@ -346,7 +346,7 @@ async def test_cancels_at_any_moment_leave_every_commit_applied_once(
     that got COMMITTED was applied; the backend goes on afterwards."""
     rng = random.Random(7)
     n = 80
-    run_id, leases = await leased_run(backend, n)
+    run_id, leases = await leased_run(backend, n + 1)  # the last keeps the run going
     got: dict[int, CommitResult] = {}
 
     async def step(k: int) -> None:
@@ -359,10 +359,11 @@ async def test_cancels_at_any_moment_leave_every_commit_applied_once(
         for k in range(n):
             nursery.start_soon(step, k)
     assert backend._queue == []
-    again = [await backend.commit(le, plan()) for le in leases]
+    again = [await backend.commit(le, plan()) for le in leases[:n]]
     for k, result in got.items():
         assert result is CommitResult.COMMITTED and again[k] is CommitResult.LOST
+    assert await backend.commit(leases[n], plan()) is CommitResult.COMMITTED
     m = await backend.metrics(run_id)
-    assert m.done == n  # each item exactly once: in the burst or now
+    assert m.done == n + 1  # each item exactly once: in the burst or now
     rec = await backend.get_run(run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED
