@@ -42,8 +42,19 @@ from floxide._checkpoint_store import (
     SqliteCheckpointStore,
 )
 from floxide._errors import CheckpointError, NodeError
-from floxide._local import LocalRun, first_output
-from floxide._step import ROOT_ID, Effects, JoinScope, Position, ScopeRef, WorkItem, derived_id
+from floxide._local import LocalRun
+from floxide._step import (
+    ROOT_ID,
+    Effects,
+    JoinScope,
+    Position,
+    ScopeRef,
+    WorkItem,
+    context_changed,
+    derived_id,
+    first_output,
+    never_same,
+)
 from floxide._typeinfo import DeclaredTypes, known
 from floxide.serde import _encode_json
 
@@ -575,7 +586,7 @@ class _Committer:
         # with the step that made it.
         context = None
         ctx_text = enc.context_text(self.ctx)
-        if ctx_text != self.ctx_text:
+        if context_changed(ctx_text, self.ctx_text, never_same):
             context = enc.context(self.ctx, ctx_text)
             self.ctx_text = ctx_text
         return items, (str(item.id),), context, scopes, contributions, closed, outputs

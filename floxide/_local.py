@@ -18,12 +18,20 @@ from typing import Any
 import trio
 
 from floxide._context import CURRENT_ITEM, current_item, item_entry
-from floxide._errors import FloxideError, NodeError, NoOutputError, RunTimeoutError
+from floxide._errors import FloxideError, NodeError, RunTimeoutError
 from floxide._graph import Graph
 from floxide._node import Next, Node
-from floxide._step import Effects, JoinScope, Position, WorkItem, advance, settle
+from floxide._step import (
+    Effects,
+    JoinState,
+    Position,
+    WorkItem,
+    advance,
+    settle,
+    timeout_message,
+)
 
-__all__ = ["LocalRun", "StepHook", "first_output"]
+__all__ = ["LocalRun", "StepHook"]
 
 StepHook = Callable[[WorkItem, Effects, list[WorkItem]], Awaitable[None]]
 """Called after each step's join state is settled, before its successors are queued
@@ -73,12 +81,12 @@ class LocalRun:
         self.run_id = run_id
         self.workflow_name = graph.name
         self.ready: deque[WorkItem] = deque()
-        self.join_state: dict[Hashable, JoinScope] = {}
         self.outputs: list[tuple[Position, Any]] = []
         self.failure: NodeError | None = None
         self.on_step = on_step
         self._counter = itertools.count(1)
         self.new_id = new_id if new_id is not None else self._next_id
+        self.join_state = JoinState(self.new_id)
         self._limit = concurrency
         self._active = 0
         self._helper_pending = False
@@ -105,8 +113,8 @@ class LocalRun:
             raise self.failure
         if scope.cancelled_caught:
             raise RunTimeoutError(
-                f"run of workflow {self.graph.name!r} did not finish within {timeout} s "
-                f"and was cancelled ({len(self.ready)} items still waiting)"
+                f"{timeout_message(self.graph.name, None, timeout)} and was cancelled "
+                f"({len(self.ready)} items still waiting)"
             )
         self.outputs.sort(key=_position)
         return self.outputs
@@ -143,8 +151,7 @@ class LocalRun:
                     reset_item(token)
                 single = specs[name].single
                 if single is not None and type(outcome) is Next and on_step is None:
-                    # The common chain step, as `advance` + `settle` would apply it: one
-                    # successor at the same position, no join bookkeeping to change.
+                    # `_step.chain_step`, inlined: the hot path of every chain.
                     ready.append(
                         WorkItem(
                             next(counter) if counter is not None else new_id(item, 0),
@@ -162,7 +169,7 @@ class LocalRun:
                     if fx.outputs:
                         self.outputs.extend(fx.outputs)
                     if item.scopes or fx.opened is not None:
-                        fired = settle(join_state, item, fx, new_id)
+                        fired = settle(join_state, item, fx)
                     else:
                         fired = _NONE
                     if on_step is not None:
@@ -230,11 +237,3 @@ def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     err.__cause__ = group
     return err
 
-
-def first_output(workflow: str, outputs: list[tuple[Position, Any]]) -> Any:
-    """The first terminal output in branch order, or NoOutputError."""
-    if not outputs:
-        raise NoOutputError(
-            f"run of workflow {workflow!r} finished without reaching a terminal node"
-        )
-    return outputs[0][1]

@@ -19,6 +19,7 @@ import trio
 from floxide._context import exit_item, renew_item
 from floxide._errors import RunCancelled, RunTimeoutError
 from floxide._node import Abort, Node, Transition
+from floxide._step import note_attempts, retry_delay
 from floxide._validators import a_node, positive_int, seconds
 
 __all__ = [
@@ -165,8 +166,9 @@ class RetryPolicy:
         return bool(self.retry_on(error))
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
-        """Whether attempt number `attempt` (1-based) that failed with `error` gets another."""
-        return attempt < self.max_attempts and self.retries(error)
+        """Whether attempt number `attempt` (1-based) that failed with `error` gets another
+        (the rule is `floxide._step.retry_delay`'s)."""
+        return retry_delay(_Undelayed(self), error, attempt) is not None
 
 
 @attrs.frozen
@@ -190,25 +192,39 @@ class RetryNode(Node[C, I, O]):
             try:
                 result = await self.inner.process(ctx, input)
             except Exception as exc:
-                if not self.policy.should_retry(exc, attempt):
-                    _note(exc, attempt)
+                delay = retry_delay(self.policy, exc, attempt)
+                if delay is None:
+                    note_attempts(exc, attempt)
                     raise
             else:
                 if not isinstance(result, Abort):
                     return result
-                if not self.policy.should_retry(result.error, attempt):
-                    _note(result.error, attempt)
+                delay = retry_delay(self.policy, result.error, attempt)
+                if delay is None:
+                    note_attempts(result.error, attempt)
                     return result
             finally:
                 if token is not None:
                     exit_item(token)
-            await trio.sleep(self.policy.delay(attempt))
+            await trio.sleep(delay)
             attempt += 1
 
 
-def _note(error: BaseException, attempts: int) -> None:
-    if attempts > 1:
-        error.add_note(f"failed after {attempts} attempts")
+@attrs.frozen
+class _Undelayed:
+    """A policy's retry rule without drawing a delay (for `should_retry`)."""
+
+    policy: RetryPolicy
+
+    @property
+    def max_attempts(self) -> int:
+        return self.policy.max_attempts
+
+    def retries(self, error: BaseException) -> bool:
+        return self.policy.retries(error)
+
+    def delay(self, failed_attempts: int) -> float:
+        return 0.0
 
 
 def with_retry(node: Node[C, I, O], policy: RetryPolicy | None = None) -> RetryNode[C, I, O]:

@@ -1,39 +1,83 @@
-"""Step semantics: what one executed work item turns into. Pure: no I/O, no clocks.
+"""The rulebook: every semantic rule of a run, written once. Pure: no I/O, no clocks.
 
-`advance` maps (item, outcome) to `Effects`: successor items with their branch positions,
-terminal outputs, contributions to open joins, a newly opened join scope, or a failure.
-`settle` applies an item's join bookkeeping to a join-state mapping and returns the join
-items that fire. The local executor, checkpointed runs and distributed workers all call
-these two functions, so a workflow behaves the same however it is run.
+Read this module to learn how a run behaves; the local executor (`_local`), checkpointed
+runs (`_checkpoint`) and distributed workers (`distributed/_worker`) only apply what it
+decides, and the backends count join scopes with `count_scopes` (the Redis commit script
+is a labelled port of it). The rules, in the order a step meets them:
 
-Branch positions: a lone successor keeps its parent's position; the k-th of several gets
-`parent.position + (k,)`. Sorting outputs by position gives branch order, independent of
-scheduling.
+1. **Items.** A run is a set of `WorkItem`s (id, node, input, position, join scopes,
+   attempt). A lone successor keeps its parent's position; the k-th of several gets
+   `parent.position + (k,)`. Sorting by position gives branch order, independent of
+   scheduling. Durable runs derive ids from the parent (`derived_id`), so a step re-run
+   after a crash makes the same successors.
+2. **One step.** `advance` turns a node's outcome into `Effects`: `Next` sends its value to
+   every successor (or routes it, first matching row), `NextAll` sends each value, `Hold`
+   ends the branch, `Abort(e)` or a raised exception is a failure (`outcome_error`) that
+   goes to the node's `on_failure` fallback with the failing input, or fails the run. The
+   common chain step (`Next` to a lone successor, no joins) is `chain_step`.
+3. **Joins.** A node that is the source of joins opens a `JoinScope` when it runs: every
+   item that descends from it carries the scope. `count_scopes` is the arithmetic: after a
+   step, each scope on the item's stack (innermost first) gains (new items) - 1 live
+   items, plus the join items that inner scopes fired in the same step; a scope at zero
+   closes and `fire`s its joins, each with the values that reached it in branch order
+   (`in_branch_order`). A fan-out that made no item fires its joins at once
+   (`fires_at_once`). `settle` applies all of it to a local join state.
+4. **The end.** A run's result is its first terminal output in branch order
+   (`first_output`), or `NoOutputError`.
+5. **Retries.** `retry_delay` decides whether a failed attempt is retried and after how
+   long; `note_attempts` records on the error how many attempts were made.
+6. **Deadlines.** A run with a timeout fails once its deadline passes (`deadline_passed`,
+   messages `timeout_message` / `DEADLINE_PASSED`); an in-process run is cancelled.
+7. **Context.** A step's context change is committed with the step when its encoding
+   differs from the stored one and it does not decode equal (`context_changed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from hashlib import blake2b
-from typing import Any, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 from floxide._context import ItemInfo
-from floxide._graph import Graph
+from floxide._errors import NoOutputError
+from floxide._graph import Graph, NodeSpec
 from floxide._node import Abort, Hold, Next, NextAll
 
+T = TypeVar("T")
+
 __all__ = [
+    "DEADLINE_GRACE",
+    "DEADLINE_PASSED",
     "ROOT_ID",
     "Effects",
     "IdFactory",
     "JoinScope",
+    "JoinState",
     "NoRouteError",
     "Position",
+    "Retrying",
     "ScopeRef",
+    "ScopeTable",
     "StrayJoinError",
     "WorkItem",
     "advance",
+    "chain_step",
+    "context_changed",
+    "count_scopes",
+    "deadline_passed",
     "derived_id",
+    "fire",
+    "fires_at_once",
+    "first_output",
+    "in_branch_order",
+    "innermost_first",
+    "never_same",
+    "no_output_message",
+    "note_attempts",
+    "outcome_error",
+    "retry_delay",
     "settle",
+    "timeout_message",
 ]
 
 Position: TypeAlias = tuple[int, ...]
@@ -164,14 +208,35 @@ class Effects:
         )
 
 
+def chain_step(
+    spec: NodeSpec, item: WorkItem, outcome: object, new_id: IdFactory
+) -> WorkItem | None:
+    """The common chain step: `Next(v)` from a node with one successor and no joins around
+    it makes one item at the same position with the same scopes; None for anything else.
+    (The local executor inlines this test on its hot path.)"""
+    if type(outcome) is Next and spec.single is not None:
+        return WorkItem(new_id(item, 0), spec.single, outcome.value, item.position, item.scopes)
+    return None
+
+
+def outcome_error(node: str, outcome: object) -> BaseException | None:
+    """The failure an outcome stands for: a raised exception, `Abort(error)`'s error, or a
+    `TypeError` for a value that is no `Transition`; None for `Next`, `NextAll`, `Hold`."""
+    if isinstance(outcome, Next | NextAll | Hold):
+        return None
+    error = outcome.error if isinstance(outcome, Abort) else outcome
+    if isinstance(error, BaseException):
+        return error
+    return TypeError(f"node {node!r} returned {outcome!r}; expected Next, NextAll, Hold or Abort")
+
+
 def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) -> Effects:
     """Turn one item's outcome (a Transition, or the exception it raised) into effects."""
     fx = Effects()
     spec = graph.specs[item.node]
-    if type(outcome) is Next and spec.single is not None:  # the common chain step
-        fx.items.append(
-            WorkItem(new_id(item, 0), spec.single, outcome.value, item.position, item.scopes)
-        )
+    chained = chain_step(spec, item, outcome, new_id)
+    if chained is not None:
+        fx.items.append(chained)
         return fx
     if isinstance(outcome, Next):
         values: tuple[Any, ...] = (outcome.value,)
@@ -180,11 +245,8 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
     elif isinstance(outcome, Hold):
         return fx
     else:
-        error = outcome.error if isinstance(outcome, Abort) else outcome
-        if not isinstance(error, BaseException):
-            error = TypeError(
-                f"node {item.node!r} returned {outcome!r}; expected Next, NextAll, Hold or Abort"
-            )
+        error = outcome_error(item.node, outcome)
+        assert error is not None
         return _fail(fx, spec.fallback, item, error, new_id, spec.target_joins)
 
     scopes = item.scopes
@@ -286,60 +348,194 @@ def _fail(
     return fx
 
 
-def settle(
-    join_state: MutableMapping[ScopeId, JoinScope],
-    item: WorkItem,
-    fx: Effects,
-    new_id: IdFactory,
-) -> list[WorkItem]:
-    """Apply `item`'s join bookkeeping; return the join items fired by closed scopes.
+# ------------------------------------------------------------------------------ joins
+F = TypeVar("F")
+F_co = TypeVar("F_co", covariant=True)
 
-    Contributions are added to their scopes, a newly opened scope is registered, and every
-    scope on the item's stack gets (new items carrying it) - 1 live items, innermost first,
-    so a join fired by an inner scope counts in the outer ones before those are checked.
+
+class ScopeTable(Protocol[F_co]):
+    """Open join-scope counts of one run, as an applier stores them (`count_scopes`'s view).
+
+    `F_co` is whatever a closed scope fires: `WorkItem`s in process, encoded items in a backend.
     """
-    fired: list[WorkItem] = []
-    for scope_id, join, pos, value in fx.contributions:
-        scope = _resolve(join_state, fx, scope_id, join)
-        scope.collected[join].append((pos, value))
-    n_new = len(fx.items)
-    opened = fx.opened
-    if opened is not None:
-        if opened.open == 0:
-            fired.extend(_fire(opened, new_id))
+
+    def open_count(self, scope_id: Any) -> int:
+        """Live items carrying the scope."""
+
+    def set_open(self, scope_id: Any, count: int) -> None:
+        """Store the scope's new count (it is above zero)."""
+
+    def close(self, scope_id: Any) -> Sequence[F_co]:
+        """Forget the scope (its count reached zero); the join items it fires."""
+
+
+def count_scopes(table: ScopeTable[F], scopes: Iterable[Any], n_new: int) -> list[F]:
+    """THE join arithmetic: apply one step to the scopes on its item's stack.
+
+    `scopes` are the item's open scopes innermost first; `n_new` the items the step made
+    (successors, and join items that fired at once). Each scope gains `n_new - 1` live
+    items plus the join items fired so far by inner scopes in this step (they descend from
+    the outer scopes too); a scope reaching zero closes and fires. Returns what fired.
+    The Redis commit script (`backends/_redis_lua.py`, "count_scopes") is a port of this.
+    """
+    fired: list[F] = []
+    for scope_id in scopes:
+        count = table.open_count(scope_id) + n_new - 1 + len(fired)
+        if count == 0:
+            fired.extend(table.close(scope_id))
         else:
-            join_state[opened.id] = opened
-    n_new += len(fired)
-    extra = 0
-    for scope_id, _ in reversed(item.scopes):
-        scope = join_state[scope_id]
-        scope.open += n_new - 1 + extra
-        if scope.open == 0:
-            del join_state[scope_id]
-            new = _fire(scope, new_id)
-            fired.extend(new)
-            extra += len(new)
+            table.set_open(scope_id, count)
     return fired
 
 
-def _resolve(
-    join_state: MutableMapping[ScopeId, JoinScope], fx: Effects, scope_id: ScopeId, join: str
-) -> JoinScope:
-    if fx.opened is not None and fx.opened.id == scope_id:
-        return fx.opened
-    return join_state[scope_id]
+def fires_at_once(scope: JoinScope) -> bool:
+    """A fan-out that made no item (an empty `NextAll`, or values all sent straight to its
+    joins) fires its joins in the same step: no descendant is left to wait for."""
+    return scope.open == 0
 
 
-def _fire(scope: JoinScope, new_id: IdFactory) -> list[WorkItem]:
+def in_branch_order(entries: Iterable[tuple[Position, T]]) -> list[T]:
+    """The values that reached a join, in branch order (by position)."""
+    return [v for _, v in sorted(entries, key=_by_position)]
+
+
+def fire(scope: JoinScope, new_id: IdFactory) -> list[WorkItem]:
+    """The join items a closing scope fires: one per join of its source, each with the
+    values collected for it in branch order, at the source's position (the k-th of several
+    joins at `position + (k,)`), carrying the source's own scopes."""
     source = WorkItem(scope.id, scope.source, None, scope.position, scope.parent)
     many = len(scope.joins) > 1
     out = []
     for k, join in enumerate(scope.joins):
-        values = [v for _, v in sorted(scope.collected[join], key=_by_position)]
         pos = (*scope.position, k) if many else scope.position
+        values = in_branch_order(scope.collected[join])
         out.append(WorkItem(new_id(source, -1 - k), join, values, pos, scope.parent))
     return out
 
 
+class JoinState(dict[Any, JoinScope]):
+    """The open join scopes of an in-process run, by scope id (a `ScopeTable`)."""
+
+    __slots__ = ("new_id",)
+
+    def __init__(self, new_id: IdFactory) -> None:
+        super().__init__()
+        self.new_id = new_id
+
+    def open_count(self, scope_id: Any) -> int:
+        return self[scope_id].open
+
+    def set_open(self, scope_id: Any, count: int) -> None:
+        self[scope_id].open = count
+
+    def close(self, scope_id: Any) -> list[WorkItem]:
+        return fire(self.pop(scope_id), self.new_id)
+
+
+def innermost_first(item: WorkItem) -> list[Any]:
+    """The ids of the scopes `item` carries, innermost first (the order they are counted)."""
+    return [sid for sid, _ in reversed(item.scopes)]
+
+
+def settle(join_state: JoinState, item: WorkItem, fx: Effects) -> list[WorkItem]:
+    """Apply `item`'s join bookkeeping to an in-process join state; the join items fired.
+
+    Contributions are added to their scopes, a newly opened scope is registered (or fires
+    at once), then `count_scopes` counts the step in every scope on the item's stack.
+    """
+    fired: list[WorkItem] = []
+    opened = fx.opened
+    for scope_id, join, pos, value in fx.contributions:
+        scope = opened if opened is not None and opened.id == scope_id else join_state[scope_id]
+        scope.collected[join].append((pos, value))
+    if opened is not None:
+        if fires_at_once(opened):
+            fired.extend(fire(opened, join_state.new_id))
+        else:
+            join_state[opened.id] = opened
+    if item.scopes:
+        n_new = len(fx.items) + len(fired)
+        fired.extend(count_scopes(join_state, innermost_first(item), n_new))
+    return fired
+
+
 def _by_position(entry: tuple[Position, Any]) -> Position:
     return entry[0]
+
+
+# ---------------------------------------------------------------------------- the end
+def no_output_message(workflow: str, run_id: str | None = None) -> str:
+    """Why a finished run has no result."""
+    run = f"run {run_id} of workflow" if run_id is not None else "run of workflow"
+    return f"{run} {workflow!r} finished without reaching a terminal node"
+
+
+def first_output(
+    workflow: str, outputs: Sequence[tuple[Position, T]], run_id: str | None = None
+) -> T:
+    """A run's result: its first terminal output in branch order (`outputs` sorted by
+    position), or `NoOutputError` when it reached no terminal node."""
+    if not outputs:
+        raise NoOutputError(no_output_message(workflow, run_id))
+    return outputs[0][1]
+
+
+# ---------------------------------------------------------------------------- retries
+class Retrying(Protocol):
+    """What the retry decision reads of a `RetryPolicy`."""
+
+    @property
+    def max_attempts(self) -> int: ...
+
+    def retries(self, error: BaseException) -> bool: ...
+
+    def delay(self, failed_attempts: int) -> float: ...
+
+
+def retry_delay(policy: Retrying | None, error: BaseException, attempt: int) -> float | None:
+    """Seconds to wait before retrying attempt `attempt` (1-based) that failed with `error`,
+    or None when it is not retried (no policy, attempts used up, or a failure the policy
+    does not retry)."""
+    if policy is None or attempt >= policy.max_attempts or not policy.retries(error):
+        return None
+    return policy.delay(attempt)
+
+
+def note_attempts(error: BaseException, attempts: int) -> None:
+    """Record on a final failure how many attempts were made (when more than one)."""
+    if attempts > 1:
+        error.add_note(f"failed after {attempts} attempts")
+
+
+# -------------------------------------------------------------------------- deadlines
+DEADLINE_PASSED: Final = "run deadline passed"
+"""The error a backend records when it finds a run past its deadline."""
+
+DEADLINE_GRACE: Final = 1.0
+"""Seconds past a run's deadline before a watcher (orchestrator, CLI) fails it itself:
+workers, which see the deadline first, get the chance to fail it from inside the step."""
+
+
+def deadline_passed(deadline: float | None, now: float, grace: float = 0.0) -> bool:
+    """Whether a run with `deadline` (wall clock; None = no timeout) is over at `now`."""
+    return deadline is not None and now > deadline + grace
+
+
+def timeout_message(workflow: str, run_id: str | None = None, timeout: float | None = None) -> str:
+    """Why a run failed with `RunTimeoutError`."""
+    run = f"run {run_id} of workflow" if run_id is not None else "run of workflow"
+    within = f"within {timeout} s" if timeout is not None else "within its timeout"
+    return f"{run} {workflow!r} did not finish {within}"
+
+
+# ---------------------------------------------------------------------------- context
+def context_changed(mine: bytes | str, stored: bytes | str, same: Callable[[], bool]) -> bool:
+    """Whether a step changed the run's context: its encoding differs from the stored one,
+    and (`same()`, asked only then) it does not decode equal (a set may encode in another
+    order). A changed context is committed with the step that changed it."""
+    return mine != stored and not same()
+
+
+def never_same() -> bool:
+    """`same` for appliers that compare encodings only."""
+    return False

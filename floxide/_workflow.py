@@ -16,10 +16,10 @@ from typing_extensions import dataclass_transform
 
 from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
-from floxide._local import LocalRun, first_output
+from floxide._local import LocalRun
 from floxide._node import Node
 from floxide._rules import RESERVED, RULES
-from floxide._step import WorkItem
+from floxide._step import WorkItem, first_output
 from floxide._typeinfo import resolve
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ import trio
 
 from floxide import serde
 from floxide._errors import BackendError, FloxideError
+from floxide._step import no_output_message
 from floxide._workflow import Workflow
 from floxide.backends import (
     Backend,
-    ErrorRecord,
     RunMetrics,
     RunRecord,
     RunStatus,
@@ -38,6 +38,7 @@ from floxide.backends import (
 )
 from floxide.distributed import Orchestrator, UnknownRunError, WorkerPool, run_error
 from floxide.distributed._codec import Codec
+from floxide.distributed._orchestrator import fail_overdue
 
 __all__ = ["load_workflow", "main", "progress_line"]
 
@@ -226,8 +227,7 @@ async def _wait(backend: Backend, rec: RunRecord, out: TextIO) -> int:
     last = ""
     last_print = 0.0
     while not rec.status.finished:
-        if rec.deadline is not None and time.time() > rec.deadline + 1.0:
-            await backend.fail_run(rec.run_id, _deadline_error())
+        await fail_overdue(backend, rec)
         line = progress_line(await backend.metrics(rec.run_id), rec.status)
         now = time.monotonic()
         if live:
@@ -247,13 +247,9 @@ async def _wait(backend: Backend, rec: RunRecord, out: TextIO) -> int:
         raise CliError(str(run_error(rec, await backend.errors(rec.run_id))))
     outputs = await backend.outputs(rec.run_id)
     if not outputs:
-        raise CliError(f"run {rec.run_id} finished without reaching a terminal node")
+        raise CliError(no_output_message(rec.workflow, rec.run_id))
     print(outputs[0].value.decode(), file=out)
     return 0
-
-
-def _deadline_error() -> ErrorRecord:
-    return ErrorRecord("-", "-", 0, "timeout", "run deadline passed", time.time())
 
 
 async def _cmd_graph(args: argparse.Namespace, out: TextIO) -> int:

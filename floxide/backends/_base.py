@@ -17,6 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from floxide import _step
+
 __all__ = [
     "Backend",
     "CommitPlan",
@@ -234,35 +236,24 @@ class CommitPlan:
     """Seconds the node ran (per-node latency metrics)."""
 
 
-class ScopeTable(Protocol):
-    """Open join-scope counts of one run, as a backend stores them."""
+class ScopeTable(_step.ScopeTable[NewItem], Protocol):
+    """Open join-scope counts of one run, as a backend stores them, with the items each
+    fires (`open_count`, `set_open` and `close` are what the rulebook's arithmetic uses)."""
 
-    def get(self, scope_id: str) -> int: ...
-
-    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None: ...
-
-    def close(self, scope_id: str) -> Sequence[NewItem]:
-        """Delete the scope; its fired items."""
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        """Register a scope a step opened: `count` items carry it, `fired` run at its close."""
 
 
 def count_scopes(plan: CommitPlan, table: ScopeTable) -> list[NewItem]:
-    """Apply a plan's join-scope bookkeeping; return the join items it fires.
+    """Apply a plan's join bookkeeping; return the join items it fires.
 
-    The reference for every backend (the Redis commit script does the same in Lua); it
-    mirrors `floxide._step.settle`: innermost scope first, so a join fired by an inner scope
-    counts in the outer ones before those are checked.
+    Registers the scope the step opened, then counts the step in the item's scopes with
+    `floxide._step.count_scopes`, the one join arithmetic (the Redis commit script ports it).
     """
-    n_new = len(plan.items)
     if plan.open_scope is not None:
-        table.put(plan.open_scope.scope_id, plan.open_scope.open, plan.open_scope.fired)
-    fired: list[NewItem] = []
-    for scope_id in plan.scopes:
-        count = table.get(scope_id) + n_new - 1 + len(fired)
-        if count == 0:
-            fired.extend(table.close(scope_id))
-        else:
-            table.put(scope_id, count, None)
-    return fired
+        scope = plan.open_scope
+        table.open(scope.scope_id, scope.open, scope.fired)
+    return _step.count_scopes(table, plan.scopes, len(plan.items))
 
 
 @attrs.frozen

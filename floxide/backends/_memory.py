@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from floxide._errors import BackendError
+from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
@@ -86,11 +87,14 @@ class _Scopes:
     def __init__(self, scopes: dict[str, tuple[int, Sequence[NewItem]]]) -> None:
         self.scopes = scopes
 
-    def get(self, scope_id: str) -> int:
+    def open_count(self, scope_id: str) -> int:
         return self.scopes[scope_id][0]
 
-    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None:
-        self.scopes[scope_id] = (open, fired if fired is not None else self.scopes[scope_id][1])
+    def set_open(self, scope_id: str, count: int) -> None:
+        self.scopes[scope_id] = (count, self.scopes[scope_id][1])
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.scopes[scope_id] = (count, fired)
 
     def close(self, scope_id: str) -> Sequence[NewItem]:
         return self.scopes.pop(scope_id)[1]
@@ -340,7 +344,7 @@ class MemoryBackend:
                 continue
             if run.record.deadline is not None and now > run.record.deadline:
                 err = ErrorRecord(
-                    item.node, item.item_id, item.attempt, "timeout", "run deadline passed", now
+                    item.node, item.item_id, item.attempt, "timeout", DEADLINE_PASSED, now
                 )
                 run.errors.append(err)
                 self._touch(

@@ -41,6 +41,7 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from floxide._errors import BackendError
+from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
@@ -149,7 +150,7 @@ class _Scopes:
         self.conn = conn
         self.run_id = run_id
 
-    def get(self, scope_id: str) -> int:
+    def open_count(self, scope_id: str) -> int:
         row = self.conn.execute(
             "SELECT open FROM scopes WHERE run_id = ? AND scope_id = ?", (self.run_id, scope_id)
         ).fetchone()
@@ -157,17 +158,17 @@ class _Scopes:
             raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
         return int(row[0])
 
-    def put(self, scope_id: str, open: int, fired: Sequence[NewItem] | None) -> None:
-        if fired is None:
-            self.conn.execute(
-                "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
-                (open, self.run_id, scope_id),
-            )
-        else:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
-                (self.run_id, scope_id, open, _encode_fired(fired)),
-            )
+    def set_open(self, scope_id: str, count: int) -> None:
+        self.conn.execute(
+            "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
+            (count, self.run_id, scope_id),
+        )
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
+            (self.run_id, scope_id, count, _encode_fired(fired)),
+        )
 
     def close(self, scope_id: str) -> Sequence[NewItem]:
         row = self.conn.execute(
@@ -758,7 +759,7 @@ class SqliteBackend:
                 continue
             if r["deadline"] is not None and now > r["deadline"]:
                 err = ErrorRecord(
-                    r["node"], r["item_id"], r["attempt"], "timeout", "run deadline passed", now
+                    r["node"], r["item_id"], r["attempt"], "timeout", DEADLINE_PASSED, now
                 )
                 self._add_error(conn, run_id, err)
                 self._set_run(

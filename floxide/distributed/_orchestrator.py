@@ -9,8 +9,15 @@ from typing import Generic, TypeVar
 
 import trio
 
-from floxide._errors import FloxideError, NodeError, NoOutputError, RunCancelled, RunTimeoutError
-from floxide._step import WorkItem
+from floxide._errors import FloxideError, NodeError, RunCancelled, RunTimeoutError
+from floxide._step import (
+    DEADLINE_GRACE,
+    DEADLINE_PASSED,
+    WorkItem,
+    deadline_passed,
+    first_output,
+    timeout_message,
+)
 from floxide._workflow import Workflow
 from floxide.backends._base import (
     Backend,
@@ -50,9 +57,7 @@ def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
     if rec.status is RunStatus.CANCELLED:
         return RunCancelled(f"run {rec.run_id} of workflow {rec.workflow!r} was cancelled")
     if rec.error_kind == "timeout":
-        return RunTimeoutError(
-            f"run {rec.run_id} of workflow {rec.workflow!r} did not finish within its timeout"
-        )
+        return RunTimeoutError(timeout_message(rec.workflow, rec.run_id))
     last = next((e for e in reversed(errors) if e.message == rec.error), None)
     if last is not None and rec.error_kind in ("node", "lease"):
         return NodeError(
@@ -64,6 +69,16 @@ def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
             workflow=rec.workflow,
         )
     return FloxideError(f"run {rec.run_id} of workflow {rec.workflow!r} failed: {rec.error}")
+
+
+async def fail_overdue(backend: Backend, rec: RunRecord) -> bool:
+    """Fail a live run found past its deadline (in case no worker is left to notice);
+    whether it was overdue."""
+    if not deadline_passed(rec.deadline, time.time(), DEADLINE_GRACE):
+        return False
+    error = ErrorRecord("-", "-", 0, "timeout", DEADLINE_PASSED, time.time())
+    await backend.fail_run(rec.run_id, error)
+    return True
 
 
 class Orchestrator(Generic[C, I, O]):
@@ -142,11 +157,7 @@ class Orchestrator(Generic[C, I, O]):
             rec = await self.info(run_id)
             if rec.status.finished:
                 return rec
-            if rec.deadline is not None and time.time() > rec.deadline + 1.0:
-                await self.backend.fail_run(
-                    run_id,
-                    ErrorRecord("-", "-", 0, "timeout", "run deadline passed", time.time()),
-                )
+            if await fail_overdue(self.backend, rec):
                 continue
             remaining = limit - trio.current_time()
             if remaining <= 0:
@@ -162,12 +173,8 @@ class Orchestrator(Generic[C, I, O]):
         async with self.backend.connected():
             rec = await self.wait_finished(run_id, timeout=timeout)
             outputs = await self._outputs(rec)
-        if not outputs:
-            raise NoOutputError(
-                f"run {run_id} of workflow {rec.workflow!r} finished without reaching a "
-                "terminal node"
-            )
-        return outputs[0]
+        result: O = first_output(rec.workflow, [((), o) for o in outputs], run_id)
+        return result
 
     async def results(self, run_id: str, *, timeout: float | None = None) -> list[O]:
         """Every terminal output of the run, in branch order, once it is finished."""

@@ -46,9 +46,21 @@ import trio
 from floxide._context import enter_item, exit_item
 from floxide._errors import BackendError, FloxideError
 from floxide._logging import StepLogger, step_fields, step_span
-from floxide._node import Abort, Node
+from floxide._node import Node
 from floxide._retry import RetryNode, RetryPolicy
-from floxide._step import Effects, JoinScope, WorkItem, advance, settle
+from floxide._step import (
+    Effects,
+    WorkItem,
+    advance,
+    context_changed,
+    fire,
+    fires_at_once,
+    innermost_first,
+    note_attempts,
+    outcome_error,
+    retry_delay,
+    timeout_message,
+)
 from floxide._workflow import Workflow
 from floxide.backends._base import (
     Backend,
@@ -492,7 +504,7 @@ class Worker(Generic[C, I, O]):
                             lease.item_id,
                             lease.attempt,
                             "timeout",
-                            f"run {run_id} did not finish within its timeout",
+                            timeout_message(self.graph.name, run_id),
                             time.time(),
                         ),
                     )
@@ -500,13 +512,9 @@ class Worker(Generic[C, I, O]):
                 return
         duration = time.perf_counter() - started
 
-        error: BaseException | None = None
-        if isinstance(outcome, BaseException):
-            error = outcome
-        elif isinstance(outcome, Abort):
-            error = outcome.error
-        if error is not None and policy is not None and policy.should_retry(error, lease.attempt):
-            delay = policy.delay(lease.attempt)
+        error = outcome_error(item.node, outcome)
+        delay = retry_delay(policy, error, lease.attempt) if error is not None else None
+        if error is not None and delay is not None:
             record = ErrorRecord(
                 item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
             )
@@ -522,8 +530,8 @@ class Worker(Generic[C, I, O]):
                 result,
             )
             return
-        if error is not None and lease.attempt > 1:
-            error.add_note(f"failed after {lease.attempt} attempts")
+        if error is not None:
+            note_attempts(error, lease.attempt)
 
         try:
             plan = self._plan(item, outcome, payload.collect, ctx, ctx_read, duration)
@@ -602,15 +610,15 @@ class Worker(Generic[C, I, O]):
                     f.node,
                     codec.encode_item(f, collect=collection_key(scope.id, f.node)),
                 )
-                for f in fired_items(scope)
+                for f in fire(scope, item_id)
             ]
-            if scope.open == 0:
+            if fires_at_once(scope):
                 items += fired  # nothing went into the fan-out: its joins fire at once
             else:
                 opened = ScopeOpen(str(scope.id), scope.open, fired)
         update: ContextUpdate | None = None
         mine = codec.encode_context(ctx)
-        if mine != ctx_read.data and not self._same_context(ctx, ctx_read.data):
+        if context_changed(mine, ctx_read.data, lambda: self._same_context(ctx, ctx_read.data)):
             merge: Callable[[bytes], bytes] | None = None
             if callable(getattr(ctx, "merge", None)):
 
@@ -621,7 +629,7 @@ class Worker(Generic[C, I, O]):
         return CommitPlan(
             context=update,
             open_scope=opened,
-            scopes=[str(sid) for sid, _ in reversed(item.scopes)],
+            scopes=[str(sid) for sid in innermost_first(item)],
             items=items,
             outputs=[
                 Output(pos, item.node, codec.encode_output(item.node, v)) for pos, v in fx.outputs
@@ -651,13 +659,6 @@ async def _call(node: Node[Any, Any, Any], ctx: Any, item: WorkItem) -> object:
         return exc
     finally:
         exit_item(token)
-
-
-def fired_items(scope: JoinScope) -> list[WorkItem]:
-    """The join items `scope` fires when it closes (ids, positions and scopes by `settle`)."""
-    probe = Effects()
-    probe.opened = JoinScope(scope.id, scope.source, scope.joins, scope.position, scope.parent)
-    return settle({}, WorkItem("probe", scope.source, None, scope.position), probe, item_id)
 
 
 @contextmanager
