@@ -20,6 +20,26 @@ Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
 Times come from the server (TIME), so hosts with skewed clocks agree on lease deadlines.
 """
 
+# A labelled port of `floxide._step.count_scopes`, the one join arithmetic (innermost scope
+# first; each scope gains n_new - 1 live items plus the join items inner scopes fired in
+# this step; a scope at zero closes and fires). tests/test_step.py feeds random commit
+# sequences through both and compares.
+COUNT_SCOPES = r"""
+local function count_scopes(scopes_key, fired_key, ids, n_new)
+  local fired = {}
+  for _, sid in ipairs(ids) do
+    local c = redis.call('HINCRBY', scopes_key, sid, n_new - 1 + #fired)
+    if c == 0 then
+      local f = cjson.decode(redis.call('HGET', fired_key, sid))
+      redis.call('HDEL', scopes_key, sid)
+      redis.call('HDEL', fired_key, sid)
+      for _, x in ipairs(f) do table.insert(fired, x) end
+    end
+  end
+  return fired
+end
+"""
+
 PRELUDE = r"""
 local P = ARGV[1]
 local TTL = tonumber(ARGV[2])  -- milliseconds
@@ -220,6 +240,7 @@ return out
 #       {'committed', then 13 fields per lease taken, as LEASE}
 COMMIT = (
     PRELUDE
+    + COUNT_SCOPES
     + TAKE
     + r"""
 local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
@@ -276,25 +297,18 @@ else
     ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
                             tonumber(ARGV[b + 4]))
   end
-  -- join scopes: the same counting as floxide._step.settle, innermost scope first
+  -- join scopes: register the one this step opened, then floxide._step.count_scopes
   if has_open == '1' then
     redis.call('HSET', rk .. ':scopes', open_id, open_n)
     redis.call('HSET', rk .. ':fired', open_id, open_fired)
   end
-  local fired_n = 0
-  for j = 0, n_scopes - 1 do
-    local sid = ARGV[scopes_at + j]
-    local c = redis.call('HINCRBY', rk .. ':scopes', sid, n_items - 1 + fired_n)
-    if c == 0 then
-      local fired = cjson.decode(redis.call('HGET', rk .. ':fired', sid))
-      redis.call('HDEL', rk .. ':scopes', sid)
-      redis.call('HDEL', rk .. ':fired', sid)
-      for _, f in ipairs(fired) do
-        ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
-      end
-      fired_n = fired_n + #fired
-    end
+  local scope_ids = {}
+  for j = 0, n_scopes - 1 do scope_ids[j + 1] = ARGV[scopes_at + j] end
+  local fired = count_scopes(rk .. ':scopes', rk .. ':fired', scope_ids, n_items)
+  for _, f in ipairs(fired) do
+    ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
   end
+  local fired_n = #fired
   local pending = redis.call('HINCRBY', rk, 'pending', n_items + fired_n - 1)
   if pending <= 0 then
     finish(run_id, 'completed', nil, nil)
