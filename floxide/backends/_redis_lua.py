@@ -162,6 +162,7 @@ local function take(queue, worker, limit, lease, out)
     if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
       if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
         local f = redis.call('HMGET', ik, 'node', 'attempt')
+        -- the message is floxide._step.DEADLINE_PASSED
         add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
         finish(run_id, 'failed', 'run deadline passed', 'timeout')
       elseif status == 'paused' then
