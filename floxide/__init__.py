@@ -6,7 +6,7 @@ from floxide._checkpoint import (
     InMemoryCheckpointStore,
     SqliteCheckpointStore,
 )
-from floxide._context import Cell, ItemInfo, SharedState, current_item, item_scope
+from floxide._context import Cell, SharedState
 from floxide._errors import (
     BackendError,
     CheckpointError,
@@ -43,6 +43,7 @@ from floxide._nodes import (
     source,
 )
 from floxide._retry import BackoffStrategy, RetryError, RetryNode, RetryPolicy, with_retry
+from floxide._running import ItemInfo, current_item, item_scope
 from floxide._timeout import NodeTimeoutError, TimeoutNode, with_timeout
 from floxide._workflow import Workflow, workflow
 

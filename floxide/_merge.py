@@ -24,8 +24,8 @@ from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import attrs
 
-from floxide._context import current_item
 from floxide._errors import FloxideError
+from floxide._running import current_item
 
 __all__ = [
     "MERGE_WITH",

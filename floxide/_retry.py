@@ -16,9 +16,9 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 import trio
 
-from floxide._context import exit_item, renew_item
 from floxide._errors import RunCancelled, RunTimeoutError
 from floxide._node import Abort, Node, Transition
+from floxide._running import exit_item, renew_item
 from floxide._validators import a_node, positive_int, seconds
 
 __all__ = [

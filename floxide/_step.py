@@ -17,9 +17,9 @@ from collections.abc import Callable, Hashable, MutableMapping
 from hashlib import blake2b
 from typing import Any, TypeAlias
 
-from floxide._context import ItemInfo
 from floxide._graph import Graph
 from floxide._node import Abort, Hold, Next, NextAll
+from floxide._running import ItemInfo
 
 __all__ = [
     "ROOT_ID",

@@ -8,9 +8,9 @@ from typing import TypeVar
 import attrs
 import trio
 
-from floxide._context import current_item, enter_item, exit_item
 from floxide._errors import FloxideError
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition
+from floxide._running import current_item, enter_item, exit_item
 from floxide._validators import a_node, positive_int
 
 __all__ = ["BatchItemError", "BatchNode"]

@@ -43,11 +43,11 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from floxide._context import enter_item, exit_item
 from floxide._errors import BackendError, FloxideError
 from floxide._logging import StepLogger, step_fields, step_span
 from floxide._node import Abort, Node
 from floxide._retry import RetryNode, RetryPolicy
+from floxide._running import enter_item, exit_item
 from floxide._step import Effects, JoinScope, WorkItem, advance, settle
 from floxide._workflow import Workflow
 from floxide.backends._base import (
