@@ -9,12 +9,17 @@ from floxide._checkpoint import (
 from floxide._context import Cell, SharedState
 from floxide._errors import (
     BackendError,
+    BatchItemError,
     CheckpointError,
     FloxideError,
+    MergeConflictError,
     NodeError,
+    NodeTimeoutError,
     NoOutputError,
+    NoRouteError,
     RunCancelled,
     RunTimeoutError,
+    StrayJoinError,
     WorkflowDefinitionError,
 )
 from floxide._merge import (
@@ -26,14 +31,12 @@ from floxide._merge import (
     Max,
     Merge,
     Mergeable,
-    MergeConflictError,
     Min,
     SetUnion,
     merge_values,
 )
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition, node
 from floxide._nodes import (
-    BatchItemError,
     BatchNode,
     CompositeNode,
     Source,
@@ -44,7 +47,7 @@ from floxide._nodes import (
 )
 from floxide._retry import BackoffStrategy, RetryError, RetryNode, RetryPolicy, with_retry
 from floxide._running import ItemInfo, current_item, item_scope
-from floxide._timeout import NodeTimeoutError, TimeoutNode, with_timeout
+from floxide._timeout import TimeoutNode, with_timeout
 from floxide._workflow import Workflow, workflow
 
 __all__ = [
@@ -75,6 +78,7 @@ __all__ = [
     "Next",
     "NextAll",
     "NoOutputError",
+    "NoRouteError",
     "Node",
     "NodeError",
     "NodeTimeoutError",
@@ -90,6 +94,7 @@ __all__ = [
     "SourceStats",
     "SplitNode",
     "SqliteCheckpointStore",
+    "StrayJoinError",
     "TimeoutNode",
     "Transition",
     "Workflow",

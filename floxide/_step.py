@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, MutableMapping
 from hashlib import blake2b
 from typing import Any, TypeAlias
 
+from floxide._errors import NoRouteError, StrayJoinError
 from floxide._graph import Graph
 from floxide._node import Abort, Hold, Next, NextAll
 from floxide._running import ItemInfo
@@ -26,10 +27,8 @@ __all__ = [
     "Effects",
     "IdFactory",
     "JoinScope",
-    "NoRouteError",
     "Position",
     "ScopeRef",
-    "StrayJoinError",
     "WorkItem",
     "advance",
     "derived_id",
@@ -134,14 +133,6 @@ class JoinScope:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-class NoRouteError(LookupError):
-    """A routed node produced a value that matches no row of its routing table."""
-
-
-class StrayJoinError(RuntimeError):
-    """An item reached a join node outside any fan-out of the join's source."""
 
 
 class Effects:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, PayloadError
 from floxide.backends._base import (
     Backend,
     CommitPlan,
@@ -45,6 +45,7 @@ __all__ = [
     "NewRun",
     "NodeMetrics",
     "Output",
+    "PayloadError",
     "RunContext",
     "RunMetrics",
     "RunRecord",

@@ -11,6 +11,7 @@ out = await orch.wait(run_id)
 
 from __future__ import annotations
 
+from floxide._errors import LeaseExpiredError, RemoteError, UnknownRunError
 from floxide.backends._base import (
     ErrorRecord,
     NodeMetrics,
@@ -19,13 +20,8 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
-from floxide.distributed._orchestrator import (
-    Orchestrator,
-    RemoteError,
-    UnknownRunError,
-    run_error,
-)
-from floxide.distributed._worker import LeaseExpiredError, Worker, WorkerPool, queue_name
+from floxide.distributed._orchestrator import Orchestrator, run_error
+from floxide.distributed._worker import Worker, WorkerPool, queue_name
 
 __all__ = [
     "ErrorRecord",

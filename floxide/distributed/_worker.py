@@ -43,7 +43,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from floxide._errors import BackendError, FloxideError
+from floxide._errors import BackendError, FloxideError, LeaseExpiredError, PayloadError
 from floxide._logging import StepLogger, step_fields, step_span
 from floxide._node import Abort, Node
 from floxide._retry import RetryNode, RetryPolicy
@@ -64,9 +64,9 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
 )
-from floxide.distributed._codec import Codec, PayloadError, collection_key, item_id
+from floxide.distributed._codec import Codec, collection_key, item_id
 
-__all__ = ["LeaseExpiredError", "Worker", "WorkerPool", "queue_name"]
+__all__ = ["Worker", "WorkerPool", "queue_name"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -74,10 +74,6 @@ O = TypeVar("O")  # noqa: E741
 R = TypeVar("R")
 
 logger = logging.getLogger("floxide.worker")
-
-
-class LeaseExpiredError(FloxideError):
-    """A work item's lease expired more often than its node may be retried."""
 
 
 def queue_name(wf: Workflow[Any, Any, Any]) -> str:
