@@ -45,7 +45,14 @@ from floxide._nodes import (
     SplitNode,
     source,
 )
-from floxide._retry import BackoffStrategy, RetryError, RetryNode, RetryPolicy, with_retry
+from floxide._retry import (
+    BackoffStrategy,
+    RetryError,
+    RetryNode,
+    RetryOn,
+    RetryPolicy,
+    with_retry,
+)
 from floxide._running import ItemInfo, current_item, item_scope
 from floxide._timeout import TimeoutNode, with_timeout
 from floxide._workflow import Workflow, workflow
@@ -84,6 +91,7 @@ __all__ = [
     "NodeTimeoutError",
     "RetryError",
     "RetryNode",
+    "RetryOn",
     "RetryPolicy",
     "RunCancelled",
     "RunTimeoutError",

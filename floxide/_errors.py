@@ -129,7 +129,7 @@ class BatchItemError(FloxideError):
 class NodeTimeoutError(FloxideError, TimeoutError):
     """A node wrapped by `with_timeout` did not finish within its deadline.
 
-    It is an ordinary node failure: `RetryPolicy(retry_on=RetryError.TIMEOUTS)` retries it
+    It is an ordinary node failure: `RetryPolicy(retry_on=RetryOn.TIMEOUTS)` retries it
     and the node's `on_failure` fallback receives the input.
     """
 

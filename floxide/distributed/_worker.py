@@ -386,7 +386,7 @@ class Worker(Generic[C, I, O]):
             except BackendError as e:
                 logger.warning("could not give item %s back: %s", le.item_id, e)
 
-    async def _settle(self, call: Callable[[], Awaitable[R]]) -> R:
+    async def _commit_with_retries(self, call: Callable[[], Awaitable[R]]) -> R:
         """Make a commit, retrying while the backend is unreachable (for up to two leases).
 
         Safe to repeat: a commit that was applied but whose reply was lost comes back as
@@ -507,7 +507,9 @@ class Worker(Generic[C, I, O]):
                 item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
             )
             with self._shielded():
-                result = await self._settle(lambda: self.backend.retry(lease, delay, record))
+                result = await self._commit_with_retries(
+                    lambda: self.backend.retry(lease, delay, record)
+                )
             slot.finished = True
             log.info(
                 "%s failed on attempt %d (%s); retry in %.3fs: %s",
@@ -538,7 +540,7 @@ class Worker(Generic[C, I, O]):
         take = 0 if self._stopping else 1
         with self._shielded():
             try:
-                result, taken = await self._settle(
+                result, taken = await self._commit_with_retries(
                     lambda: self.backend.commit_and_lease(
                         lease, plan, limit=take, lease_seconds=self.lease_seconds
                     )
