@@ -45,6 +45,7 @@ from floxide._nodes import (
     SplitNode,
     source,
 )
+from floxide._public import publish
 from floxide._retry import (
     BackoffStrategy,
     RetryError,
@@ -118,3 +119,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+publish(__name__, globals())
+del publish

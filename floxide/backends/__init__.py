@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from floxide._errors import BackendError, PayloadError
+from floxide._public import publish
 from floxide.backends._base import (
     Backend,
     CommitPlan,
@@ -100,3 +101,7 @@ def open_backend(url: str) -> Backend:
     raise BackendError(
         f"unknown backend URL {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB"
     )
+
+
+publish(__name__, globals())
+del publish

@@ -12,6 +12,7 @@ out = await orch.wait(run_id)
 from __future__ import annotations
 
 from floxide._errors import LeaseExpiredError, RemoteError, UnknownRunError
+from floxide._public import publish
 from floxide.backends._base import (
     ErrorRecord,
     NodeMetrics,
@@ -39,3 +40,6 @@ __all__ = [
     "queue_name",
     "run_error",
 ]
+
+publish(__name__, globals())
+del publish
