@@ -60,6 +60,7 @@ class RetryOn(enum.Flag):
     - `ALL`: all of the above.
 
     For anything finer, pass a predicate `retry_on=lambda error: ...` instead.
+    `RetryError` is this class under its former name, kept as an alias.
     """
 
     ERRORS = enum.auto()
