@@ -35,7 +35,7 @@ from floxide import (
     Workflow,
     workflow,
 )
-from floxide._checkpoint_store import Commit, RunInfo, RunRecord
+from floxide._checkpoint_store import Commit, RunInfo, StoredCheckpoint
 
 
 @attrs.define
@@ -104,7 +104,7 @@ class Spy:
     commits: int = 0
     rows: list[int] = attrs.field(factory=list)
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: StoredCheckpoint) -> None:
         await self.inner.create_run(record)
 
     async def commit(self, run_id: str, commit: Commit) -> None:
@@ -120,7 +120,7 @@ class Spy:
         )
         await self.inner.commit(run_id, commit)
 
-    async def load_run(self, run_id: str) -> RunRecord:
+    async def load_run(self, run_id: str) -> StoredCheckpoint:
         return await self.inner.load_run(run_id)  # type: ignore[no-any-return]
 
     async def list_runs(self) -> list[RunInfo]:

@@ -6,15 +6,20 @@ from floxide._checkpoint import (
     InMemoryCheckpointStore,
     SqliteCheckpointStore,
 )
-from floxide._context import Cell, ItemInfo, SharedState, current_item, item_scope
+from floxide._context import Cell, SharedState
 from floxide._errors import (
     BackendError,
+    BatchItemError,
     CheckpointError,
     FloxideError,
+    MergeConflictError,
     NodeError,
+    NodeTimeoutError,
     NoOutputError,
+    NoRouteError,
     RunCancelled,
     RunTimeoutError,
+    StrayJoinError,
     WorkflowDefinitionError,
 )
 from floxide._merge import (
@@ -26,14 +31,12 @@ from floxide._merge import (
     Max,
     Merge,
     Mergeable,
-    MergeConflictError,
     Min,
     SetUnion,
     merge_values,
 )
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition, node
 from floxide._nodes import (
-    BatchItemError,
     BatchNode,
     CompositeNode,
     Source,
@@ -42,8 +45,17 @@ from floxide._nodes import (
     SplitNode,
     source,
 )
-from floxide._retry import BackoffStrategy, RetryError, RetryNode, RetryPolicy, with_retry
-from floxide._timeout import NodeTimeoutError, TimeoutNode, with_timeout
+from floxide._public import publish
+from floxide._retry import (
+    BackoffStrategy,
+    RetryError,
+    RetryNode,
+    RetryOn,
+    RetryPolicy,
+    with_retry,
+)
+from floxide._running import ItemInfo, current_item, item_scope
+from floxide._timeout import TimeoutNode, with_timeout
 from floxide._workflow import Workflow, workflow
 
 __all__ = [
@@ -74,11 +86,13 @@ __all__ = [
     "Next",
     "NextAll",
     "NoOutputError",
+    "NoRouteError",
     "Node",
     "NodeError",
     "NodeTimeoutError",
     "RetryError",
     "RetryNode",
+    "RetryOn",
     "RetryPolicy",
     "RunCancelled",
     "RunTimeoutError",
@@ -89,6 +103,7 @@ __all__ = [
     "SourceStats",
     "SplitNode",
     "SqliteCheckpointStore",
+    "StrayJoinError",
     "TimeoutNode",
     "Transition",
     "Workflow",
@@ -104,3 +119,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+publish(__name__, globals())
+del publish

@@ -33,13 +33,13 @@ import trio
 
 from floxide import serde
 from floxide._checkpoint_store import (
+    CheckpointStatus,
     CheckpointStore,
     Commit,
     InMemoryCheckpointStore,
     RunInfo,
-    RunRecord,
-    RunStatus,
     SqliteCheckpointStore,
+    StoredCheckpoint,
 )
 from floxide._errors import CheckpointError, NodeError
 from floxide._local import LocalRun
@@ -101,7 +101,7 @@ class Checkpoint(Generic[C]):
     workflow: str
     fingerprint: str
     format_version: int
-    status: RunStatus
+    status: CheckpointStatus
     steps: int
     context: C
     items: tuple[WorkItem, ...]
@@ -223,7 +223,7 @@ class _Codec(DeclaredTypes):
         return _Encoder(self)
 
     # -- decoding ---------------------------------------------------------------------
-    def check_meta(self, record: RunRecord) -> dict[str, Any]:
+    def check_meta(self, record: StoredCheckpoint) -> dict[str, Any]:
         rid = record.run_id
         meta = serde.loads(record.meta, what=f"the header of run {rid!r}")
         if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
@@ -255,7 +255,7 @@ class _Codec(DeclaredTypes):
             )
         return meta
 
-    def decode(self, record: RunRecord) -> Checkpoint[Any]:
+    def decode(self, record: StoredCheckpoint) -> Checkpoint[Any]:
         meta = self.check_meta(record)
         rid = record.run_id
         ctx = serde.structure(
@@ -455,7 +455,7 @@ class _Encoder:
 
 
 # ------------------------------------------------------------------------- committing
-def _merge(seq: int, batch: Sequence[Commit]) -> Commit:
+def _combine_commits(seq: int, batch: Sequence[Commit]) -> Commit:
     """Several consecutive steps' commits as one commit numbered `seq`; what one makes and
     another consumes within the batch never reaches the store."""
     if len(batch) == 1 and batch[0].seq == seq:
@@ -636,7 +636,7 @@ class _Committer:
                     batch, self._queue = self._queue, []
                     done, self._flushed = self._flushed, trio.Event()
                     try:
-                        await self.store.commit(self.run_id, _merge(self.seq + 1, batch))
+                        await self.store.commit(self.run_id, _combine_commits(self.seq + 1, batch))
                     except BaseException as exc:
                         self._error = exc
                         done.set()
@@ -650,7 +650,7 @@ class _Committer:
         finally:
             self._flushing = False
 
-    async def finish(self, status: RunStatus, error: str | None = None) -> None:
+    async def finish(self, status: CheckpointStatus, error: str | None = None) -> None:
         """Record how the run ended (shielded, so it is written even while cancelling)."""
         with trio.CancelScope(shield=True):
             await self.store.commit(
@@ -718,7 +718,7 @@ async def run_checkpointed(
     # Refuse, before anything is stored, a context or input that could not be read back.
     serde.structure(serde.loads(ctx_bytes), codec.ctx_type, path="$.context")
     codec.decode_item(ROOT_ID, root_bytes, rid)
-    record = RunRecord(
+    record = StoredCheckpoint(
         run_id=rid,
         workflow=wf.graph.name,
         meta=codec.meta(rid),

@@ -27,17 +27,18 @@ import trio
 from floxide._errors import CheckpointError
 
 __all__ = [
+    "CheckpointStatus",
     "CheckpointStore",
     "Commit",
     "InMemoryCheckpointStore",
     "RunInfo",
-    "RunRecord",
     "SqliteCheckpointStore",
+    "StoredCheckpoint",
 ]
 
 T = TypeVar("T")
 
-RunStatus = Literal["running", "finished", "failed"]
+CheckpointStatus = Literal["running", "finished", "failed"]
 
 SCHEMA_VERSION = 1
 """Version of the SQLite layout; a file with a newer one is refused, never changed."""
@@ -51,7 +52,7 @@ class RunInfo:
 
     run_id: str
     workflow: str
-    status: RunStatus
+    status: CheckpointStatus
     steps: int
     """Commits so far (each covers one or more steps)."""
     pending: int
@@ -62,14 +63,14 @@ class RunInfo:
 
 
 @attrs.frozen
-class RunRecord:
+class StoredCheckpoint:
     """Everything a store holds for one run, as bytes (see `floxide._checkpoint`)."""
 
     run_id: str
     workflow: str
     meta: bytes
     context: bytes
-    status: RunStatus = "running"
+    status: CheckpointStatus = "running"
     error: str | None = None
     seq: int = 0
     items: Mapping[str, bytes] = attrs.field(factory=dict)
@@ -98,7 +99,7 @@ class Commit:
     contributions: Sequence[tuple[str, bytes]] = ()
     closed: Sequence[str] = ()
     outputs: Sequence[bytes] = ()
-    status: RunStatus | None = None
+    status: CheckpointStatus | None = None
     error: str | None = None
 
 
@@ -107,7 +108,7 @@ class CheckpointStore(Protocol):
     """Durable home of checkpointed runs. Every method is atomic; errors are
     `CheckpointError` and leave the store unchanged."""
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: StoredCheckpoint) -> None:
         """Store a new run; a run with the same id already stored is an error."""
         ...
 
@@ -115,7 +116,7 @@ class CheckpointStore(Protocol):
         """Apply `commit` to the run in one transaction (see `Commit`)."""
         ...
 
-    async def load_run(self, run_id: str) -> RunRecord:
+    async def load_run(self, run_id: str) -> StoredCheckpoint:
         """Everything stored for `run_id`; an unknown id is an error."""
         ...
 
@@ -152,7 +153,7 @@ class _MemRun:
     workflow: str
     meta: bytes
     context: bytes
-    status: RunStatus
+    status: CheckpointStatus
     error: str | None
     seq: int
     items: dict[str, bytes]
@@ -174,7 +175,7 @@ class InMemoryCheckpointStore:
     def __init__(self) -> None:
         self._runs: dict[str, _MemRun] = {}
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: StoredCheckpoint) -> None:
         await trio.lowlevel.checkpoint()
         if record.run_id in self._runs:
             raise _exists(record.run_id)
@@ -224,7 +225,7 @@ class InMemoryCheckpointStore:
         contributions: Sequence[tuple[str, bytes]],
         closed: Sequence[str],
         outputs: Sequence[bytes],
-        status: RunStatus | None = None,
+        status: CheckpointStatus | None = None,
         error: str | None = None,
     ) -> None:
         """`commit` with the fields of a `Commit`, without the trio checkpoint: applying
@@ -271,12 +272,12 @@ class InMemoryCheckpointStore:
         run.seq = seq
         run.updated = time.time()
 
-    async def load_run(self, run_id: str) -> RunRecord:
+    async def load_run(self, run_id: str) -> StoredCheckpoint:
         await trio.lowlevel.checkpoint()
         run = self._runs.get(run_id)
         if run is None:
             raise _missing(run_id)
-        return RunRecord(
+        return StoredCheckpoint(
             run_id=run_id,
             workflow=run.workflow,
             meta=run.meta,
@@ -527,7 +528,7 @@ class SqliteCheckpointStore:
         return result
 
     # -- the protocol ----------------------------------------------------------------
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: StoredCheckpoint) -> None:
         def create(conn: sqlite3.Connection) -> None:
             def body() -> None:
                 found = conn.execute(
@@ -638,8 +639,8 @@ class SqliteCheckpointStore:
 
         await self._call(apply, f"committing run {run_id!r}")
 
-    async def load_run(self, run_id: str) -> RunRecord:
-        def load(conn: sqlite3.Connection) -> RunRecord:
+    async def load_run(self, run_id: str) -> StoredCheckpoint:
+        def load(conn: sqlite3.Connection) -> StoredCheckpoint:
             conn.execute("BEGIN")  # one consistent snapshot of the run
             try:
                 row = conn.execute(
@@ -677,7 +678,7 @@ class SqliteCheckpointStore:
                 raise CheckpointError(
                     f"checkpoint store {self.path!r}: run {run_id!r} has unknown status {status!r}"
                 )
-            return RunRecord(
+            return StoredCheckpoint(
                 run_id=run_id,
                 workflow=str(row[0]),
                 meta=_blob(row[1]),

@@ -17,10 +17,10 @@ from typing import Any
 
 import trio
 
-from floxide._context import CURRENT_ITEM, current_item, item_entry
 from floxide._errors import FloxideError, NodeError, RunTimeoutError
 from floxide._graph import Graph
 from floxide._node import Next, Node
+from floxide._running import CURRENT_ITEM, current_item, item_entry
 from floxide._step import (
     Effects,
     JoinState,

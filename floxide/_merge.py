@@ -24,8 +24,8 @@ from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import attrs
 
-from floxide._context import current_item
-from floxide._errors import FloxideError
+from floxide._errors import MergeConflictError
+from floxide._running import current_item
 
 __all__ = [
     "MERGE_WITH",
@@ -35,7 +35,6 @@ __all__ = [
     "Fixed",
     "Max",
     "Merge",
-    "MergeConflictError",
     "Mergeable",
     "Min",
     "SetUnion",
@@ -65,10 +64,6 @@ class Merge(Protocol):
     def merge(self, other: Self) -> Self:
         """Combine `self` with `other` into a new value; neither is modified."""
         ...
-
-
-class MergeConflictError(FloxideError, ValueError):
-    """Two copies of a value that must agree (a `Fixed`, an event id, a plain field) differ."""
 
 
 # --------------------------------------------------------------------------- Counter

@@ -1,4 +1,4 @@
-"""Retrying failed nodes: `RetryPolicy`, `BackoffStrategy`, `RetryError`, `with_retry`.
+"""Retrying failed nodes: `RetryPolicy`, `BackoffStrategy`, `RetryOn`, `with_retry`.
 
 `with_retry(node, policy)` wraps a node in a `RetryNode` with the same `Node[Ctx, In, Out]`
 type. In one process the wrapper retries in place, sleeping between attempts. Distributed
@@ -16,9 +16,9 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 import trio
 
-from floxide._context import exit_item, renew_item
 from floxide._errors import RunCancelled, RunTimeoutError
 from floxide._node import Abort, Node, Transition
+from floxide._running import exit_item, renew_item
 from floxide._step import note_attempts, retry_delay
 from floxide._validators import a_node, positive_int, seconds
 
@@ -26,6 +26,7 @@ __all__ = [
     "BackoffStrategy",
     "RetryError",
     "RetryNode",
+    "RetryOn",
     "RetryPolicy",
     "RetryPredicate",
     "failure_kind",
@@ -48,7 +49,7 @@ class BackoffStrategy(enum.Enum):
     """`initial_backoff * 2 ** (n - 1)`."""
 
 
-class RetryError(enum.Flag):
+class RetryOn(enum.Flag):
     """Which failures a `RetryPolicy` retries; combine with `|`.
 
     - `ERRORS`: ordinary exceptions (raised, or returned as `Abort(error)`).
@@ -60,6 +61,7 @@ class RetryError(enum.Flag):
     - `ALL`: all of the above.
 
     For anything finer, pass a predicate `retry_on=lambda error: ...` instead.
+    `RetryError` is this class under its former name, kept as an alias.
     """
 
     ERRORS = enum.auto()
@@ -68,22 +70,25 @@ class RetryError(enum.Flag):
     ALL = ERRORS | TIMEOUTS | CANCELLATIONS
 
 
+RetryError = RetryOn
+"""The former name of `RetryOn`, kept as an alias (it chooses failures, it is not one)."""
+
 RetryPredicate: TypeAlias = Callable[[BaseException], bool]
 """`retry_on` as a function: given the failure, return True to retry it."""
 
 
-def failure_kind(error: BaseException) -> RetryError:
+def failure_kind(error: BaseException) -> RetryOn:
     """Classify a failure; an exception group is the union of its members' kinds."""
     if isinstance(error, BaseExceptionGroup):
-        kind = RetryError(0)
+        kind = RetryOn(0)
         for sub in error.exceptions:
             kind |= failure_kind(sub)
         return kind
     if isinstance(error, TimeoutError | trio.TooSlowError | RunTimeoutError):
-        return RetryError.TIMEOUTS
+        return RetryOn.TIMEOUTS
     if isinstance(error, RunCancelled):
-        return RetryError.CANCELLATIONS
-    return RetryError.ERRORS
+        return RetryOn.CANCELLATIONS
+    return RetryOn.ERRORS
 
 
 def _all_exceptions(error: BaseException) -> bool:
@@ -109,9 +114,9 @@ def _policy(_: object, __: attrs.Attribute[Any], value: object) -> None:
 
 
 def _retry_on(_: object, __: attrs.Attribute[Any], value: object) -> None:
-    if not (isinstance(value, RetryError) or callable(value)):
+    if not (isinstance(value, RetryOn) or callable(value)):
         raise TypeError(
-            f"RetryPolicy.retry_on must be a RetryError flag or a predicate, got {value!r}"
+            f"RetryPolicy.retry_on must be a RetryOn flag or a predicate, got {value!r}"
         )
 
 
@@ -123,7 +128,7 @@ class RetryPolicy:
     before retry `n` follows `strategy` from `initial_backoff`, capped at `max_backoff`
     seconds; with `jitter`, the wait is drawn uniformly from `[0, that]` ("full jitter"),
     which spreads out retries of many items failing together. `retry_on` picks the
-    failures to retry: `RetryError` flags or a predicate.
+    failures to retry: `RetryOn` flags or a predicate.
     """
 
     max_attempts: int = attrs.field(default=3, validator=positive_int)
@@ -135,7 +140,7 @@ class RetryPolicy:
         default=BackoffStrategy.EXPONENTIAL, validator=_strategy
     )
     jitter: bool = attrs.field(default=True, validator=_flag)
-    retry_on: RetryError | RetryPredicate = attrs.field(default=RetryError.ALL, validator=_retry_on)
+    retry_on: RetryOn | RetryPredicate = attrs.field(default=RetryOn.ALL, validator=_retry_on)
 
     def backoff(self, failed_attempts: int) -> float:
         """The wait, without jitter, after `failed_attempts` failures (1 or more)."""
@@ -160,7 +165,7 @@ class RetryPolicy:
         """Whether `error` is a kind of failure this policy retries (ignoring attempts)."""
         if not _all_exceptions(error):
             return False  # KeyboardInterrupt, SystemExit, trio.Cancelled: never retried
-        if isinstance(self.retry_on, RetryError):
+        if isinstance(self.retry_on, RetryOn):
             kind = failure_kind(error)
             return bool(kind) and (kind & self.retry_on) == kind
         return bool(self.retry_on(error))

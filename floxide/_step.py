@@ -38,10 +38,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from hashlib import blake2b
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
-from floxide._context import ItemInfo
-from floxide._errors import NoOutputError
+from floxide._errors import NoOutputError, NoRouteError, StrayJoinError
 from floxide._graph import Graph, NodeSpec
 from floxide._node import Abort, Hold, Next, NextAll
+from floxide._running import ItemInfo
 
 T = TypeVar("T")
 
@@ -53,12 +53,10 @@ __all__ = [
     "IdFactory",
     "JoinScope",
     "JoinState",
-    "NoRouteError",
     "Position",
     "Retrying",
     "ScopeRef",
     "ScopeTable",
-    "StrayJoinError",
     "WorkItem",
     "advance",
     "chain_step",
@@ -178,14 +176,6 @@ class JoinScope:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-class NoRouteError(LookupError):
-    """A routed node produced a value that matches no row of its routing table."""
-
-
-class StrayJoinError(RuntimeError):
-    """An item reached a join node outside any fan-out of the join's source."""
 
 
 class Effects:

@@ -7,28 +7,15 @@ from typing import TypeVar
 import attrs
 import trio
 
-from floxide._errors import FloxideError
+from floxide._errors import NodeTimeoutError
 from floxide._node import Node, Transition
 from floxide._validators import a_node, seconds
 
-__all__ = ["NodeTimeoutError", "TimeoutNode", "with_timeout"]
+__all__ = ["TimeoutNode", "with_timeout"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
-
-
-class NodeTimeoutError(FloxideError, TimeoutError):
-    """A node wrapped by `with_timeout` did not finish within its deadline.
-
-    It is an ordinary node failure: `RetryPolicy(retry_on=RetryError.TIMEOUTS)` retries it
-    and the node's `on_failure` fallback receives the input.
-    """
-
-    def __init__(self, node: str, seconds: float) -> None:
-        self.node = node
-        self.seconds = seconds
-        super().__init__(f"{node} did not finish within {seconds} s")
 
 
 @attrs.frozen

@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TextIO
 import trio
 
 from floxide import serde
-from floxide._errors import BackendError, FloxideError
+from floxide._errors import BackendError, CliError, FloxideError
 from floxide._step import no_output_message
 from floxide._workflow import Workflow
 from floxide.backends import (
@@ -43,10 +43,6 @@ from floxide.distributed._orchestrator import fail_overdue
 __all__ = ["load_workflow", "main", "progress_line"]
 
 DEFAULT_BACKEND = "sqlite:///floxide.db"
-
-
-class CliError(Exception):
-    """A problem to report as one line, exit code 1."""
 
 
 def load_workflow(spec: str) -> Workflow[Any, Any, Any]:

@@ -34,7 +34,7 @@ from floxide import (
     workflow,
 )
 from floxide._checkpoint import ROOT_ID, item_id
-from floxide._checkpoint_store import Commit, RunInfo, RunRecord
+from floxide._checkpoint_store import Commit, RunInfo, StoredCheckpoint
 from floxide._step import WorkItem
 
 
@@ -176,7 +176,7 @@ class CrashingStore:
     commits: list[Commit] = attrs.field(factory=list)
     error: Callable[[], BaseException] = Crash
 
-    async def create_run(self, record: RunRecord) -> None:
+    async def create_run(self, record: StoredCheckpoint) -> None:
         await self.inner.create_run(record)
 
     async def commit(self, run_id: str, commit: Commit) -> None:
@@ -188,7 +188,7 @@ class CrashingStore:
         if crash:
             raise self.error()
 
-    async def load_run(self, run_id: str) -> RunRecord:
+    async def load_run(self, run_id: str) -> StoredCheckpoint:
         return await self.inner.load_run(run_id)
 
     async def list_runs(self) -> list[RunInfo]:
@@ -457,7 +457,7 @@ def changed_fan() -> Workflow[Ctx, int, str]:
     return Fan(split=Split(), check=Check(), big=Big(), small=Small(), total=Total())
 
 
-async def _crashed_run(store: CheckpointStore) -> RunRecord:
+async def _crashed_run(store: CheckpointStore) -> StoredCheckpoint:
     """Run 'x' stopped mid-way: item check(1) pending, the join holding 3 values."""
     with pytest.raises(RunTimeoutError):
         await fan(stall=1).run_with_checkpoint(Ctx(), 4, store=store, run_id="x", timeout=0.3)
@@ -481,7 +481,7 @@ async def test_changed_graph_says_what_differs(store: CheckpointStore) -> None:
     assert await store.load_run("x") == before
 
 
-async def _tamper(store: CheckpointStore, **changes: Any) -> RunRecord:
+async def _tamper(store: CheckpointStore, **changes: Any) -> StoredCheckpoint:
     """Re-store run 'x' with some parts replaced (as a damaged file would have them)."""
     record = await store.load_run("x")
     await store.delete_run("x")

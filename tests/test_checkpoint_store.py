@@ -10,10 +10,10 @@ import pytest
 import trio
 
 from floxide import CheckpointError, CheckpointStore, InMemoryCheckpointStore, SqliteCheckpointStore
-from floxide._checkpoint_store import Commit, RunRecord
+from floxide._checkpoint_store import Commit, StoredCheckpoint
 
 
-def record(run_id: str = "r", **kw: object) -> RunRecord:
+def record(run_id: str = "r", **kw: object) -> StoredCheckpoint:
     base: dict[str, object] = {
         "run_id": run_id,
         "workflow": "W",
@@ -22,7 +22,7 @@ def record(run_id: str = "r", **kw: object) -> RunRecord:
         "items": {"0": b"root"},
     }
     base.update(kw)
-    return RunRecord(**base)  # type: ignore[arg-type]
+    return StoredCheckpoint(**base)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -26,7 +26,8 @@ from floxide import (
     item_scope,
     workflow,
 )
-from floxide._context import enter_item, exit_item, register_shared_state_hooks
+from floxide._context import register_shared_state_hooks
+from floxide._running import enter_item, exit_item
 
 
 async def test_get_set_update() -> None:

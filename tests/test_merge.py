@@ -38,7 +38,8 @@ from floxide import (
     merge_values,
     workflow,
 )
-from floxide._context import _current_item, register_shared_state_hooks
+from floxide._context import register_shared_state_hooks
+from floxide._running import _current_item
 
 M = TypeVar("M", bound=Merge)
 

@@ -148,7 +148,7 @@ def test_jitter_actually_varies() -> None:
             "BackoffStrategy.LINEAR, BackoffStrategy.EXPONENTIAL, got 'exponential'",
         ),
         ({"jitter": "no"}, "RetryPolicy.jitter must be True or False, got 'no'"),
-        ({"retry_on": 3}, "RetryPolicy.retry_on must be a RetryError flag or a predicate, got 3"),
+        ({"retry_on": 3}, "RetryPolicy.retry_on must be a RetryOn flag or a predicate, got 3"),
     ],
 )
 def test_bad_policies_are_rejected(kwargs: dict[str, Any], message: str) -> None:

@@ -8,31 +8,16 @@ from typing import TypeVar
 import attrs
 import trio
 
-from floxide._context import current_item, enter_item, exit_item
-from floxide._errors import FloxideError
+from floxide._errors import BatchItemError
 from floxide._node import Abort, Hold, Next, NextAll, Node, Transition
+from floxide._running import current_item, enter_item, exit_item
 from floxide._validators import a_node, positive_int
 
-__all__ = ["BatchItemError", "BatchNode"]
+__all__ = ["BatchNode"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
-
-
-class BatchItemError(FloxideError):
-    """An item of a `BatchNode`'s input failed; `index` is its position in the input.
-
-    When several items of one batch fail, `index`/`cause` are the first (lowest index) and
-    the others are in `others` as `(index, error)` pairs.
-    """
-
-    def __init__(self, index: int, cause: BaseException) -> None:
-        self.index = index
-        self.cause = cause
-        self.others: list[tuple[int, BaseException]] = []
-        super().__init__(f"batch item {index} failed: {type(cause).__name__}: {cause}")
-        self.__cause__ = cause
 
 
 @attrs.frozen

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, PayloadError
+from floxide._public import publish
 from floxide.backends._base import (
     Backend,
     CommitPlan,
@@ -45,6 +46,7 @@ __all__ = [
     "NewRun",
     "NodeMetrics",
     "Output",
+    "PayloadError",
     "RunContext",
     "RunMetrics",
     "RunRecord",
@@ -99,3 +101,7 @@ def open_backend(url: str) -> Backend:
     raise BackendError(
         f"unknown backend URL {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB"
     )
+
+
+publish(__name__, globals())
+del publish

@@ -11,6 +11,8 @@ out = await orch.wait(run_id)
 
 from __future__ import annotations
 
+from floxide._errors import LeaseExpiredError, RemoteError, UnknownRunError
+from floxide._public import publish
 from floxide.backends._base import (
     ErrorRecord,
     NodeMetrics,
@@ -19,13 +21,8 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
-from floxide.distributed._orchestrator import (
-    Orchestrator,
-    RemoteError,
-    UnknownRunError,
-    run_error,
-)
-from floxide.distributed._worker import LeaseExpiredError, Worker, WorkerPool, queue_name
+from floxide.distributed._orchestrator import Orchestrator, run_error
+from floxide.distributed._worker import Worker, WorkerPool, queue_name
 
 __all__ = [
     "ErrorRecord",
@@ -43,3 +40,6 @@ __all__ = [
     "queue_name",
     "run_error",
 ]
+
+publish(__name__, globals())
+del publish

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from floxide import serde
-from floxide._errors import BackendError
+from floxide._errors import PayloadError
 from floxide._step import ROOT_ID, Position, ScopeRef, WorkItem, derived_id
 from floxide._typeinfo import DeclaredTypes
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["ROOT_ID", "Codec", "PayloadError", "collection_key", "item_id"]
+__all__ = ["ROOT_ID", "Codec", "collection_key", "item_id"]
 
 item_id = derived_id
 """The id of the k-th item made by executing a parent: the same on every re-run."""
@@ -31,10 +31,6 @@ item_id = derived_id
 def collection_key(scope_id: Hashable, join: str) -> str:
     """The backend key of the values join `join` collects in scope `scope_id`."""
     return f"{scope_id}|{join}"
-
-
-class PayloadError(BackendError):
-    """A stored value cannot be read back as its declared type (a foreign or changed payload)."""
 
 
 def _refs(data: Any) -> tuple[ScopeRef, ...]:

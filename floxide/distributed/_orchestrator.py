@@ -9,7 +9,14 @@ from typing import Generic, TypeVar
 
 import trio
 
-from floxide._errors import FloxideError, NodeError, RunCancelled, RunTimeoutError
+from floxide._errors import (
+    FloxideError,
+    NodeError,
+    RemoteError,
+    RunCancelled,
+    RunTimeoutError,
+    UnknownRunError,
+)
 from floxide._step import (
     DEADLINE_GRACE,
     DEADLINE_PASSED,
@@ -32,24 +39,13 @@ from floxide.backends._base import (
 from floxide.distributed._codec import ROOT_ID, Codec
 from floxide.distributed._worker import queue_name
 
-__all__ = ["Orchestrator", "RemoteError", "UnknownRunError", "run_error"]
+__all__ = ["Orchestrator", "run_error"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
 logger = logging.getLogger("floxide.orchestrator")
-
-
-class RemoteError(Exception):
-    """A failure that happened in a worker, known here by its description only."""
-
-
-class UnknownRunError(FloxideError, KeyError):
-    """No run with this id exists in the backend (never started, or expired)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown run"
 
 
 def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:

@@ -43,11 +43,11 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from floxide._context import enter_item, exit_item
-from floxide._errors import BackendError, FloxideError
+from floxide._errors import BackendError, FloxideError, LeaseExpiredError, PayloadError
 from floxide._logging import StepLogger, step_fields, step_span
 from floxide._node import Node
 from floxide._retry import RetryNode, RetryPolicy
+from floxide._running import enter_item, exit_item
 from floxide._step import (
     Effects,
     WorkItem,
@@ -76,9 +76,9 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
 )
-from floxide.distributed._codec import Codec, PayloadError, collection_key, item_id
+from floxide.distributed._codec import Codec, collection_key, item_id
 
-__all__ = ["LeaseExpiredError", "Worker", "WorkerPool", "queue_name"]
+__all__ = ["Worker", "WorkerPool", "queue_name"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -86,10 +86,6 @@ O = TypeVar("O")  # noqa: E741
 R = TypeVar("R")
 
 logger = logging.getLogger("floxide.worker")
-
-
-class LeaseExpiredError(FloxideError):
-    """A work item's lease expired more often than its node may be retried."""
 
 
 def queue_name(wf: Workflow[Any, Any, Any]) -> str:
@@ -402,7 +398,7 @@ class Worker(Generic[C, I, O]):
             except BackendError as e:
                 logger.warning("could not give item %s back: %s", le.item_id, e)
 
-    async def _settle(self, call: Callable[[], Awaitable[R]]) -> R:
+    async def _commit_with_retries(self, call: Callable[[], Awaitable[R]]) -> R:
         """Make a commit, retrying while the backend is unreachable (for up to two leases).
 
         Safe to repeat: a commit that was applied but whose reply was lost comes back as
@@ -519,7 +515,9 @@ class Worker(Generic[C, I, O]):
                 item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
             )
             with self._shielded():
-                result = await self._settle(lambda: self.backend.retry(lease, delay, record))
+                result = await self._commit_with_retries(
+                    lambda: self.backend.retry(lease, delay, record)
+                )
             slot.finished = True
             log.info(
                 "%s failed on attempt %d (%s); retry in %.3fs: %s",
@@ -550,7 +548,7 @@ class Worker(Generic[C, I, O]):
         take = 0 if self._stopping else 1
         with self._shielded():
             try:
-                result, taken = await self._settle(
+                result, taken = await self._commit_with_retries(
                     lambda: self.backend.commit_and_lease(
                         lease, plan, limit=take, lease_seconds=self.lease_seconds
                     )
