@@ -8,16 +8,28 @@ promise (URL options, what every lease carries, Redis and SQLite specifics).
 from __future__ import annotations
 
 import math
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 import trio
 
 from floxide import BackendError
-from floxide.backends import Backend, CommitResult, RunContext, open_backend
+from floxide.backends import (
+    Backend,
+    CommitResult,
+    MemoryBackend,
+    RunContext,
+    SqliteBackend,
+    _registry,
+    open_backend,
+    register_backend,
+)
+from floxide.backends._registry import masked_url
 from floxide.testing import check_backend
 from floxide.testing._harness import QUEUE, ctx, item, lease1, new_run, plan
 from tests.redis_server import RedisServer
@@ -110,3 +122,99 @@ async def test_sqlite_unreadable_file_is_a_backend_error(tmp_path: Path) -> None
     b = open_backend(f"sqlite:///{bad}")
     with pytest.raises(BackendError, match=r"garbage\.db"):
         await b.get_run("x")
+
+
+# -- the scheme registry ----------------------------------------------------------------
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """Undo registrations made by a test."""
+    saved = dict(_registry._openers), dict(_registry._examples)
+    yield
+    _registry._openers.clear()
+    _registry._openers.update(saved[0])
+    _registry._examples.clear()
+    _registry._examples.update(saved[1])
+
+
+def test_unknown_scheme_lists_the_known_ones(registry: None) -> None:
+    register_backend("mystore", lambda url: MemoryBackend())
+    with pytest.raises(BackendError) as e:
+        open_backend("ftp://x")
+    msg = str(e.value)
+    assert msg.startswith("unknown backend URL 'ftp://x': use ")
+    for known in ("memory://", "sqlite:///PATH", "redis://HOST:PORT/DB", "mystore://"):
+        assert known in msg
+
+
+def test_a_registered_scheme_opens_with_its_opener(registry: None) -> None:
+    opened: list[str] = []
+
+    def opener(url: str) -> Backend:
+        opened.append(url)
+        return MemoryBackend()
+
+    register_backend("MyStore", opener, example="mystore://BUCKET")
+    b = open_backend("mystore://bucket/x?opt=1")
+    assert isinstance(b, MemoryBackend) and opened == ["mystore://bucket/x?opt=1"]
+    with pytest.raises(BackendError, match=r"mystore://BUCKET"):
+        open_backend("nope://")
+    with pytest.raises(ValueError, match="not a URL scheme"):
+        register_backend("my store", opener)
+    with pytest.raises(TypeError, match="must be callable"):
+        register_backend("bad", "not a function")  # type: ignore[arg-type]
+
+
+def _entry_point(name: str, value: str) -> EntryPoint:
+    return EntryPoint(name=name, value=value, group=_registry.ENTRY_POINT_GROUP)
+
+
+def test_an_entry_point_is_loaded_on_its_first_url(
+    registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def fake_entry_points(*, group: str, name: str) -> list[EntryPoint]:
+        asked.append((group, name))
+        points = {"plugged": "floxide.backends:MemoryBackend", "broken": "no_such_mod:x"}
+        return [_entry_point(name, points[name])] if name in points else []
+
+    monkeypatch.setattr(_registry, "entry_points", fake_entry_points)
+    assert isinstance(open_backend("memory://"), MemoryBackend)
+    assert asked == []  # registered schemes never look at entry points
+    assert isinstance(open_backend("plugged://"), MemoryBackend)
+    assert isinstance(open_backend("plugged://again"), MemoryBackend)
+    assert asked == [("floxide.backends", "plugged")]  # loaded once, then registered
+    with pytest.raises(BackendError, match=r"entry point 'no_such_mod:x' for scheme 'broken'"):
+        open_backend("broken://user:secret@host")
+    with pytest.raises(BackendError, match="unknown backend URL"):
+        open_backend("absent://")
+
+
+def test_credentials_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert masked_url("redis://me:s3cret@host:6379/0?x=1") == "redis://me:***@host:6379/0?x=1"
+    assert masked_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert masked_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert masked_url("redis://me@host/0") == "redis://me@host/0"
+    with pytest.raises(BackendError) as e:
+        open_backend("ftp://me:s3cret@x")
+    assert "s3cret" not in str(e.value) and "me:***@x" in str(e.value)
+    with pytest.raises(BackendError) as e:
+        open_backend("memory://me:s3cret@x?ttl=soon")
+    assert "s3cret" not in str(e.value)
+    monkeypatch.setitem(sys.modules, "floxide.backends._redis", None)
+    with pytest.raises(BackendError, match=r"needs the Redis extra") as e:
+        open_backend("redis://me:s3cret@host:6379/0")
+    assert "s3cret" not in str(e.value) and "redis://me:***@host:6379/0" in str(e.value)
+
+
+def test_url_options_still_reach_the_built_in_backends(tmp_path: Path) -> None:
+    m = open_backend("memory://named?ttl=12")
+    assert isinstance(m, MemoryBackend) and m.url == "memory://named" and m.ttl == 12
+    s = open_backend(f"sqlite:///{tmp_path / 'x.db'}?ttl=5&busy_timeout=2")
+    assert isinstance(s, SqliteBackend) and s.ttl == 5
+    with pytest.raises(BackendError, match="busy_timeout='x' is not a number"):
+        open_backend(f"sqlite:///{tmp_path / 'x.db'}?busy_timeout=x")
+    r = open_backend("redis://127.0.0.1:1/3?prefix=p&ttl=9")
+    assert r.ttl == 9 and r.prefix == "p"  # type: ignore[attr-defined]
