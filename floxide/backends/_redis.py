@@ -57,6 +57,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
+from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
@@ -192,7 +193,7 @@ class RedisBackend:
             parts.hostname or "127.0.0.1",
             port,
             db,
-            url=url.split("?", 1)[0],
+            url=masked_url(url.split("?", 1)[0]),  # shown in errors and logs: no password
             password=parts.password,
             username=parts.username,
             prefix=prefix,

@@ -53,7 +53,8 @@ def open_backend(url: str) -> Backend:
     scheme = urlsplit(url).scheme.lower()
     opener = _openers.get(scheme) or _from_entry_points(scheme, url)
     if opener is None:
-        known = ", ".join(_examples.values())
+        *others, last = _examples.values()
+        known = f"{', '.join(others)} or {last}" if others else last
         raise BackendError(f"unknown backend URL {masked_url(url)!r}: use {known}")
     return opener(url)
 
