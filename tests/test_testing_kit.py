@@ -5,6 +5,8 @@ Each broken backend is the memory backend with one behaviour taken away.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -72,9 +74,29 @@ async def test_a_backend_that_raises_fails_naming_the_property() -> None:
         await check_backend(NoWorkers)
 
 
-async def test_the_kit_needs_no_pytest() -> None:
-    import subprocess
-    import sys
+class NeverWaits(MemoryBackend):
+    """Ignores `wait`: an idle worker would spin instead of being woken."""
 
-    code = "import sys, floxide.testing; sys.exit('pytest' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    async def lease(
+        self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
+        return await super().lease(
+            queue, worker_id, limit=limit, lease_seconds=lease_seconds, wait=0
+        )
+
+
+async def test_a_backend_that_ignores_wait_fails() -> None:
+    with pytest.raises(AssertionError) as failed:
+        await check_backend(NeverWaits)
+    assert "leases: a waiting lease did not get the item of a new run" in str(failed.value)
+
+
+def test_the_kit_runs_under_plain_trio_without_pytest() -> None:
+    code = (
+        "import sys, trio\n"
+        "from floxide.backends import MemoryBackend\n"
+        "from floxide.testing import check_backend\n"
+        "trio.run(check_backend, MemoryBackend)\n"
+        "sys.exit('pytest' in sys.modules)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -70,14 +70,20 @@ async def run_properties(make_backend: Callable[[], Backend], props: Sequence[Pr
     for prop in props:
         try:
             await _run_one(make_backend, prop)
-        except AssertionError as e:
-            failures.append(f"{prop.name}: {e}")
-            first = first or e
-        except Exception as e:  # a backend that raises where it should answer fails too
-            failures.append(f"{prop.name}: raised {type(e).__name__}: {e}")
+        except Exception as group:  # a backend that raises where it should answer fails too
+            e = _single(group)
+            told = str(e) if isinstance(e, AssertionError) else f"raised {type(e).__name__}: {e}"
+            failures.append(f"{prop.name}: {told}")
             first = first or e
     if failures:
         raise AssertionError("\n".join(failures)) from first
+
+
+def _single(e: Exception) -> Exception:
+    """The one exception inside (nested) single-member groups, e.g. from a nursery."""
+    while isinstance(e, ExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return e
 
 
 async def _run_one(make_backend: Callable[[], Backend], prop: Property) -> None:
