@@ -31,10 +31,8 @@ from floxide.backends import (
 )
 from floxide.backends._registry import masked_url
 from floxide.testing import check_backend
-from floxide.testing._harness import QUEUE, ctx, item, lease1, new_run, plan
+from floxide.testing._harness import ctx, item, lease1, new_run, plan
 from tests.redis_server import RedisServer
-
-__all__ = ["QUEUE", "item", "new_run", "plan"]  # shared with the SQLite group-commit tests
 
 
 async def test_backend_keeps_the_contract(make_backend_url: Callable[[], str]) -> None:
