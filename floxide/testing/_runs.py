@@ -287,14 +287,14 @@ async def ttl(b: Backend) -> None:
     keep = getattr(b, "ttl", None)
     if not isinstance(keep, int | float) or isinstance(keep, bool):
         return
-    b.ttl = 0.3  # type: ignore[attr-defined]
+    b.ttl = 0.5  # type: ignore[attr-defined]
     short = new_run(item(1))
     await b.create_run(short)
     lease = await must_lease(b)
     expect(lease.run_id == short.run_id, "the new run's item was not leased")
     await b.commit(lease, plan())
     expect(await b.get_run(short.run_id) is not None, "a finished run was forgotten at once")
-    await trio.sleep(0.5)
+    await trio.sleep(0.8)
     await b.reap()
     expect(await b.get_run(short.run_id) is None, "a finished run was kept after its ttl")
     listed = [r.run_id for r in await b.list_runs()]
