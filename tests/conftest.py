@@ -1,13 +1,23 @@
-"""Shared pytest configuration for floxide's tests (trio mode is set in pyproject)."""
+"""Shared pytest configuration for floxide's tests (trio mode is set in pyproject).
+
+The backend fixtures live here, once: `backend_kind` is parametrized over the built-in
+backends (a test narrows it with `@pytest.mark.parametrize("backend_kind", [...])`),
+`make_backend_url` gives a URL of a fresh, empty store of that kind at each call,
+`backend_url` one such URL and `backend` a backend opened on it (closed afterwards).
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from floxide.backends import Backend, open_backend
 from tests.redis_server import RedisServer, redis_server_path
 
 settings.register_profile(
@@ -17,6 +27,8 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("floxide")
+
+BACKEND_KINDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +44,47 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=BACKEND_KINDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Which built-in backend a test runs on: "memory", "sqlite" or "redis"."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_backend_url(
+    backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], str]:
+    """Each call: the URL of a new, empty store of `backend_kind` (named memory store,
+    SQLite file in the test's temporary directory, or Redis key prefix)."""
+    numbers = itertools.count()
+    server: RedisServer | None = None
+    if backend_kind == "redis":
+        server = request.getfixturevalue("redis_server")
+
+    def make() -> str:
+        if backend_kind == "memory":
+            return f"memory://{uuid.uuid4().hex}"
+        if backend_kind == "sqlite":
+            return f"sqlite:///{tmp_path / f'runs-{next(numbers)}.db'}"
+        assert server is not None
+        return f"{server.url}?prefix=t{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def backend_url(make_backend_url: Callable[[], str]) -> str:
+    """The URL of a fresh, empty store of `backend_kind`."""
+    return make_backend_url()
+
+
+@pytest.fixture
+async def backend(backend_url: str) -> AsyncIterator[Backend]:
+    """A backend of `backend_kind` on a fresh store, closed after the test."""
+    b = open_backend(backend_url)
+    try:
+        yield b
+    finally:
+        await b.aclose()

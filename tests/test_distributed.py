@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +44,8 @@ from tests.distributed_workflows import (
     fan_join,
     retrying,
 )
-from tests.redis_server import RedisServer
 
 FAST = {"lease_seconds": 2.0, "idle_wait": 0.2}
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    kind = request.param
-    if kind == "memory":
-        b = open_backend(f"memory://{uuid.uuid4().hex}")
-    elif kind == "sqlite":
-        b = open_backend(f"sqlite:///{tmp_path / 'runs.db'}")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        b = open_backend(f"{server.url}?prefix=t{uuid.uuid4().hex[:8]}")
-    try:
-        yield b
-    finally:
-        await b.aclose()
 
 
 async def with_workers(

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,27 +57,19 @@ def workers_factory() -> Iterator[list[Workers]]:
         w.stop_all()
 
 
-def _url(kind: str, tmp: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'runs.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return f"{server.url}?prefix=f{uuid.uuid4().hex[:8]}"
-
-
 async def _wait_marker(marker: Path) -> None:
     with trio.fail_after(30):
         while not marker.exists():
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
 async def test_sigkill_mid_node_reruns_item_elsewhere(
-    kind: str,
+    backend_url: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
     workers_factory: list[Workers],
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = backend_url
     backend: Backend = open_backend(url)
     wf = fan_join()
     n = 6
@@ -104,14 +95,13 @@ async def test_sigkill_mid_node_reruns_item_elsewhere(
     await backend.aclose()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
 async def test_sigterm_is_graceful(
-    kind: str,
+    backend_url: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
     workers_factory: list[Workers],
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = backend_url
     backend = open_backend(url)
     wf = fan_join()
     orch = Orchestrator(wf, backend)
@@ -164,14 +154,13 @@ async def test_redis_restart_with_aof_mid_run(
         server.stop()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
 async def test_cancel_and_pause_with_worker_processes(
-    kind: str,
+    backend_url: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
     workers_factory: list[Workers],
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = backend_url
     backend = open_backend(url)
     wf = fan_join()
     orch = Orchestrator(wf, backend)

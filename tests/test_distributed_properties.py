@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,6 @@ from floxide import NodeError, Transition, Workflow, workflow
 from floxide._node import Node
 from floxide.backends import Backend, open_backend
 from floxide.distributed import Orchestrator, Worker
-from tests.redis_server import RedisServer
 from tests.test_properties import FAIL, Large, Small, Spec, behave, graphs, reference
 
 
@@ -83,16 +81,6 @@ async def outcome_distributed(
             return FAIL
         finally:
             worker.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('prop') / 'runs.db'}"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return f"{server.url}?prefix=p{uuid.uuid4().hex[:8]}"
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])

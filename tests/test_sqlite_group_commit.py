@@ -18,7 +18,7 @@ import trio.testing
 from floxide import BackendError
 from floxide.backends import CommitResult, ContextUpdate, Lease, RunStatus
 from floxide.backends._sqlite import SqliteBackend
-from tests.test_backend_contract import QUEUE, item, new_run, plan
+from floxide.testing._harness import QUEUE, item, new_run, plan
 
 
 @pytest.fixture

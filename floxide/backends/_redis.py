@@ -5,7 +5,8 @@ reap, control, fail), so it is atomic on the server; see `_redis_lua` for the ke
 Idle workers block on a per-queue wake-up list (`BLPOP`), never sleep-poll; the wait is
 bounded by the next delayed retry. Waiting for a run blocks on its `done` list. Finished
 runs expire after `ttl` seconds. Keys live under `prefix` (several deployments can share a
-server). Redis Cluster is not supported (the scripts compute their keys).
+server). Redis Cluster is not supported (the scripts compute their keys). Run ids are
+escaped where keys and queue members hold them (`_rid`), so every run id keeps its own keys.
 
 Join scopes are counted inside the commit script, so concurrent commits of one fan-out
 never contend. A step that changed the context commits optimistically: the script writes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import json
 import math
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -55,6 +57,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
+from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
@@ -96,6 +99,26 @@ class _Session:
         if self.conn is not None:
             self.client.connection_pool.release(self.conn)
             self.conn = None
+
+
+_ESCAPES = {"%": "%25", ":": "%3A", _SEP: "%1F"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+_ESCAPED = re.compile("|".join(map(re.escape, _ESCAPES)))
+_UNESCAPED = re.compile("|".join(_UNESCAPES))
+
+
+def _rid(run_id: str) -> str:
+    """A run id as keys and queue members hold it: `%`, `:` and the member separator
+    escaped, so that no run's keys (`P:run:R:done`, ...) or members (`R\x1fI`) can be
+    another run's (run ids "a" and "a:done", "a\x1fb"). Most ids are left as they are."""
+    if "%" in run_id or ":" in run_id or _SEP in run_id:
+        return _ESCAPED.sub(lambda m: _ESCAPES[m.group()], run_id)
+    return run_id
+
+
+def _unrid(stored: str) -> str:
+    """The run id `_rid` escaped."""
+    return _UNESCAPED.sub(lambda m: _UNESCAPES[m.group()], stored) if "%" in stored else stored
 
 
 def _s(v: bytes | str | None) -> str:
@@ -170,7 +193,7 @@ class RedisBackend:
             parts.hostname or "127.0.0.1",
             port,
             db,
-            url=url.split("?", 1)[0],
+            url=masked_url(url.split("?", 1)[0]),  # shown in errors and logs: no password
             password=parts.password,
             username=parts.username,
             prefix=prefix,
@@ -272,7 +295,7 @@ class RedisBackend:
     # -- runs ---------------------------------------------------------------------------
     async def create_run(self, run: NewRun) -> None:
         args: list[Any] = [
-            run.run_id,
+            _rid(run.run_id),
             run.workflow,
             run.queue,
             run.fingerprint,
@@ -320,7 +343,7 @@ class RedisBackend:
     )
 
     async def _get(self, c: _Client, run_id: str) -> RunRecord | None:
-        values = await c.hmget(self._k("run", run_id), self._FIELDS)
+        values = await c.hmget(self._k("run", _rid(run_id)), self._FIELDS)
         h = {k: v for k, v in zip(self._FIELDS, values, strict=True) if v is not None}
         if not h.get(b"status"):
             return None
@@ -338,7 +361,7 @@ class RedisBackend:
             for raw in ids:
                 if not isinstance(raw, bytes):
                     continue
-                rec = await self._get(c, _s(raw))
+                rec = await self._get(c, _unrid(_s(raw)))
                 if rec is None:
                     gone.append(raw)
                 elif queue is None or rec.queue == queue:
@@ -350,7 +373,7 @@ class RedisBackend:
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
-        if _s(await self._script("CONTROL", [run_id, action])) == "missing":
+        if _s(await self._script("CONTROL", [_rid(run_id), action])) == "missing":
             raise KeyError(run_id)
         rec = await self.get_run(run_id)
         if rec is None:
@@ -358,13 +381,13 @@ class RedisBackend:
         return rec
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
-        args = [run_id, error.node, error.item_id, error.attempt, error.kind, error.message]
+        args = [_rid(run_id), error.node, error.item_id, error.attempt, error.kind, error.message]
         return bool(await self._script("FAIL", args))
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
-                done = self._k("run", run_id, "done")
+                done = self._k("run", _rid(run_id), "done")
                 if not await c.exists([done]):
                     await c.blmove(
                         done,
@@ -377,7 +400,7 @@ class RedisBackend:
 
     async def outputs(self, run_id: str) -> list[Output]:
         async with self._conn("outputs") as c:
-            raws = await c.lrange(self._k("run", run_id, "outputs"), 0, -1)
+            raws = await c.lrange(self._k("run", _rid(run_id), "outputs"), 0, -1)
         outs = []
         for raw in raws:
             pos, node, value = json.loads(raw)
@@ -386,16 +409,16 @@ class RedisBackend:
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
-            data, version = await c.hmget(self._k("run", run_id), [b"context", b"version"])
+            data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
         return None if data is None else RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
-            return list(await c.lrange(self._k("run", run_id, "col", key), 0, -1))
+            return list(await c.lrange(self._k("run", _rid(run_id), "col", key), 0, -1))
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:
-            raws = await c.lrange(self._k("run", run_id, "errors"), 0, -1)
+            raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
         out = []
         for raw in raws:
             node, item, attempt, kind, msg, at = json.loads(raw)
@@ -403,12 +426,13 @@ class RedisBackend:
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
+        rid = _rid(run_id)
         async with self._conn("metrics") as c:
-            values = await c.hmget(self._k("run", run_id), [b"done", b"failed", b"retried"])
+            values = await c.hmget(self._k("run", rid), [b"done", b"failed", b"retried"])
             if values[0] is None:
                 return RunMetrics()
-            raw = await c.hgetall(self._k("run", run_id, "metrics"))
-        leased, queued = await self._script("COUNTS", [run_id])
+            raw = await c.hgetall(self._k("run", rid, "metrics"))
+        leased, queued = await self._script("COUNTS", [rid])
         per: dict[str, dict[str, float]] = {}
         for k, v in raw.items():
             node, _, field = _s(k).rpartition("|")
@@ -450,7 +474,7 @@ class RedisBackend:
             return []
         args: list[Any] = [repr(lease_seconds)]
         for le in leases:
-            args += [le.run_id, le.item_id, le.token]
+            args += [_rid(le.run_id), le.item_id, le.token]
         return [bool(x) for x in await self._script("HEARTBEAT", args)]
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
@@ -490,8 +514,9 @@ class RedisBackend:
         failure = plan.failure
         rest += [failure.kind, failure.message] if failure is not None else ["", ""]
         rest += [max(limit, 0), repr(lease_seconds), lease.worker_id]
+        rid = _rid(lease.run_id)
         while True:
-            head = [lease.run_id, lease.item_id, lease.token, mode, value, base]
+            head = [rid, lease.item_id, lease.token, mode, value, base]
             raw = await self._script("COMMIT", [*head, *rest])
             if isinstance(raw, list):  # committed, with the leases taken
                 return CommitResult.COMMITTED, _leases(raw)
@@ -506,11 +531,18 @@ class RedisBackend:
             value, base = update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
-        args = [lease.run_id, lease.item_id, lease.token, repr(delay), error.kind, error.message]
+        args = [
+            _rid(lease.run_id),
+            lease.item_id,
+            lease.token,
+            repr(delay),
+            error.kind,
+            error.message,
+        ]
         return CommitResult(_s(await self._script("RETRY", args)))
 
     async def release(self, lease: Lease) -> CommitResult:
-        args = [lease.run_id, lease.item_id, lease.token]
+        args = [_rid(lease.run_id), lease.item_id, lease.token]
         return CommitResult(_s(await self._script("RELEASE", args)))
 
     async def reap(self) -> int:
@@ -555,7 +587,7 @@ def _leases(raw: list[Any]) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 13 fields each, after one leading field."""
     return [
         Lease(
-            run_id=_s(raw[i]),
+            run_id=_unrid(_s(raw[i])),
             item_id=_s(raw[i + 1]),
             node=_s(raw[i + 2]),
             payload=raw[i + 3],

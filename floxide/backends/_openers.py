@@ -1,0 +1,71 @@
+"""The built-in backends' URL openers (`memory://`, `sqlite:///`, `redis://`), registered
+with the scheme registry when `floxide.backends` is imported.
+
+Query options: `ttl` (seconds a finished run is kept) for every scheme; `busy_timeout`
+(seconds) for SQLite; `prefix` (key namespace) for Redis. Redis is imported only when a
+`redis://` URL is opened, so the `redis` extra stays optional.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from floxide._errors import BackendError
+from floxide.backends._base import Backend
+from floxide.backends._memory import MemoryBackend
+from floxide.backends._registry import masked_url, register_backend
+from floxide.backends._sqlite import SqliteBackend
+
+__all__: list[str] = []
+
+_DEFAULT_TTL = 7 * 86400.0
+
+
+def _float(params: dict[str, list[str]], name: str, default: float, url: str) -> float:
+    raw = params.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw[-1])
+    except ValueError:
+        raise BackendError(
+            f"backend URL {masked_url(url)!r}: {name}={raw[-1]!r} is not a number"
+        ) from None
+
+
+def _ttl(url: str) -> float:
+    return _float(parse_qs(urlsplit(url).query), "ttl", _DEFAULT_TTL, url)
+
+
+def open_memory(url: str) -> Backend:
+    return MemoryBackend(url.split("?", 1)[0], ttl=_ttl(url))
+
+
+def open_sqlite(url: str) -> Backend:
+    parts = urlsplit(url)
+    ttl = _ttl(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc or not path:
+        raise BackendError(
+            f"backend URL {masked_url(url)!r}: write sqlite:///relative/path.db "
+            "or sqlite:////abs/path.db"
+        )
+    busy = _float(parse_qs(parts.query), "busy_timeout", 30.0, url)
+    return SqliteBackend(path, url=url, ttl=ttl, busy_timeout=busy)
+
+
+def open_redis(url: str) -> Backend:
+    ttl = _ttl(url)
+    try:
+        from floxide.backends._redis import RedisBackend
+    except ImportError as e:
+        raise BackendError(
+            f"backend URL {masked_url(url)!r} needs the Redis extra: "
+            f"pip install 'floxide[redis]' ({e})"
+        ) from e
+    return RedisBackend.from_url(url, ttl=ttl)
+
+
+register_backend("memory", open_memory, example="memory://")
+register_backend("sqlite", open_sqlite, example="sqlite:///PATH")
+register_backend("redis", open_redis, example="redis://HOST:PORT/DB")

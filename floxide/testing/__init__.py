@@ -1,0 +1,52 @@
+"""A conformance kit for backends: `check_backend` runs the whole backend contract.
+
+The contract is what `floxide.backends.Backend` promises (see its docstrings): leases and
+their fencing tokens, heartbeats, reaping, `commit` applied atomically and at most once,
+join scopes counted innermost first with their fired items and collections, context
+merges, cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
+for their TTL, isolation of runs, `commit_and_lease`, `release`, `list_runs` order,
+metrics, the errors the protocol names and the worker registry.
+
+A third-party backend is checked the same way as the built-in ones, from any trio test
+runner (pytest is not needed)::
+
+    import trio
+    from floxide.testing import check_backend
+
+    def test_my_backend() -> None:
+        trio.run(check_backend, lambda: MyBackend(...))
+
+Each property runs on a fresh backend from `make_backend` and takes a few seconds at most
+in all (short leases, short real sleeps where time must pass). Every property runs even
+when an earlier one failed, and the `AssertionError` names each one that failed, e.g.
+"heartbeats: a heartbeat did not extend the lease".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from floxide.backends._base import Backend
+from floxide.testing import _commits, _joins, _leases, _runs
+from floxide.testing._harness import Property, run_properties
+
+__all__ = ["check_backend"]
+
+_PROPERTIES: tuple[Property, ...] = (
+    *_runs.PROPERTIES,
+    *_leases.PROPERTIES,
+    *_commits.PROPERTIES,
+    *_joins.PROPERTIES,
+)
+
+
+async def check_backend(make_backend: Callable[[], Backend]) -> None:
+    """Check that the backends `make_backend` makes keep the whole backend contract.
+
+    `make_backend` is called with no arguments once per property and must return a fresh,
+    empty backend each time (e.g. a new temporary database, or a new key prefix). Only the
+    `Backend` protocol is used, plus a numeric `ttl` attribute when the backend has one (the
+    kit shortens it to check that finished runs are forgotten). Raises `AssertionError`
+    naming every property that failed; returns None when the backend passes.
+    """
+    await run_properties(make_backend, _PROPERTIES)
