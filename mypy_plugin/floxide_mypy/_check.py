@@ -354,7 +354,8 @@ class _Checker:
             row.key.name if isinstance(row.key, NameExpr) else self.fmt(p) if p else "?"
         )
 
-    def bad_route_key(self, src: str, row: RouteRow) -> str | None:
+    def bad_route_key(self, row: RouteRow) -> str | None:
+        """The key of a route row, shown, when it is not a valid key kind."""
         key = self.route_key(row)
         return key if isinstance(key, str) else None
 

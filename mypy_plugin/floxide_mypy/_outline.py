@@ -30,8 +30,8 @@ from floxide_mypy._declared import RouteRow as DeclaredRow
 
 __all__ = ["BadKey", "describe"]
 
-BadKey = Callable[[str, DeclaredRow], str | None]
-"""The route key of a row of `edges[source]`, shown, when it is not a valid key kind."""
+BadKey = Callable[[DeclaredRow], str | None]
+"""The route key of a row, shown, when it is not a valid key kind (mypy knows its type)."""
 
 
 def describe(wf: str, fields: Sequence[Field], decl: Declared, bad_key: BadKey) -> Outline:
@@ -81,7 +81,6 @@ def _edges(decl: Declared, bad_key: BadKey) -> Table[Entry] | Malformed | Unseen
         return None
     entries: list[Entry] = []
     for entry in decl.edges:
-        src = entry.source.value
         successors: list[PlainName] | list[RouteRow] | Malformed
         if entry.fanout is not None:
             successors = _names(entry.fanout)
@@ -89,7 +88,7 @@ def _edges(decl: Declared, bad_key: BadKey) -> Table[Entry] | Malformed | Unseen
             successors = [
                 RouteRow(
                     _names(row.targets) if row.targets is not None else _malformed(row.value),
-                    bad_key(src, row),
+                    bad_key(row),
                     row.key,
                 )
                 for row in entry.routes
