@@ -246,7 +246,7 @@ def build_graph(
 
     `not_nodes` maps the fields whose annotation declares no Node to that annotation, shown.
     """
-    outline = _describe(name, fields, attrs_of_class, not_nodes or {})
+    outline = _outline(name, fields, attrs_of_class, not_nodes or {})
     problems = check_structure(outline)
     if problems:
         raise WorkflowDefinitionError(name, [p.message for p in problems])
@@ -266,7 +266,7 @@ def build_graph(
     return Graph(name, module, tuple(fields), annotations, start, specs, joins)
 
 
-def _describe(
+def _outline(
     name: str,
     fields: Sequence[str],
     attrs_of_class: Mapping[str, object],
