@@ -148,12 +148,18 @@ class Problem:
 
 
 def check_structure(outline: Outline) -> list[Problem]:
-    """Every structural problem of `outline`, in a fixed order (fields, start, on_failure,
-    edges, missing entries, joins, then reachability)."""
+    """Every structural problem of `outline`, in a fixed order: the fields' problems first,
+    then start, on_failure, edges, missing entries, joins, and reachability last.
+
+    Missing entries need every edge seen; reachability (unreachable nodes, joins their
+    source does not reach) needs a known start and every edge and fallback seen.
+    """
     return _Check(outline).run()
 
 
 class _Check:
+    """One run of the rules over one outline, collecting problems as it goes."""
+
     def __init__(self, outline: Outline) -> None:
         self.outline = outline
         self.known = {f.name for f in outline.fields}
