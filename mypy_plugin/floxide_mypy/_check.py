@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from mypy.checker import TypeChecker
 from mypy.errorcodes import ErrorCode
 from mypy.expandtype import expand_type_by_instance
-from mypy.indirection import TypeIndirectionVisitor
 from mypy.maptype import map_instance_to_supertype
 from mypy.meet import meet_types
 from mypy.messages import format_type_bare
@@ -31,21 +30,16 @@ from mypy.nodes import (
     Var,
 )
 from mypy.plugin import CheckerPluginInterface, FunctionContext
-from mypy.server.trigger import make_trigger
 from mypy.subtypes import is_subtype
 from mypy.typeops import make_simplified_union, try_expanding_sum_type_to_union
 from mypy.types import (
     AnyType,
-    CallableType,
     FunctionLike,
     Instance,
     LiteralType,
     NoneType,
     ProperType,
-    TupleType,
     Type,
-    TypeAliasType,
-    TypedDictType,
     TypeOfAny,
     TypeType,
     TypeVarType,
@@ -67,6 +61,7 @@ from floxide_mypy._declared import (
     read_class_body,
     written,
 )
+from floxide_mypy._deps import record_dependencies
 from floxide_mypy._outline import describe
 
 __all__ = ["NODE", "WORKFLOW", "WORKFLOW_DECORATOR", "check_workflow"]
@@ -315,7 +310,7 @@ class _Checker:
         for problem in problems[first:]:
             self.report(problem)
         graph.check()
-        self.record_dependencies()
+        record_dependencies(self.api, self.used_types)
 
     # ------------------------------------------------------------------ route keys
     def route_key(self, row: RouteRow) -> _Key | str | _Unseen:
@@ -358,58 +353,6 @@ class _Checker:
         """The key of a route row, shown, when it is not a valid key kind."""
         key = self.route_key(row)
         return key if isinstance(key, str) else None
-
-    def record_dependencies(self) -> None:
-        """Make the module depend on every module that defines a type checked here.
-
-        mypy re-checks a module in incremental mode when a module it depends on changes
-        its interface; a node class's base may live in a module the workflow never
-        imports, so those modules are added as (indirect) dependencies explicitly.
-        """
-        if not isinstance(self.api, TypeChecker):
-            return
-        modules = TypeIndirectionVisitor().find_modules(self.used_types)
-        self.api.module_refs.update(m for m in modules if m)
-        # The daemon (dmypy) re-checks by fine-grained triggers instead: one per class (and
-        # its bases) and alias in the checked types, all pointing at this module's target.
-        target = self.api.tscope.current_target()
-        deps = self.api.tree.plugin_deps
-        for name in _class_names(self.used_types):
-            deps.setdefault(make_trigger(name), set()).add(target)
-
-
-def _class_names(types: Iterable[Type]) -> set[str]:
-    """The full names of every class (with its bases) and alias that some types mention."""
-    names: set[str] = set()
-    stack = list(types)
-    while stack:
-        t = stack.pop()
-        if isinstance(t, TypeAliasType):
-            if t.alias is not None and t.alias.fullname not in names:
-                names.add(t.alias.fullname)
-                stack.append(get_proper_type(t))
-            continue
-        p = get_proper_type(t)
-        if isinstance(p, Instance):
-            stack.extend(p.args)
-            if p.type.fullname in names:
-                continue
-            for cls in p.type.mro:
-                names.add(cls.fullname)
-                stack.extend(cls.bases)
-        elif isinstance(p, LiteralType):
-            stack.append(p.fallback)
-        elif isinstance(p, (UnionType, TupleType)):
-            stack.extend(p.items)
-        elif isinstance(p, TypeType):
-            stack.append(p.item)
-        elif isinstance(p, CallableType):
-            stack.extend((*p.arg_types, p.ret_type))
-        elif isinstance(p, TypedDictType):
-            stack.extend(p.items.values())
-        elif isinstance(p, TypeVarType):
-            stack.append(p.upper_bound)
-    return names
 
 
 class _Types:
