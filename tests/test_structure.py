@@ -309,6 +309,14 @@ def test_routes_and_fallbacks_count_for_reachability() -> None:
     assert check(*outline) == []
 
 
+def test_a_node_without_an_entry_still_reaches_its_fallbacks() -> None:
+    """Even a reserved field (reported, and needing no entry) passes reachability on."""
+    found = check(
+        fields("joins", "b"), name("joins", "start"), edges(fanout("b")), fallbacks({"joins": ["b"]})
+    )
+    assert [rule for rule, _, _ in found] == ["reserved"]
+
+
 # --------------------------------------------------------------------------- on_failure
 def test_unknown_fallback_source() -> None:
     assert check(fields("a"), START, chain("a"), fallbacks({"zed": ["a"]})) == [
