@@ -311,9 +311,8 @@ def test_routes_and_fallbacks_count_for_reachability() -> None:
 
 def test_a_node_without_an_entry_still_reaches_its_fallbacks() -> None:
     """Even a reserved field (reported, and needing no entry) passes reachability on."""
-    found = check(
-        fields("joins", "b"), name("joins", "start"), edges(fanout("b")), fallbacks({"joins": ["b"]})
-    )
+    start = name("joins", "start")
+    found = check(fields("joins", "b"), start, edges(fanout("b")), fallbacks({"joins": ["b"]}))
     assert [rule for rule, _, _ in found] == ["reserved"]
 
 
