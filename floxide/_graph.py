@@ -1,8 +1,8 @@
 """The validated graph of a workflow class: names, successors, routes, fallbacks, joins.
 
-Built once per `@workflow` class. Every definition problem is collected (not just the
-first) and raised together as a `WorkflowDefinitionError`. The messages come from
-`_rules.RULES`, which the mypy plugin formats too.
+Built once per `@workflow` class: the class's declarations are described as plain names
+and checked by `_structure.check_structure` (the same rules the mypy plugin applies); every
+problem (not just the first) is raised together as a `WorkflowDefinitionError`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,21 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from floxide._errors import WorkflowDefinitionError
-from floxide._rules import RESERVED, RULES
+from floxide._structure import (
+    Entry,
+    Fallback,
+    Field,
+    Join,
+    Malformed,
+    Name,
+    Outline,
+    RouteRow,
+    Table,
+    check_structure,
+)
 from floxide._typeinfo import NodeTypes
 
 __all__ = ["Graph", "NodeSpec", "Route", "build_graph", "route_key_label"]
@@ -229,85 +240,104 @@ def build_graph(
     fields: Sequence[str],
     annotations: Mapping[str, Any],
     attrs_of_class: Mapping[str, object],
+    not_nodes: Mapping[str, str] | None = None,
 ) -> Graph:
-    """Validate a workflow class's declarations; raise every problem at once."""
-    problems: list[str] = []
+    """Validate a workflow class's declarations; raise every problem at once.
 
-    def say(rule: str, **kw: object) -> None:
-        problems.append(RULES[rule].format(wf=name, **kw))
-
-    node_names = tuple(fields)
-    known = set(node_names)
-    for f in node_names:
-        if f in RESERVED:
-            say("reserved", name=f)
-    if not node_names:
-        say("no-nodes")
-
-    start = attrs_of_class.get("start")
-    if not isinstance(start, str):
-        say("no-start")
-        start = ""
-    elif start not in known:
-        say("unknown-start", name=start)
-
-    edges = attrs_of_class.get("edges")
-    specs: dict[str, NodeSpec] = {}
-    fallbacks = _fallbacks(attrs_of_class.get("on_failure", {}), known, say)
-    if not isinstance(edges, Mapping):
-        say("no-edges")
-        edges = {}
-    for src, value in edges.items():
-        if not isinstance(src, str) or src not in known:
-            say("unknown-source", name=src)
-            continue
-        successors = _names(value)
-        routes: list[Route] = []
-        if successors is not None:
-            for t in successors:
-                if t not in known:
-                    say("unknown-target", src=src, name=t)
-        elif isinstance(value, Mapping):
-            for key, targets in value.items():
-                if not (
-                    isinstance(key, type)
-                    or isinstance(key, enum.Enum)
-                    or isinstance(key, _LITERAL_TYPES)
-                ):
-                    say("bad-route-key", src=src, key=repr(key))
-                tnames = _names(targets)
-                if tnames is None:
-                    say("bad-successors", src=src, got=repr(targets))
-                    continue
-                for t in tnames:
-                    if t not in known:
-                        say("unknown-target", src=src, name=t)
-                routes.append(Route(key, tnames))
-        else:
-            say("bad-successors", src=src, got=repr(value))
-            successors = ()
-        specs[src] = NodeSpec(src, successors, tuple(routes), fallbacks.get(src, ()))
-    for n in node_names:
-        if n not in specs and n not in RESERVED:
-            say("missing-entry", name=n)
-            specs[n] = NodeSpec(n, (), (), fallbacks.get(n, ()))
-
-    joins = _joins(attrs_of_class.get("joins", {}), known, say)
-    if start in known:
-        reach = _reachable(start, specs)
-        for n in node_names:
-            if n not in reach and n not in RESERVED:
-                say("unreachable", name=n, start=start)
-        for join, source in joins.items():
-            if join == source:
-                say("join-is-source", name=join)
-            elif join not in _reachable(source, specs, include_self=False):
-                say("join-not-reached", name=join, src=source)
+    `not_nodes` maps the fields whose annotation declares no Node to that annotation, shown.
+    """
+    outline = _outline(name, fields, attrs_of_class, not_nodes or {})
+    problems = check_structure(outline)
     if problems:
-        raise WorkflowDefinitionError(name, problems)
-
+        raise WorkflowDefinitionError(name, [p.message for p in problems])
+    edges = cast(Mapping[str, object], attrs_of_class["edges"])
+    fallbacks = cast(Mapping[str, Sequence[str]], attrs_of_class.get("on_failure", {}))
+    specs: dict[str, NodeSpec] = {}
+    for src, value in edges.items():
+        successors = _names(value)
+        routes: tuple[Route, ...] = ()
+        if successors is None:
+            table = cast(Mapping[object, Sequence[str]], value)
+            routes = tuple(Route(key, tuple(targets)) for key, targets in table.items())
+        specs[src] = NodeSpec(src, successors, routes, tuple(fallbacks.get(src, ())))
+    joins = dict(cast(Mapping[str, str], attrs_of_class.get("joins", {})))
     _finish(specs, joins)
-    return Graph(name, module, node_names, annotations, start, specs, joins)
+    start = cast(str, attrs_of_class["start"])
+    return Graph(name, module, tuple(fields), annotations, start, specs, joins)
+
+
+def _outline(
+    name: str,
+    fields: Sequence[str],
+    attrs_of_class: Mapping[str, object],
+    not_nodes: Mapping[str, str],
+) -> Outline:
+    """The workflow's structure as plain names, for `check_structure`."""
+    return Outline(
+        name,
+        [Field(f, not_a_node=not_nodes.get(f)) for f in fields],
+        start=_start(attrs_of_class["start"]) if "start" in attrs_of_class else None,
+        edges=_edges(attrs_of_class["edges"]) if "edges" in attrs_of_class else None,
+        on_failure=_fallbacks(attrs_of_class.get("on_failure", {})),
+        joins=_joins(attrs_of_class.get("joins", {})),
+    )
+
+
+def _start(value: object) -> Name | Malformed:
+    return Name(value) if isinstance(value, str) else Malformed(repr(value))
+
+
+def _name(value: object) -> Name:
+    return Name(value if isinstance(value, str) else f"{value}")
+
+
+def _targets(value: object) -> list[Name] | Malformed:
+    names = _names(value)
+    return [Name(n) for n in names] if names is not None else Malformed(repr(value))
+
+
+def _route_key(key: object) -> str | None:
+    """The key, shown, when it is not a class, an enum member or a literal."""
+    ok = isinstance(key, type) or isinstance(key, enum.Enum) or isinstance(key, _LITERAL_TYPES)
+    return None if ok else repr(key)
+
+
+def _edges(value: object) -> Table[Entry] | Malformed:
+    if not isinstance(value, Mapping):
+        return Malformed(repr(value))
+    entries: list[Entry] = []
+    for src, successors in value.items():
+        described: list[Name] | list[RouteRow] | Malformed
+        if _names(successors) is None and isinstance(successors, Mapping):
+            described = [
+                RouteRow(_targets(targets), _route_key(key)) for key, targets in successors.items()
+            ]
+        else:
+            described = _targets(successors)
+        entries.append(Entry(_name(src), described))
+    return Table(entries)
+
+
+def _fallbacks(value: object) -> Table[Fallback] | Malformed:
+    if not isinstance(value, Mapping):
+        return Malformed(repr(value))
+    return Table([Fallback(_name(src), _targets(targets)) for src, targets in value.items()])
+
+
+def _joins(value: object) -> Table[Join] | Malformed:
+    if not isinstance(value, Mapping):
+        return Malformed(repr(value))
+    return Table(
+        [
+            Join(
+                _name(join),
+                Malformed(repr(source))
+                if isinstance(source, (list, tuple, set, frozenset, dict))
+                else _name(source),
+            )
+            for join, source in value.items()
+        ]
+    )
 
 
 def _finish(specs: dict[str, NodeSpec], joins: dict[str, str]) -> None:
@@ -321,59 +351,3 @@ def _finish(specs: dict[str, NodeSpec], joins: dict[str, str]) -> None:
         succ = spec.successors
         if succ is not None and len(succ) == 1 and not spec.target_joins and not spec.opens_scope:
             spec.single = succ[0]
-
-
-def _fallbacks(value: object, known: set[str], say: Any) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    if not isinstance(value, Mapping):
-        say("bad-fallback", src="*")
-        return out
-    for src, targets in value.items():
-        if src not in known:
-            say("unknown-fallback-source", name=src)
-            continue
-        names = _names(targets)
-        if names is None:
-            say("bad-fallback", src=src)
-            continue
-        for t in names:
-            if t not in known:
-                say("unknown-fallback", src=src, name=t)
-        out[src] = tuple(t for t in names if t in known)
-    return out
-
-
-def _joins(value: object, known: set[str], say: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not isinstance(value, Mapping):
-        say("bad-joins", got=repr(value))
-        return out
-    for join, source in value.items():
-        if join not in known:
-            say("unknown-join", name=join)
-        elif isinstance(source, (list, tuple, set, frozenset, dict)):
-            say("bad-joins", got=repr({join: source}))
-        elif source not in known:
-            say("unknown-join-source", name=join, src=source)
-        else:
-            out[join] = source
-    return out
-
-
-def _reachable(start: str, specs: Mapping[str, NodeSpec], include_self: bool = True) -> set[str]:
-    seen: set[str] = set()
-    stack = [start] if include_self else _next(start, specs)
-    while stack:
-        n = stack.pop()
-        if n in seen or n not in specs:
-            continue
-        seen.add(n)
-        stack.extend(_next(n, specs))
-    return seen
-
-
-def _next(n: str, specs: Mapping[str, NodeSpec]) -> list[str]:
-    spec = specs.get(n)
-    if spec is None:
-        return []
-    return [*spec.all_targets(), *spec.fallback]

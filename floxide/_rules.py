@@ -1,8 +1,9 @@
 """The wording of every workflow-definition rule.
 
-One list of rules, two enforcers: the runtime validation in `_graph.py` and the mypy
-plugin (`floxide_mypy`) format these same templates, so a user sees the same sentence
-from `mypy` in CI and from Python at import time.
+One list of rules, two enforcers, so a user sees the same sentence from `mypy` in CI and
+from Python at import time. The structural rules are applied by `_structure` for both the
+runtime validation (`_graph.py`) and the mypy plugin (`floxide_mypy`); the type rules only
+the plugin can check fully, and it formats these same templates.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
 from floxide._local import LocalRun
 from floxide._node import Node
-from floxide._rules import RESERVED, RULES
+from floxide._rules import RULES
 from floxide._step import WorkItem, first_output
 from floxide._typeinfo import resolve
 
@@ -160,16 +160,15 @@ def _is_classvar(annotation: object, module: str) -> bool:
     return get_origin(annotation) is ClassVar
 
 
-def _check_fields(name: str, module: str, annotations: Mapping[str, Any]) -> list[str]:
-    problems = []
+def _not_nodes(module: str, annotations: Mapping[str, Any]) -> dict[str, str]:
+    """The fields whose annotation is a class that is not a Node, with that annotation shown."""
+    found: dict[str, str] = {}
     for field, annotation in annotations.items():
         tp = resolve(annotation, module)
         origin = get_origin(tp) or tp
         if isinstance(origin, type) and not issubclass(origin, Node):
-            problems.append(
-                RULES["not-a-node"].format(wf=name, name=field, annotation=_show(annotation))
-            )
-    return problems
+            found[field] = _show(annotation)
+    return found
 
 
 def _show(annotation: object) -> str:
@@ -192,9 +191,7 @@ def workflow(cls: type[W]) -> type[W]:
         for k, v in inspect.get_annotations(cls).items()
         if not _is_classvar(v, module)
     }
-    problems = _check_fields(
-        name, module, {k: v for k, v in own.items() if k not in RESERVED}
-    )
+    not_nodes = _not_nodes(module, own)
     declared = {
         k: getattr(cls, k) for k in ("start", "edges", "on_failure", "joins") if hasattr(cls, k)
     }
@@ -202,11 +199,6 @@ def workflow(cls: type[W]) -> type[W]:
     attributes = attrs.fields(cast(Any, new))
     fields = [f.name for f in attributes]
     annotations = {f.name: f.type for f in attributes}
-    try:
-        graph = build_graph(name, module, fields, annotations, declared)
-    except WorkflowDefinitionError as err:
-        raise WorkflowDefinitionError(name, [*problems, *err.problems]) from None
-    if problems:
-        raise WorkflowDefinitionError(name, problems)
+    graph = build_graph(name, module, fields, annotations, declared, not_nodes)
     new.__floxide_graph__ = graph
     return new

@@ -1,9 +1,12 @@
 """One list of rules, two enforcers: mypy and the run-time validation say the same thing.
 
-Each workflow below is broken in a structural way both enforcers can see. It is written to
-its own module, type-checked (all in one mypy run) and imported; the plugin's
-structure messages (`floxide-graph`, and bad route keys) must be exactly the
-`WorkflowDefinitionError` problems raised at class creation.
+Both apply the same structural rules (`floxide._structure.check_structure`), each to its own
+description of the class: the runtime describes the class's Python values, the plugin its
+reading of the class body. These cases prove the two descriptions agree. Each workflow below
+is broken in a structural way both enforcers can see. It is written to its own module,
+type-checked (all in one mypy run) and imported; the plugin's structure messages
+(`floxide-graph`, and bad route keys) must be exactly the `WorkflowDefinitionError` problems
+raised at class creation.
 """
 
 from __future__ import annotations
@@ -126,6 +129,44 @@ class JoinsEntry(Workflow[None, int, int]):
     start = "a"
     edges = {"a": ["total"], "total": []}
     joins = {"total": ("a",)}
+''',
+    "reserved_not_a_node": '''
+@workflow
+class ReservedInt(Workflow[None, int, int]):
+    a: A
+    joins: int
+
+    start = "a"
+    edges = {"a": []}
+''',
+    "route_key_and_shape": '''
+@workflow
+class KeyAndShape(Workflow[None, int, int]):
+    a: A
+    b: A
+
+    start = "a"
+    edges = {"a": {1.5: "b", int: ["c"]}, "b": []}
+''',
+    "fallbacks_shape_and_reach": '''
+@workflow
+class FallbacksList(Workflow[None, int, int]):
+    a: A
+    b: A
+
+    start = "a"
+    edges = {"a": [], "b": []}
+    on_failure = ["a"]
+''',
+    "unknown_join_of_a_list": '''
+@workflow
+class GhostJoin(Workflow[None, int, int]):
+    a: A
+    total: Many
+
+    start = "a"
+    edges = {"a": ["total"], "total": []}
+    joins = {"ghost": ["a"]}
 ''',
 }
 

@@ -3,7 +3,8 @@
 It checks every `@workflow` class at type-check time and reports, with the error codes
 `floxide-edge` (types that do not fit), `floxide-route` (routing tables) and
 `floxide-graph` (structure), the same rules the runtime validates when the class is
-created, in the same words (`floxide._rules`).
+created, in the same words (`floxide._rules`): the structural rules are the runtime's own
+(`floxide._structure`), the type rules are the plugin's (`_check`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from mypy.plugin import FunctionContext, Plugin, ReportConfigContext
 from mypy.types import Type
 
+from floxide import _structure
 from floxide._rules import RULES
 from floxide_mypy._check import WORKFLOW_DECORATOR, check_workflow
 from floxide_mypy._codes import EDGE, GRAPH, ROUTE
@@ -22,11 +24,12 @@ from floxide_mypy._codes import EDGE, GRAPH, ROUTE
 __all__ = ["EDGE", "GRAPH", "ROUTE", "FloxidePlugin", "plugin"]
 
 
-
 def _fingerprint() -> str:
-    """Changes with the plugin's code and the rules' wording, so stale results are dropped."""
+    """Changes with the plugin's code, the structural rules and their wording, so stale
+    results are dropped."""
     digest = hashlib.blake2b(repr(sorted(RULES.items())).encode(), digest_size=8)
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    sources = [*sorted(Path(__file__).parent.glob("*.py")), Path(_structure.__file__)]
+    for source in sources:
         digest.update(source.read_bytes())
     return digest.hexdigest()
 

@@ -3,20 +3,20 @@
 The decorator's function hook receives the class once every type in the program is final,
 so node types from other modules, generic nodes specialised in a field annotation, and
 wrappers (`with_retry`, `BatchNode`, ...) are all resolved through
-`map_instance_to_supertype` to their `Node[Ctx, In, Out]` arguments. Structure rules mirror
-the runtime validation in `floxide._graph`; both format the templates of `floxide._rules`.
+`map_instance_to_supertype` to their `Node[Ctx, In, Out]` arguments. The structure is
+checked by the runtime's own rules (`floxide._structure`, over the outline `_outline` makes
+of the class body); this module adds the type rules. All wording is `floxide._rules`'.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from mypy.checker import TypeChecker
 from mypy.errorcodes import ErrorCode
 from mypy.expandtype import expand_type_by_instance
-from mypy.indirection import TypeIndirectionVisitor
 from mypy.maptype import map_instance_to_supertype
 from mypy.meet import meet_types
 from mypy.messages import format_type_bare
@@ -30,21 +30,16 @@ from mypy.nodes import (
     Var,
 )
 from mypy.plugin import CheckerPluginInterface, FunctionContext
-from mypy.server.trigger import make_trigger
 from mypy.subtypes import is_subtype
 from mypy.typeops import make_simplified_union, try_expanding_sum_type_to_union
 from mypy.types import (
     AnyType,
-    CallableType,
     FunctionLike,
     Instance,
     LiteralType,
     NoneType,
     ProperType,
-    TupleType,
     Type,
-    TypeAliasType,
-    TypedDictType,
     TypeOfAny,
     TypeType,
     TypeVarType,
@@ -55,8 +50,19 @@ from mypy.types import (
 from mypy.typevars import fill_typevars, fill_typevars_with_any
 
 from floxide._rules import RESERVED, RULES
+from floxide._structure import Field as PlainField
+from floxide._structure import Problem, check_structure
 from floxide_mypy._codes import EDGE, GRAPH, ROUTE
-from floxide_mypy._declared import Declared, Name, RouteRow, read_class_body, written
+from floxide_mypy._declared import (
+    Declared,
+    EdgeEntry,
+    Name,
+    RouteRow,
+    read_class_body,
+    written,
+)
+from floxide_mypy._deps import record_dependencies
+from floxide_mypy._outline import describe
 
 __all__ = ["NODE", "WORKFLOW", "WORKFLOW_DECORATOR", "check_workflow"]
 
@@ -81,6 +87,7 @@ _CODES: dict[str, ErrorCode] = {
     ),
     **dict.fromkeys(("bad-route-key", "route-never", "route-shadowed", "route-missing"), ROUTE),
 }
+_FIELD_RULES = ("not-a-node", "reserved", "no-nodes")  # checked first, before the graph
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,24 @@ class Field:
 
     name: str
     where: Context
-    types: NodeTypes | None  # None: not a node (reported)
+    types: NodeTypes | None  # None: not a node (reported), annotated `annotation`
+    annotation: str | None = None
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A route key as the type rules see it: its label, its type, a class row or not."""
+
+    label: str
+    type: ProperType
+    is_class: bool
+
+
+class _Unseen(enum.Enum):
+    """A route key whose value mypy cannot see: noted (a plain enum or str), or Any."""
+
+    NOTED = "noted"
+    ANY = "any"
 
 
 def check_workflow(ctx: FunctionContext) -> Type:
@@ -149,6 +173,11 @@ class _Checker:
     def fail(self, rule: str, where: Context, **kw: object) -> None:
         text = RULES[rule].format(wf=self.wf, **kw)
         self.api.fail(text, self.inside(where), code=_CODES.get(rule, GRAPH))
+
+    def report(self, problem: Problem) -> None:
+        """A structural problem, on the expression it is about (else on the class)."""
+        where = problem.at if isinstance(problem.at, Context) else self.where
+        self.api.fail(problem.message, self.inside(where), code=_CODES.get(problem.rule, GRAPH))
 
     def note(self, text: str, where: Context) -> None:
         self.api.msg.note(text, self.inside(where), code=GRAPH)
@@ -241,39 +270,29 @@ class _Checker:
                 t = expand_type_by_instance(t, owner)
             self.used_types.append(t)
             types = self.node_types(t)
-            if types is None:
-                self.fail("not-a-node", where, name=name, annotation=self.fmt(t))
-            found.append(Field(name, where, types))
+            found.append(Field(name, where, types, self.fmt(t) if types is None else None))
         return found
 
     # ------------------------------------------------------------------ main
     def run(self) -> None:
         fields = self.fields()
         nodes = {f.name: f for f in fields}
-        known = set(nodes)  # reserved names too: the runtime resolves names against fields
         self_type = fill_typevars(self.info)
         if isinstance(self_type, Instance):
             w_ctx, w_in, w_out = map_instance_to_supertype(self_type, self.base).args
         else:  # pragma: no cover - a NamedTuple workflow is not a thing
             w_ctx = w_in = w_out = AnyType(TypeOfAny.special_form)
         self.used_types.extend((w_ctx, w_in, w_out))
-
-        for f in fields:
-            if f.name in RESERVED:
-                self.fail("reserved", f.where, name=f.name)
-        if not fields:
-            self.fail("no-nodes", self.where)
-        for f in fields:
-            if f.types is not None and f.name not in RESERVED and not self.sub(w_ctx, f.types.ctx):
-                self.fail(
-                    "context-type",
-                    f.where,
-                    name=f.name,
-                    need=self.fmt(f.types.ctx),
-                    have=self.fmt(w_ctx),
-                )
-
         decl = read_class_body(self.info, WORKFLOW, self.type_of)
+        plain = [PlainField(f.name, f.where, f.annotation) for f in fields]
+        problems = check_structure(describe(self.wf, plain, decl, self.bad_route_key))
+        graph = _Types(self, decl, nodes, (w_in, w_out))
+
+        first = 0  # the fields' problems, then their context types, then the rest
+        while first < len(problems) and problems[first].rule in _FIELD_RULES:
+            self.report(problems[first])
+            first += 1
+        graph.check_contexts(w_ctx)
         for attr, cls in decl.inherited.items():
             self.note(
                 RULES["not-static"].format(
@@ -288,117 +307,101 @@ class _Checker:
                 RULES["not-static"].format(wf=self.wf, what=unseen.what, why="not a literal"),
                 unseen.expr,
             )
-        _Graph(self, decl, nodes, known, (w_in, w_out)).check()
-        self.record_dependencies()
+        for problem in problems[first:]:
+            self.report(problem)
+        graph.check()
+        record_dependencies(self.api, self.used_types)
 
-    def record_dependencies(self) -> None:
-        """Make the module depend on every module that defines a type checked here.
+    # ------------------------------------------------------------------ route keys
+    def route_key(self, row: RouteRow) -> _Key | str | _Unseen:
+        """The key of a route row; its text (`str`) when it is not a valid key kind."""
+        t = self.type_of(row.key)
+        p = get_proper_type(t) if t is not None else None
+        if isinstance(row.key, IndexExpr):  # `list[int]`: isinstance cannot match on it
+            alias: Type | None = p
+            if isinstance(p, TypeType):
+                alias = p.item
+            elif isinstance(p, FunctionLike) and p.is_type_obj():
+                alias = p.items[0].ret_type
+            return self.fmt(alias) if alias else "?"
+        if isinstance(p, TypeType) and isinstance(p.item, NoneType):  # type(None)
+            return _Key("NoneType", p.item, True)
+        if isinstance(p, FunctionLike) and p.is_type_obj():
+            info = p.type_object()
+            key = fill_typevars_with_any(info)
+            if isinstance(key, Instance):
+                return _Key(_qualname(info), key, True)
+        if isinstance(p, TypeType) and isinstance(p.item, Instance):
+            return _Key(_qualname(p.item.type), p.item, True)
+        if isinstance(p, Instance) and p.last_known_value is not None:
+            p = p.last_known_value
+        if isinstance(p, LiteralType):
+            if p.is_enum_literal():
+                return _Key(f"{_qualname(p.fallback.type)}.{p.value}", p, False)
+            return _Key(p.value_repr(), p, False)
+        if isinstance(p, NoneType):
+            return _Key("None", p, False)
+        if isinstance(p, Instance) and (p.type.is_enum or p.type.fullname in _LITERAL_CLASSES):
+            return _Unseen.NOTED
+        if isinstance(p, AnyType):
+            return _Unseen.ANY
+        return written(row.key) or (
+            row.key.name if isinstance(row.key, NameExpr) else self.fmt(p) if p else "?"
+        )
 
-        mypy re-checks a module in incremental mode when a module it depends on changes
-        its interface; a node class's base may live in a module the workflow never
-        imports, so those modules are added as (indirect) dependencies explicitly.
-        """
-        if not isinstance(self.api, TypeChecker):
-            return
-        modules = TypeIndirectionVisitor().find_modules(self.used_types)
-        self.api.module_refs.update(m for m in modules if m)
-        # The daemon (dmypy) re-checks by fine-grained triggers instead: one per class (and
-        # its bases) and alias in the checked types, all pointing at this module's target.
-        target = self.api.tscope.current_target()
-        deps = self.api.tree.plugin_deps
-        for name in _class_names(self.used_types):
-            deps.setdefault(make_trigger(name), set()).add(target)
-
-
-def _class_names(types: Iterable[Type]) -> set[str]:
-    """The full names of every class (with its bases) and alias that some types mention."""
-    names: set[str] = set()
-    stack = list(types)
-    while stack:
-        t = stack.pop()
-        if isinstance(t, TypeAliasType):
-            if t.alias is not None and t.alias.fullname not in names:
-                names.add(t.alias.fullname)
-                stack.append(get_proper_type(t))
-            continue
-        p = get_proper_type(t)
-        if isinstance(p, Instance):
-            stack.extend(p.args)
-            if p.type.fullname in names:
-                continue
-            for cls in p.type.mro:
-                names.add(cls.fullname)
-                stack.extend(cls.bases)
-        elif isinstance(p, LiteralType):
-            stack.append(p.fallback)
-        elif isinstance(p, (UnionType, TupleType)):
-            stack.extend(p.items)
-        elif isinstance(p, TypeType):
-            stack.append(p.item)
-        elif isinstance(p, CallableType):
-            stack.extend((*p.arg_types, p.ret_type))
-        elif isinstance(p, TypedDictType):
-            stack.extend(p.items.values())
-        elif isinstance(p, TypeVarType):
-            stack.append(p.upper_bound)
-    return names
+    def bad_route_key(self, row: RouteRow) -> str | None:
+        """The key of a route row, shown, when it is not a valid key kind."""
+        key = self.route_key(row)
+        return key if isinstance(key, str) else None
 
 
-class _Graph:
-    """The structure and type checks over the declared graph."""
+class _Types:
+    """The type rules over the declared graph (its structure is checked in `run`)."""
 
     def __init__(
-        self,
-        chk: _Checker,
-        decl: Declared,
-        nodes: dict[str, Field],
-        known: set[str],
-        wf_io: tuple[Type, Type],
+        self, chk: _Checker, decl: Declared, nodes: dict[str, Field], wf_io: tuple[Type, Type]
     ) -> None:
         self.chk = chk
         self.decl = decl
         self.nodes = nodes
-        self.known = known
         self.w_in, self.w_out = wf_io
-        self.successors: dict[str, list[str]] = {}
-        self.joins: dict[str, str] = {}
-        self.incoming: dict[str, list[Type]] = {}  # join -> payload types reaching it
-        # Every edge is known: a complete literal, or none at all (absent, or a literal of
-        # the wrong shape: the run-time validation then takes edges as empty too).
-        edges_bad = any(attr == "edges" for attr, _ in decl.bad)
-        self.seen_edges = edges_bad or ("edges" not in decl.inherited and decl.edges_complete)
-        self.seen_fallbacks = decl.on_failure_complete
+        self.joins = {
+            join.value
+            for join, source in decl.joins
+            if isinstance(source, Name) and join.value in nodes and source.value in nodes
+        }
+        self.incoming: dict[str, list[Type]] = {j: [] for j in self.joins}  # payloads reaching
 
     def types(self, name: str) -> NodeTypes | None:
         f = self.nodes.get(name)
         return f.types if f is not None and name not in RESERVED else None
 
+    def known(self, names: Iterable[Name]) -> list[Name]:
+        return [n for n in names if n.value in self.nodes]
+
+    def check_contexts(self, w_ctx: Type) -> None:
+        chk = self.chk
+        for f in self.nodes.values():
+            types = self.types(f.name)
+            if types is not None and not chk.sub(w_ctx, types.ctx):
+                chk.fail(
+                    "context-type",
+                    f.where,
+                    name=f.name,
+                    need=chk.fmt(types.ctx),
+                    have=chk.fmt(w_ctx),
+                )
+
     def check(self) -> None:
         chk, decl = self.chk, self.decl
+        for entry in decl.edges:
+            if entry.source.value in self.nodes:
+                self.check_entry(entry)
+        for src, _value, targets in decl.on_failure:
+            if src.value in self.nodes and targets is not None:
+                self.flow_fallback(src, self.known(targets))
         start = decl.start
-        if decl.start_expr is None and "start" not in decl.inherited:
-            chk.fail("no-start", chk.where)
-        elif decl.start_bad and decl.start_expr is not None:
-            chk.fail("no-start", decl.start_expr)
-        elif start is not None and start.value not in self.known:
-            chk.fail("unknown-start", start.expr, name=start.value)
-        for attr, expr in decl.bad:
-            if attr == "edges":
-                chk.fail("no-edges", expr)
-            else:
-                chk.fail("bad-fallback", expr, src="*")
-        for got, expr in decl.bad_joins:
-            chk.fail("bad-joins", expr, got=got)
-        if decl.edges_expr is None and "edges" not in decl.inherited:
-            chk.fail("no-edges", chk.where)
-
-        self.read_joins()
-        fallbacks = self.read_fallbacks()
-        self.check_edges()
-        for src, targets in fallbacks:
-            self.flow_fallback(src, targets)
-
-        if start is not None and start.value in self.known:
+        if start is not None and start.value in self.nodes:
             types = self.types(start.value)
             if types is not None and not chk.sub(self.w_in, types.inp):
                 chk.fail(
@@ -408,105 +411,18 @@ class _Graph:
                     inp=chk.fmt(types.inp),
                     win=chk.fmt(self.w_in),
                 )
-            self.check_reachability(start.value)
         self.check_join_types()
 
-    # ------------------------------------------------------------------ structure
-    def read_joins(self) -> None:
-        chk = self.chk
-        for join, source in self.decl.joins:
-            if join.value not in self.known:
-                chk.fail("unknown-join", join.expr, name=join.value)
-            elif source.value not in self.known:
-                chk.fail("unknown-join-source", source.expr, name=join.value, src=source.value)
-            else:
-                self.joins[join.value] = source.value
-                self.incoming.setdefault(join.value, [])
-
-    def read_fallbacks(self) -> list[tuple[Name, list[Name]]]:
-        chk = self.chk
-        out: list[tuple[Name, list[Name]]] = []
-        for src, value, targets in self.decl.on_failure:
-            if src.value not in self.known:
-                chk.fail("unknown-fallback-source", src.expr, name=src.value)
-                continue
-            if targets is None:
-                chk.fail("bad-fallback", value, src=src.value)
-                continue
-            good: list[Name] = []
-            for t in targets:
-                if t.value not in self.known:
-                    chk.fail("unknown-fallback", t.expr, src=src.value, name=t.value)
-                else:
-                    good.append(t)
-            self.successors.setdefault(src.value, []).extend(t.value for t in good)
-            out.append((src, good))
-        return out
-
-    def check_edges(self) -> None:
-        chk = self.chk
-        entered: set[str] = set()
-        for entry in self.decl.edges:
-            src = entry.source
-            if src.value not in self.known:
-                chk.fail("unknown-source", src.expr, name=src.value)
-                continue
-            entered.add(src.value)
-            succ = self.successors.setdefault(src.value, [])
-            types = self.types(src.value)
-            if entry.fanout is not None:
-                good = self.known_targets(src.value, entry.fanout)
-                succ.extend(t.value for t in good)
-                if types is None:
-                    continue
-                for t in good:
-                    self.flow(src.value, types.out, t, None)
-                if not entry.fanout:
-                    self.terminal(src, types.out, src.expr)
-            elif entry.routes is not None:
-                self.check_routes(src, entry.routes, types, succ)
-            else:
-                chk.fail("bad-successors", entry.value, src=src.value, got=entry.bad)
-        if self.seen_edges:
-            where = self.decl.edges_expr or chk.where
-            for name in sorted(self.known - entered - RESERVED, key=list(self.nodes).index):
-                chk.fail("missing-entry", where, name=name)
-
-    def known_targets(self, src: str, targets: Iterable[Name]) -> list[Name]:
-        good: list[Name] = []
-        for t in targets:
-            if t.value not in self.known:
-                self.chk.fail("unknown-target", t.expr, src=src, name=t.value)
-            else:
-                good.append(t)
-        return good
-
-    def check_reachability(self, start: str) -> None:
-        chk = self.chk
-        if self.seen_edges and self.seen_fallbacks:
-            reach = self.reachable(start, include_self=True)
-            for name, f in self.nodes.items():
-                if name not in RESERVED and name not in reach:
-                    chk.fail("unreachable", f.where, name=name, start=start)
-        if not (self.seen_edges and self.seen_fallbacks):
-            return
-        for join, source in self.decl.joins:
-            if join.value not in self.joins:
-                continue
-            if join.value == source.value:
-                chk.fail("join-is-source", join.expr, name=join.value)
-            elif join.value not in self.reachable(source.value, include_self=False):
-                chk.fail("join-not-reached", source.expr, name=join.value, src=source.value)
-
-    def reachable(self, start: str, include_self: bool) -> set[str]:
-        seen: set[str] = set()
-        stack = [start] if include_self else list(self.successors.get(start, []))
-        while stack:
-            n = stack.pop()
-            if n not in seen:
-                seen.add(n)
-                stack.extend(self.successors.get(n, []))
-        return seen
+    def check_entry(self, entry: EdgeEntry) -> None:
+        src = entry.source
+        types = self.types(src.value)
+        if entry.routes is not None:
+            self.check_routes(src, entry.routes, types)
+        elif entry.fanout is not None and types is not None:
+            for t in self.known(entry.fanout):
+                self.flow(src.value, types.out, t, None)
+            if not entry.fanout:
+                self.terminal(src, types.out, src.expr)
 
     # ------------------------------------------------------------------ types
     def flow(self, src: str, payload: Type, target: Name, label: str | None) -> None:
@@ -588,79 +504,23 @@ class _Graph:
                 )
 
     # ------------------------------------------------------------------ routes
-    def route_key(
-        self, src: str, row: RouteRow
-    ) -> tuple[str, ProperType, bool] | Literal["bad"] | None:
-        """(label, key type, is_class) of a route key; "bad" when reported; None if unseen."""
+    def check_routes(self, src: Name, rows: list[RouteRow], types: NodeTypes | None) -> None:
         chk = self.chk
-        t = chk.type_of(row.key)
-        p = get_proper_type(t) if t is not None else None
-        if isinstance(row.key, IndexExpr):  # `list[int]`: isinstance cannot match on it
-            alias: Type | None = p
-            if isinstance(p, TypeType):
-                alias = p.item
-            elif isinstance(p, FunctionLike) and p.is_type_obj():
-                alias = p.items[0].ret_type
-            chk.fail("bad-route-key", row.key, src=src, key=chk.fmt(alias) if alias else "?")
-            return "bad"
-        if isinstance(p, TypeType) and isinstance(p.item, NoneType):  # type(None)
-            return "NoneType", p.item, True
-        if isinstance(p, FunctionLike) and p.is_type_obj():
-            info = p.type_object()
-            key = fill_typevars_with_any(info)
-            if isinstance(key, Instance):
-                return _qualname(info), key, True
-        if isinstance(p, TypeType) and isinstance(p.item, Instance):
-            return _qualname(p.item.type), p.item, True
-        if isinstance(p, Instance) and p.last_known_value is not None:
-            p = p.last_known_value
-        if isinstance(p, LiteralType):
-            if p.is_enum_literal():
-                return f"{_qualname(p.fallback.type)}.{p.value}", p, False
-            return p.value_repr(), p, False
-        if isinstance(p, NoneType):
-            return "None", p, False
-        if isinstance(p, Instance) and (
-            p.type.is_enum
-            or p.type.fullname in _LITERAL_CLASSES
-        ):
-            chk.note(
-                RULES["not-static"].format(
-                    wf=chk.wf, what=f'a route key of "{src}"', why="not a literal"
-                ),
-                row.key,
-            )
-            return None
-        if isinstance(p, AnyType):
-            return None
-        shown = written(row.key) or (
-            row.key.name if isinstance(row.key, NameExpr) else chk.fmt(p) if p else "?"
-        )
-        chk.fail("bad-route-key", row.key, src=src, key=shown)
-        return "bad"
-
-    def check_routes(
-        self, src: Name, rows: list[RouteRow], types: NodeTypes | None, succ: list[str]
-    ) -> None:
-        chk = self.chk
-        keyed: list[tuple[RouteRow, str, ProperType, bool]] = []
+        keyed: list[tuple[RouteRow, _Key, list[Name]]] = []
         exhaustive_known = True
-        for row in rows:  # in the run-time validation's order: key, shape, names
-            found = self.route_key(src.value, row)
-            if found == "bad":
-                exhaustive_known = False
+        for row in rows:
+            key = chk.route_key(row)
+            if key is _Unseen.NOTED:
+                chk.note(
+                    RULES["not-static"].format(
+                        wf=chk.wf, what=f'a route key of "{src.value}"', why="not a literal"
+                    ),
+                    row.key,
+                )
+            if not isinstance(key, _Key) or row.targets is None:
+                exhaustive_known = False  # reported (bad key or shape) or not seen
                 continue
-            if row.targets is None:
-                chk.fail("bad-successors", row.value, src=src.value, got=_shown(row.value))
-                exhaustive_known = False
-                continue
-            good = self.known_targets(src.value, row.targets)
-            succ.extend(t.value for t in good)
-            row.targets = good
-            if found is None:
-                exhaustive_known = False
-                continue
-            keyed.append((row, *found))
+            keyed.append((row, key, self.known(row.targets)))
         if types is None:
             return
         out = types.out
@@ -670,22 +530,23 @@ class _Graph:
         remaining = list(variants)
         # The runtime matches value rows (enum members, literals) first, then class rows in
         # order; the first class row an output is an instance of takes it.
-        ordered = [k for k in keyed if not k[3]] + [k for k in keyed if k[3]]
-        for row, label, key, is_class in ordered:
+        ordered = [k for k in keyed if not k[1].is_class] + [k for k in keyed if k[1].is_class]
+        for row, found, targets in ordered:
+            label, key_type = found.label, found.type
             hits: list[Type] = []
             consumed: list[ProperType] = []
             for v in remaining:
                 if isinstance(v, (AnyType, TypeVarType)):
-                    hits.append(key)
-                elif chk.sub(v, key):
+                    hits.append(key_type)
+                elif chk.sub(v, key_type):
                     hits.append(v)
                     consumed.append(v)
-                elif chk.sub(key, v):
-                    hits.append(key)  # narrower than this case: the case stays open
+                elif chk.sub(key_type, v):
+                    hits.append(key_type)  # narrower than this case: the case stays open
             remaining = [v for v in remaining if not any(v is c for c in consumed)]
             if not hits:
-                earlier = [v for v in variants if chk.sub(v, key) or chk.sub(key, v)]
-                if earlier and is_class:
+                earlier = [v for v in variants if chk.sub(v, key_type) or chk.sub(key_type, v)]
+                if earlier and found.is_class:
                     chk.fail(
                         "route-shadowed",
                         row.key,
@@ -699,10 +560,9 @@ class _Graph:
                     )
                 continue
             payload = make_simplified_union(hits)
-            assert row.targets is not None
-            for t in row.targets:
+            for t in targets:
                 self.flow(src.value, payload, t, label)
-            if not row.targets:
+            if not targets:
                 self.terminal(src, payload, row.value)
         remaining = [
             v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))
@@ -710,7 +570,3 @@ class _Graph:
         if exhaustive_known and remaining:
             missing = ", ".join(f'"{chk.fmt(v)}"' for v in remaining)
             chk.fail("route-missing", src.expr, src=src.value, missing=missing)
-
-
-def _shown(expr: Expression) -> str:
-    return written(expr) or "a non-list value"

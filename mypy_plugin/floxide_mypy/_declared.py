@@ -29,6 +29,8 @@ from mypy.nodes import (
 )
 from mypy.types import Instance, LiteralType, Type, get_proper_type
 
+from floxide._structure import Malformed
+
 __all__ = [
     "Declared",
     "EdgeEntry",
@@ -96,12 +98,12 @@ class Declared:
     on_failure: list[tuple[Name, Expression, list[Name] | None]] = field(default_factory=list)
     on_failure_expr: Expression | None = None
     on_failure_complete: bool = True
-    joins: list[tuple[Name, Name]] = field(default_factory=list)
+    joins: list[tuple[Name, Name | Malformed]] = field(default_factory=list)
     joins_expr: Expression | None = None
     joins_complete: bool = True
+    joins_bad: Malformed | None = None  # a literal that is not a mapping
     unseen: list[Unseen] = field(default_factory=list)
     bad: list[tuple[str, Expression]] = field(default_factory=list)  # a literal, wrong shape
-    bad_joins: list[tuple[str, Expression]] = field(default_factory=list)  # (as written, where)
     inherited: dict[str, TypeInfo] = field(default_factory=dict)
 
 
@@ -283,7 +285,7 @@ class _Reader:
         self.out.joins_expr = expr
         if not isinstance(expr, DictExpr):
             if (shown := written(expr)) is not None:
-                self.out.bad_joins.append((shown, expr))  # the run-time check takes no joins
+                self.out.joins_bad = Malformed(shown, expr)  # the run-time check takes no joins
             else:
                 self.out.joins_complete = False
                 self.unseen("joins", expr)
@@ -299,7 +301,7 @@ class _Reader:
                 and isinstance(value, (ListExpr, TupleExpr))
                 and (shown := written(value)) is not None
             ):
-                self.out.bad_joins.append((f"{{{join.value!r}: {shown}}}", value))
+                self.out.joins.append((join, Malformed(shown, value)))
                 continue
             source = self.name(value, f'joins["{join.value}"]' if join else "a joins value")
             if join is None or source is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from shapes_base import Imported, Step
+from shapes_base import Imported, ImportedFallbacks, Step
 
 from floxide import Node, Workflow, workflow
 
@@ -55,6 +55,12 @@ class BadChild(GoodBase):  # E: [floxide-graph] node "show" of workflow "BadChil
 @workflow
 class NoteImportedChild(Imported):  # N: mypy cannot check start of workflow "NoteImportedChild" (inherited from "Imported" of another module) # N: mypy cannot check edges of workflow "NoteImportedChild"
     pass
+
+
+@workflow
+class NoteImportedFallbacks(ImportedFallbacks):  # N: mypy cannot check on_failure of workflow "NoteImportedFallbacks" (inherited from "ImportedFallbacks" of another module)
+    start = "step"  # "rescue" is reached through the inherited on_failure: not unreachable
+    edges = {"step": [], "rescue": []}
 
 
 @workflow

@@ -14,3 +14,13 @@ class Imported(Workflow[None, int, int]):
 
     start = "step"
     edges = {"step": []}
+
+
+@workflow
+class ImportedFallbacks(Workflow[None, int, int]):
+    step: Step
+    rescue: Step
+
+    start = "step"
+    edges = {"step": [], "rescue": []}
+    on_failure = {"step": ["rescue"]}
