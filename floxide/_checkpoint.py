@@ -32,7 +32,11 @@ import attrs
 import trio
 
 from floxide import serde
-from floxide._checkpoint_store import (
+from floxide._errors import CheckpointError, NodeError
+from floxide._local import LocalRun, first_output
+from floxide._step import ROOT_ID, Effects, JoinScope, Position, ScopeRef, WorkItem, derived_id
+from floxide._typeinfo import DeclaredTypes, known
+from floxide.checkpoints import (
     CheckpointStore,
     Commit,
     InMemoryCheckpointStore,
@@ -41,10 +45,6 @@ from floxide._checkpoint_store import (
     RunStatus,
     SqliteCheckpointStore,
 )
-from floxide._errors import CheckpointError, NodeError
-from floxide._local import LocalRun, first_output
-from floxide._step import ROOT_ID, Effects, JoinScope, Position, ScopeRef, WorkItem, derived_id
-from floxide._typeinfo import DeclaredTypes, known
 from floxide.serde import _encode_json
 
 if TYPE_CHECKING:

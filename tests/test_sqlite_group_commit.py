@@ -43,14 +43,14 @@ class Gate:
         assert self.open.wait(10)
 
     async def close(self, b: SqliteBackend, nursery: trio.Nursery) -> None:
-        nursery.start_soon(b._run, self.hold)
+        nursery.start_soon(b._file.read, self.hold)
         await trio.to_thread.run_sync(self.started.wait)
 
 
 def trace(b: SqliteBackend) -> list[str]:
     """Every SQL statement the backend's connection runs from now on."""
     statements: list[str] = []
-    b._connect().set_trace_callback(statements.append)
+    b._file.connection().set_trace_callback(statements.append)
     return statements
 
 
@@ -71,7 +71,7 @@ async def batched(b: SqliteBackend, calls: list[Callable[[], Any]]) -> list[tupl
         for k in range(len(calls)):  # queued in this order
             nursery.start_soon(one, k)
             await trio.testing.wait_all_tasks_blocked()
-        assert len(b._queue) == len(calls)
+        assert b._file.queued == len(calls)
         gate.open.set()
     return out
 
@@ -133,11 +133,11 @@ async def test_a_raising_request_rolls_back_only_itself(backend: SqliteBackend) 
     results = await batched(
         backend,
         [
-            lambda: backend._tx(put("k1")),
-            lambda: backend._tx(put("k2", fail=True)),
-            lambda: backend._tx(duplicate),
+            lambda: backend._file.write(put("k1")),
+            lambda: backend._file.write(put("k2", fail=True)),
+            lambda: backend._file.write(duplicate),
             lambda: backend.control("missing-run", "pause"),
-            lambda: backend._tx(put("k3")),
+            lambda: backend._file.write(put("k3")),
             lambda: backend.create_run(run),
         ],
     )
@@ -154,7 +154,7 @@ async def test_a_raising_request_rolls_back_only_itself(backend: SqliteBackend) 
         rows = conn.execute("SELECT key, value FROM floxide_meta WHERE key LIKE 'k%'")
         return {r[0]: r[1] for r in rows}
 
-    assert await backend._run(stored) == {"k1": 1, "k3": 1}
+    assert await backend._file.read(stored) == {"k1": 1, "k3": 1}
     assert await backend.get_run(run.run_id) is not None
 
 
@@ -169,7 +169,7 @@ async def test_a_failed_commit_fails_the_whole_batch_and_stores_nothing(
             " DEFERRABLE INITIALLY DEFERRED)"
         )
 
-    await backend._run(setup)
+    await backend._file.read(setup)
     run_id, leases = await leased_run(backend, 2)
 
     def orphan(conn: sqlite3.Connection) -> str:  # fine now, fails the COMMIT
@@ -180,7 +180,7 @@ async def test_a_failed_commit_fails_the_whole_batch_and_stores_nothing(
         backend,
         [
             lambda: backend.commit(leases[0], plan()),
-            lambda: backend._tx(orphan),
+            lambda: backend._file.write(orphan),
             lambda: backend.commit(leases[1], plan()),
         ],
     )
@@ -188,7 +188,8 @@ async def test_a_failed_commit_fails_the_whole_batch_and_stores_nothing(
     assert all(isinstance(e, BackendError) for _, e in results)
     m = await backend.metrics(run_id)
     assert (m.done, m.in_flight) == (0, 2)
-    assert await backend._run(lambda c: c.execute("SELECT count(*) FROM child").fetchone()[0]) == 0
+    count = await backend._file.read(lambda c: c.execute("SELECT count(*) FROM child").fetchone())
+    assert count[0] == 0
     # the connection goes on: both leases still commit
     for le in leases:
         assert await backend.commit(le, plan()) is CommitResult.COMMITTED
@@ -231,13 +232,13 @@ async def test_a_caller_cancelled_while_queued_does_not_run(backend: SqliteBacke
     async with trio.open_nursery() as nursery:
         await gate.close(backend, nursery)
         with trio.move_on_after(0.05) as scope:
-            await backend._tx(tx)  # queued behind the gate
+            await backend._file.write(tx)  # queued behind the gate
         assert scope.cancelled_caught
         gate.open.set()
-    assert backend._queue == []
-    assert await backend._tx(lambda c: "next") == "next"  # the backend goes on
+    assert backend._file.queued == 0
+    assert await backend._file.write(lambda c: "next") == "next"  # the backend goes on
     assert ran == []
-    row = await backend._run(
+    row = await backend._file.read(
         lambda c: c.execute("SELECT 1 FROM floxide_meta WHERE key = 'cancelled'").fetchone()
     )
     assert row is None
@@ -258,7 +259,7 @@ async def test_a_caller_cancelled_once_taken_gets_its_result(backend: SqliteBack
 
     async def call() -> None:
         with scope:
-            got.append(await backend._tx(tx))
+            got.append(await backend._file.write(tx))
             await trio.sleep(0)  # the cancel arrives here, after the result
             got.append("not cancelled")
 
@@ -270,7 +271,7 @@ async def test_a_caller_cancelled_once_taken_gets_its_result(backend: SqliteBack
         release.set()
     assert scope.cancelled_caught
     assert got == ["done"]
-    row = await backend._run(
+    row = await backend._file.read(
         lambda c: c.execute("SELECT value FROM floxide_meta WHERE key = 'taken'").fetchone()
     )
     assert row is not None and row[0] == 1
@@ -282,7 +283,7 @@ async def test_calls_from_an_already_cancelled_scope_do_not_run(
     ran: list[int] = []
     with trio.CancelScope() as scope:
         scope.cancel()
-        await backend._tx(lambda c: ran.append(1))
+        await backend._file.write(lambda c: ran.append(1))
     assert scope.cancelled_caught and ran == []
 
 
@@ -333,7 +334,7 @@ async def test_a_lock_held_by_another_connection_is_waited_for(tmp_path: Path) -
         assert [le.item_id for le in got] == ["1"]
         other.close()
         # the connection's own busy timeout is back for everything else
-        timeout = await b._run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0])
+        timeout = await b._file.read(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0])
         assert timeout == 300
     finally:
         await b.aclose()
@@ -358,7 +359,7 @@ async def test_cancels_at_any_moment_leave_every_commit_applied_once(
     async with trio.open_nursery() as nursery:
         for k in range(n):
             nursery.start_soon(step, k)
-    assert backend._queue == []
+    assert backend._file.queued == 0
     again = [await backend.commit(le, plan()) for le in leases[:n]]
     for k, result in got.items():
         assert result is CommitResult.COMMITTED and again[k] is CommitResult.LOST
