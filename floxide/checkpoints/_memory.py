@@ -24,6 +24,8 @@ __all__ = ["InMemoryCheckpointStore"]
 
 @attrs.define
 class _MemRun:
+    """One run as the memory store keeps it: bytes, and when it was created and changed."""
+
     workflow: str
     meta: bytes
     context: bytes
