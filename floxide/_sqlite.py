@@ -249,22 +249,18 @@ class SqliteFile:
         """Run a batch: each read alone, then every write in one transaction, then a close."""
         with self._lock:
             try:
-                if len(batch) == 1:
-                    r = batch[0]
-                    if r.kind is _WRITE:
-                        self._write(batch)
-                    elif r.kind is _READ:
-                        self._read(r)
-                    else:
-                        self._close_locked()
-                    return
+                writes: list[_Request[Any]] = []
+                closing = False
                 for r in batch:
                     if r.kind is _READ:
                         self._read(r)
-                writes = [r for r in batch if r.kind is _WRITE]
+                    elif r.kind is _WRITE:
+                        writes.append(r)
+                    else:
+                        closing = True
                 if writes:
                     self._write(writes)
-                if any(r.kind is _CLOSE for r in batch):
+                if closing:
                     self._close_locked()
             except BaseException as e:  # a bug: no call may be left without an outcome
                 for r in batch:
