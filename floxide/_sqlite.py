@@ -128,7 +128,7 @@ class SqliteFile:
         prepare: Callable[[sqlite3.Connection], object] = _nothing,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout: float = 10.0,
-        row_factory: Any = None,
+        row_factory: Callable[[sqlite3.Cursor, tuple[Any, ...]], object] | None = None,
         closed: Callable[[], Exception] | None = None,
     ) -> None:
         self.path = os.fspath(path)
