@@ -35,7 +35,7 @@ from floxide import (
     Workflow,
     workflow,
 )
-from floxide._checkpoint_store import Commit, RunInfo, StoredCheckpoint
+from floxide.checkpoints import Commit, RunInfo, StoredCheckpoint
 
 
 @attrs.define

@@ -32,15 +32,6 @@ import attrs
 import trio
 
 from floxide import serde
-from floxide._checkpoint_store import (
-    CheckpointStatus,
-    CheckpointStore,
-    Commit,
-    InMemoryCheckpointStore,
-    RunInfo,
-    SqliteCheckpointStore,
-    StoredCheckpoint,
-)
 from floxide._errors import CheckpointError, NodeError
 from floxide._local import LocalRun
 from floxide._step import (
@@ -56,6 +47,15 @@ from floxide._step import (
     never_same,
 )
 from floxide._typeinfo import DeclaredTypes, known
+from floxide.checkpoints import (
+    CheckpointStatus,
+    CheckpointStore,
+    Commit,
+    InMemoryCheckpointStore,
+    RunInfo,
+    SqliteCheckpointStore,
+    StoredCheckpoint,
+)
 from floxide.serde import _encode_json
 
 if TYPE_CHECKING:

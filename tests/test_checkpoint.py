@@ -34,8 +34,8 @@ from floxide import (
     workflow,
 )
 from floxide._checkpoint import ROOT_ID, item_id
-from floxide._checkpoint_store import Commit, RunInfo, StoredCheckpoint
 from floxide._step import WorkItem
+from floxide.checkpoints import Commit, RunInfo, StoredCheckpoint
 
 
 class Color(enum.Enum):

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from floxide import CheckpointError, CheckpointStore, InMemoryCheckpointStore, SqliteCheckpointStore
-from floxide._checkpoint_store import Commit, StoredCheckpoint
+from floxide.checkpoints import Commit, StoredCheckpoint
 
 
 def record(run_id: str = "r", **kw: object) -> StoredCheckpoint:

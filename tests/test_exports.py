@@ -19,23 +19,27 @@ import pytest
 
 import floxide
 import floxide.backends
+import floxide.checkpoints
 import floxide.cli
 import floxide.distributed
 import floxide.serde
+import floxide.testing
 from floxide import _errors
 
 PUBLIC_MODULES: tuple[ModuleType, ...] = (
     floxide,
     floxide.backends,
+    floxide.checkpoints,
     floxide.distributed,
     floxide.serde,
+    floxide.testing,
     floxide.cli,
 )
-PACKAGES = (floxide, floxide.backends, floxide.distributed)
+PACKAGES = (floxide, floxide.backends, floxide.checkpoints, floxide.distributed, floxide.testing)
 """The public modules that re-export names defined in private modules."""
 
 ALLOWED_PRIVATE_EXCEPTIONS = {
-    ("floxide.backends._sqlite", "_Abort"),  # control flow inside one module
+    ("floxide._sqlite", "_Abort"),  # control flow inside one module
     ("floxide.distributed._worker", "_DecodeError"),
 }
 

@@ -1,20 +1,18 @@
 """The SQLite backend: several worker processes on one machine share one database file.
 
-The file is in WAL mode (readers never block the writer) with a busy timeout; every change
-is made inside a `BEGIN IMMEDIATE` transaction, so commits from different processes serialize
-on the file lock and a step's commit (lease check, context, join state, successors, item done)
-is atomic. Taking the lock polls every 50 us to 1 ms while another process holds it (SQLite's
-own busy handler sleeps 1, 2, 5, 10 ms... between tries), up to the busy timeout.
+The file (its tables: `floxide.backends._sqlite_tables`) is opened through the shared SQLite
+layer, `floxide._sqlite.SqliteFile`: WAL mode, `synchronous=NORMAL`, a busy timeout, one
+connection per backend object used by one worker thread call at a time, and group commit. Every
+change is made inside a `BEGIN IMMEDIATE` transaction, so commits from different processes
+serialize on the file lock and a step's commit (lease check, context, join state, successors,
+item done) is atomic; taking the lock polls every 50 us to 1 ms while another process holds it.
 
-Group commit: each backend object has one connection, used by one thread call at a time.
-Calls made while one runs are queued, and the next thread call (started as soon as one
-returns) takes them all: the reads one by one, then every transaction in ONE `BEGIN
-IMMEDIATE ... COMMIT`, each in its own SAVEPOINT. So a worker's concurrent steps share one
-thread hop and one lock acquisition. A transaction that raises (a stale lease returns its
-result as usual; a failing merge or SQL statement raises) is rolled back to its savepoint and
-its caller gets its exception, while the others commit; an error at COMMIT (or one that ends
-the transaction) fails every transaction of the batch with `BackendError`, and nothing of it
-is stored. A caller cancelled while its call is queued removes it, unrun; once taken into a
+Group commit: a worker's concurrent steps share one thread hop and one lock acquisition, each
+transaction in its own savepoint. A transaction that raises (a stale lease returns its result
+as usual; a failing merge or SQL statement raises) is rolled back to its savepoint and its
+caller gets its exception, while the others commit; an error at COMMIT (or one that ends the
+transaction) fails every transaction of the batch with `BackendError`, and nothing of it is
+stored. A caller cancelled while its call is queued removes it, unrun; once taken into a
 thread call, the call completes and its caller waits for it, shielded.
 
 Waiting for work: SQLite has no notifications across processes, so an idle worker re-checks
@@ -27,27 +25,24 @@ indexed read per poll, so a finished run is noticed within 50 ms.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 import trio
 
 from floxide._errors import BackendError
+from floxide._sqlite import OPENING, SqliteFile
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
     ErrorRecord,
     Lease,
-    NewItem,
     NewRun,
     NodeMetrics,
     Output,
@@ -58,153 +53,22 @@ from floxide.backends._base import (
     WorkerInfo,
     count_scopes,
 )
+from floxide.backends._sqlite_tables import (
+    RUN_COLS,
+    RUN_TABLES,
+    SCHEMA,
+    Scopes,
+    add_error,
+    insert_items,
+    next_value,
+    run_record,
+    set_run,
+)
 
 __all__ = ["SqliteBackend"]
 
-T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS floxide_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, queue TEXT NOT NULL,
-    fingerprint TEXT NOT NULL, status TEXT NOT NULL, input BLOB NOT NULL,
-    context BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL, deadline REAL,
-    error TEXT, error_kind TEXT, pending INTEGER NOT NULL DEFAULT 0,
-    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    retried INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS items (
-    run_id TEXT NOT NULL, item_id TEXT NOT NULL, queue TEXT NOT NULL, node TEXT NOT NULL,
-    payload BLOB NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, due REAL NOT NULL,
-    seq INTEGER NOT NULL, worker_id TEXT, token INTEGER NOT NULL DEFAULT 0,
-    deadline REAL NOT NULL DEFAULT 0, last_error TEXT, expired INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, item_id));
-CREATE INDEX IF NOT EXISTS items_ready ON items (queue, state, due, seq);
-CREATE INDEX IF NOT EXISTS items_leased ON items (state, deadline);
-CREATE TABLE IF NOT EXISTS scopes (
-    run_id TEXT NOT NULL, scope_id TEXT NOT NULL, open INTEGER NOT NULL, fired BLOB NOT NULL,
-    PRIMARY KEY (run_id, scope_id));
-CREATE TABLE IF NOT EXISTS collected (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS collected_key ON collected (run_id, key);
-CREATE TABLE IF NOT EXISTS outputs (
-    run_id TEXT NOT NULL, position TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
-CREATE TABLE IF NOT EXISTS errors (
-    run_id TEXT NOT NULL, node TEXT NOT NULL, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS errors_run ON errors (run_id);
-CREATE TABLE IF NOT EXISTS node_metrics (
-    run_id TEXT NOT NULL, node TEXT NOT NULL, count INTEGER NOT NULL,
-    total REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (run_id, node));
-CREATE TABLE IF NOT EXISTS workers (
-    worker_id TEXT PRIMARY KEY, queue TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-    started_at REAL NOT NULL, last_seen REAL NOT NULL, concurrency INTEGER NOT NULL);
-INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 1), ('token', 0), ('seq', 0);
-"""
-
-_RUN_COLS = (
-    "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
-    "finished_at, deadline, error, error_kind, pending"
-)
-_ITEM_COLS = "run_id, item_id, node, payload, attempt, last_error, expired"
-_RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
-
-_BUSY_POLL_MAX = 0.001
-"""Longest pause (s) between two tries to take the write lock that another process holds."""
-
 _RUN_POLL_MAX = 0.05
 """Longest pause (s) between two reads of a run that `wait_run` waits for."""
-
-
-def _run_record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        queue=row["queue"],
-        fingerprint=row["fingerprint"],
-        status=RunStatus(row["status"]),
-        input=bytes(row["input"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-        deadline=row["deadline"],
-        error=row["error"],
-        error_kind=row["error_kind"],
-        pending=row["pending"],
-    )
-
-
-def _encode_fired(fired: Sequence[NewItem]) -> bytes:
-    return json.dumps([[f.item_id, f.node, f.payload.decode()] for f in fired]).encode()
-
-
-def _decode_fired(raw: bytes) -> list[NewItem]:
-    return [NewItem(i, n, p.encode()) for i, n, p in json.loads(raw)]
-
-
-class _Scopes:
-    """The open join scopes of one run, inside a transaction."""
-
-    def __init__(self, conn: sqlite3.Connection, run_id: str) -> None:
-        self.conn = conn
-        self.run_id = run_id
-
-    def open_count(self, scope_id: str) -> int:
-        row = self.conn.execute(
-            "SELECT open FROM scopes WHERE run_id = ? AND scope_id = ?", (self.run_id, scope_id)
-        ).fetchone()
-        if row is None:
-            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
-        return int(row[0])
-
-    def set_open(self, scope_id: str, count: int) -> None:
-        self.conn.execute(
-            "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
-            (count, self.run_id, scope_id),
-        )
-
-    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
-            (self.run_id, scope_id, count, _encode_fired(fired)),
-        )
-
-    def close(self, scope_id: str) -> Sequence[NewItem]:
-        row = self.conn.execute(
-            "DELETE FROM scopes WHERE run_id = ? AND scope_id = ? RETURNING fired",
-            (self.run_id, scope_id),
-        ).fetchone()
-        return _decode_fired(bytes(row[0]))
-
-
-_QUEUED, _TAKEN, _DONE = "queued", "taken", "done"
-
-
-class _Abort(Exception):
-    """A batch's transaction cannot go on (raised from its failing request)."""
-
-
-class _Request(Generic[T]):
-    """One call on the connection (a read, or a transaction's body) queued or running."""
-
-    __slots__ = ("done", "error", "fn", "state", "value", "write")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> None:
-        self.fn = fn
-        self.write = write
-        self.state = _QUEUED
-        self.value: T | None = None
-        self.error: BaseException | None = None
-        self.done = trio.Event()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-
-    def unwrap(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]
 
 
 class SqliteBackend:
@@ -224,218 +88,22 @@ class SqliteBackend:
         self.ttl = ttl
         self.worker_ttl = worker_ttl
         self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._open_lock = threading.Lock()
-        self._use_lock = threading.Lock()
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._queue: list[_Request[Any]] = []
-        self._busy = False
+        self._file = SqliteFile(
+            self.path,
+            error=self._error,
+            prepare=lambda conn: conn.executescript(SCHEMA),
+            synchronous="NORMAL",
+            busy_timeout=busy_timeout,
+            row_factory=sqlite3.Row,
+        )
         self._local_change: trio.Event | None = None
 
     # -- plumbing -----------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        with self._open_lock:
-            if self._conn is not None:
-                return self._conn
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.executescript(_SCHEMA)
-            except sqlite3.Error as e:
-                raise BackendError(f"cannot open SQLite backend {self.url}: {e}") from e
-            self._conn = conn
-            return conn
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the connection, outside a transaction (reads)."""
-        return await self._submit(fn, write=False)
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside a `BEGIN IMMEDIATE` transaction (group commit: see `_call`)."""
-        return await self._submit(fn, write=True)
-
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        """Queue a call on the connection and wait for its result.
-
-        One thread call at a time runs every call queued when it starts (see `_call`); the
-        next starts as soon as one returns. A caller cancelled while its call is queued
-        removes it (it never runs); once taken, the call completes and its caller waits for
-        it, shielded, as for any running thread call.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        token = trio.lowlevel.current_trio_token()
-        if token is not self._token:  # first call in this trio run
-            self._token, self._queue, self._busy = token, [], False
-        req: _Request[T] = _Request(fn, write)
-        self._queue.append(req)
-        if not self._busy:
-            self._start(token)
-        while req.state is not _DONE:
-            if req.state is _TAKEN:
-                with trio.CancelScope(shield=True):
-                    await req.done.wait()
-                continue
-            try:
-                await req.done.wait()
-            except BaseException:
-                if req.state is _QUEUED:  # not taken: it never runs
-                    self._queue.remove(req)
-                    raise
-                # taken meanwhile: it runs to the end, and this caller gets its result
-        return req.unwrap()
-
-    def _start(self, token: trio.lowlevel.TrioToken) -> None:
-        """Take every queued call into one thread call (in the trio thread)."""
-        batch, self._queue = self._queue, []
-        for r in batch:
-            r.state = _TAKEN
-        self._busy = True
-
-        def deliver(_: object) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._finish, token, batch)
-
-        try:
-            trio.lowlevel.start_thread_soon(functools.partial(self._call, batch), deliver)
-        except BaseException as e:
-            for r in batch:
-                r.fail(BackendError(f"SQLite backend {self.url}: cannot start a thread: {e}"))
-            self._finish(token, batch)
-
-    def _finish(self, token: trio.lowlevel.TrioToken, batch: list[_Request[Any]]) -> None:
-        """A thread call returned (in the trio thread): wake its callers, start the next."""
-        for r in batch:
-            r.state = _DONE
-            r.done.set()
-        if token is self._token:
-            self._busy = False
-            if self._queue:
-                self._start(token)
-
-    def _call(self, batch: list[_Request[Any]]) -> None:
-        """Run a batch (in a thread): each read alone, then every write in one transaction."""
-        with self._use_lock:
-            try:
-                for r in batch:
-                    if not r.write:
-                        self._read(r)
-                writes = [r for r in batch if r.write]
-                if writes:
-                    self._run_batch(writes)
-            except BaseException as e:  # a bug: no call may be left without an outcome
-                for r in batch:
-                    if r.error is None:
-                        r.fail(e)
-
-    def _read(self, r: _Request[Any]) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = self._connect()
-            r.value = r.fn(conn)
-        except BaseException as e:
-            r.fail(self._error(e) if isinstance(e, sqlite3.Error) else e)
-            if conn is not None and conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-
-    def _run_batch(self, batch: list[_Request[Any]]) -> None:
-        """One transaction for `batch`; each request in its own savepoint (in a thread).
-
-        A request that raises is rolled back to its savepoint and gets its exception; the
-        others go on and commit. An error that ends the transaction (or fails COMMIT)
-        fails every request of the batch with `BackendError`: nothing of it was stored.
-        """
-        try:
-            conn = self._connect()
-        except BackendError as e:
-            for r in batch:
-                r.fail(e)
-            return
-        try:
-            self._begin(conn)
-        except sqlite3.Error as e:
-            self._abort(conn, batch, None, e)
-            return
-        single = len(batch) == 1
-        for r in batch:
-            try:
-                if not single:
-                    conn.execute("SAVEPOINT floxide_request")
-                try:
-                    r.value = r.fn(conn)
-                except BaseException as e:
-                    r.fail(self._error(e) if isinstance(e, sqlite3.Error) else e)
-                    if single or not conn.in_transaction:
-                        raise _Abort from e
-                    conn.execute("ROLLBACK TO floxide_request")
-                if not single:
-                    conn.execute("RELEASE floxide_request")
-            except (_Abort, sqlite3.Error) as e:
-                # the transaction is gone (or cannot go on): nothing of the batch is stored
-                cause = e.__cause__ if isinstance(e, _Abort) else e
-                self._abort(conn, batch, r, cause)
-                return
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            self._abort(conn, batch, None, e)
-            return
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """`BEGIN IMMEDIATE`, polling a busy lock every 50 us to 1 ms (in a thread).
-
-        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far longer than
-        another process holds the lock for a commit; so the connection's busy timeout is
-        off while this polls, for at most that timeout.
-        """
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            give_up = time.monotonic() + self.busy_timeout
-            pause = 50e-6
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as e:
-                    if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                        raise
-                    if time.monotonic() + pause > give_up:
-                        raise
-                time.sleep(pause)
-                pause = min(pause * 1.5, _BUSY_POLL_MAX)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-
-    def _abort(
-        self,
-        conn: sqlite3.Connection,
-        batch: list[_Request[Any]],
-        culprit: _Request[Any] | None,
-        cause: BaseException | None,
-    ) -> None:
-        """Roll the batch's transaction back; every request but `culprit` fails."""
-        with contextlib.suppress(sqlite3.Error):
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        err = self._error(cause) if isinstance(cause, sqlite3.Error) else None
-        for r in batch:
-            if r is culprit and r.error is not None:
-                continue
-            r.value = None
-            r.fail(err or BackendError(f"SQLite backend {self.url} failed: {cause!r}"))
-
-    def _error(self, e: sqlite3.Error) -> BackendError:
-        err = BackendError(f"SQLite backend {self.url} failed: {e}")
-        err.__cause__ = e
-        return err
+    def _error(self, exc: BaseException, doing: str) -> BackendError:
+        if doing == OPENING:
+            return BackendError(f"cannot open SQLite backend {self.url}: {exc}")
+        text = str(exc) if isinstance(exc, sqlite3.Error) else repr(exc)
+        return BackendError(f"SQLite backend {self.url} failed: {text}")
 
     def _wake(self) -> None:
         if self._local_change is not None:
@@ -446,49 +114,7 @@ class SqliteBackend:
         return contextlib.nullcontext()
 
     async def aclose(self) -> None:
-        def close(_: sqlite3.Connection) -> None:
-            with self._open_lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-
-        if self._conn is not None:
-            await self._run(close)
-
-    @staticmethod
-    def _next(conn: sqlite3.Connection, key: str, n: int = 1) -> int:
-        row = conn.execute(
-            "UPDATE floxide_meta SET value = value + ? WHERE key = ? RETURNING value", (n, key)
-        ).fetchone()
-        return int(row[0]) - n + 1
-
-    @staticmethod
-    def _set_run(
-        conn: sqlite3.Connection,
-        run_id: str,
-        now: float,
-        *,
-        add_one: Sequence[str] = (),
-        **cols: object,
-    ) -> None:
-        """Set columns of a run (and add one to each counter in `add_one`): one UPDATE."""
-        status = cols.get("status")
-        if isinstance(status, RunStatus) and status.finished:
-            cols["finished_at"] = now
-            conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
-        cols["updated_at"] = now
-        sets = ", ".join([*(f"{k} = ?" for k in cols), *(f"{k} = {k} + 1" for k in add_one)])
-        values = [str(v) if isinstance(v, RunStatus) else v for v in cols.values()]
-        conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*values, run_id))
-
-    @staticmethod
-    def _add_error(conn: sqlite3.Connection, run_id: str, e: ErrorRecord) -> None:
-        conn.execute(
-            "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at),
-        )
+        await self._file.aclose()
 
     # -- runs ---------------------------------------------------------------------------
     async def create_run(self, run: NewRun) -> None:
@@ -517,62 +143,31 @@ class SqliteBackend:
                     len(run.items),
                 ),
             )
-            self._insert_items(conn, run.run_id, run.queue, run.items, now)
+            insert_items(conn, run.run_id, run.queue, run.items, now)
 
-        await self._tx(tx)
+        await self._file.write(tx)
         self._wake()
-
-    def _insert_items(
-        self,
-        conn: sqlite3.Connection,
-        run_id: str,
-        queue: str,
-        items: Sequence[NewItem],
-        now: float,
-    ) -> None:
-        if not items:
-            return
-        seq = self._next(conn, "seq", len(items))
-        rows = [
-            (
-                run_id,
-                it.item_id,
-                queue,
-                it.node,
-                it.payload,
-                it.attempt,
-                "queued",
-                now + it.delay,
-                seq + k,
-            )
-            for k, it in enumerate(items)
-        ]
-        conn.executemany(
-            "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else _run_record(row)
+            return None if row is None else run_record(row)
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
         def q(conn: sqlite3.Connection) -> list[RunRecord]:
-            sql = f"SELECT {_RUN_COLS} FROM runs"
+            sql = f"SELECT {RUN_COLS} FROM runs"
             args: tuple[str, ...] = ()
             if queue is not None:
                 sql += " WHERE queue = ?"
                 args = (queue,)
             rows = conn.execute(sql + " ORDER BY created_at DESC", args).fetchall()
-            return [_run_record(r) for r in rows]
+            return [run_record(r) for r in rows]
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
@@ -585,7 +180,7 @@ class SqliteBackend:
             status = RunStatus(row["status"])
             now = time.time()
             if action == "cancel" and status.live:
-                self._set_run(
+                set_run(
                     conn,
                     run_id,
                     now,
@@ -595,15 +190,15 @@ class SqliteBackend:
                     pending=0,
                 )
             elif action == "pause" and status in (RunStatus.PENDING, RunStatus.RUNNING):
-                self._set_run(conn, run_id, now, status=RunStatus.PAUSED)
+                set_run(conn, run_id, now, status=RunStatus.PAUSED)
             elif action == "resume" and status is RunStatus.PAUSED:
-                self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
+                set_run(conn, run_id, now, status=RunStatus.RUNNING)
             row = conn.execute(
-                f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return _run_record(row)
+            return run_record(row)
 
-        rec = await self._tx(tx)
+        rec = await self._file.write(tx)
         self._wake()
         return rec
 
@@ -612,8 +207,8 @@ class SqliteBackend:
             row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None or RunStatus(row["status"]).finished:
                 return False
-            self._add_error(conn, run_id, error)
-            self._set_run(
+            add_error(conn, run_id, error)
+            set_run(
                 conn,
                 run_id,
                 time.time(),
@@ -624,7 +219,7 @@ class SqliteBackend:
             )
             return True
 
-        return await self._tx(tx)
+        return await self._file.write(tx)
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         nap = 0.005
@@ -645,7 +240,7 @@ class SqliteBackend:
             outs = [Output(tuple(json.loads(r[0])), r[1], bytes(r[2])) for r in rows]
             return sorted(outs, key=lambda o: o.position)
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def context(self, run_id: str) -> RunContext | None:
         def q(conn: sqlite3.Connection) -> RunContext | None:
@@ -654,7 +249,7 @@ class SqliteBackend:
             ).fetchone()
             return None if row is None else RunContext(bytes(row[0]), row[1])
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         def q(conn: sqlite3.Connection) -> list[bytes]:
@@ -663,7 +258,7 @@ class SqliteBackend:
             )
             return [bytes(r[0]) for r in rows]
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         def q(conn: sqlite3.Connection) -> list[ErrorRecord]:
@@ -674,7 +269,7 @@ class SqliteBackend:
             ).fetchall()
             return [ErrorRecord(*tuple(r)) for r in rows]
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     async def metrics(self, run_id: str) -> RunMetrics:
         def q(conn: sqlite3.Connection) -> RunMetrics:
@@ -705,7 +300,7 @@ class SqliteBackend:
                 per_node=per_node,
             )
 
-        return await self._run(q)
+        return await self._file.read(q)
 
     # -- work ---------------------------------------------------------------------------
     async def lease(
@@ -715,7 +310,7 @@ class SqliteBackend:
         nap = 0.005
         while True:
             with trio.CancelScope(shield=True):  # leases taken are never dropped by a cancel
-                got, next_due = await self._tx(
+                got, next_due = await self._file.write(
                     lambda conn: self._take(conn, queue, worker_id, limit, lease_seconds)
                 )
             remaining = deadline - trio.current_time()
@@ -752,7 +347,7 @@ class SqliteBackend:
         leased: list[tuple[str, int, float, str, str]] = []
         timed_out: set[str] = set()
         started: set[str] = set()
-        tokens = self._next(conn, "token", len(rows)) if rows else 0  # one update for all
+        tokens = next_value(conn, "token", len(rows)) if rows else 0  # one update for all
         for k, r in enumerate(rows):
             run_id = r["run_id"]
             if run_id in timed_out:
@@ -761,8 +356,8 @@ class SqliteBackend:
                 err = ErrorRecord(
                     r["node"], r["item_id"], r["attempt"], "timeout", DEADLINE_PASSED, now
                 )
-                self._add_error(conn, run_id, err)
-                self._set_run(
+                add_error(conn, run_id, err)
+                set_run(
                     conn,
                     run_id,
                     now,
@@ -774,7 +369,7 @@ class SqliteBackend:
                 timed_out.add(run_id)
                 continue
             if r["status"] == "pending" and run_id not in started:
-                self._set_run(conn, run_id, now, status=RunStatus.RUNNING)
+                set_run(conn, run_id, now, status=RunStatus.RUNNING)
                 started.add(run_id)
             token = tokens + k
             leased.append((worker_id, token, now + lease_seconds, run_id, r["item_id"]))
@@ -821,7 +416,7 @@ class SqliteBackend:
                 for le in leases
             ]
 
-        return await self._tx(tx)
+        return await self._file.write(tx)
 
     @staticmethod
     def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
@@ -861,7 +456,7 @@ class SqliteBackend:
             got, _ = self._take(conn, run["queue"], lease.worker_id, limit, lease_seconds)
             return CommitResult.COMMITTED, got
 
-        result = await self._tx(tx)
+        result = await self._file.write(tx)
         self._wake()
         return result
 
@@ -904,8 +499,8 @@ class SqliteBackend:
                 [(run_id, json.dumps(list(o.position)), o.node, o.value) for o in plan.outputs],
             )
         if plan.failure is not None:
-            self._add_error(conn, run_id, plan.failure)
-            self._set_run(
+            add_error(conn, run_id, plan.failure)
+            set_run(
                 conn,
                 run_id,
                 now,
@@ -917,17 +512,17 @@ class SqliteBackend:
                 **cols,
             )
             return 0
-        fired = count_scopes(plan, _Scopes(conn, run_id))
+        fired = count_scopes(plan, Scopes(conn, run_id))
         items = [*plan.items, *fired]
-        self._insert_items(conn, run_id, queue, items, now)
+        insert_items(conn, run_id, queue, items, now)
         pending = pending - 1 + len(items)
         counters.append("done")
         if pending == 0:
-            self._set_run(
+            set_run(
                 conn, run_id, now, add_one=counters, status=RunStatus.COMPLETED, pending=0, **cols
             )
         else:
-            self._set_run(conn, run_id, now, add_one=counters, pending=pending, **cols)
+            set_run(conn, run_id, now, add_one=counters, pending=pending, **cols)
         return sum(it.delay <= 0 for it in items)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
@@ -941,14 +536,14 @@ class SqliteBackend:
                 " last_error = ?, expired = 0, worker_id = NULL WHERE run_id = ? AND item_id = ?",
                 (now + delay, error.message, lease.run_id, lease.item_id),
             )
-            self._add_error(conn, lease.run_id, error)
+            add_error(conn, lease.run_id, error)
             conn.execute(
                 "UPDATE runs SET retried = retried + 1, updated_at = ? WHERE run_id = ?",
                 (now, lease.run_id),
             )
             return CommitResult.COMMITTED
 
-        result = await self._tx(tx)
+        result = await self._file.write(tx)
         self._wake()
         return result
 
@@ -964,7 +559,7 @@ class SqliteBackend:
             )
             return CommitResult.COMMITTED
 
-        result = await self._tx(tx)
+        result = await self._file.write(tx)
         self._wake()
         return result
 
@@ -984,7 +579,7 @@ class SqliteBackend:
                     " WHERE run_id = ? AND item_id = ?",
                     (now, msg, r["run_id"], r["item_id"]),
                 )
-                self._add_error(
+                add_error(
                     conn,
                     r["run_id"],
                     ErrorRecord(r["node"], r["item_id"], r["attempt"], "lease", msg, now),
@@ -1000,20 +595,20 @@ class SqliteBackend:
                 )
             ]
             for run_id in old:
-                for table in _RUN_TABLES:
+                for table in RUN_TABLES:
                     conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM workers WHERE last_seen < ?", (now - self.worker_ttl,))
             return len(rows)
 
-        n = await self._tx(tx)
+        n = await self._file.write(tx)
         if n:
             self._wake()
         return n
 
     # -- workers ------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
-        await self._tx(
+        await self._file.write(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -1029,7 +624,7 @@ class SqliteBackend:
         )
 
     async def unregister_worker(self, worker_id: str) -> None:
-        await self._tx(
+        await self._file.write(
             lambda conn: conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
         )
 
@@ -1042,4 +637,4 @@ class SqliteBackend:
             ).fetchall()
             return [WorkerInfo(*tuple(r)) for r in rows]
 
-        return await self._run(q)
+        return await self._file.read(q)

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from floxide._public import publish
 from floxide.backends._base import Backend
 from floxide.testing import _commits, _joins, _leases, _runs
-from floxide.testing._harness import Property, run_properties
+from floxide.testing import _harness
 
 __all__ = ["check_backend"]
 
-_PROPERTIES: tuple[Property, ...] = (
+_PROPERTIES: tuple[_harness.Property, ...] = (
     *_runs.PROPERTIES,
     *_leases.PROPERTIES,
     *_commits.PROPERTIES,
@@ -49,4 +50,8 @@ async def check_backend(make_backend: Callable[[], Backend]) -> None:
     kit shortens it to check that finished runs are forgotten). Raises `AssertionError`
     naming every property that failed; returns None when the backend passes.
     """
-    await run_properties(make_backend, _PROPERTIES)
+    await _harness.run_properties(make_backend, _PROPERTIES)
+
+
+publish(__name__, globals())
+del publish

@@ -1,0 +1,205 @@
+"""The SQLite backend's file: its tables, and the row statements several operations share.
+
+`SCHEMA` is applied (idempotently) on every opening. Runs, their work items (queued or
+leased, with a fencing token), open join scopes (`Scopes`, the scope-table interface that
+`count_scopes` works over), collected join values, outputs, errors, per-node metrics and
+registered workers each have a table; `floxide_meta` holds the layout version and the
+file-wide counters (lease tokens, queue order).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from floxide._errors import BackendError
+from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus
+
+__all__ = [
+    "RUN_COLS",
+    "RUN_TABLES",
+    "SCHEMA",
+    "Scopes",
+    "add_error",
+    "insert_items",
+    "next_value",
+    "run_record",
+    "set_run",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS floxide_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, queue TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, status TEXT NOT NULL, input BLOB NOT NULL,
+    context BLOB NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL, deadline REAL,
+    error TEXT, error_kind TEXT, pending INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    retried INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS items (
+    run_id TEXT NOT NULL, item_id TEXT NOT NULL, queue TEXT NOT NULL, node TEXT NOT NULL,
+    payload BLOB NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, due REAL NOT NULL,
+    seq INTEGER NOT NULL, worker_id TEXT, token INTEGER NOT NULL DEFAULT 0,
+    deadline REAL NOT NULL DEFAULT 0, last_error TEXT, expired INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, item_id));
+CREATE INDEX IF NOT EXISTS items_ready ON items (queue, state, due, seq);
+CREATE INDEX IF NOT EXISTS items_leased ON items (state, deadline);
+CREATE TABLE IF NOT EXISTS scopes (
+    run_id TEXT NOT NULL, scope_id TEXT NOT NULL, open INTEGER NOT NULL, fired BLOB NOT NULL,
+    PRIMARY KEY (run_id, scope_id));
+CREATE TABLE IF NOT EXISTS collected (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS collected_key ON collected (run_id, key);
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL, position TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
+CREATE TABLE IF NOT EXISTS errors (
+    run_id TEXT NOT NULL, node TEXT NOT NULL, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_run ON errors (run_id);
+CREATE TABLE IF NOT EXISTS node_metrics (
+    run_id TEXT NOT NULL, node TEXT NOT NULL, count INTEGER NOT NULL,
+    total REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (run_id, node));
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY, queue TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    started_at REAL NOT NULL, last_seen REAL NOT NULL, concurrency INTEGER NOT NULL);
+INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 1), ('token', 0), ('seq', 0);
+"""
+
+RUN_COLS = (
+    "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
+    "finished_at, deadline, error, error_kind, pending"
+)
+RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
+
+
+def run_record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        queue=row["queue"],
+        fingerprint=row["fingerprint"],
+        status=RunStatus(row["status"]),
+        input=bytes(row["input"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        deadline=row["deadline"],
+        error=row["error"],
+        error_kind=row["error_kind"],
+        pending=row["pending"],
+    )
+
+
+def _encode_fired(fired: Sequence[NewItem]) -> bytes:
+    return json.dumps([[f.item_id, f.node, f.payload.decode()] for f in fired]).encode()
+
+
+def _decode_fired(raw: bytes) -> list[NewItem]:
+    return [NewItem(i, n, p.encode()) for i, n, p in json.loads(raw)]
+
+
+class Scopes:
+    """The open join scopes of one run, inside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, run_id: str) -> None:
+        self.conn = conn
+        self.run_id = run_id
+
+    def open_count(self, scope_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT open FROM scopes WHERE run_id = ? AND scope_id = ?", (self.run_id, scope_id)
+        ).fetchone()
+        if row is None:
+            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+        return int(row[0])
+
+    def set_open(self, scope_id: str, count: int) -> None:
+        self.conn.execute(
+            "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
+            (count, self.run_id, scope_id),
+        )
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
+            (self.run_id, scope_id, count, _encode_fired(fired)),
+        )
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        row = self.conn.execute(
+            "DELETE FROM scopes WHERE run_id = ? AND scope_id = ? RETURNING fired",
+            (self.run_id, scope_id),
+        ).fetchone()
+        return _decode_fired(bytes(row[0]))
+
+
+def next_value(conn: sqlite3.Connection, key: str, n: int = 1) -> int:
+    """Take `n` consecutive values of the file-wide counter `key` (`token`, `seq`); the first."""
+    row = conn.execute(
+        "UPDATE floxide_meta SET value = value + ? WHERE key = ? RETURNING value", (n, key)
+    ).fetchone()
+    return int(row[0]) - n + 1
+
+
+def set_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    now: float,
+    *,
+    add_one: Sequence[str] = (),
+    **cols: object,
+) -> None:
+    """Set columns of a run (and add one to each counter in `add_one`): one UPDATE.
+
+    A finished status also stamps `finished_at` and drops the run's work state (items,
+    scopes, collected values); its outputs, errors and metrics stay until the reaper.
+    """
+    status = cols.get("status")
+    if isinstance(status, RunStatus) and status.finished:
+        cols["finished_at"] = now
+        conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
+    cols["updated_at"] = now
+    sets = ", ".join([*(f"{k} = ?" for k in cols), *(f"{k} = {k} + 1" for k in add_one)])
+    values = [str(v) if isinstance(v, RunStatus) else v for v in cols.values()]
+    conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*values, run_id))
+
+
+def add_error(conn: sqlite3.Connection, run_id: str, e: ErrorRecord) -> None:
+    """Append `e` to the run's error log."""
+    conn.execute(
+        "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at),
+    )
+
+
+def insert_items(
+    conn: sqlite3.Connection, run_id: str, queue: str, items: Sequence[NewItem], now: float
+) -> None:
+    """Queue `items` of a run, in order (each is due after its delay)."""
+    if not items:
+        return
+    seq = next_value(conn, "seq", len(items))
+    rows = [
+        (
+            run_id,
+            it.item_id,
+            queue,
+            it.node,
+            it.payload,
+            it.attempt,
+            "queued",
+            now + it.delay,
+            seq + k,
+        )
+        for k, it in enumerate(items)
+    ]
+    conn.executemany(
+        "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
