@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from floxide._errors import WorkflowDefinitionError
@@ -108,7 +108,12 @@ class NodeSpec:
 
 
 class Graph:
-    """A workflow's validated structure, shared by every instance of the class."""
+    """A workflow's validated structure, shared by every instance of the class.
+
+    It also carries the declared types, read on first use (a forward reference may name a
+    class defined after the workflow): `workflow_types()` is the workflow's
+    `Workflow[Ctx, In, Out]`, `node_types(name)` a node's `Node[Ctx, In, Out]`.
+    """
 
     def __init__(
         self,
@@ -119,6 +124,8 @@ class Graph:
         start: str,
         specs: dict[str, NodeSpec],
         joins: dict[str, str],
+        *,
+        workflow_types: Callable[[], NodeTypes | None] | None = None,
     ) -> None:
         self.name = name
         self.module = module
@@ -128,7 +135,21 @@ class Graph:
         self.joins = joins
         self._annotations = dict(annotations)
         self._types: dict[str, NodeTypes] = {}
+        self._read_workflow_types = workflow_types
+        self._workflow_types: NodeTypes | None = None
         self.fingerprint = self._fingerprint()
+
+    def workflow_types(self) -> NodeTypes:
+        """(Ctx, In, Out) declared by the workflow class (`Workflow[Ctx, In, Out]`)."""
+        found = self._workflow_types
+        if found is None:
+            read = self._read_workflow_types
+            found = self._workflow_types = (read() if read is not None else None) or (
+                Any,
+                Any,
+                Any,
+            )
+        return found
 
     def node_types(self, name: str) -> NodeTypes:
         """(Ctx, In, Out) declared for node `name` (field annotation, then node class)."""
@@ -229,8 +250,13 @@ def build_graph(
     fields: Sequence[str],
     annotations: Mapping[str, Any],
     attrs_of_class: Mapping[str, object],
+    *,
+    workflow_types: Callable[[], NodeTypes | None] | None = None,
 ) -> Graph:
-    """Validate a workflow class's declarations; raise every problem at once."""
+    """Validate a workflow class's declarations; raise every problem at once.
+
+    `workflow_types` reads the class's `Workflow[Ctx, In, Out]` (see `Graph.workflow_types`).
+    """
     problems: list[str] = []
 
     def say(rule: str, **kw: object) -> None:
@@ -307,7 +333,9 @@ def build_graph(
         raise WorkflowDefinitionError(name, problems)
 
     _finish(specs, joins)
-    return Graph(name, module, node_names, annotations, start, specs, joins)
+    return Graph(
+        name, module, node_names, annotations, start, specs, joins, workflow_types=workflow_types
+    )
 
 
 def _finish(specs: dict[str, NodeSpec], joins: dict[str, str]) -> None:

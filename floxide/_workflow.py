@@ -20,7 +20,7 @@ from floxide._local import LocalRun, first_output
 from floxide._node import Node
 from floxide._rules import RESERVED, RULES
 from floxide._step import WorkItem
-from floxide._typeinfo import resolve
+from floxide._typeinfo import node_types, resolve
 
 if TYPE_CHECKING:
     from floxide._checkpoint import CheckpointStore
@@ -203,7 +203,14 @@ def workflow(cls: type[W]) -> type[W]:
     fields = [f.name for f in attributes]
     annotations = {f.name: f.type for f in attributes}
     try:
-        graph = build_graph(name, module, fields, annotations, declared)
+        graph = build_graph(
+            name,
+            module,
+            fields,
+            annotations,
+            declared,
+            workflow_types=lambda: node_types(new, Workflow),
+        )
     except WorkflowDefinitionError as err:
         raise WorkflowDefinitionError(name, [*problems, *err.problems]) from None
     if problems:
