@@ -29,7 +29,10 @@ per node, builds error paths only on failure, and uses serde's one compact encod
 
 from __future__ import annotations
 
+import json
+import json.scanner
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from floxide import serde
@@ -42,8 +45,35 @@ from floxide.serde import _encode_json
 __all__ = ["Codec", "DeclaredTypes", "ItemPayload", "output_json"]
 
 _Hook = Callable[[Any], Any]
+_StructureHook = Callable[[Any, Any], Any]
 _EMPTY_TAIL = ',"position":[],"scopes":[],"attempt":1}'
 _JSON_ERRORS = serde._JSON_ERRORS
+_UNKNOWN: Any = object()
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
+"""The JSON value at an index of a text, and where it ends (`json.loads` without its
+whitespace handling: used on the compact JSON the codec writes)."""
+
+
+class _Fields:
+    """The required fields of one layout, read at once (`get`) in this order."""
+
+    __slots__ = ("get", "names")
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self.get: Callable[[Any], tuple[Any, ...]] = itemgetter(*names)
+
+
+_ITEM = _Fields("node", "position", "scopes")  # and "attempt", "input" or "collect"
+_CONTRIBUTION = _Fields("join", "node", "position", "value")
+_OUTPUT = _Fields("node", "position", "value")
+_SCOPE = _Fields("source", "joins", "position", "parent", "open")
+
+
+def _first(entry: tuple[Position, Any]) -> Position:
+    return entry[0]
 
 
 class DeclaredTypes:
@@ -127,6 +157,7 @@ class Codec:
         self.error = error
         self._hooks: dict[int, tuple[Any, _Hook]] = {}
         self._nodes: dict[str, tuple[str, _Hook]] = {}
+        self._structure_hooks: dict[int, tuple[Any, _StructureHook | None]] = {}
         self._ctx_hook = self.hook(self.types.ctx_type)
 
     def hook(self, tp: Any) -> _Hook:
@@ -245,40 +276,70 @@ class Codec:
         )
 
     # -- decoding -----------------------------------------------------------------------
-    def _load(self, raw: bytes | str, what: str) -> Any:
-        return serde.loads(raw, what=what, error=self.error)
+    # The happy path reads every field at once and checks types inline; messages and
+    # field paths are made only when something does not fit.
+    def _loads(self, raw: bytes | str, what: Callable[[], str]) -> Any:
+        """`serde.loads`, faster on the compact JSON the codec writes."""
+        try:
+            text = raw if type(raw) is str else raw.decode()  # type: ignore[union-attr]
+            data, end = _scan(text, 0)
+            if end == len(text):
+                return data
+        except Exception:  # anything unusual: serde.loads decides and explains
+            pass
+        return serde.loads(raw, what=what(), error=self.error)
 
-    def _structure(self, data: object, tp: Any, path: str) -> Any:
-        return serde.structure(data, tp, path=path, error=self.error)
+    def _structure(self, data: object, tp: Any, path: Callable[[], str]) -> Any:
+        """`serde.structure`, the hook looked up once per type."""
+        found = self._structure_hooks.get(id(tp))
+        if found is None:
+            hook = serde.converter.get_structure_hook(tp) if known(tp) else None
+            found = self._structure_hooks[id(tp)] = (tp, hook)
+        hook = found[1]
+        if hook is None:
+            return data
+        try:
+            return hook(data, tp)
+        except Exception as exc:
+            raise serde._cannot_structure(tp, path(), exc, self.error) from exc
 
-    def _field(self, data: Any, name: str, path: str) -> Any:
+    def _take(self, fields: _Fields, data: Any, where: Callable[[], str]) -> tuple[Any, ...]:
+        """The values of `fields` in `data` (an object), in order."""
+        try:
+            return fields.get(data)
+        except (KeyError, TypeError):  # TypeError: not an object
+            pass
+        path = where()
         if not isinstance(data, dict):
             raise self.error(f"expected an object @ {path}, got {type(data).__name__}")
-        if name not in data:
-            raise self.error(f"required field missing @ {path}.{name}")
-        return data[name]
+        missing = next(n for n in fields.names if n not in data)
+        raise self.error(f"required field missing @ {path}.{missing}")
 
-    def _position(self, data: Any, path: str) -> Position:
-        if not (isinstance(data, list) and all(type(x) is int for x in data)):
-            raise self.error(f"expected a branch position (list of integers) @ {path}")
-        return tuple(data)
+    def _position(self, data: Any, path: Callable[[], str]) -> Position:
+        if type(data) is list:
+            for x in data:
+                if type(x) is not int:
+                    break
+            else:
+                return tuple(data)
+        raise self.error(f"expected a branch position (list of integers) @ {path()}")
 
-    def _refs(self, data: Any, path: str) -> tuple[ScopeRef, ...]:
-        if not isinstance(data, list):
-            raise self.error(f"expected a list of join scopes @ {path}")
+    def _refs(self, data: Any, path: Callable[[], str]) -> tuple[ScopeRef, ...]:
+        if type(data) is not list:
+            raise self.error(f"expected a list of join scopes @ {path()}")
         out: list[ScopeRef] = []
         for k, ref in enumerate(data):
             if not (
-                isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, str) for x in ref)
+                type(ref) is list and len(ref) == 2 and type(ref[0]) is str and type(ref[1]) is str
             ):
-                raise self.error(f"expected [scope id, node] @ {path}[{k}]")
+                raise self.error(f"expected [scope id, node] @ {path()}[{k}]")
             out.append((ref[0], ref[1]))
         return tuple(out)
 
     def decode_context(self, raw: bytes | str, run: str | None = None) -> Any:
         """The context of run `run` (named in messages)."""
-        data = self._load(raw, f"the context{_of(run)}")
-        return self._structure(data, self.types.ctx_type, "$.context")
+        data = self._loads(raw, lambda: f"the context{_of(run)}")
+        return self._structure(data, self.types.ctx_type, lambda: "$.context")
 
     def decode_item(self, key: str, raw: bytes, run: str | None = None) -> WorkItem:
         """Work item `key` with its input (as checkpoints store every item)."""
@@ -294,30 +355,35 @@ class Codec:
     def _item(
         self, key: str, raw: bytes, run: str | None, attempt: int | None, *, collected: bool
     ) -> ItemPayload:
-        path = f"$.items[{key}]"
-        data = self._load(raw, f"work item {key!r}{_of(run)}")
-        node = self._field(data, "node", path)
-        if node not in self.types.node_in:
+        def path() -> str:
+            return f"$.items[{key}]"
+
+        data = self._loads(raw, lambda: f"work item {key!r}{_of(run)}")
+        node, position, scopes = self._take(_ITEM, data, path)
+        in_type = self.types.node_in.get(node, _UNKNOWN) if type(node) is str else _UNKNOWN
+        if in_type is _UNKNOWN:
             raise self.error(f"work item {key!r}{_of(run)} names unknown node {node!r}")
         if attempt is None:
-            attempt = self._field(data, "attempt", path)
+            attempt = data.get("attempt", _UNKNOWN)
             if type(attempt) is not int:
-                raise self.error(f"expected an integer @ {path}.attempt")
+                if attempt is _UNKNOWN:
+                    raise self.error(f"required field missing @ {path()}.attempt")
+                raise self.error(f"expected an integer @ {path()}.attempt")
         collect = data.get("collect") if collected else None
         if collect is None:
-            value = self._structure(
-                self._field(data, "input", path), self.types.node_in[node], f"{path}.input"
-            )
-        elif isinstance(collect, str):
+            if "input" not in data:
+                raise self.error(f"required field missing @ {path()}.input")
+            value = self._structure(data["input"], in_type, lambda: f"{path()}.input")
+        elif type(collect) is str:
             value = None
         else:
-            raise self.error(f"expected a collection key (a string) @ {path}.collect")
+            raise self.error(f"expected a collection key (a string) @ {path()}.collect")
         item = WorkItem(
             key,
             node,
             value,
-            self._position(self._field(data, "position", path), f"{path}.position"),
-            self._refs(self._field(data, "scopes", path), f"{path}.scopes"),
+            self._position(position, lambda: f"{path()}.position"),
+            self._refs(scopes, lambda: f"{path()}.scopes") if scopes else (),
             attempt,
         )
         return ItemPayload(item, collect)
@@ -325,54 +391,72 @@ class Codec:
     def decode_contribution(
         self, raw: bytes, path: str, run: str | None = None
     ) -> tuple[str, str, Position, Any]:
-        """(join, producer, position, value) of a stored contribution."""
-        data = self._load(raw, f"a join contribution{_of(run)}")
-        join = self._field(data, "join", path)
-        if not isinstance(join, str):
-            raise self.error(f"expected a join name @ {path}.join")
-        producer = str(self._field(data, "node", path))
-        position = self._position(self._field(data, "position", path), f"{path}.position")
-        value = self._structure(
-            self._field(data, "value", path), self.types.value_type(producer, join), f"{path}.value"
+        """(join, producer, position, value) of a stored contribution; `path` is its field
+        path in messages (`$.contributions[0]`)."""
+        return self._contribution(raw, lambda: path, run)
+
+    def _contribution(
+        self, raw: bytes, path: Callable[[], str], run: str | None
+    ) -> tuple[str, str, Position, Any]:
+        data = self._loads(raw, lambda: f"a join contribution{_of(run)}")
+        join, producer, position, value = self._take(_CONTRIBUTION, data, path)
+        if type(join) is not str:
+            raise self.error(f"expected a join name @ {path()}.join")
+        producer = str(producer)
+        tp = self.types.value_type(producer, join)
+        return (
+            join,
+            producer,
+            self._position(position, lambda: f"{path()}.position"),
+            self._structure(value, tp, lambda: f"{path()}.value"),
         )
-        return join, producer, position, value
 
     def decode_collection(self, join: str, raws: list[bytes], run: str | None = None) -> list[Any]:
         """The values collected for `join` (stored contributions), in branch order."""
         entries = []
         for k, raw in enumerate(raws):
-            path = f"$.joins[{join}][{k}]"
-            named, _, position, value = self.decode_contribution(raw, path, run)
+
+            def path(k: int = k) -> str:
+                return f"$.joins[{join}][{k}]"
+
+            named, _, position, value = self._contribution(raw, path, run)
             if named != join:
-                raise self.error(f"expected a contribution to join {join!r} @ {path}.join")
+                raise self.error(f"expected a contribution to join {join!r} @ {path()}.join")
             entries.append((position, value))
-        entries.sort(key=lambda e: e[0])
+        entries.sort(key=_first)
         return [v for _, v in entries]
 
     def decode_output(self, raw: bytes, path: str, run: str | None = None) -> tuple[Position, Any]:
-        """(position, value) of a stored terminal output."""
-        data = self._load(raw, f"an output{_of(run)}")
-        producer = str(self._field(data, "node", path))
-        value = self._structure(
-            self._field(data, "value", path), self.types.value_type(producer), f"{path}.value"
+        """(position, value) of a stored terminal output; `path` as for contributions."""
+
+        def where() -> str:
+            return path
+
+        data = self._loads(raw, lambda: f"an output{_of(run)}")
+        producer, position, value = self._take(_OUTPUT, data, where)
+        tp = self.types.value_type(str(producer))
+        return (
+            self._position(position, lambda: f"{path}.position"),
+            self._structure(value, tp, lambda: f"{path}.value"),
         )
-        return self._position(self._field(data, "position", path), f"{path}.position"), value
 
     def decode_scope(self, key: str, raw: bytes, run: str | None = None) -> JoinScope:
         """Open join scope `key` (what it collected is added from the contributions)."""
-        path = f"$.scopes[{key}]"
-        data = self._load(raw, f"join scope {key!r}{_of(run)}")
-        joins = self._field(data, "joins", path)
+
+        def path() -> str:
+            return f"$.scopes[{key}]"
+
+        data = self._loads(raw, lambda: f"join scope {key!r}{_of(run)}")
+        source, joins, position, parent, open_ = self._take(_SCOPE, data, path)
         if not (isinstance(joins, list) and all(j in self.graph.joins for j in joins)):
-            raise self.error(f"expected a list of join nodes @ {path}.joins")
-        open_ = self._field(data, "open", path)
+            raise self.error(f"expected a list of join nodes @ {path()}.joins")
         if type(open_) is not int or open_ < 1:
-            raise self.error(f"expected a positive integer @ {path}.open")
+            raise self.error(f"expected a positive integer @ {path()}.open")
         return JoinScope(
             key,
-            str(self._field(data, "source", path)),
+            str(source),
             tuple(joins),
-            self._position(self._field(data, "position", path), f"{path}.position"),
-            self._refs(self._field(data, "parent", path), f"{path}.parent"),
+            self._position(position, lambda: f"{path()}.position"),
+            self._refs(parent, lambda: f"{path()}.parent"),
             open_,
         )
