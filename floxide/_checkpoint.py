@@ -43,11 +43,11 @@ from floxide._checkpoint_store import (
 )
 from floxide._codec import Codec
 from floxide._errors import CheckpointError, NodeError
+from floxide._graph import Graph
 from floxide._local import LocalRun, first_output
 from floxide._step import ROOT_ID, Effects, JoinScope, Position, WorkItem, derived_id
 
 if TYPE_CHECKING:
-    from floxide._graph import Graph
     from floxide._workflow import Workflow
 
 __all__ = [
@@ -115,6 +115,17 @@ class Checkpoint(Generic[C]):
 
 
 # ------------------------------------------------------------------------- the format
+_descriptions: dict[Graph, dict[str, object]] = {}
+
+
+def _description(graph: Graph) -> dict[str, object]:
+    """`graph.describe()`, made once per graph (it costs more than a short run's commits)."""
+    found = _descriptions.get(graph)
+    if found is None:
+        found = _descriptions[graph] = graph.describe()
+    return found
+
+
 def _header(graph: Graph, run_id: str) -> bytes:
     """A run's header: the format version and the graph it was written for."""
     return serde.dumps(
@@ -123,7 +134,7 @@ def _header(graph: Graph, run_id: str) -> bytes:
             "workflow": graph.name,
             "module": graph.module,
             "fingerprint": graph.fingerprint,
-            "graph": graph.describe(),
+            "graph": _description(graph),
             "run_id": run_id,
             "created": time.time(),
         }
@@ -153,7 +164,7 @@ def _check_header(graph: Graph, record: RunRecord) -> dict[str, Any]:
     if meta.get("fingerprint") != graph.fingerprint:
         stored = meta.get("graph")
         why = (
-            _explain(stored, graph.describe())
+            _explain(stored, _description(graph))
             if isinstance(stored, dict)
             else ["the stored graph description is missing"]
         )

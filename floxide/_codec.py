@@ -89,6 +89,8 @@ class DeclaredTypes:
         for n in graph.node_names:
             _, self.node_in[n], self.node_out[n] = graph.node_types(n)
         self.join_element = {j: element_type(self.node_in[j]) for j in graph.joins}
+        # and the JSON of each node's work items up to their input, made once per graph
+        self.item_heads = {n: _item_head(n) for n in graph.node_names}
 
     @classmethod
     def of(cls, graph: Graph) -> DeclaredTypes:
@@ -131,13 +133,12 @@ def _item_head(node: str) -> str:
 
 
 def _tail(item: WorkItem) -> str:
-    """The JSON of a work item after its input (or collection key)."""
-    if item.position or item.scopes or item.attempt != 1:
-        return (
-            f',"position":{_encode_json(item.position)},"scopes":'
-            f'{_encode_json(item.scopes)},"attempt":{_encode_json(item.attempt)}}}'
-        )
-    return _EMPTY_TAIL
+    """The JSON of a work item after its input (or collection key); `_EMPTY_TAIL` is that
+    of a first-attempt item on the root branch."""
+    return (
+        f',"position":{_encode_json(item.position)},"scopes":'
+        f'{_encode_json(item.scopes)},"attempt":{_encode_json(item.attempt)}}}'
+    )
 
 
 def _of(run: str | None) -> str:
@@ -156,7 +157,6 @@ class Codec:
         self.types = DeclaredTypes.of(graph)
         self.error = error
         self._hooks: dict[int, tuple[Any, _Hook]] = {}
-        self._nodes: dict[str, tuple[str, _Hook]] = {}
         self._structure_hooks: dict[int, tuple[Any, _StructureHook | None]] = {}
         self._ctx_hook = self.hook(self.types.ctx_type)
 
@@ -169,10 +169,6 @@ class Codec:
         hook: _Hook = converter.get_unstructure_hook(tp) if known(tp) else converter.unstructure
         self._hooks[id(tp)] = (tp, hook)  # holding `tp` keeps its id from being reused
         return hook
-
-    def _node(self, node: str) -> tuple[str, _Hook]:
-        found = self._nodes[node] = (_item_head(node), self.hook(self.types.node_in.get(node, Any)))
-        return found
 
     def _data(self, value: object, tp: Any, path: Callable[[], str]) -> Any:
         try:
@@ -213,20 +209,20 @@ class Codec:
         if collect is not None:
             return self._collecting_item(item, collect)
         node = item.node
-        found = self._nodes.get(node)
-        head, hook = found if found is not None else self._node(node)
+        types = self.types
+        tp = types.node_in.get(node, Any)
+        found = self._hooks.get(id(tp))
         try:
-            data = hook(item.input)
+            data = (found[1] if found is not None else self.hook(tp))(item.input)
         except Exception as exc:
             raise serde._cannot_unstructure(
-                item.input,
-                self.types.node_in.get(node, Any),
-                f"$.items[{item.id}].input",
-                exc,
-                self.error,
+                item.input, tp, f"$.items[{item.id}].input", exc, self.error
             ) from exc
         try:
-            return (head + _encode_json(data) + _tail(item)).encode()
+            head = types.item_heads.get(node) or _item_head(node)
+            if item.position or item.scopes or item.attempt != 1:
+                return (head + _encode_json(data) + _tail(item)).encode()
+            return (head + _encode_json(data) + _EMPTY_TAIL).encode()
         except _JSON_ERRORS as exc:
             raise serde._cannot_dump(f"$.items[{item.id}].input", exc, self.error) from exc
 
