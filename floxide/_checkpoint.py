@@ -16,9 +16,9 @@ Work item ids are deterministic strings derived from (parent id, k), so a step r
 a crash makes the same successor ids, and merge values keyed by item id
 (`floxide.Counter`, ...) do not count it twice.
 
-Values are written with `floxide.serde` as their declared types: an item's input as its
-node's `In`, an output or join contribution as its producer's `Out`, the context as the
-workflow's `Ctx`.
+Values are written by the one codec (`floxide._codec`, the layouts distributed runs use
+too) as their declared types; this module adds the run's header (format version, graph
+fingerprint and description) and rebuilds a `Checkpoint` from a stored run.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from floxide import serde
+import floxide.serde as serde
 from floxide._errors import CheckpointError, FloxideError
 from floxide._graph import Graph
 from floxide._step import JoinScope, Position, ScopeRef, WorkItem
@@ -267,7 +267,6 @@ class Codec:
                 "parent": scope.parent,
                 "open": scope.open,
             },
-            path=f"$.scopes[{scope.id}]",
             error=self.error,
         )
 
@@ -277,7 +276,7 @@ class Codec:
     def _loads(self, raw: bytes | str, what: Callable[[], str]) -> Any:
         """`serde.loads`, faster on the compact JSON the codec writes."""
         try:
-            text = raw if type(raw) is str else raw.decode()  # type: ignore[union-attr]
+            text = raw if isinstance(raw, str) else raw.decode()
             data, end = _scan(text, 0)
             if end == len(text):
                 return data
