@@ -144,11 +144,8 @@ class Graph:
         found = self._workflow_types
         if found is None:
             read = self._read_workflow_types
-            found = self._workflow_types = (read() if read is not None else None) or (
-                Any,
-                Any,
-                Any,
-            )
+            found = (read() if read is not None else None) or (Any, Any, Any)
+            self._workflow_types = found
         return found
 
     def node_types(self, name: str) -> NodeTypes:

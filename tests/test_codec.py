@@ -88,6 +88,32 @@ def test_declared_types_come_from_the_graph() -> None:
     assert types.value_type("loose") is str
 
 
+@attrs.frozen
+class Count(Node["Late", int, int]):
+    async def process(self, ctx: Late, input: int) -> Transition[int]:
+        return Next(input)
+
+
+@workflow
+class LateContext(Workflow["Late", int, int]):
+    count: Count
+
+    start = "count"
+    edges = {"count": []}
+
+
+@attrs.define
+class Late:
+    n: int = 0
+
+
+def test_workflow_types_are_read_on_first_use() -> None:
+    """A forward reference in `Workflow[...]` may name a class defined after the workflow."""
+    graph = LateContext(count=Count()).graph
+    assert graph.workflow_types() == (Late, int, int)
+    assert Codec(graph).decode_context(b'{"n":2}') == Late(2)
+
+
 # ---------------------------------------------------------------- round trips
 def test_item_round_trip(codec: Codec) -> None:
     item = WorkItem("k1", "measure", 7, (2, 0), (("s1", "spread"),), 3)
