@@ -16,37 +16,37 @@ Work item ids are deterministic strings derived from (parent id, k), so a step r
 a crash makes the same successor ids, and merge values keyed by item id
 (`floxide.Counter`, ...) do not count it twice.
 
-Values are written with `floxide.serde` as their declared types: an item's input as its
-node's `In`, an output or join contribution as its producer's `Out`, the context as the
-workflow's `Ctx`.
+Values are written by the one codec (`floxide._codec`, the layouts distributed runs use
+too) as their declared types; this module adds the run's header (format version, graph
+fingerprint and description) and rebuilds a `Checkpoint` from a stored run.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import trio
 
 from floxide import serde
+from floxide._codec import Codec
 from floxide._errors import CheckpointError, NodeError
+from floxide._graph import Graph
 from floxide._local import LocalRun
 from floxide._step import (
     ROOT_ID,
     Effects,
     JoinScope,
     Position,
-    ScopeRef,
     WorkItem,
     context_changed,
     derived_id,
     first_output,
     never_same,
 )
-from floxide._typeinfo import DeclaredTypes, known
 from floxide.checkpoints import (
     CheckpointStatus,
     CheckpointStore,
@@ -56,7 +56,6 @@ from floxide.checkpoints import (
     SqliteCheckpointStore,
     StoredCheckpoint,
 )
-from floxide.serde import _encode_json
 
 if TYPE_CHECKING:
     from floxide._workflow import Workflow
@@ -122,33 +121,68 @@ class Checkpoint(Generic[C]):
         a changed graph (saying what differs), a newer format, or corrupt data.
         """
         record = await store.load_run(run_id)
-        return _Codec.of(wf).decode(record)
+        return _decode(Codec(wf.graph), record)
 
 
-# ------------------------------------------------------------------------- encoding
-def _refs(data: Any, path: str) -> tuple[ScopeRef, ...]:
-    if not isinstance(data, list):
-        raise CheckpointError(f"expected a list of join scopes @ {path}")
-    out: list[ScopeRef] = []
-    for k, ref in enumerate(data):
-        if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, str) for x in ref)):
-            raise CheckpointError(f"expected [scope id, node] @ {path}[{k}]")
-        out.append((ref[0], ref[1]))
-    return tuple(out)
+# ------------------------------------------------------------------------- the format
+_descriptions: dict[Graph, dict[str, object]] = {}
 
 
-def _position(data: Any, path: str) -> Position:
-    if not (isinstance(data, list) and all(type(x) is int for x in data)):
-        raise CheckpointError(f"expected a branch position (list of integers) @ {path}")
-    return tuple(data)
+def _description(graph: Graph) -> dict[str, object]:
+    """`graph.describe()`, made once per graph (it costs more than a short run's commits)."""
+    found = _descriptions.get(graph)
+    if found is None:
+        found = _descriptions[graph] = graph.describe()
+    return found
 
 
-def _field(data: Any, name: str, path: str) -> Any:
-    if not isinstance(data, dict):
-        raise CheckpointError(f"expected an object @ {path}, got {type(data).__name__}")
-    if name not in data:
-        raise CheckpointError(f"required field missing @ {path}.{name}")
-    return data[name]
+def _header(graph: Graph, run_id: str) -> bytes:
+    """A run's header: the format version and the graph it was written for."""
+    return serde.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "workflow": graph.name,
+            "module": graph.module,
+            "fingerprint": graph.fingerprint,
+            "graph": _description(graph),
+            "run_id": run_id,
+            "created": time.time(),
+        }
+    )
+
+
+def _check_header(graph: Graph, record: StoredCheckpoint) -> dict[str, Any]:
+    """The header of `record`, refused unless this floxide and `graph` can resume it."""
+    rid = record.run_id
+    meta = serde.loads(record.meta, what=f"the header of run {rid!r}")
+    if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+        raise CheckpointError(f"the header of run {rid!r} is corrupt (no format version)")
+    if meta["format"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"run {rid!r} was written in checkpoint format {meta['format']} by a newer "
+            f"floxide; this one reads up to format {FORMAT_VERSION}"
+        )
+    name = meta.get("workflow")
+    module = meta.get("module")
+    # The module is informative only: a script's workflow lives in `__main__` when
+    # run directly and under its own name when imported.
+    if name != graph.name:
+        raise CheckpointError(
+            f"run {rid!r} belongs to workflow {name!r} (module {module!r}), not to "
+            f"{graph.name!r} (module {graph.module!r})"
+        )
+    if meta.get("fingerprint") != graph.fingerprint:
+        stored = meta.get("graph")
+        why = (
+            _explain(stored, _description(graph))
+            if isinstance(stored, dict)
+            else ["the stored graph description is missing"]
+        )
+        raise CheckpointError(
+            f"the graph of workflow {graph.name!r} changed since run {rid!r} was "
+            f"checkpointed, so it cannot resume safely: " + "; ".join(why)
+        )
+    return meta
 
 
 def _explain(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -183,275 +217,42 @@ def _explain(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]
     return out
 
 
-class _Codec(DeclaredTypes):
-    """One workflow's declared types, and run state read back from store bytes (written
-    by the `_Encoder` it makes for each run)."""
-
-    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
-        super().__init__(wf)
-        graph = self.graph
-        self.description = graph.describe()
-        self.item_heads = {n: _item_head(n) for n in graph.node_names}
-
-    # -- encoding ---------------------------------------------------------------------
-    def meta(self, run_id: str) -> bytes:
-        return serde.dumps(
-            {
-                "format": FORMAT_VERSION,
-                "workflow": self.graph.name,
-                "module": self.graph.module,
-                "fingerprint": self.graph.fingerprint,
-                "graph": self.description,
-                "run_id": run_id,
-                "created": time.time(),
-            }
-        )
-
-    def scope(self, scope: JoinScope) -> bytes:
-        return serde.dumps(
-            {
-                "source": scope.source,
-                "joins": scope.joins,
-                "position": scope.position,
-                "parent": scope.parent,
-                "open": scope.open,
-            }
-        )
-
-    def encoder(self) -> _Encoder:
-        """A fresh encoder for one run (see `_Encoder`)."""
-        return _Encoder(self)
-
-    # -- decoding ---------------------------------------------------------------------
-    def check_meta(self, record: StoredCheckpoint) -> dict[str, Any]:
-        rid = record.run_id
-        meta = serde.loads(record.meta, what=f"the header of run {rid!r}")
-        if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
-            raise CheckpointError(f"the header of run {rid!r} is corrupt (no format version)")
-        if meta["format"] > FORMAT_VERSION:
+def _decode(codec: Codec, record: StoredCheckpoint) -> Checkpoint[Any]:
+    """`record` rebuilt with the declared types (its header checked first)."""
+    meta = _check_header(codec.graph, record)
+    rid = record.run_id
+    ctx = codec.decode_context(record.context, rid)
+    items = [codec.decode_item(k, v, rid) for k, v in record.items.items()]
+    items.sort(key=lambda it: (it.position, str(it.id)))
+    join_state: dict[Hashable, JoinScope] = {
+        k: codec.decode_scope(k, v, rid) for k, v in record.scopes.items()
+    }
+    for n, (scope_id, raw) in enumerate(record.contributions):
+        join, _, position, value = codec.decode_contribution(raw, f"$.contributions[{n}]", rid)
+        scope = join_state.get(scope_id)
+        if scope is None or join not in scope.collected:
             raise CheckpointError(
-                f"run {rid!r} was written in checkpoint format {meta['format']} by a newer "
-                f"floxide; this one reads up to format {FORMAT_VERSION}"
+                f"run {rid!r}: a contribution to join {join!r} names no open scope "
+                f"({scope_id!r})"
             )
-        name = meta.get("workflow")
-        module = meta.get("module")
-        # The module is informative only: a script's workflow lives in `__main__` when
-        # run directly and under its own name when imported.
-        if name != self.graph.name:
-            raise CheckpointError(
-                f"run {rid!r} belongs to workflow {name!r} (module {module!r}), not to "
-                f"{self.graph.name!r} (module {self.graph.module!r})"
-            )
-        if meta.get("fingerprint") != self.graph.fingerprint:
-            stored = meta.get("graph")
-            why = (
-                _explain(stored, self.description)
-                if isinstance(stored, dict)
-                else ["the stored graph description is missing"]
-            )
-            raise CheckpointError(
-                f"the graph of workflow {self.graph.name!r} changed since run {rid!r} was "
-                f"checkpointed, so it cannot resume safely: " + "; ".join(why)
-            )
-        return meta
-
-    def decode(self, record: StoredCheckpoint) -> Checkpoint[Any]:
-        meta = self.check_meta(record)
-        rid = record.run_id
-        ctx = serde.structure(
-            serde.loads(record.context, what=f"the context of run {rid!r}"),
-            self.ctx_type,
-            path="$.context",
-        )
-        items = [self.decode_item(k, v, rid) for k, v in record.items.items()]
-        items.sort(key=lambda it: (it.position, str(it.id)))
-        join_state: dict[Hashable, JoinScope] = {
-            k: self.decode_scope(k, v, rid) for k, v in record.scopes.items()
-        }
-        for n, (scope_id, raw) in enumerate(record.contributions):
-            path = f"$.contributions[{n}]"
-            data = serde.loads(raw, what=f"a join contribution of run {rid!r}")
-            join = _field(data, "join", path)
-            producer = _field(data, "node", path)
-            scope = join_state.get(scope_id)
-            if scope is None or join not in scope.collected:
-                raise CheckpointError(
-                    f"run {rid!r}: a contribution to join {join!r} names no open scope "
-                    f"({scope_id!r})"
-                )
-            value = serde.structure(
-                _field(data, "value", path), self.value_type(str(producer), join), path=path
-            )
-            scope.collected[join].append((_position(_field(data, "position", path), path), value))
-        outputs: list[tuple[Position, Any]] = []
-        for n, raw in enumerate(record.outputs):
-            path = f"$.outputs[{n}]"
-            data = serde.loads(raw, what=f"an output of run {rid!r}")
-            value = serde.structure(
-                _field(data, "value", path),
-                self.value_type(str(_field(data, "node", path))),
-                path=f"{path}.value",
-            )
-            outputs.append((_position(_field(data, "position", path), path), value))
-        outputs.sort(key=lambda o: o[0])
-        return Checkpoint(
-            run_id=rid,
-            workflow=self.graph.name,
-            fingerprint=str(meta["fingerprint"]),
-            format_version=int(meta["format"]),
-            status=record.status,
-            steps=record.seq,
-            context=ctx,
-            items=tuple(items),
-            join_state=join_state,
-            outputs=tuple(outputs),
-            error=record.error,
-        )
-
-    def decode_item(self, key: str, raw: bytes, rid: str) -> WorkItem:
-        path = f"$.items[{key}]"
-        data = serde.loads(raw, what=f"work item {key!r} of run {rid!r}")
-        node = _field(data, "node", path)
-        if node not in self.node_in:
-            raise CheckpointError(f"run {rid!r}: work item {key!r} names unknown node {node!r}")
-        attempt = _field(data, "attempt", path)
-        if type(attempt) is not int:
-            raise CheckpointError(f"expected an integer @ {path}.attempt")
-        return WorkItem(
-            key,
-            node,
-            serde.structure(_field(data, "input", path), self.node_in[node], path=f"{path}.input"),
-            _position(_field(data, "position", path), f"{path}.position"),
-            _refs(_field(data, "scopes", path), f"{path}.scopes"),
-            attempt,
-        )
-
-    def decode_scope(self, key: str, raw: bytes, rid: str) -> JoinScope:
-        path = f"$.scopes[{key}]"
-        data = serde.loads(raw, what=f"join scope {key!r} of run {rid!r}")
-        joins = _field(data, "joins", path)
-        if not (isinstance(joins, list) and all(j in self.graph.joins for j in joins)):
-            raise CheckpointError(f"expected a list of join nodes @ {path}.joins")
-        open_ = _field(data, "open", path)
-        if type(open_) is not int or open_ < 1:
-            raise CheckpointError(f"expected a positive integer @ {path}.open")
-        return JoinScope(
-            key,
-            str(_field(data, "source", path)),
-            tuple(joins),
-            _position(_field(data, "position", path), f"{path}.position"),
-            _refs(_field(data, "parent", path), f"{path}.parent"),
-            open_,
-        )
-
-
-_Hook = Callable[[Any], Any]
-_EMPTY_TAIL = ',"position":[],"scopes":[],"attempt":1}'
-
-
-def _item_head(node: str) -> str:
-    """The JSON of a work item of `node` up to its input."""
-    return '{"node":' + _encode_json(node) + ',"input":'
-
-
-class _Encoder:
-    """One run's values as store bytes, per step, at little cost.
-
-    The converter's hook is resolved once per declared type and run (so hooks registered
-    between runs are honoured), the JSON around each value is written once per node, and
-    error paths are built only when something fails. The bytes are those of
-    `serde.dumps({...})` with the same keys in the same order.
-    """
-
-    def __init__(self, codec: _Codec) -> None:
-        self.codec = codec
-        self._hooks: dict[int, tuple[Any, _Hook]] = {}
-        self._ctx_hook = self.hook(codec.ctx_type)
-
-    def hook(self, tp: Any) -> _Hook:
-        """`serde.unstructure` for values declared `tp`, without its per-call dispatch."""
-        found = self._hooks.get(id(tp))
-        if found is not None:
-            return found[1]
-        converter = serde.converter
-        hook: _Hook = converter.get_unstructure_hook(tp) if known(tp) else converter.unstructure
-        self._hooks[id(tp)] = (tp, hook)  # holding `tp` keeps its id from being reused
-        return hook
-
-    def _data(self, value: object, tp: Any, path: Callable[[], str]) -> Any:
-        try:
-            return self.hook(tp)(value)
-        except Exception as exc:
-            raise serde._cannot_unstructure(value, tp, path(), exc, CheckpointError) from exc
-
-    def context_text(self, ctx: object) -> str:
-        """The context as JSON text (compared step to step; encoded only when changed)."""
-        try:
-            data = self._ctx_hook(ctx)
-        except Exception as exc:
-            raise serde._cannot_unstructure(
-                ctx, self.codec.ctx_type, "$.context", exc, CheckpointError
-            ) from exc
-        if type(data) is dict and not data:
-            return "{}"  # a context with no fields (or all of them unserialized)
-        try:
-            return _encode_json(data)
-        except serde._JSON_ERRORS as exc:
-            raise serde._cannot_dump("$.context", exc, CheckpointError) from exc
-
-    def context(self, ctx: object, text: str | None = None) -> bytes:
-        """The context as bytes (`text`: its `context_text`, when already made)."""
-        try:
-            return (self.context_text(ctx) if text is None else text).encode()
-        except serde._JSON_ERRORS as exc:
-            raise serde._cannot_dump("$.context", exc, CheckpointError) from exc
-
-    def item(self, item: WorkItem) -> bytes:
-        node = item.node
-        codec = self.codec
-        tp = codec.node_in.get(node, Any)
-        found = self._hooks.get(id(tp))
-        try:
-            data = (found[1] if found is not None else self.hook(tp))(item.input)
-        except Exception as exc:
-            raise serde._cannot_unstructure(
-                item.input, tp, f"$.items[{item.id}].input", exc, CheckpointError
-            ) from exc
-        try:
-            head = codec.item_heads.get(node) or _item_head(node)
-            if item.position or item.scopes or item.attempt != 1:
-                tail = (
-                    f',"position":{_encode_json(item.position)},"scopes":'
-                    f'{_encode_json(item.scopes)},"attempt":{_encode_json(item.attempt)}}}'
-                )
-            else:
-                tail = _EMPTY_TAIL
-            return (head + _encode_json(data) + tail).encode()
-        except serde._JSON_ERRORS as exc:
-            raise serde._cannot_dump(f"$.items[{item.id}].input", exc, CheckpointError) from exc
-
-    def contribution(self, producer: str, join: str, pos: Position, value: object) -> bytes:
-        path = f"$.joins[{join}].value"
-        data = self._data(value, self.codec.value_type(producer, join), lambda: path)
-        try:
-            return (
-                f'{{"join":{_encode_json(join)},"node":{_encode_json(producer)},'
-                f'"position":{_encode_json(pos)},"value":{_encode_json(data)}}}'
-            ).encode()
-        except serde._JSON_ERRORS as exc:
-            raise serde._cannot_dump(path, exc, CheckpointError) from exc
-
-    def output(self, producer: str, pos: Position, value: object) -> bytes:
-        data = self._data(
-            value, self.codec.value_type(producer), lambda: f"$.outputs[{producer}].value"
-        )
-        try:
-            return (
-                f'{{"node":{_encode_json(producer)},"position":{_encode_json(pos)},'
-                f'"value":{_encode_json(data)}}}'
-            ).encode()
-        except serde._JSON_ERRORS as exc:
-            raise serde._cannot_dump(f"$.outputs[{producer}].value", exc, CheckpointError) from exc
+        scope.collected[join].append((position, value))
+    outputs = [
+        codec.decode_output(raw, f"$.outputs[{n}]", rid) for n, raw in enumerate(record.outputs)
+    ]
+    outputs.sort(key=lambda o: o[0])
+    return Checkpoint(
+        run_id=rid,
+        workflow=codec.graph.name,
+        fingerprint=str(meta["fingerprint"]),
+        format_version=int(meta["format"]),
+        status=record.status,
+        steps=record.seq,
+        context=ctx,
+        items=tuple(items),
+        join_state=join_state,
+        outputs=tuple(outputs),
+        error=record.error,
+    )
 
 
 # ------------------------------------------------------------------------- committing
@@ -529,7 +330,7 @@ class _Committer:
 
     def __init__(
         self,
-        encoder: _Encoder,
+        encoder: Codec,
         store: CheckpointStore,
         run_id: str,
         seq: int,
@@ -555,14 +356,13 @@ class _Committer:
         enc = self.encoder
         items = []  # loops, not comprehensions: most steps make one item and no output
         for it in fx.items:
-            items.append((str(it.id), enc.item(it)))
+            items.append((str(it.id), enc.encode_item(it)))
         for it in fired:
-            items.append((str(it.id), enc.item(it)))
+            items.append((str(it.id), enc.encode_item(it)))
         scopes: list[tuple[str, bytes]] | tuple[()] = ()
         closed: list[str] | tuple[()] = ()
         contributions: list[tuple[str, bytes]] | tuple[()] = ()
         if item.scopes or fx.opened is not None:
-            codec = enc.codec
             touched = [sid for sid, _ in item.scopes]
             if fx.opened is not None:
                 touched.append(fx.opened.id)
@@ -572,22 +372,22 @@ class _Committer:
                 if scope is None:
                     closed.append(str(sid))
                 else:
-                    scopes.append((str(sid), codec.scope(scope)))
+                    scopes.append((str(sid), enc.encode_scope(scope)))
             gone = set(closed)
             contributions = [
-                (str(sid), enc.contribution(item.node, join, pos, value))
+                (str(sid), enc.encode_contribution(item.node, join, pos, value))
                 for sid, join, pos, value in fx.contributions
                 if str(sid) not in gone
             ]
         outputs = []
         for pos, value in fx.outputs:
-            outputs.append(enc.output(item.node, pos, value))
+            outputs.append(enc.encode_output(item.node, pos, value))
         # The context is compared as text every step: a change a node made is committed
         # with the step that made it.
         context = None
         ctx_text = enc.context_text(self.ctx)
         if context_changed(ctx_text, self.ctx_text, never_same):
-            context = enc.context(self.ctx, ctx_text)
+            context = enc.encode_context(self.ctx, ctx_text)
             self.ctx_text = ctx_text
         return items, (str(item.id),), context, scopes, contributions, closed, outputs
 
@@ -661,7 +461,7 @@ class _Committer:
 
 async def _execute(
     wf: Workflow[Any, Any, Any],
-    encoder: _Encoder,
+    encoder: Codec,
     store: CheckpointStore,
     run_id: str,
     ctx: object,
@@ -709,24 +509,23 @@ async def run_checkpointed(
     The run's first commit (the context and the first work item) is written before any
     node runs; a run id that already exists in `store` raises `CheckpointError`.
     """
-    codec = _Codec.of(wf)
+    codec = Codec(wf.graph)
     rid = run_id if run_id is not None else uuid.uuid4().hex
-    encoder = codec.encoder()
-    ctx_bytes = encoder.context(ctx)
+    ctx_bytes = codec.encode_context(ctx)
     root = WorkItem(ROOT_ID, wf.graph.start, input)
-    root_bytes = encoder.item(root)
+    root_bytes = codec.encode_item(root)
     # Refuse, before anything is stored, a context or input that could not be read back.
-    serde.structure(serde.loads(ctx_bytes), codec.ctx_type, path="$.context")
+    codec.decode_context(ctx_bytes, rid)
     codec.decode_item(ROOT_ID, root_bytes, rid)
     record = StoredCheckpoint(
         run_id=rid,
         workflow=wf.graph.name,
-        meta=codec.meta(rid),
+        meta=_header(wf.graph, rid),
         context=ctx_bytes,
         items={ROOT_ID: root_bytes},
     )
     await store.create_run(record)
-    result: O = await _execute(wf, encoder, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
+    result: O = await _execute(wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
     return result
 
 
@@ -738,9 +537,9 @@ async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run
     workflows or changed graphs, newer formats and corrupt data raise `CheckpointError`
     and leave the store unchanged.
     """
-    codec = _Codec.of(wf)
+    codec = Codec(wf.graph)
     record = await store.load_run(run_id)
-    cp = codec.decode(record)
+    cp = _decode(codec, record)
     if cp.finished:
         done: O = first_output(wf.graph.name, list(cp.outputs))
         return done
@@ -750,7 +549,7 @@ async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run
         seq += 1
     result: O = await _execute(
         wf,
-        codec.encoder(),
+        codec,
         store,
         run_id,
         cp.context,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from floxide._errors import WorkflowDefinitionError
@@ -119,7 +119,12 @@ class NodeSpec:
 
 
 class Graph:
-    """A workflow's validated structure, shared by every instance of the class."""
+    """A workflow's validated structure, shared by every instance of the class.
+
+    It also carries the declared types, read on first use (a forward reference may name a
+    class defined after the workflow): `workflow_types()` is the workflow's
+    `Workflow[Ctx, In, Out]`, `node_types(name)` a node's `Node[Ctx, In, Out]`.
+    """
 
     def __init__(
         self,
@@ -130,6 +135,8 @@ class Graph:
         start: str,
         specs: dict[str, NodeSpec],
         joins: dict[str, str],
+        *,
+        workflow_types: Callable[[], NodeTypes | None] | None = None,
     ) -> None:
         self.name = name
         self.module = module
@@ -139,7 +146,18 @@ class Graph:
         self.joins = joins
         self._annotations = dict(annotations)
         self._types: dict[str, NodeTypes] = {}
+        self._read_workflow_types = workflow_types
+        self._workflow_types: NodeTypes | None = None
         self.fingerprint = self._fingerprint()
+
+    def workflow_types(self) -> NodeTypes:
+        """(Ctx, In, Out) declared by the workflow class (`Workflow[Ctx, In, Out]`)."""
+        found = self._workflow_types
+        if found is None:
+            read = self._read_workflow_types
+            found = (read() if read is not None else None) or (Any, Any, Any)
+            self._workflow_types = found
+        return found
 
     def node_types(self, name: str) -> NodeTypes:
         """(Ctx, In, Out) declared for node `name` (field annotation, then node class)."""
@@ -241,8 +259,12 @@ def build_graph(
     annotations: Mapping[str, Any],
     attrs_of_class: Mapping[str, object],
     not_nodes: Mapping[str, str] | None = None,
+    *,
+    workflow_types: Callable[[], NodeTypes | None] | None = None,
 ) -> Graph:
     """Validate a workflow class's declarations; raise every problem at once.
+
+    `workflow_types` reads the class's `Workflow[Ctx, In, Out]` (see `Graph.workflow_types`).
 
     `not_nodes` maps the fields whose annotation declares no Node to that annotation, shown.
     """
@@ -263,7 +285,16 @@ def build_graph(
     joins = dict(cast(Mapping[str, str], attrs_of_class.get("joins", {})))
     _finish(specs, joins)
     start = cast(str, attrs_of_class["start"])
-    return Graph(name, module, tuple(fields), annotations, start, specs, joins)
+    return Graph(
+        name,
+        module,
+        tuple(fields),
+        annotations,
+        start,
+        specs,
+        joins,
+        workflow_types=workflow_types,
+    )
 
 
 def _outline(

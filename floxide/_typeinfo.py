@@ -1,21 +1,18 @@
 """Reading `Node[Ctx, In, Out]` arguments off classes and annotations at run time.
 
 Serialization (checkpoints, distributed runs) structures each work item's payload by the
-declared input type of its node, so the graph records those types. String arguments are
-forward references, resolved in the module that wrote them.
+declared input type of its node, so the graph records those types (`floxide._codec`
+chooses which one each value is written as). String arguments are forward references,
+resolved in the module that wrote them. A leaf: it imports nothing of floxide.
 """
 
 from __future__ import annotations
 
 import sys
 import typing
-from typing import TYPE_CHECKING, Any, ClassVar, ForwardRef, Self, TypeVar, get_args, get_origin
+from typing import Any, ForwardRef, TypeVar, get_args, get_origin
 
-if TYPE_CHECKING:
-    from floxide._graph import Graph
-    from floxide._workflow import Workflow
-
-__all__ = ["DeclaredTypes", "NodeTypes", "element_type", "known", "node_types", "resolve"]
+__all__ = ["NodeTypes", "element_type", "known", "node_types", "resolve"]
 
 NodeTypes = tuple[Any, Any, Any]
 """(Ctx, In, Out); `typing.Any` where unknown."""
@@ -100,48 +97,3 @@ def element_type(tp: Any) -> Any:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return args[0]
     return Any
-
-
-class DeclaredTypes:
-    """The types one workflow class's values are (de)serialized as.
-
-    A work item's input is written as its node's `In`; an output or join contribution as
-    its producer's `Out` (or, when that is not declared, the join's element type or the
-    workflow's `Out`); the context as the workflow's `Ctx`. Built once per workflow class
-    and subclass (`of`), shared by checkpoints and distributed runs.
-    """
-
-    _instances: ClassVar[dict[tuple[type, type], Any]] = {}
-
-    def __init__(self, wf: Workflow[Any, Any, Any]) -> None:
-        from floxide._workflow import Workflow
-
-        graph: Graph = wf.graph
-        self.graph = graph
-        declared = node_types(type(wf), Workflow) or _ANY3
-        self.ctx_type: Any = declared[0]
-        self.in_type: Any = declared[1]
-        self.out_type: Any = declared[2]
-        self.node_in: dict[str, Any] = {}
-        self.node_out: dict[str, Any] = {}
-        for n in graph.node_names:
-            _, in_t, out_t = graph.node_types(n)
-            self.node_in[n] = in_t
-            self.node_out[n] = out_t
-        self.join_element = {j: element_type(self.node_in[j]) for j in graph.joins}
-
-    @classmethod
-    def of(cls, wf: Workflow[Any, Any, Any]) -> Self:
-        """The instance for `wf`'s class, built on first use."""
-        key = (cls, type(wf))
-        found: Self | None = DeclaredTypes._instances.get(key)
-        if found is None:
-            found = DeclaredTypes._instances[key] = cls(wf)
-        return found
-
-    def value_type(self, producer: str, join: str | None = None) -> Any:
-        """The type an output of `producer` (or its contribution to `join`) is written as."""
-        tp = self.node_out.get(producer, Any)
-        if known(tp):
-            return tp
-        return self.join_element.get(join, Any) if join is not None else self.out_type

@@ -20,7 +20,7 @@ from floxide._local import LocalRun
 from floxide._node import Node
 from floxide._rules import RULES
 from floxide._step import WorkItem, first_output
-from floxide._typeinfo import resolve
+from floxide._typeinfo import node_types, resolve
 
 if TYPE_CHECKING:
     from floxide._checkpoint import CheckpointStore
@@ -199,6 +199,14 @@ def workflow(cls: type[W]) -> type[W]:
     attributes = attrs.fields(cast(Any, new))
     fields = [f.name for f in attributes]
     annotations = {f.name: f.type for f in attributes}
-    graph = build_graph(name, module, fields, annotations, declared, not_nodes)
+    graph = build_graph(
+        name,
+        module,
+        fields,
+        annotations,
+        declared,
+        not_nodes,
+        workflow_types=lambda: node_types(new, Workflow),
+    )
     new.__floxide_graph__ = graph
     return new

@@ -26,7 +26,8 @@ from typing import Any, NoReturn, TextIO
 import trio
 
 from floxide import serde
-from floxide._errors import BackendError, CliError, FloxideError
+from floxide._codec import output_json
+from floxide._errors import BackendError, CliError, FloxideError, PayloadError
 from floxide._step import no_output_message
 from floxide._workflow import Workflow
 from floxide.backends import (
@@ -37,7 +38,6 @@ from floxide.backends import (
     open_backend,
 )
 from floxide.distributed import Orchestrator, UnknownRunError, WorkerPool, run_error
-from floxide.distributed._codec import Codec
 from floxide.distributed._orchestrator import fail_overdue
 
 __all__ = ["load_workflow", "main", "progress_line"]
@@ -105,12 +105,11 @@ def progress_line(metrics: RunMetrics, status: RunStatus, width: int = 30) -> st
 # -- commands ---------------------------------------------------------------------------
 async def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     wf = load_workflow(args.target)
-    codec_types = Codec.of(wf)
-    value = _structure(_json(args.input, "--input"), codec_types.in_type, "--input")
+    ctx_type, in_type, _ = wf.graph.workflow_types()
+    value = _structure(_json(args.input, "--input"), in_type, "--input")
     if args.context is not None:
-        ctx = _structure(_json(args.context, "--context"), codec_types.ctx_type, "--context")
+        ctx = _structure(_json(args.context, "--context"), ctx_type, "--context")
     else:
-        ctx_type = codec_types.ctx_type
         try:
             ctx = ctx_type()
         except Exception as e:
@@ -244,7 +243,7 @@ async def _wait(backend: Backend, rec: RunRecord, out: TextIO) -> int:
     outputs = await backend.outputs(rec.run_id)
     if not outputs:
         raise CliError(no_output_message(rec.workflow, rec.run_id))
-    print(outputs[0].value.decode(), file=out)
+    print(output_json(outputs[0].value, PayloadError), file=out)
     return 0
 
 

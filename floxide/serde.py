@@ -278,7 +278,14 @@ def structure(
     try:
         return converter.structure(data, tp)
     except Exception as exc:
-        raise error(f"stored value does not fit {type_name(tp)}: {_describe(exc, path)}") from exc
+        raise _cannot_structure(tp, path, exc, error) from exc
+
+
+def _cannot_structure(
+    tp: Any, path: str, exc: Exception, error: type[FloxideError]
+) -> FloxideError:
+    """The error for data at `path` that its type's hook (`tp`) failed to structure."""
+    return error(f"stored value does not fit {type_name(tp)}: {_describe(exc, path)}")
 
 
 def _compact_encoder() -> Callable[[object], str]:

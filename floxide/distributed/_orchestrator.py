@@ -36,7 +36,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
-from floxide.distributed._codec import ROOT_ID, Codec
+from floxide.distributed._codec import ROOT_ID, payload_codec
 from floxide.distributed._worker import queue_name
 
 __all__ = ["Orchestrator", "run_error"]
@@ -83,7 +83,7 @@ class Orchestrator(Generic[C, I, O]):
     def __init__(self, workflow: Workflow[C, I, O], backend: Backend) -> None:
         self.workflow = workflow
         self.backend = backend
-        self.codec = Codec.of(workflow)
+        self.codec = payload_codec(workflow.graph)
         self.queue = queue_name(workflow)
 
     async def start_run(
@@ -182,8 +182,8 @@ class Orchestrator(Generic[C, I, O]):
         if rec.status is not RunStatus.COMPLETED:
             raise run_error(rec, await self.backend.errors(rec.run_id))
         return [
-            self.codec.decode_output(o.node, o.value)
-            for o in await self.backend.outputs(rec.run_id)
+            self.codec.decode_output(o.value, f"$.outputs[{n}]", rec.run_id)[1]
+            for n, o in enumerate(await self.backend.outputs(rec.run_id))
         ]
 
     async def context(self, run_id: str) -> C:
@@ -191,7 +191,7 @@ class Orchestrator(Generic[C, I, O]):
         raw = await self.backend.context(run_id)
         if raw is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}")
-        ctx: C = self.codec.decode_context(raw.data)
+        ctx: C = self.codec.decode_context(raw.data, run_id)
         return ctx
 
     async def _control(self, run_id: str, action: str) -> RunStatus:

@@ -76,7 +76,7 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
 )
-from floxide.distributed._codec import Codec, collection_key, item_id
+from floxide.distributed._codec import collection_key, item_id, payload_codec
 
 __all__ = ["Worker", "WorkerPool", "queue_name"]
 
@@ -156,7 +156,7 @@ class Worker(Generic[C, I, O]):
         host = socket.gethostname()
         self.worker_id = worker_id or f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.queue = queue_name(workflow)
-        self.codec = Codec.of(workflow)
+        self.codec = payload_codec(workflow.graph)
         self.graph = workflow.graph
         self.nodes = workflow.nodes
         self.steps = 0
@@ -439,16 +439,16 @@ class Worker(Generic[C, I, O]):
         log = StepLogger(logger, step_fields(run_id, lease.node, lease.item_id, lease.attempt))
         codec = self.codec
         try:
-            payload = codec.decode_item(lease.item_id, lease.payload, lease.attempt)
+            payload = codec.decode_leased_item(lease.item_id, lease.payload, run_id, lease.attempt)
             item = payload.item
             if payload.collect is not None:
                 raws = await self.backend.collected(run_id, payload.collect)
-                item.input = codec.decode_collection(item.node, raws)
+                item.input = codec.decode_collection(item.node, raws, run_id)
             ctx_read = lease.context or await self.backend.context(run_id)
             if ctx_read is None:
                 slot.finished = True
                 return
-            ctx = codec.decode_context(ctx_read.data)
+            ctx = codec.decode_context(ctx_read.data, run_id)
         except PayloadError as e:
             log.error("cannot decode item %s: %s", lease.item_id, e)
             with self._shielded():
@@ -630,7 +630,8 @@ class Worker(Generic[C, I, O]):
             scopes=[str(sid) for sid in innermost_first(item)],
             items=items,
             outputs=[
-                Output(pos, item.node, codec.encode_output(item.node, v)) for pos, v in fx.outputs
+                Output(pos, item.node, codec.encode_output(item.node, pos, v))
+                for pos, v in fx.outputs
             ],
             collect=[
                 (collection_key(sid, join), codec.encode_contribution(item.node, join, pos, value))

@@ -28,8 +28,7 @@ from collections.abc import Callable
 
 from floxide._public import publish
 from floxide.backends._base import Backend
-from floxide.testing import _commits, _joins, _leases, _runs
-from floxide.testing import _harness
+from floxide.testing import _commits, _harness, _joins, _leases, _runs
 
 __all__ = ["check_backend"]
 
