@@ -23,10 +23,11 @@ fingerprint and description) and rebuilds a `Checkpoint` from a stored run.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from collections.abc import Awaitable, Hashable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -36,6 +37,7 @@ from floxide._codec import Codec
 from floxide._errors import CheckpointError, NodeError
 from floxide._graph import Graph
 from floxide._local import LocalRun
+from floxide._node import Node
 from floxide._step import (
     ROOT_ID,
     Effects,
@@ -57,9 +59,6 @@ from floxide.checkpoints import (
     StoredCheckpoint,
 )
 
-if TYPE_CHECKING:
-    from floxide._workflow import Workflow
-
 __all__ = [
     "FORMAT_VERSION",
     "ROOT_ID",
@@ -74,8 +73,7 @@ __all__ = [
 ]
 
 C = TypeVar("C")
-I = TypeVar("I")  # noqa: E741
-O = TypeVar("O")  # noqa: E741
+C_contra = TypeVar("C_contra", contravariant=True)
 
 FORMAT_VERSION = 1
 """Version of the checkpoint payloads; a run written by a newer floxide is refused."""
@@ -107,6 +105,8 @@ class Checkpoint(Generic[C]):
     join_state: Mapping[Hashable, JoinScope]
     outputs: tuple[tuple[Position, Any], ...]
     error: str | None = None
+    timeout: float | None = None
+    """The run's `timeout` in seconds (each resume gets it afresh); None without one."""
 
     @property
     def finished(self) -> bool:
@@ -114,7 +114,7 @@ class Checkpoint(Generic[C]):
         return self.status == "finished"
 
     @staticmethod
-    async def load(wf: Workflow[C, Any, Any], store: CheckpointStore, run_id: str) -> Checkpoint[C]:
+    async def load(wf: Checkpointable[C], store: CheckpointStore, run_id: str) -> Checkpoint[C]:
         """Read and check run `run_id` of `wf` from `store` (changes nothing).
 
         Raises `CheckpointError` for an unknown run id, a run of another workflow or of
@@ -122,6 +122,28 @@ class Checkpoint(Generic[C]):
         """
         record = await store.load_run(run_id)
         return _decode(Codec(wf.graph), record)
+
+
+class Checkpointable(Protocol[C_contra]):
+    """What checkpointed runs read of a workflow (a `Workflow` is one)."""
+
+    @property
+    def graph(self) -> Graph: ...
+
+    @property
+    def nodes(self) -> Mapping[str, Node[Any, Any, Any]]: ...
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    def run(
+        self,
+        ctx: C_contra,
+        input: Any,
+        *,
+        timeout: float | None = None,
+        concurrency: int | None = None,
+    ) -> Awaitable[Any]: ...
 
 
 # ------------------------------------------------------------------------- the format
@@ -136,8 +158,8 @@ def _description(graph: Graph) -> dict[str, object]:
     return found
 
 
-def _header(graph: Graph, run_id: str) -> bytes:
-    """A run's header: the format version and the graph it was written for."""
+def _header(graph: Graph, run_id: str, timeout: float | None) -> bytes:
+    """A run's header: the format version, the graph it was written for, its timeout."""
     return serde.dumps(
         {
             "format": FORMAT_VERSION,
@@ -147,8 +169,20 @@ def _header(graph: Graph, run_id: str) -> bytes:
             "graph": _description(graph),
             "run_id": run_id,
             "created": time.time(),
+            "timeout": timeout,
         }
     )
+
+
+def _timeout(meta: Mapping[str, Any], run_id: str) -> float | None:
+    """The run's timeout from its header (None: no timeout, or written before timeouts
+    were kept)."""
+    timeout = meta.get("timeout")
+    if timeout is None:
+        return None
+    if type(timeout) not in (int, float) or not (math.isfinite(timeout) and timeout > 0):
+        raise CheckpointError(f"the header of run {run_id!r} is corrupt (timeout {timeout!r})")
+    return float(timeout)
 
 
 def _check_header(graph: Graph, record: StoredCheckpoint) -> dict[str, Any]:
@@ -252,6 +286,7 @@ def _decode(codec: Codec, record: StoredCheckpoint) -> Checkpoint[Any]:
         join_state=join_state,
         outputs=tuple(outputs),
         error=record.error,
+        timeout=_timeout(meta, rid),
     )
 
 
@@ -460,7 +495,7 @@ class _Committer:
 
 
 async def _execute(
-    wf: Workflow[Any, Any, Any],
+    wf: Checkpointable[Any],
     encoder: Codec,
     store: CheckpointStore,
     run_id: str,
@@ -496,14 +531,14 @@ async def _execute(
 
 
 async def run_checkpointed(
-    wf: Workflow[C, I, O],
+    wf: Checkpointable[C],
     ctx: C,
-    input: I,
+    input: object,
     *,
     store: CheckpointStore,
     run_id: str | None,
     timeout: float | None,
-) -> O:
+) -> Any:
     """`Workflow.run_with_checkpoint`: a new run committed to `store` after every step.
 
     The run's first commit (the context and the first work item) is written before any
@@ -520,34 +555,37 @@ async def run_checkpointed(
     record = StoredCheckpoint(
         run_id=rid,
         workflow=wf.graph.name,
-        meta=_header(wf.graph, rid),
+        meta=_header(wf.graph, rid, timeout),
         context=ctx_bytes,
         items={ROOT_ID: root_bytes},
     )
     await store.create_run(record)
-    result: O = await _execute(wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
-    return result
+    return await _execute(wf, codec, store, rid, ctx, ctx_bytes, 0, [root], {}, [], timeout)
 
 
-async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run_id: str) -> O:
+async def resume_checkpointed(
+    wf: Checkpointable[Any], store: CheckpointStore, run_id: str, timeout: float | None
+) -> Any:
     """`Workflow.resume`: finish run `run_id` from its last commit.
 
     A finished run returns its outputs without running anything. A run that failed is
-    retried from the item that failed (fix the cause first). Unknown run ids, runs of other
-    workflows or changed graphs, newer formats and corrupt data raise `CheckpointError`
-    and leave the store unchanged.
+    retried from the item that failed (fix the cause first). The run's own `timeout`
+    applies again, from the resume (`timeout` here replaces it for this resume). Unknown
+    run ids, runs of other workflows or changed graphs, newer formats and corrupt data
+    raise `CheckpointError` and leave the store unchanged.
     """
     codec = Codec(wf.graph)
     record = await store.load_run(run_id)
     cp = _decode(codec, record)
     if cp.finished:
-        done: O = first_output(wf.graph.name, list(cp.outputs))
-        return done
+        return first_output(wf.graph.name, list(cp.outputs))
+    if timeout is None:
+        timeout = cp.timeout
     seq = record.seq
     if cp.status != "running":
         await store.commit(run_id, Commit(seq=seq + 1, status="running"))
         seq += 1
-    result: O = await _execute(
+    return await _execute(
         wf,
         codec,
         store,
@@ -558,6 +596,5 @@ async def resume_checkpointed(wf: Workflow[C, I, O], store: CheckpointStore, run
         cp.items,
         cp.join_state,
         cp.outputs,
-        None,
+        timeout,
     )
-    return result

@@ -13,6 +13,9 @@ from typing import Any
 
 import attrs
 
+from floxide._node import Node
+from floxide._workflow import Workflow
+
 __all__ = ["a_node", "a_workflow", "callable_", "positive_int", "seconds"]
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -34,8 +37,6 @@ def _require(
 
 def a_node(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A `Node` instance (not its class, not a bare async function)."""
-    from floxide._node import Node
-
     hint = ""
     if inspect.iscoroutinefunction(value):
         hint = "; turn an async function into a node with @node"
@@ -44,8 +45,6 @@ def a_node(instance: object, attribute: attrs.Attribute[Any], value: object) -> 
 
 def a_workflow(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A `Workflow` instance (not its class)."""
-    from floxide._workflow import Workflow
-
     _require(Workflow, instance, attribute, value)
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_origin
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_origin
 
 import attrs
 from typing_extensions import dataclass_transform
 
+from floxide._checkpoint import resume_checkpointed, run_checkpointed
 from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
 from floxide._local import LocalRun
@@ -21,9 +22,7 @@ from floxide._node import Node
 from floxide._rules import RULES
 from floxide._step import WorkItem, first_output
 from floxide._typeinfo import node_types, resolve
-
-if TYPE_CHECKING:
-    from floxide._checkpoint import CheckpointStore
+from floxide.checkpoints import CheckpointStore
 
 __all__ = ["Workflow", "workflow"]
 
@@ -131,18 +130,20 @@ class Workflow(Generic[Ctx, In, Out]):
         timeout: float | None = None,
     ) -> Out:
         """Like `run`, committing the run's state to `store` after every step."""
-        from floxide._checkpoint import run_checkpointed
-
         result: Out = await run_checkpointed(
             self, ctx, input, store=store, run_id=run_id, timeout=timeout
         )
         return result
 
-    async def resume(self, store: CheckpointStore, run_id: str) -> Out:
-        """Finish the checkpointed run `run_id` from its last commit (after a crash)."""
-        from floxide._checkpoint import resume_checkpointed
+    async def resume(
+        self, store: CheckpointStore, run_id: str, *, timeout: float | None = None
+    ) -> Out:
+        """Finish the checkpointed run `run_id` from its last commit (after a crash).
 
-        result: Out = await resume_checkpointed(self, store, run_id)
+        The run's own `timeout` (given when it started) applies again, counted from the
+        resume; `timeout` here replaces it for this resume.
+        """
+        result: Out = await resume_checkpointed(self, store, run_id, timeout)
         return result
 
     def to_dot(self) -> str:

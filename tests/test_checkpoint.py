@@ -720,3 +720,31 @@ async def test_a_run_committed_to_by_someone_else_stops_with_a_clear_error(
         await wf.run_with_checkpoint(Notes(), 0, store=store, run_id="stale")
     record = await store.load_run("stale")
     assert list(record.items) == [ROOT_ID]  # the refused step left its item pending
+
+
+async def test_resume_keeps_the_run_timeout(store: CheckpointStore) -> None:
+    wf = Slowly(split=Split(), slow=Slow(), add=Add())
+    with pytest.raises(RunTimeoutError):
+        await wf.run_with_checkpoint(Ctx(), 3, store=store, run_id="k", timeout=0.3)
+    assert (await Checkpoint.load(wf, store, "k")).timeout == 0.3
+    # Not resumed as fixed: the stalled item stalls again, and the run's own timeout stops it.
+    with trio.fail_after(30), pytest.raises(RunTimeoutError, match=r"within 0\.3 s"):
+        await wf.resume(store, "k")
+    with pytest.raises(RunTimeoutError, match=r"within 0\.2 s"):
+        await wf.resume(store, "k", timeout=0.2)  # a timeout given to resume replaces it
+    assert (await Checkpoint.load(wf, store, "k")).items
+
+
+async def test_a_garbled_timeout_in_the_header_is_a_checkpoint_error(
+    store: CheckpointStore,
+) -> None:
+    wf = Slowly(split=Split(), slow=Slow(), add=Add())
+    with pytest.raises(RunTimeoutError):
+        await wf.run_with_checkpoint(Ctx(), 3, store=store, run_id="g", timeout=0.3)
+    record = await store.load_run("g")
+    bad = json.loads(record.meta)
+    bad["timeout"] = "soon"
+    garbled = attrs.evolve(record, run_id="g2", meta=json.dumps(bad).encode())
+    await store.create_run(garbled)
+    with pytest.raises(CheckpointError, match=r"run 'g2' is corrupt \(timeout 'soon'\)"):
+        await wf.resume(store, "g2")
