@@ -515,10 +515,10 @@ async def _execute(
         run_id=run_id,
         new_id=item_id,
     )
-    run.join_state.update(join_state)
+    run.join_state.scopes.update(join_state)
     run.outputs.extend(outputs)
     run.ready.extend(items)
-    committer = _Committer(encoder, store, run_id, seq, ctx, ctx_bytes, run.join_state)
+    committer = _Committer(encoder, store, run_id, seq, ctx, ctx_bytes, run.join_state.scopes)
     run.on_step = committer.on_step
     try:
         result = await run.execute(timeout)

@@ -224,10 +224,11 @@ def advance(graph: Graph, item: WorkItem, outcome: object, new_id: IdFactory) ->
     """Turn one item's outcome (a Transition, or the exception it raised) into effects."""
     fx = Effects()
     spec = graph.specs[item.node]
-    chained = chain_step(spec, item, outcome, new_id)
-    if chained is not None:
-        fx.items.append(chained)
-        return fx
+    if spec.single is not None:
+        chained = chain_step(spec, item, outcome, new_id)
+        if chained is not None:
+            fx.items.append(chained)
+            return fx
     if isinstance(outcome, Next):
         values: tuple[Any, ...] = (outcome.value,)
     elif isinstance(outcome, NextAll):
@@ -349,11 +350,8 @@ class ScopeTable(Protocol[F_co]):
     `F_co` is whatever a closed scope fires: `WorkItem`s in process, encoded items in a backend.
     """
 
-    def open_count(self, scope_id: Any) -> int:
-        """Live items carrying the scope."""
-
-    def set_open(self, scope_id: Any, count: int) -> None:
-        """Store the scope's new count (it is above zero)."""
+    def add_open(self, scope_id: Any, delta: int) -> int:
+        """Add `delta` to the count of live items carrying the scope; the new count."""
 
     def close(self, scope_id: Any) -> Sequence[F_co]:
         """Forget the scope (its count reached zero); the join items it fires."""
@@ -370,11 +368,8 @@ def count_scopes(table: ScopeTable[F], scopes: Iterable[Any], n_new: int) -> lis
     """
     fired: list[F] = []
     for scope_id in scopes:
-        count = table.open_count(scope_id) + n_new - 1 + len(fired)
-        if count == 0:
+        if table.add_open(scope_id, n_new - 1 + len(fired)) == 0:
             fired.extend(table.close(scope_id))
-        else:
-            table.set_open(scope_id, count)
     return fired
 
 
@@ -403,23 +398,22 @@ def fire(scope: JoinScope, new_id: IdFactory) -> list[WorkItem]:
     return out
 
 
-class JoinState(dict[Any, JoinScope]):
-    """The open join scopes of an in-process run, by scope id (a `ScopeTable`)."""
+class JoinState:
+    """The open join scopes of an in-process run (`scopes`, by scope id): a `ScopeTable`."""
 
-    __slots__ = ("new_id",)
+    __slots__ = ("new_id", "scopes")
 
     def __init__(self, new_id: IdFactory) -> None:
-        super().__init__()
+        self.scopes: dict[Any, JoinScope] = {}
         self.new_id = new_id
 
-    def open_count(self, scope_id: Any) -> int:
-        return self[scope_id].open
-
-    def set_open(self, scope_id: Any, count: int) -> None:
-        self[scope_id].open = count
+    def add_open(self, scope_id: Any, delta: int) -> int:
+        scope = self.scopes[scope_id]
+        scope.open += delta
+        return scope.open
 
     def close(self, scope_id: Any) -> list[WorkItem]:
-        return fire(self.pop(scope_id), self.new_id)
+        return fire(self.scopes.pop(scope_id), self.new_id)
 
 
 def innermost_first(item: WorkItem) -> list[Any]:
@@ -436,16 +430,20 @@ def settle(join_state: JoinState, item: WorkItem, fx: Effects) -> list[WorkItem]
     fired: list[WorkItem] = []
     opened = fx.opened
     for scope_id, join, pos, value in fx.contributions:
-        scope = opened if opened is not None and opened.id == scope_id else join_state[scope_id]
-        scope.collected[join].append((pos, value))
+        if opened is not None and opened.id == scope_id:
+            opened.collected[join].append((pos, value))
+        else:
+            join_state.scopes[scope_id].collected[join].append((pos, value))
     if opened is not None:
         if fires_at_once(opened):
             fired.extend(fire(opened, join_state.new_id))
         else:
-            join_state[opened.id] = opened
-    if item.scopes:
+            join_state.scopes[opened.id] = opened
+    scopes = item.scopes
+    if scopes:
         n_new = len(fx.items) + len(fired)
-        fired.extend(count_scopes(join_state, innermost_first(item), n_new))
+        innermost = (scopes[0][0],) if len(scopes) == 1 else innermost_first(item)
+        fired += count_scopes(join_state, innermost, n_new)
     return fired
 
 

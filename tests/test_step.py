@@ -212,7 +212,7 @@ def test_empty_fan_out_fires_its_joins_at_once() -> None:
     assert fx.opened is not None and fires_at_once(fx.opened)
     fired = settle(state, root, fx)
     assert [(f.node, f.input) for f in fired] == [("total", [])]
-    assert not state
+    assert not state.scopes
 
 
 def test_settle_counts_innermost_first_and_fires_once() -> None:
@@ -221,13 +221,13 @@ def test_settle_counts_innermost_first_and_fires_once() -> None:
     root = WorkItem("r", "split", 2)
     fx = advance(graph, root, NextAll([10, 20]), state.new_id)
     assert settle(state, root, fx) == []
-    assert state["r"].open == 2
+    assert state.scopes["r"].open == 2
     fired: list[WorkItem] = []
     for child in reversed(fx.items):  # finish out of order: the join still sees branch order
         cfx = advance(graph, child, Next(child.input + 1), state.new_id)
         fired += settle(state, child, cfx)
     assert [(f.node, f.input) for f in fired] == [("total", [11, 21])]
-    assert not state
+    assert not state.scopes
 
 
 def test_innermost_first() -> None:
@@ -242,11 +242,9 @@ class DictTable:
         self.counts: dict[str, int] = {}
         self.fired: dict[str, list[str]] = {}
 
-    def open_count(self, scope_id: str) -> int:
+    def add_open(self, scope_id: str, delta: int) -> int:
+        self.counts[scope_id] += delta
         return self.counts[scope_id]
-
-    def set_open(self, scope_id: str, count: int) -> None:
-        self.counts[scope_id] = count
 
     def close(self, scope_id: str) -> list[str]:
         del self.counts[scope_id]

@@ -238,7 +238,7 @@ class CommitPlan:
 
 class ScopeTable(_step.ScopeTable[NewItem], Protocol):
     """Open join-scope counts of one run, as a backend stores them, with the items each
-    fires (`open_count`, `set_open` and `close` are what the rulebook's arithmetic uses)."""
+    fires (`add_open` and `close` are what the rulebook's arithmetic uses)."""
 
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
         """Register a scope a step opened: `count` items carry it, `fired` run at its close."""

@@ -87,11 +87,10 @@ class _Scopes:
     def __init__(self, scopes: dict[str, tuple[int, Sequence[NewItem]]]) -> None:
         self.scopes = scopes
 
-    def open_count(self, scope_id: str) -> int:
-        return self.scopes[scope_id][0]
-
-    def set_open(self, scope_id: str, count: int) -> None:
-        self.scopes[scope_id] = (count, self.scopes[scope_id][1])
+    def add_open(self, scope_id: str, delta: int) -> int:
+        count, fired = self.scopes[scope_id]
+        self.scopes[scope_id] = (count + delta, fired)
+        return count + delta
 
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
         self.scopes[scope_id] = (count, fired)

@@ -108,19 +108,14 @@ class Scopes:
         self.conn = conn
         self.run_id = run_id
 
-    def open_count(self, scope_id: str) -> int:
+    def add_open(self, scope_id: str, delta: int) -> int:
         row = self.conn.execute(
-            "SELECT open FROM scopes WHERE run_id = ? AND scope_id = ?", (self.run_id, scope_id)
+            "UPDATE scopes SET open = open + ? WHERE run_id = ? AND scope_id = ? RETURNING open",
+            (delta, self.run_id, scope_id),
         ).fetchone()
         if row is None:
             raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
         return int(row[0])
-
-    def set_open(self, scope_id: str, count: int) -> None:
-        self.conn.execute(
-            "UPDATE scopes SET open = ? WHERE run_id = ? AND scope_id = ?",
-            (count, self.run_id, scope_id),
-        )
 
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
         self.conn.execute(
