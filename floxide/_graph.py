@@ -21,6 +21,7 @@ from floxide._structure import (
     Malformed,
     Name,
     Outline,
+    ProtocolKey,
     RouteRow,
     Table,
     check_structure,
@@ -329,6 +330,9 @@ def _targets(value: object) -> list[Name] | Malformed:
 
 def _route_key(key: object) -> str | None:
     """The key, shown, when it is not a class, an enum member or a literal."""
+    if isinstance(key, type) and getattr(key, "_is_protocol", False):
+        if not getattr(key, "_is_runtime_protocol", False):
+            return ProtocolKey(key.__qualname__)
     ok = isinstance(key, type) or isinstance(key, enum.Enum) or isinstance(key, _LITERAL_TYPES)
     return None if ok else repr(key)
 

@@ -39,6 +39,10 @@ RULES: Final[dict[str, str]] = {
         'route key {key} of "{src}" in workflow "{wf}" must be a class, an enum member '
         "or a literal (str, int, bool, bytes, None)"
     ),
+    "protocol-route-key": (
+        'route key {key} of "{src}" in workflow "{wf}" is a Protocol that is not '
+        "@runtime_checkable: no output can be matched against it"
+    ),
     "unreachable": 'node "{name}" of workflow "{wf}" is unreachable from start "{start}"',
     "unknown-fallback-source": (
         'on_failure of workflow "{wf}" has an entry for "{name}", which is not a node'

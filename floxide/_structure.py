@@ -35,6 +35,7 @@ __all__ = [
     "Name",
     "Outline",
     "Problem",
+    "ProtocolKey",
     "RouteRow",
     "Table",
     "Unseen",
@@ -75,6 +76,13 @@ class Field:
     name: str
     at: object = None
     not_a_node: str | None = None
+
+
+class ProtocolKey(str):
+    """A route key, shown, that is a Protocol without `@runtime_checkable` (isinstance
+    cannot test it, so the row could never match)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +249,9 @@ class _Check:
                 if isinstance(item, Name):
                     self.targets(src, (item,))
                     continue
-                if item.bad_key is not None:
+                if isinstance(item.bad_key, ProtocolKey):
+                    self.say("protocol-route-key", item.at, src=src, key=item.bad_key)
+                elif item.bad_key is not None:
                     self.say("bad-route-key", item.at, src=src, key=item.bad_key)
                 if isinstance(item.targets, Malformed):
                     self.say("bad-successors", item.targets.at, src=src, got=item.targets.shown)

@@ -29,6 +29,7 @@ from floxide import serde
 from floxide._codec import output_json
 from floxide._errors import BackendError, CliError, FloxideError, PayloadError
 from floxide._step import no_output_message
+from floxide._typecheck import add_check_command, run_check
 from floxide._workflow import Workflow
 from floxide.backends import (
     Backend,
@@ -280,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     graph = sub.add_parser("graph", help="print a workflow's graph")
     graph.add_argument("target", metavar="MODULE:ATTR")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    add_check_command(sub)
     return p
 
 
@@ -296,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "runs" and args.action != "list" and not args.run_id:
         _parser().error(f"runs {args.action} needs a RUN_ID")
+    if args.command == "check":
+        return run_check(args, sys.stdout, sys.stderr)
     if args.command == "worker":
         _configure_logging()
     try:

@@ -253,3 +253,42 @@ def test_instance_field_must_be_a_node() -> None:
     cls = make({"a": Inc}, start="a", edges={"a": []})
     with pytest.raises(WorkflowDefinitionError, match='field "a" of workflow "Flow" is not a Node'):
         cls(a=42)  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------- issue 16
+def test_a_protocol_route_key_must_be_runtime_checkable() -> None:
+    from typing import Protocol, runtime_checkable
+
+    class Plain(Protocol):
+        name: str
+
+    @runtime_checkable
+    class Checked(Protocol):
+        name: str
+
+    make({"a": Inc, "b": Inc}, start="a", edges={"a": {Checked: ["b"], int: []}, "b": []})
+    with pytest.raises(WorkflowDefinitionError) as info:
+        make({"a": Inc, "b": Inc}, start="a", edges={"a": {Plain: ["b"], int: []}, "b": []})
+    assert info.value.problems == (
+        'route key test_a_protocol_route_key_must_be_runtime_checkable.<locals>.Plain of "a" '
+        'in workflow "Flow" is a Protocol that is not @runtime_checkable: no output can be '
+        "matched against it",
+    )
+
+
+def test_union_and_annotated_node_fields_are_nodes() -> None:
+    """What the plugin accepts, the run time accepts: `A | B` of nodes, `Annotated[Node, ...]`."""
+    from typing import Annotated
+
+    flow = make(
+        {"a": Annotated[Inc, "first"], "b": "Inc | Total", "c": Any},
+        start="a",
+        edges={"a": ["b"], "b": ["c"], "c": []},
+    )
+    graph = flow.__floxide_graph__
+    assert graph.node_types("a")[1:] == (int, int)
+    assert graph.node_types("b")[2] == (int | int)
+    with pytest.raises(WorkflowDefinitionError, match="not a Node"):
+        make({"a": Inc, "b": "Inc | int"}, start="a", edges={"a": ["b"], "b": []})
+    with pytest.raises(WorkflowDefinitionError, match="not a Node"):
+        make({"a": Annotated[int, "x"]}, start="a", edges={"a": []})

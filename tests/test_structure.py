@@ -273,6 +273,20 @@ def test_bad_route_key() -> None:
     ]
 
 
+def test_a_protocol_key_that_is_not_runtime_checkable() -> None:
+    key = _structure.ProtocolKey("Named")
+    assert check(
+        fields("a", "b"), START, edges(routes("a", row("b", bad_key=key)), fanout("b"))
+    ) == [
+        (
+            "protocol-route-key",
+            'route key Named of "a" in workflow "Flow" is a Protocol that is not '
+            "@runtime_checkable: no output can be matched against it",
+            ("key", "Named"),
+        )
+    ]
+
+
 def test_a_row_with_a_bad_key_still_has_its_targets_checked() -> None:
     bad_shape = RouteRow(Malformed("'b'", "row"), "1.5", "key")
     found = check(
@@ -493,7 +507,7 @@ def test_every_rule_the_module_applies_has_a_test_here() -> None:
     structural = {
         "no-nodes", "not-a-node", "reserved", "no-start", "unknown-start", "no-edges",
         "unknown-source", "unknown-target", "missing-entry", "bad-successors",
-        "bad-route-key", "unreachable", "unknown-fallback-source", "unknown-fallback",
+        "bad-route-key", "protocol-route-key", "unreachable", "unknown-fallback-source", "unknown-fallback",
         "bad-fallback", "unknown-join", "unknown-join-source", "join-not-reached",
         "join-is-source", "bad-joins",
     }  # fmt: skip

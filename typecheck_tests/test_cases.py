@@ -41,7 +41,10 @@ RULE_CODES = {
         ),
         EDGE,
     ),
-    **dict.fromkeys(("bad-route-key", "route-never", "route-shadowed", "route-missing"), ROUTE),
+    **dict.fromkeys(
+        ("bad-route-key", "protocol-route-key", "route-never", "route-shadowed", "route-missing"),
+        ROUTE,
+    ),
 }
 NOTES = {"not-static"}
 

@@ -51,7 +51,7 @@ from mypy.typevars import fill_typevars, fill_typevars_with_any
 
 from floxide._rules import RESERVED, RULES
 from floxide._structure import Field as PlainField
-from floxide._structure import Problem, check_structure
+from floxide._structure import Problem, ProtocolKey, check_structure
 from floxide_mypy._codes import EDGE, GRAPH, ROUTE
 from floxide_mypy._declared import (
     Declared,
@@ -85,7 +85,10 @@ _CODES: dict[str, ErrorCode] = {
         ),
         EDGE,
     ),
-    **dict.fromkeys(("bad-route-key", "route-never", "route-shadowed", "route-missing"), ROUTE),
+    **dict.fromkeys(
+        ("bad-route-key", "protocol-route-key", "route-never", "route-shadowed", "route-missing"),
+        ROUTE,
+    ),
 }
 _FIELD_RULES = ("not-a-node", "reserved", "no-nodes")  # checked first, before the graph
 
@@ -147,6 +150,9 @@ def check_workflow(ctx: FunctionContext) -> Type:
 
 def _variants(t: Type) -> list[ProperType]:
     """The cases of an output type: union members, enum members and `True`/`False`."""
+    p = get_proper_type(t)
+    if isinstance(p, Instance) and any(b.fullname == "enum.Flag" for b in p.type.mro):
+        return [p]  # a combination such as `R | W` is none of the members: not a sum
     p = get_proper_type(try_expanding_sum_type_to_union(t, None))
     if isinstance(p, UnionType):
         return [v for item in p.items for v in _variants(item)]
@@ -328,6 +334,8 @@ class _Checker:
             return _Key("NoneType", p.item, True)
         if isinstance(p, FunctionLike) and p.is_type_obj():
             info = p.type_object()
+            if info.is_protocol and not info.runtime_protocol:
+                return ProtocolKey(_qualname(info))
             key = fill_typevars_with_any(info)
             if isinstance(key, Instance):
                 return _Key(_qualname(info), key, True)
@@ -555,18 +563,14 @@ class _Types:
                         out=chk.fmt(make_simplified_union(earlier)),
                     )
                 else:
-                    chk.fail(
-                        "route-never", row.key, variant=label, src=src.value, out=chk.fmt(out)
-                    )
+                    chk.fail("route-never", row.key, variant=label, src=src.value, out=chk.fmt(out))
                 continue
             payload = make_simplified_union(hits)
             for t in targets:
                 self.flow(src.value, payload, t, label)
             if not targets:
                 self.terminal(src, payload, row.value)
-        remaining = [
-            v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))
-        ]
+        remaining = [v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))]
         if exhaustive_known and remaining:
             missing = ", ".join(f'"{chk.fmt(v)}"' for v in remaining)
             chk.fail("route-missing", src.expr, src=src.value, missing=missing)
