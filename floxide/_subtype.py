@@ -297,11 +297,13 @@ def _literal(value: object) -> str:
 
 
 def _show_union(items: list[Any]) -> str:
-    """Literal members merged (`Literal['a', 'b']`), `None` last, as mypy prints a union."""
+    """As mypy prints a union: several Literal members merged first (`Literal['a', 'b']`),
+    a single one kept in place; `None` last."""
     literals = [get_args(i)[0] for i in items if get_origin(i) is Literal]
-    others = [i for i in items if get_origin(i) is not Literal and _norm(i) is not _NONE]
-    parts = [show(i) for i in others]
-    if literals:
+    if len(literals) > 1:
+        items = [i for i in items if get_origin(i) is not Literal]
+    parts = [show(i) for i in items if _norm(i) is not _NONE]
+    if len(literals) > 1:
         parts.insert(0, f"Literal[{', '.join(_literal(v) for v in literals)}]")
     if any(_norm(i) is _NONE for i in items):
         parts.append("None")
