@@ -19,8 +19,10 @@ from floxide._rules import RULES
 from typecheck_tests.conftest import CASES, Message, MypyRun
 
 CASE_FILES = sorted(CASES.glob("case_*.py"))
-TYPE_RULES = ("edge-type", "route-type", "start-type", "terminal-type", "context-type",
-              "fallback-type", "join-type", "route-never", "route-shadowed", "route-missing")  # fmt: skip
+TYPE_RULES = (
+    "edge-type", "route-type", "start-type", "terminal-type", "context-type", "fallback-type",
+    "join-type", "route-never", "route-shadowed", "route-missing",
+)  # fmt: skip
 CHECK_CATCHES = 38  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
 
 
