@@ -59,7 +59,9 @@ class Report:
     code: str = GRAPH
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.severity}: {self.message}  [{self.code}]"
+        path = Path(self.path)
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        return f"{shown}:{self.line}: {self.severity}: {self.message}  [{self.code}]"
 
 
 # ---------------------------------------------------------------------- where things are

@@ -508,7 +508,8 @@ def test_every_rule_the_module_applies_has_a_test_here() -> None:
         "no-nodes", "not-a-node", "reserved", "no-start", "unknown-start", "no-edges",
         "unknown-source", "unknown-target", "missing-entry", "bad-successors",
         "bad-route-key", "protocol-route-key", "unreachable", "unknown-fallback-source",
-        "unknown-fallback", "bad-fallback", "unknown-join", "unknown-join-source", "join-not-reached",
+        "unknown-fallback", "bad-fallback", "unknown-join", "unknown-join-source",
+        "join-not-reached",
         "join-is-source", "bad-joins",
     }  # fmt: skip
     assert applied == structural

@@ -47,7 +47,7 @@ def _check(files: list[Path]) -> list[Message]:
         where, _, rest = line.partition(": error: ")
         path, _, number = where.rpartition(":")
         text, _, code = rest.rpartition("  [")
-        found.append(Message(str(Path(path).resolve()), int(number), "error", text, code[:-1]))
+        found.append(Message(str((CASES / path).resolve()), int(number), "error", text, code[:-1]))
     assert found and len(found) == len(done.stdout.splitlines())
     return found
 
