@@ -43,6 +43,7 @@ RULES: Final[dict[str, str]] = {
         'route key {key} of "{src}" in workflow "{wf}" is a Protocol that is not '
         "@runtime_checkable: no output can be matched against it"
     ),
+    "did-you-mean": ' (did you mean "{near}"?)',
     "unreachable": 'node "{name}" of workflow "{wf}" is unreachable from start "{start}"',
     "unknown-fallback-source": (
         'on_failure of workflow "{wf}" has an entry for "{name}", which is not a node'

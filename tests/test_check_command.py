@@ -96,8 +96,8 @@ def test_a_bad_module_reports_each_problem_at_its_line(
         '"int" but "shout" accepts "str"  [floxide-edge]',
         f'{path}:{terminal_line}: error: terminal node "shout" of workflow "Bad" outputs "str", '
         'but the workflow output is "int"  [floxide-edge]',
-        f'{path}:{broken_line}: error: start = "prase" is not a node of workflow "Broken"  '
-        "[floxide-graph]",
+        f'{path}:{broken_line}: error: start = "prase" is not a node of workflow "Broken" '
+        '(did you mean "parse"?)  [floxide-graph]',
     ]
 
 

@@ -273,6 +273,17 @@ def test_bad_route_key() -> None:
     ]
 
 
+def test_a_misspelt_name_comes_first_with_the_nearest_name_and_hides_its_consequences() -> None:
+    found = check(
+        fields("fetch", "stock", "ship"),
+        name("fetch", "start"),
+        edges(fanout("fetch", "stok"), fanout("ship"), fanout("stock", "ship")),
+    )
+    assert [message for _, message, _ in found] == [
+        'edge "fetch" -> "stok" of workflow "Flow": "stok" is not a node (did you mean "stock"?)',
+    ]
+
+
 def test_a_protocol_key_that_is_not_runtime_checkable() -> None:
     key = _structure.ProtocolKey("Named")
     assert check(
@@ -499,7 +510,7 @@ SOURCE = Path(_structure.__file__).read_text()
 
 
 def test_every_rule_the_module_applies_has_a_test_here() -> None:
-    applied = set(re.findall(r'self\.say\(\s*"([a-z-]+)"', SOURCE))
+    applied = set(re.findall(r'self\.(?:say|unknown)\(\s*"([a-z-]+)"', SOURCE))
     assert applied <= set(RULES)
     tests = Path(__file__).read_text().split("# " + "-" * 75 + " the module")[0]
     tested = set(re.findall(r'"([a-z-]+)"', tests)) & applied
@@ -529,6 +540,7 @@ def test_the_module_is_a_leaf() -> None:
         "__future__",
         "collections.abc",
         "dataclasses",
+        "difflib",
         "enum",
         "typing",
     }

@@ -125,3 +125,18 @@ class BadAnnotatedField(Workflow[None, int, str]):
 
     start = "first"
     edges = {"first": ["then"], "then": []}  # E: [floxide-edge] edge "first" -> "then" of workflow "BadAnnotatedField": "first" outputs "str" but "then" accepts "int" # E: [floxide-edge] terminal node "then" of workflow "BadAnnotatedField" outputs "int", but the workflow output is "str"
+
+
+class Stock(Node[None, str, str]): ...
+
+
+@workflow
+class BadTypoName(Workflow[None, int, str]):
+    fetch: Show
+    stock: Stock
+
+    start = "fetch"
+    edges = {
+        "fetch": ["stok"],  # E: [floxide-graph] edge "fetch" -> "stok" of workflow "BadTypoName": "stok" is not a node (did you mean "stock"?)
+        "stock": [],
+    }
