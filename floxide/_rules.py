@@ -91,6 +91,11 @@ RULES: Final[dict[str, str]] = {
     "join-type": (
         'join "{name}" of workflow "{wf}" accepts "{inp}", but receives a Sequence of "{out}"'
     ),
+    # static checking only: a node typed with Any, whose edges cannot be checked
+    "any-node": (
+        'node "{name}" of workflow "{wf}" is typed "{annotation}": edges around it are not '
+        "type-checked (Any accepts and outputs anything)"
+    ),
     # static checking only: a value mypy cannot read (the runtime still validates it)
     "not-static": (
         'mypy cannot check {what} of workflow "{wf}" ({why}); '

@@ -110,6 +110,7 @@ class Field:
     where: Context
     types: NodeTypes | None  # None: not a node (reported), annotated `annotation`
     annotation: str | None = None
+    declared: Type | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,12 @@ def check_workflow(ctx: FunctionContext) -> Type:
     """The function hook of `@workflow`: check the decorated class, change nothing."""
     arg = ctx.arg_types[0][0] if ctx.arg_types and ctx.arg_types[0] else None
     cls = get_proper_type(arg) if arg is not None else None
+    info: TypeInfo | None = None
     if isinstance(cls, FunctionLike) and cls.is_type_obj():
         info = cls.type_object()
+    elif isinstance(cls, TypeType) and isinstance(cls.item, Instance):
+        info = cls.item.type  # `@workflow @register class W`: another decorator's `type[W]`
+    if info is not None:
         base = next((b for b in info.mro if b.fullname == WORKFLOW), None)
         if base is not None and info is not base:
             try:
@@ -157,6 +162,14 @@ def _variants(t: Type) -> list[ProperType]:
     if isinstance(p, UnionType):
         return [v for item in p.items for v in _variants(item)]
     return [p]
+
+
+def _explicit_any(types: NodeTypes) -> bool:
+    """A node whose input or output is written `Any` (not left unknown)."""
+    return any(
+        isinstance(p, AnyType) and p.type_of_any == TypeOfAny.explicit
+        for p in map(get_proper_type, (types.inp, types.out))
+    )
 
 
 def _qualname(info: TypeInfo) -> str:
@@ -276,7 +289,7 @@ class _Checker:
                 t = expand_type_by_instance(t, owner)
             self.used_types.append(t)
             types = self.node_types(t)
-            found.append(Field(name, where, types, self.fmt(t) if types is None else None))
+            found.append(Field(name, where, types, self.fmt(t) if types is None else None, t))
         return found
 
     # ------------------------------------------------------------------ main
@@ -299,6 +312,17 @@ class _Checker:
             self.report(problems[first])
             first += 1
         graph.check_contexts(w_ctx)
+        for f in fields:
+            if f.types is not None and f.name not in RESERVED and _explicit_any(f.types):
+                t = f.types
+                shown = (
+                    "Any"
+                    if isinstance(get_proper_type(f.declared), AnyType)
+                    else f"Node[{self.fmt(t.ctx)}, {self.fmt(t.inp)}, {self.fmt(t.out)}]"
+                )
+                self.note(
+                    RULES["any-node"].format(wf=self.wf, name=f.name, annotation=shown), f.where
+                )
         for attr, cls in decl.inherited.items():
             self.note(
                 RULES["not-static"].format(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Final, Protocol, runtime_checkable
+from typing import Annotated, Final, Protocol, TypeVar, runtime_checkable
 
 from floxide import Node, Workflow, workflow
 
@@ -140,3 +140,30 @@ class BadTypoName(Workflow[None, int, str]):
         "fetch": ["stok"],  # E: [floxide-graph] edge "fetch" -> "stok" of workflow "BadTypoName": "stok" is not a node (did you mean "stock"?)
         "stock": [],
     }
+
+
+T = TypeVar("T")
+
+
+def register(cls: type[T]) -> type[T]:
+    return cls
+
+
+@workflow
+@register
+class GoodStackedDecorators(Workflow[None, int, str]):
+    fetch: Show
+    done: Done
+
+    start = "fetch"
+    edges = {"fetch": ["done"], "done": []}
+
+
+@workflow
+@register
+class BadStackedDecorators(Workflow[None, int, str]):
+    fetch: Step
+    done: Done
+
+    start = "fetch"
+    edges = {"fetch": ["done"], "done": []}  # E: [floxide-edge] edge "fetch" -> "done" of workflow "BadStackedDecorators": "fetch" outputs "int" but "done" accepts "str"
