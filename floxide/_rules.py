@@ -68,6 +68,11 @@ RULES: Final[dict[str, str]] = {
         'edge "{src}" -> "{dst}" of workflow "{wf}": "{src}" outputs "{out}" '
         'but "{dst}" accepts "{inp}"'
     ),
+    "missing-join": (
+        'edge "{src}" -> "{dst}" of workflow "{wf}": "{dst}" accepts "{inp}", a Sequence of '
+        'what "{src}" outputs ("{out}"): a joins entry is missing '
+        '(joins = {{"{dst}": "<the node that fans out>"}})'
+    ),
     "route-type": (
         'route {variant} of "{src}" -> "{dst}" in workflow "{wf}": '
         '"{dst}" accepts "{inp}", not "{out}"'

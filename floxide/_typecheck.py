@@ -37,7 +37,7 @@ __all__ = ["Report", "add_check_command", "check_modules", "check_workflow", "ru
 EDGE, ROUTE, GRAPH = "floxide-edge", "floxide-route", "floxide-graph"
 CODES: dict[str, str] = {
     **dict.fromkeys(
-        ("edge-type", "route-type", "start-type", "terminal-type", "context-type",
+        ("edge-type", "missing-join", "route-type", "start-type", "terminal-type", "context-type",
          "fallback-type", "join-type"),
         EDGE,
     ),
@@ -234,7 +234,9 @@ class _Checker:
         inp = self.graph.node_types(dst)[1]
         if self.sub(payload, inp, line, f'edge "{src}" -> "{dst}"') is not False:
             return
-        if label is None:
+        if label is None and is_subtype(sequence_of(payload), inp):
+            self.fail("missing-join", line, src=src, dst=dst, out=show(payload), inp=show(inp))
+        elif label is None:
             self.fail("edge-type", line, src=src, dst=dst, out=show(payload), inp=show(inp))
         else:
             self.fail(

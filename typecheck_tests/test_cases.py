@@ -32,6 +32,7 @@ RULE_CODES = {
     **dict.fromkeys(
         (
             "edge-type",
+            "missing-join",
             "route-type",
             "start-type",
             "terminal-type",

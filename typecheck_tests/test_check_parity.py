@@ -20,10 +20,10 @@ from typecheck_tests.conftest import CASES, Message, MypyRun
 
 CASE_FILES = sorted(CASES.glob("case_*.py"))
 TYPE_RULES = (
-    "edge-type", "route-type", "start-type", "terminal-type", "context-type", "fallback-type",
+    "edge-type", "missing-join", "route-type", "start-type", "terminal-type", "context-type", "fallback-type",
     "join-type", "route-never", "route-shadowed", "route-missing",
 )  # fmt: skip
-CHECK_CATCHES = 38  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
+CHECK_CATCHES = 41  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
 
 
 def _spans(path: Path) -> dict[str, tuple[int, int]]:

@@ -25,7 +25,9 @@ from mypy.nodes import (
     Context,
     Expression,
     IndexExpr,
+    MemberExpr,
     NameExpr,
+    OpExpr,
     TypeInfo,
     Var,
 )
@@ -76,6 +78,7 @@ _CODES: dict[str, ErrorCode] = {
     **dict.fromkeys(
         (
             "edge-type",
+            "missing-join",
             "route-type",
             "start-type",
             "terminal-type",
@@ -162,6 +165,15 @@ def _variants(t: Type) -> list[ProperType]:
     if isinstance(p, UnionType):
         return [v for item in p.items for v in _variants(item)]
     return [p]
+
+
+def _written_union(expr: Expression) -> str:
+    """`Dog | Cat` as written (names as they are spelt in the source)."""
+    if isinstance(expr, OpExpr) and expr.op == "|":
+        return f"{_written_union(expr.left)} | {_written_union(expr.right)}"
+    if isinstance(expr, (NameExpr, MemberExpr)):
+        return expr.name
+    return written(expr) or "?"
 
 
 def _explicit_any(types: NodeTypes) -> bool:
@@ -345,6 +357,8 @@ class _Checker:
     # ------------------------------------------------------------------ route keys
     def route_key(self, row: RouteRow) -> _Key | str | _Unseen:
         """The key of a route row; its text (`str`) when it is not a valid key kind."""
+        if isinstance(row.key, OpExpr) and row.key.op == "|":
+            return _written_union(row.key)  # `Dog | Cat`: isinstance takes it, a row does not
         t = self.type_of(row.key)
         p = get_proper_type(t) if t is not None else None
         if isinstance(row.key, IndexExpr):  # `list[int]`: isinstance cannot match on it
@@ -466,7 +480,18 @@ class _Types:
         types = self.types(target.value)
         if types is None or chk.sub(payload, types.inp):
             return
-        if label is None:
+        if label is None and chk.sub(
+            chk.api.named_generic_type("typing.Sequence", [payload]), types.inp
+        ):
+            chk.fail(
+                "missing-join",
+                target.expr,
+                src=src,
+                dst=target.value,
+                out=chk.fmt(payload),
+                inp=chk.fmt(types.inp),
+            )
+        elif label is None:
             chk.fail(
                 "edge-type",
                 target.expr,

@@ -167,3 +167,33 @@ class BadStackedDecorators(Workflow[None, int, str]):
 
     start = "fetch"
     edges = {"fetch": ["done"], "done": []}  # E: [floxide-edge] edge "fetch" -> "done" of workflow "BadStackedDecorators": "fetch" outputs "int" but "done" accepts "str"
+
+
+class Dog: ...
+
+
+class Cat: ...
+
+
+class Pets(Node[None, int, Dog | Cat]): ...
+
+
+class Walk(Node[None, Dog | Cat, str]): ...
+
+
+@workflow
+class GoodOneRowPerClass(Workflow[None, int, str]):
+    pets: Pets
+    walk: Walk
+
+    start = "pets"
+    edges = {"pets": {Dog: ["walk"], Cat: ["walk"]}, "walk": []}
+
+
+@workflow
+class BadUnionRouteKey(Workflow[None, int, str]):
+    pets: Pets
+    walk: Walk
+
+    start = "pets"
+    edges = {"pets": {Dog | Cat: ["walk"]}, "walk": []}  # E: [floxide-route] route key Dog | Cat of "pets" in workflow "BadUnionRouteKey" must be a class
