@@ -133,13 +133,16 @@ def _classes(left: Any, right: Any) -> Verdict:
         return None  # Callable, TypedDict forms, ...: not judged
     if lo in _PROMOTIONS.get(ro, ()):
         return True
-    if _is_protocol(ro) and ro not in lo.__mro__:
+    if ro in lo.__mro__:
+        pass
+    elif _is_protocol(ro):
         return _has_members(lo, ro)
-    try:
-        if not issubclass(lo, ro):
-            return False
-    except TypeError:
-        return None
+    else:
+        try:
+            if not issubclass(lo, ro):
+                return False
+        except TypeError:
+            return None
     if not ra or (ra == ((),) and ro is tuple and la == ((),)):
         return True
     if lo is tuple:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from floxide._errors import WorkflowDefinitionError
+from floxide._errors import CliError, WorkflowDefinitionError
 from floxide._graph import Graph, route_key_label
 from floxide._rules import RULES
 from floxide._subtype import Verdict, is_subtype, make_union, sequence_of, show, variants
@@ -315,10 +315,6 @@ def check_workflow(cls: type) -> list[Report]:
 
 
 # ---------------------------------------------------------------------- modules
-class CheckError(Exception):
-    """A module that cannot be found or imported (one line, no traceback)."""
-
-
 def _rule_of(message: str) -> str | None:
     for rule, template in RULES.items():
         pattern = "".join(
@@ -341,7 +337,7 @@ def _module_source(target: str) -> tuple[str, Path]:
     if target.endswith(".py") or "/" in target:
         path = Path(target).resolve()
         if not path.is_file():
-            raise CheckError(f"no such file: {target}")
+            raise CliError(f"no such file: {target}")
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))
         return path.stem, path
@@ -350,9 +346,9 @@ def _module_source(target: str) -> tuple[str, Path]:
     try:
         spec = importlib.util.find_spec(target)
     except (ImportError, ValueError) as e:
-        raise CheckError(f"cannot import {target}: {e}") from None
+        raise CliError(f"cannot import {target}: {e}") from None
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise CheckError(f"no module named {target!r}")
+        raise CliError(f"no module named {target!r}")
     return target, Path(spec.origin)
 
 
@@ -363,7 +359,7 @@ def _load(target: str) -> tuple[types.ModuleType, list[Report]]:
     try:
         tree = ast.parse(source, str(path))
     except SyntaxError as e:
-        raise CheckError(f"cannot import {target}: {e}") from None
+        raise CliError(f"cannot import {target}: {e}") from None
     module = types.ModuleType(name)
     module.__file__ = str(path)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -388,7 +384,7 @@ def _load(target: str) -> tuple[types.ModuleType, list[Report]]:
                 line = min((stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))))
                 found.extend(_definition_reports(e, str(path), line))
             except Exception as e:
-                raise CheckError(f"cannot import {target}: {type(e).__name__}: {e}") from None
+                raise CliError(f"cannot import {target}: {type(e).__name__}: {e}") from None
     except BaseException:
         if previous is not None:
             sys.modules[name] = previous
@@ -433,7 +429,7 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print every problem; 1 if there is any, 0 if none, 2 if a module cannot be imported."""
     try:
         reports = check_modules(args.modules)
-    except CheckError as e:
+    except CliError as e:
         print(f"floxide: error: {e}", file=err)
         return 2
     errors = 0

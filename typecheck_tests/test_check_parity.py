@@ -20,8 +20,8 @@ from typecheck_tests.conftest import CASES, Message, MypyRun
 
 CASE_FILES = sorted(CASES.glob("case_*.py"))
 TYPE_RULES = (
-    "edge-type", "missing-join", "route-type", "start-type", "terminal-type", "context-type", "fallback-type",
-    "join-type", "route-never", "route-shadowed", "route-missing",
+    "edge-type", "missing-join", "route-type", "start-type", "terminal-type", "context-type",
+    "fallback-type", "join-type", "route-never", "route-shadowed", "route-missing",
 )  # fmt: skip
 CHECK_CATCHES = 41  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
 
