@@ -137,6 +137,10 @@ def _lines_of(cls: type) -> _Lines:
     )
     if node is None:
         return _Lines(path, start)
+    return _lines_of_node(path, node)
+
+
+def _lines_of_node(path: str, node: ast.ClassDef) -> _Lines:
     first = min((node.lineno, *(d.lineno for d in node.decorator_list)))
     found = _Lines(path, first)
     for stmt in node.body:
@@ -315,21 +319,64 @@ def check_workflow(cls: type) -> list[Report]:
 
 
 # ---------------------------------------------------------------------- modules
-def _rule_of(message: str) -> str | None:
+_HINT = re.compile(r' \(did you mean "[^"]+"\?\)$')
+
+
+def _rule_of(message: str) -> tuple[str, dict[str, str]] | None:
+    """The rule that worded `message`, and the values of its fields."""
+    message = _HINT.sub("", message)
     for rule, template in RULES.items():
-        pattern = "".join(
-            re.escape(lit) + (".+?" if name is not None else "")
-            for lit, name, _spec, _conv in string.Formatter().parse(template)
-        )
-        if re.fullmatch(pattern, message):
-            return rule
+        seen: set[str] = set()
+        parts: list[str] = []
+        for lit, name, _spec, _conv in string.Formatter().parse(template):
+            parts.append(re.escape(lit))
+            if name is not None:
+                parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+                seen.add(name)
+        found = re.fullmatch("".join(parts), message)
+        if found:
+            return rule, found.groupdict()
     return None
 
 
-def _definition_reports(error: WorkflowDefinitionError, path: str, line: int) -> list[Report]:
-    return [
-        Report(path, line, "error", p, CODES.get(_rule_of(p) or "", GRAPH)) for p in error.problems
-    ]
+def _definition_line(at: _Lines, rule: str, kw: dict[str, str]) -> int:
+    """The line of the entry a structural problem is about (as the plugin reports it)."""
+    name, src = kw.get("name", ""), kw.get("src", "")
+    where: dict[str, int] = {
+        "no-start": at.of_attr("start"),
+        "unknown-start": at.of_attr("start"),
+        "no-edges": at.of_attr("edges"),
+        "missing-entry": at.of_attr("edges"),
+        "unknown-source": at.key("edges", name),
+        "unknown-target": at.target("edges", src, name),
+        "bad-successors": at.key("edges", src),
+        "bad-route-key": at.key("edges", src),
+        "protocol-route-key": at.key("edges", src),
+        "not-a-node": at.of_field(name),
+        "reserved": at.of_field(name),
+        "unreachable": at.of_field(name),
+        "unknown-fallback-source": at.key("on_failure", name),
+        "unknown-fallback": at.target("on_failure", src, name),
+        "bad-fallback": at.key("on_failure", src) if src != "*" else at.of_attr("on_failure"),
+        "unknown-join": at.key("joins", name),
+        "unknown-join-source": at.key("joins", name),
+        "join-not-reached": at.key("joins", name),
+        "join-is-source": at.key("joins", name),
+        "bad-joins": at.of_attr("joins"),
+    }
+    return where.get(rule, at.cls)
+
+
+def _definition_reports(error: WorkflowDefinitionError, path: str, stmt: ast.stmt) -> list[Report]:
+    at = _lines_of_node(path, stmt) if isinstance(stmt, ast.ClassDef) else None
+    first = min((stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))))
+    found: list[Report] = []
+    for problem in error.problems:
+        rule = _rule_of(problem)
+        line = _definition_line(at, *rule) if at is not None and rule is not None else first
+        code = CODES.get(rule[0], GRAPH) if rule is not None else GRAPH
+        found.append(Report(path, line, "error", problem, code))
+    return found
 
 
 def _module_source(target: str) -> tuple[str, Path]:
@@ -381,8 +428,7 @@ def _load(target: str) -> tuple[types.ModuleType, list[Report]]:
             try:
                 exec(code, module.__dict__)
             except WorkflowDefinitionError as e:
-                line = min((stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))))
-                found.extend(_definition_reports(e, str(path), line))
+                found.extend(_definition_reports(e, str(path), stmt))
             except Exception as e:
                 raise CliError(f"cannot import {target}: {type(e).__name__}: {e}") from None
     except BaseException:

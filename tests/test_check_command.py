@@ -90,7 +90,7 @@ def test_a_bad_module_reports_each_problem_at_its_line(
     source = (modules / "bad_flows.py").read_text().splitlines()
     edge_line = next(n for n, text in enumerate(source, 1) if '"parse": ["shout"]' in text)
     terminal_line = next(n for n, text in enumerate(source, 1) if '"shout": []' in text)
-    broken_line = next(n for n, text in enumerate(source, 1) if "class Broken" in text) - 1
+    broken_line = next(n for n, text in enumerate(source, 1) if "start = \"prase\"" in text)
     assert out == [
         f'{path}:{edge_line}: error: edge "parse" -> "shout" of workflow "Bad": "parse" outputs '
         '"int" but "shout" accepts "str"  [floxide-edge]',

@@ -23,7 +23,8 @@ TYPE_RULES = (
     "edge-type", "missing-join", "route-type", "start-type", "terminal-type", "context-type",
     "fallback-type", "join-type", "route-never", "route-shadowed", "route-missing",
 )  # fmt: skip
-CHECK_CATCHES = 41  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
+CHECK_CATCHES = 42  # `Bad...` workflows `floxide check` catches (of those the plugin catches)
+SAME_ERRORS = 57  # plugin errors `check` reports identically (line, code and message)
 
 
 def _spans(path: Path) -> dict[str, tuple[int, int]]:
@@ -91,3 +92,4 @@ def test_check_agrees_with_the_plugin(case_run: MypyRun) -> None:
     )
     assert not problems, "\n".join(problems)
     assert check_bad >= CHECK_CATCHES, (plugin_bad, check_bad)
+    assert same_errors >= SAME_ERRORS, (plugin_errors, same_errors)
