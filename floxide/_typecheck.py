@@ -108,6 +108,17 @@ class _Lines:
                     return elt.lineno
         return value.lineno
 
+    def route_key(self, src: str, shown: str) -> int:
+        """The line of the row of `edges[src]` whose key is written `shown`."""
+        found = self._entry("edges", src)
+        if found is not None and isinstance(found[1], ast.Dict):
+            for k in found[1].keys:
+                if k is not None and shown in (ast.unparse(k), repr(getattr(k, "value", None))):
+                    return k.lineno
+                if isinstance(k, (ast.Name, ast.Attribute)) and shown.endswith(ast.unparse(k)):
+                    return k.lineno
+        return self.key("edges", src)
+
     def row(self, src: str, row: int, *, value: bool = False) -> int:
         found = self._entry("edges", src)
         if found is None or not isinstance(found[1], ast.Dict) or row >= len(found[1].keys):
@@ -141,8 +152,7 @@ def _lines_of(cls: type) -> _Lines:
 
 
 def _lines_of_node(path: str, node: ast.ClassDef) -> _Lines:
-    first = min((node.lineno, *(d.lineno for d in node.decorator_list)))
-    found = _Lines(path, first)
+    found = _Lines(path, node.lineno)  # the `class` line, where mypy reports on a class
     for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             found.fields[stmt.target.id] = stmt.lineno
@@ -350,8 +360,8 @@ def _definition_line(at: _Lines, rule: str, kw: dict[str, str]) -> int:
         "unknown-source": at.key("edges", name),
         "unknown-target": at.target("edges", src, name),
         "bad-successors": at.key("edges", src),
-        "bad-route-key": at.key("edges", src),
-        "protocol-route-key": at.key("edges", src),
+        "bad-route-key": at.route_key(src, kw.get("key", "")),
+        "protocol-route-key": at.route_key(src, kw.get("key", "")),
         "not-a-node": at.of_field(name),
         "reserved": at.of_field(name),
         "unreachable": at.of_field(name),
@@ -369,7 +379,7 @@ def _definition_line(at: _Lines, rule: str, kw: dict[str, str]) -> int:
 
 def _definition_reports(error: WorkflowDefinitionError, path: str, stmt: ast.stmt) -> list[Report]:
     at = _lines_of_node(path, stmt) if isinstance(stmt, ast.ClassDef) else None
-    first = min((stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))))
+    first = stmt.lineno
     found: list[Report] = []
     for problem in error.problems:
         rule = _rule_of(problem)
