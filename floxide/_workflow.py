@@ -15,6 +15,7 @@ import attrs
 from typing_extensions import dataclass_transform
 
 from floxide import _params
+from floxide.serde import check_exact
 from floxide._checkpoint import resume_checkpointed, run_checkpointed
 from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
@@ -88,6 +89,12 @@ class Workflow(Generic[Ctx, In, Out]):
         )
         return run
 
+    def _check_call(self, input: object, timeout: float | None) -> None:
+        """Refuse, before any node runs, an input that does not fit `In` exactly and a
+        timeout that is no number of seconds (`ValueError` / `TypeError`)."""
+        _params.timeout("timeout", timeout)
+        check_exact(input, self.graph.workflow_types()[1], what=f"input of {self.graph.name}")
+
     async def run(
         self,
         ctx: Ctx,
@@ -101,7 +108,7 @@ class Workflow(Generic[Ctx, In, Out]):
         Raises `NodeError` when a node fails without a fallback, `NoOutputError` when no
         branch reached a terminal node, and `RunTimeoutError` after `timeout` seconds.
         """
-        _params.timeout("timeout", timeout)
+        self._check_call(input, timeout)
         run = self._local_run(ctx, concurrency)
         run.ready.append(WorkItem(0, self.graph.start, input))
         outputs = await run.execute(timeout)
@@ -117,7 +124,7 @@ class Workflow(Generic[Ctx, In, Out]):
         concurrency: int | None = None,
     ) -> list[Out]:
         """Run every branch to completion; return every terminal output in branch order."""
-        _params.timeout("timeout", timeout)
+        self._check_call(input, timeout)
         run = self._local_run(ctx, concurrency)
         run.ready.append(WorkItem(0, self.graph.start, input))
         outputs = await run.execute(timeout)

@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 import trio
 
 from floxide import _params
+from floxide.serde import check_exact
 from floxide._errors import (
     FloxideError,
     NodeError,
@@ -110,6 +111,7 @@ class Orchestrator(Generic[C, I, O]):
         """
         _params.timeout("timeout", timeout)
         graph = self.workflow.graph
+        check_exact(input, graph.workflow_types()[1], what=f"input of {graph.name}")
         run_id = run_id or uuid.uuid4().hex
         root = WorkItem(ROOT_ID, graph.start, input)
         async with self.backend.connected():
