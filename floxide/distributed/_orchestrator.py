@@ -95,8 +95,6 @@ async def retry_run(backend: Backend, run_id: str, timeout: float | None = None)
         after = await backend.retry_run(run_id, deadline)
     except KeyError:
         raise UnknownRunError(f"no run {run_id!r} in {backend.url}") from None
-    if after.status is not RunStatus.RUNNING and after.status is not RunStatus.COMPLETED:
-        raise FloxideError(retry_refusal(after))
     logger.info(
         "retrying run %s of %s",
         run_id,
