@@ -59,7 +59,7 @@ def worker(tmp_path: Path) -> Iterator[Callable[[str, str], subprocess.Popen[str
     procs: list[subprocess.Popen[str]] = []
 
     def start(spec: str, backend: str) -> subprocess.Popen[str]:
-        log = open(tmp_path / f"worker{len(procs)}.log", "w")  # noqa: SIM115
+        log = open(tmp_path / f"worker{len(procs)}.log", "w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "floxide.cli", "worker", spec, "--backend", backend],
             env=_env(tmp_path),
@@ -106,7 +106,9 @@ def test_tracebacks_handled_failures_and_log_levels(
     assert "inc item 0 attempt 1 [node, handled]: ValueError: negative input -3" in errors.stdout
     assert "Traceback (most recent call last)" in errors.stdout
     assert "in process" in errors.stdout  # the node's own frame
-    data = json.loads(floxide(tmp_path, "runs", "errors", run_id, "--backend", url, "--json").stdout)
+    data = json.loads(
+        floxide(tmp_path, "runs", "errors", run_id, "--backend", url, "--json").stdout
+    )
     assert data[0]["handled"] is True and "ValueError" in data[0]["traceback"]
     status = floxide(tmp_path, "runs", "status", run_id, "--backend", url, "--json")
     assert json.loads(status.stdout)["metrics"]["failed"] == 1
@@ -123,7 +125,9 @@ def test_retried_attempts_are_recorded_at_warning(
     w = worker(FLAKY, url)
     waited = floxide(tmp_path, "runs", "wait", run_id, "--backend", url)
     assert waited.stdout.strip() == '"done 40"', waited.stderr
-    errors = json.loads(floxide(tmp_path, "runs", "errors", run_id, "--backend", url, "--json").stdout)
+    errors = json.loads(
+        floxide(tmp_path, "runs", "errors", run_id, "--backend", url, "--json").stdout
+    )
     assert [(e["attempt"], e["handled"]) for e in errors] == [(1, True)]
     assert "ConnectionError: flaky call 1 for 4" in errors[0]["traceback"]
     w.send_signal(signal.SIGTERM)
@@ -272,4 +276,3 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     )
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err
-

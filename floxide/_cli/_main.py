@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "logs", False):
             _configure_logging()
-        return trio.run(args.handler, args, sys.stdout)
+        code: int = trio.run(args.handler, args, sys.stdout)
+        return code
     except CliError as e:
         return _fail(str(e), e.exit_code, e)
     except UnknownRunError as e:

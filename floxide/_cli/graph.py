@@ -15,9 +15,7 @@ def add(sub: Any) -> None:
         "graph", help="print a workflow's graph", description=__doc__
     )
     p.add_argument("target", metavar="MODULE:ATTR", help="workflow instance or factory")
-    p.add_argument(
-        "--format", choices=("mermaid", "dot"), default="mermaid", help="output format"
-    )
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="output format")
     p.set_defaults(handler=graph)
 
 

@@ -28,9 +28,7 @@ def add(sub: Any) -> None:
     )
     add_backend(p)
     p.add_argument("--run-id", metavar="ID", help="the run's id (default: a random one)")
-    p.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="fail the run after this long"
-    )
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="fail the run after this long")
     p.set_defaults(handler=run)
 
 

@@ -101,9 +101,7 @@ async def _list(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def _status(
-    backend: Backend, rec: RunRecord, args: argparse.Namespace, out: TextIO
-) -> int:
+async def _status(backend: Backend, rec: RunRecord, args: argparse.Namespace, out: TextIO) -> int:
     m = await backend.metrics(rec.run_id)
     code = 1 if rec.status in (RunStatus.FAILED, RunStatus.CANCELLED) else 0
     served = True
@@ -140,9 +138,7 @@ async def _status(
     return code
 
 
-async def _errors(
-    backend: Backend, rec: RunRecord, args: argparse.Namespace, out: TextIO
-) -> int:
+async def _errors(backend: Backend, rec: RunRecord, args: argparse.Namespace, out: TextIO) -> int:
     errors = await backend.errors(rec.run_id)
     if args.json:
         print_json(errors, out)

@@ -22,9 +22,7 @@ def add(sub: Any) -> None:
     )
     p.add_argument("target", metavar="MODULE:ATTR", help="workflow instance or factory")
     add_backend(p)
-    p.add_argument(
-        "--concurrency", type=int, default=1, metavar="N", help="items run at once"
-    )
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="items run at once")
     p.set_defaults(handler=worker, logs=True)
 
 

@@ -303,7 +303,9 @@ class SqliteBackend:
                 " FROM errors WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
-            return [ErrorRecord(*tuple(r)[:7], handled=bool(r[7])) for r in rows]
+            return [
+                ErrorRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows
+            ]
 
         return await self._file.read(q)
 

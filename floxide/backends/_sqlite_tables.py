@@ -2,9 +2,9 @@
 
 `prepare` applies `SCHEMA` (idempotently) on every opening, after refusing a file holding
 tables floxide did not create (left byte-for-byte intact), and migrates older layouts
-(version 1 lacked the errors' traceback and handled flag and the workers' graph and load). Runs, their work items (queued or
-leased, with a fencing token), open join scopes (`Scopes`, the scope-table interface that
-`count_scopes` works over), collected join values, outputs, errors, per-node metrics and
+(version 1 lacked the errors' traceback and handled flag and the workers' graph and load).
+Runs, their work items (queued, leased with a fencing token, or kept by a failed run), open
+join scopes (`Scopes`, the scope-table interface that `count_scopes` works over), collected join values, outputs, errors, per-node metrics and
 registered workers each have a table; `floxide_meta` holds the layout version and the
 file-wide counters (lease tokens, queue order).
 """
@@ -24,9 +24,9 @@ __all__ = [
     "SCHEMA",
     "Scopes",
     "add_error",
-    "prepare",
     "insert_items",
     "next_value",
+    "prepare",
     "run_record",
     "set_run",
 ]
@@ -75,8 +75,17 @@ INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 2), ('token', 0), ('seq', 0
 
 SCHEMA_VERSION = 2
 _TABLES = frozenset(
-    {"floxide_meta", "runs", "items", "scopes", "collected", "outputs", "errors",
-     "node_metrics", "workers"}
+    {
+        "floxide_meta",
+        "runs",
+        "items",
+        "scopes",
+        "collected",
+        "outputs",
+        "errors",
+        "node_metrics",
+        "workers",
+    }
 )
 _MIGRATIONS = {
     1: (
@@ -104,9 +113,7 @@ def prepare(conn: sqlite3.Connection, url: str) -> None:
             f"({foreign}); use a file of its own"
         )
     conn.executescript(SCHEMA)
-    version = int(
-        conn.execute("SELECT value FROM floxide_meta WHERE key = 'schema'").fetchone()[0]
-    )
+    version = int(conn.execute("SELECT value FROM floxide_meta WHERE key = 'schema'").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise BackendError(
             f"SQLite backend {url}: layout version {version} is newer than this floxide's "

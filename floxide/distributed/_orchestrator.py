@@ -10,7 +10,6 @@ from typing import Generic, TypeVar
 import trio
 
 from floxide import _params
-from floxide.serde import check_exact
 from floxide._errors import (
     FloxideError,
     NodeError,
@@ -40,6 +39,7 @@ from floxide.backends._base import (
 )
 from floxide.distributed._codec import ROOT_ID, payload_codec
 from floxide.distributed._worker import queue_name
+from floxide.serde import check_exact
 
 __all__ = ["Orchestrator", "retry_refusal", "retry_run", "run_error"]
 

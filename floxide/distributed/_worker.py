@@ -33,8 +33,8 @@ import math
 import os
 import socket
 import time
-import uuid
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
