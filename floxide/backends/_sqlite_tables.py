@@ -4,9 +4,10 @@
 tables floxide did not create (left byte-for-byte intact), and migrates older layouts
 (version 1 lacked the errors' traceback and handled flag and the workers' graph and load).
 Runs, their work items (queued, leased with a fencing token, or kept by a failed run), open
-join scopes (`Scopes`, the scope-table interface that `count_scopes` works over), collected join values, outputs, errors, per-node metrics and
-registered workers each have a table; `floxide_meta` holds the layout version and the
-file-wide counters (lease tokens, queue order).
+join scopes (`Scopes`, the scope-table interface that `count_scopes` works over), collected
+join values, outputs, errors, per-node metrics and registered workers each have a table;
+`floxide_meta` holds the layout version and the file-wide counters (lease tokens, queue
+order).
 """
 
 from __future__ import annotations
