@@ -276,3 +276,15 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     )
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_graph_draws_types_wrappers_and_composites(tmp_path: Path) -> None:
+    spec = "tests.cli_workflows:nested"
+    drawn = floxide(tmp_path, "graph", spec)
+    assert drawn.returncode == 0, drawn.stderr
+    text = drawn.stdout
+    assert "first: Inc [retry x3, timeout 5s]<br/>int -> int" in text
+    assert 'subgraph n2["inner: CompositeNode<br/>int -> str"]' in text
+    assert "inc: Inc<br/>int -> int" in text and "done: Done<br/>int -> str" in text
+    dot = floxide(tmp_path, "graph", spec, "--format", "dot").stdout
+    assert dot.startswith('digraph "Nested"') and "subgraph cluster_n2" in dot

@@ -1,4 +1,5 @@
-"""`floxide graph MODULE:ATTR`: print a workflow's graph (Mermaid or Graphviz dot)."""
+"""`floxide graph MODULE:ATTR`: print a workflow's graph (Mermaid or Graphviz dot), each
+node with its In -> Out and wrappers, composite workflows as subgraphs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any, TextIO
 
 from floxide._cli._common import load_workflow
+from floxide._cli._drawing import dot, mermaid
 
 __all__ = ["add"]
 
@@ -21,5 +23,5 @@ def add(sub: Any) -> None:
 
 async def graph(args: argparse.Namespace, out: TextIO) -> int:
     wf = load_workflow(args.target)
-    print(wf.to_dot() if args.format == "dot" else wf.to_mermaid(), file=out)
+    print(dot(wf) if args.format == "dot" else mermaid(wf), end="", file=out)
     return 0
