@@ -107,7 +107,7 @@ def json_arg(text: str, what: str) -> Any:
 def exact(data: Any, tp: Any, what: str) -> Any:
     """`data` as a value of `tp`, which it must fit exactly (exit 2 with its JSON path)."""
     try:
-        return serde.structure_exact(data, tp, path="$", error=ValueError, what=what)
+        return serde.structure_exact(data, tp, path="$", error=ValueError, what="the value")
     except ValueError as e:
         raise CliError(f"{what} is invalid: {e}", 2) from e
 
