@@ -333,16 +333,34 @@ def check_exact(value: object, tp: Any, *, what: str = "value") -> None:
         return
     try:
         data = converter.unstructure(value, unstructure_as=tp)
-        written = converter.unstructure(converter.structure(data, tp), unstructure_as=tp)
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply") from None
     except Exception:  # not serializable as `tp`: the encoder reports it, with its path
         return
+    if not _is_json(data):
+        return  # not JSON data (a value no hook writes): the encoder reports it
+    try:
+        written = converter.unstructure(converter.structure(data, tp), unstructure_as=tp)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except Exception as exc:
+        raise ValueError(f"{what} does not fit {type_name(tp)}: {_describe(exc, '$')}") from None
     if isinstance(value, str) and not isinstance(data, str):  # read as a list of letters
         raise ValueError(f"{what} does not fit {type_name(tp)}: $: got a string, {value!r}")
     misfit = first_difference(data, written)
     if misfit is not None:
         raise ValueError(f"{what} does not fit {type_name(tp)}: {misfit}")
+
+
+def _is_json(data: object) -> bool:
+    """Whether `data` is JSON data (what the encoder writes without a hook)."""
+    if data is None or isinstance(data, str | int | float | bool):
+        return True
+    if isinstance(data, list | tuple):
+        return all(_is_json(v) for v in data)
+    if isinstance(data, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in data.items())
+    return False
 
 
 def _cannot_structure(
