@@ -23,8 +23,12 @@ import sys
 
 from floxide._cli._common import load_workflow, progress_line
 from floxide._cli._main import main
+from floxide._public import publish
 
 __all__ = ["load_workflow", "main", "progress_line"]
+
+publish(__name__, globals())
+del publish
 
 
 if __name__ == "__main__":
