@@ -223,7 +223,11 @@ def set_run(
     status = cols.get("status")
     if isinstance(status, RunStatus) and status.finished:
         cols["finished_at"] = now
-    if isinstance(status, RunStatus) and status.finished and status is not RunStatus.FAILED:
+    if status is RunStatus.FAILED:  # kept out of every queue (and of `next_due`)
+        conn.execute(
+            "UPDATE items SET state = 'failed', worker_id = NULL WHERE run_id = ?", (run_id,)
+        )
+    elif isinstance(status, RunStatus) and status.finished:
         conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
