@@ -28,7 +28,7 @@ import trio
 from floxide import serde
 from floxide._codec import output_json
 from floxide._errors import BackendError, CliError, FloxideError, PayloadError
-from floxide._step import no_output_message
+from floxide._step import check_run_id, no_output_message
 from floxide._workflow import Workflow
 from floxide.backends import (
     Backend,
@@ -117,6 +117,11 @@ async def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 f"--context is required: {serde.type_name(ctx_type)}() cannot be built "
                 f"without arguments ({e})"
             ) from e
+    if args.run_id is not None:
+        try:
+            check_run_id(args.run_id)
+        except ValueError as e:
+            raise CliError(f"--run-id: {e}") from None
     backend = open_backend(args.backend)
     try:
         run_id = await Orchestrator(wf, backend).start_run(ctx, value, run_id=args.run_id)

@@ -21,6 +21,7 @@ from floxide._step import (
     DEADLINE_GRACE,
     DEADLINE_PASSED,
     WorkItem,
+    check_run_id,
     deadline_passed,
     first_output,
     timeout_message,
@@ -99,7 +100,7 @@ class Orchestrator(Generic[C, I, O]):
         A run still going after `timeout` seconds fails with `RunTimeoutError`.
         """
         graph = self.workflow.graph
-        run_id = run_id or uuid.uuid4().hex
+        run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         root = WorkItem(ROOT_ID, graph.start, input)
         async with self.backend.connected():
             await self._create(run_id, root, input, ctx, timeout)
