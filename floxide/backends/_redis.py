@@ -29,11 +29,11 @@ import json
 import math
 import re
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import coredis
 import coredis.exceptions
@@ -57,6 +57,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
+from floxide.backends._redis_url import TlsOptions, parse_redis_url
 from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
@@ -148,11 +149,14 @@ class RedisBackend:
         ttl: float = 7 * 86400,
         worker_ttl: float = 30.0,
         connect_timeout: float = 5.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.db = db
-        self.url = url or f"redis://{host}:{port}/{db}"
+        scheme = "redis" if tls is None else "rediss"
+        self.url = masked_url(url or f"{scheme}://{host}:{port}/{db}")
+        self._ssl = None if tls is None else tls.context()
         self._password = password
         self._username = username
         self.prefix = prefix
@@ -180,25 +184,22 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float = 7 * 86400) -> RedisBackend:
-        parts = urlsplit(url)
-        params = parse_qs(parts.query)
-        db_text = parts.path.strip("/") or "0"
-        try:
-            db = int(db_text)
-            port = parts.port or 6379
-        except ValueError:
-            raise BackendError(f"backend URL {url!r}: expected redis://HOST:PORT/DB") from None
-        prefix = params.get("prefix", ["floxide"])[-1]
+        """A backend for a `redis://` or `rediss://` URL (see `_redis_url`)."""
+        target = parse_redis_url(url)
         return cls(
-            parts.hostname or "127.0.0.1",
-            port,
-            db,
-            url=masked_url(url.split("?", 1)[0]),  # shown in errors and logs: no password
-            password=parts.password,
-            username=parts.username,
-            prefix=prefix,
+            target.host,
+            target.port,
+            target.db,
+            url=target.url,  # shown in errors and logs: no password
+            password=target.password,
+            username=target.username,
+            prefix=target.prefix,
             ttl=ttl,
+            tls=target.tls,
         )
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.url!r}, prefix={self.prefix!r})"
 
     # -- connections --------------------------------------------------------------------
     def _new_client(self) -> _Client:
@@ -210,6 +211,7 @@ class RedisBackend:
             password=self._password,
             connect_timeout=self.connect_timeout,
             decode_responses=False,
+            ssl_context=self._ssl,
         )
 
     @asynccontextmanager
@@ -248,8 +250,20 @@ class RedisBackend:
         return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
-        if isinstance(e, coredis.exceptions.ConnectionError | OSError):
-            return f"Redis at {self.url} is unreachable ({what}): {type(e).__name__}: {e}"
+        errors = coredis.exceptions
+        if isinstance(e, errors.AuthenticationRequiredError):
+            return (
+                f"Redis at {self.url} needs a password ({what}): "
+                "give it in the URL, redis://USER:PASSWORD@HOST:PORT/DB"
+            )
+        if isinstance(e, errors.AuthenticationError):
+            return f"Redis at {self.url} refused the user or password ({what})"
+        if isinstance(e, errors.AuthorizationError):
+            return f"Redis at {self.url} does not allow this user to {what}: {e}"
+        if isinstance(e, errors.ConnectionError | OSError):
+            tls = _tls_cause(e)
+            why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
+            return f"Redis at {self.url} is unreachable ({what}): {why}"
         return f"Redis at {self.url} failed ({what}): {type(e).__name__}: {e}"
 
     @asynccontextmanager
@@ -602,6 +616,18 @@ def _leases(raw: list[Any]) -> list[Lease]:
         )
         for i in range(1, len(raw), 13)
     ]
+
+
+def _tls_cause(e: BaseException) -> str | None:
+    """What a TLS failure behind a connection error said, if one is behind it."""
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _leaves(e: BaseException) -> list[BaseException]:
