@@ -14,7 +14,8 @@ FloxideError                      root: catch it to handle anything the library 
 │   └── RunTimeoutError           ... because it outlived its timeout
 ├── CheckpointError               a checkpoint is missing, corrupt, foreign or incompatible
 ├── BackendError                  a distributed backend failed
-│   └── PayloadError              a stored value does not decode as its declared type
+│   ├── PayloadError              a stored value does not decode as its declared type
+│   └── BackendUnreachableError   the backend's server cannot be reached now (retry later)
 ├── LeaseExpiredError             a work item's lease expired once too often
 ├── RemoteError                   a worker's failure, known by its description only
 ├── UnknownRunError               no such run in the backend (also a KeyError)
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BackendError",
+    "BackendUnreachableError",
     "BatchItemError",
     "CheckpointError",
     "CliError",
@@ -179,6 +181,11 @@ class BackendError(FloxideError):
 
 class PayloadError(BackendError):
     """A stored value cannot be read back as its declared type (a foreign or changed payload)."""
+
+
+class BackendUnreachableError(BackendError):
+    """The backend's server cannot be reached now (restarting, a network blip): waiting
+    callers retry with backoff; the URL is named, credentials masked."""
 
 
 # --------------------------------------------------------------------------- distributed

@@ -35,13 +35,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
 from coredis.commands.script import Script
 from coredis.connection import BaseConnection
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, BackendUnreachableError
 from floxide.backends import _redis_lua as lua
 from floxide.backends._base import (
     CommitPlan,
@@ -63,7 +64,16 @@ from floxide.backends._registry import masked_url
 __all__ = ["RedisBackend"]
 
 _SEP = "\x1f"
-_REDIS_ERRORS = (coredis.exceptions.RedisError, ConnectionError, socket.gaierror)
+_LOST = (
+    coredis.exceptions.ConnectionError,
+    ConnectionError,
+    socket.gaierror,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
+"""A connection lost or refused (coredis' streams closed under it included)."""
+_REDIS_ERRORS = (coredis.exceptions.RedisError, *_LOST)
 """What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
 _Client = coredis.Redis[bytes]
 _SCRIPT_ATTEMPTS = 3
@@ -95,6 +105,12 @@ class _Session:
                     self.conn = None
                 conn = self.conn = await pool.get_connection()
             return conn
+
+    def drop(self, conn: BaseConnection) -> None:
+        """Forget `conn` (lost): the next script gets a fresh connection."""
+        if self.conn is conn:
+            self.client.connection_pool.release(conn)
+            self.conn = None
 
     def close(self) -> None:
         if self.conn is not None:
@@ -237,16 +253,22 @@ class RedisBackend:
             yield
         except BaseExceptionGroup as group:
             leaves = _leaves(group)
+            cancelled = [e for e in leaves if isinstance(e, trio.Cancelled)]
+            if cancelled:  # cancelled while coredis' tasks ran: only that gets through
+                raise cancelled[0] from None
             redis_errs = [e for e in leaves if isinstance(e, _REDIS_ERRORS)]
             if redis_errs and len(redis_errs) == len(leaves):
-                raise BackendError(self._describe(what, redis_errs[0])) from group
+                raise self._error(what, redis_errs[0]) from group
             if len(leaves) == 1:
                 raise leaves[0] from leaves[0].__cause__
             raise
         except _REDIS_ERRORS as e:
+            await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
             raise self._error(what, e) from e
 
     def _error(self, what: str, e: BaseException) -> BackendError:
+        if isinstance(e, _LOST | OSError):
+            return BackendUnreachableError(self._describe(what, e))
         return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
@@ -260,7 +282,7 @@ class RedisBackend:
             return f"Redis at {self.url} refused the user or password ({what})"
         if isinstance(e, errors.AuthorizationError):
             return f"Redis at {self.url} does not allow this user to {what}: {e}"
-        if isinstance(e, errors.ConnectionError | OSError):
+        if isinstance(e, _LOST | OSError):
             tls = _tls_cause(e)
             why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
             return f"Redis at {self.url} is unreachable ({what}): {why}"
@@ -285,6 +307,7 @@ class RedisBackend:
         script = self._scripts[name]
         argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
+            conn: BaseConnection | None = None
             try:
                 conn = await session.connection()
                 try:
@@ -292,7 +315,10 @@ class RedisBackend:
                 except coredis.exceptions.NoScriptError:  # a new or flushed server
                     await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
                     return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
-            except coredis.exceptions.ConnectionError as e:
+            except _LOST as e:
+                await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
+                if conn is not None:
+                    session.drop(conn)
                 if attempt == _SCRIPT_ATTEMPTS:
                     raise self._error(name.lower(), e) from e
                 await trio.sleep(0.01)
