@@ -14,7 +14,7 @@ backend keeps the contract.
 from __future__ import annotations
 
 import floxide.backends._openers  # noqa: F401  (registers the built-in schemes)
-from floxide._errors import PayloadError
+from floxide._errors import BackendUnreachableError, PayloadError
 from floxide._public import publish
 from floxide.backends._base import (
     Backend,
@@ -51,6 +51,7 @@ __all__ = [
     "NewRun",
     "NodeMetrics",
     "Output",
+    "BackendUnreachableError",
     "PayloadError",
     "RunContext",
     "RunMetrics",
