@@ -41,6 +41,7 @@ from floxide.backends._sqlite import SqliteBackend
 
 __all__ = [
     "Backend",
+    "BackendUnreachableError",
     "CommitPlan",
     "CommitResult",
     "ContextUpdate",
@@ -51,7 +52,6 @@ __all__ = [
     "NewRun",
     "NodeMetrics",
     "Output",
-    "BackendUnreachableError",
     "PayloadError",
     "RunContext",
     "RunMetrics",
