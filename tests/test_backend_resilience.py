@@ -122,3 +122,26 @@ async def test_wait_rides_out_a_redis_restart(tmp_path: Path) -> None:
         assert result == [sum(i * i for i in range(5))]
     finally:
         server.stop()
+
+
+async def test_redis_index_of_runs_and_token_expire(redis_server: RedisServer) -> None:
+    import coredis
+
+    prefix = f"exp{random.randrange(10**9)}"
+    backend = open_backend(f"{redis_server.url}?prefix={prefix}&ttl=0.3")
+    wf = fan_join()
+    orch = Orchestrator(wf, backend)
+
+    async def body(_: object) -> None:
+        first = await orch.start_run(Ctx(), 2)
+        await orch.wait(first, timeout=30)
+        await trio.sleep(0.5)
+        second = await orch.start_run(Ctx(), 2)
+        await orch.wait(second, timeout=30)
+        client = coredis.Redis("127.0.0.1", redis_server.port, decode_responses=True)
+        async with client:
+            members = await client.zrange(f"{prefix}:runs", 0, -1)
+            assert first not in members and second in members
+            assert 0 < await client.pttl(f"{prefix}:token") <= 300
+
+    await with_workers(wf, backend, body)

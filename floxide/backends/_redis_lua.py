@@ -1,9 +1,10 @@
 """Lua scripts of the Redis backend: each operation that changes a run is one script.
 
 Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
-  P:token                 fencing-token counter
+  P:token                 fencing-token counter (expires TTL after the last lease)
   P:leases                ZSET M -> lease deadline (all queues; the reaper scans it)
   P:runs                  ZSET R -> created time (listing)
+  P:expiring              ZSET R -> time its keys expire (finished runs; trims P:runs)
   P:workers               HASH worker id -> JSON info
   P:q:Q:ready             LIST of M ready to lease
   P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
@@ -81,6 +82,16 @@ local function finish(run_id, status, err, kind)
   for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
     redis.call('PEXPIRE', rk .. suffix, TTL)
   end
+  redis.call('ZADD', P .. ':expiring', NOW + TTL / 1000, run_id)
+end
+
+-- drop expired runs from the index of runs (a few per call: amortised)
+local function trim_index()
+  local gone = redis.call('ZRANGEBYSCORE', P .. ':expiring', '-inf', NOW, 'LIMIT', 0, 16)
+  if #gone > 0 then
+    redis.call('ZREM', P .. ':runs', unpack(gone))
+    redis.call('ZREM', P .. ':expiring', unpack(gone))
+  end
 end
 
 local function enqueue(run_id, queue, id, node, payload, attempt, delay)
@@ -124,7 +135,9 @@ redis.call('HSET', rk, 'workflow', ARGV[4], 'queue', queue, 'fingerprint', ARGV[
            'input', ARGV[7], 'context', ARGV[8], 'deadline', ARGV[9], 'status', status,
            'version', 0, 'created_at', tostring(NOW), 'updated_at', tostring(NOW),
            'pending', n, 'done', 0, 'failed', 0, 'retried', 0)
+trim_index()
 redis.call('ZADD', P .. ':runs', NOW, run_id)
+redis.call('ZREM', P .. ':expiring', run_id)
 local ready = 0
 for k = 0, n - 1 do
   local b = 11 + k * 5
@@ -173,6 +186,7 @@ local function take(queue, worker, limit, lease, out)
           redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
         end
         local token = redis.call('INCR', P .. ':token')
+        redis.call('PEXPIRE', P .. ':token', TTL)
         local deadline = NOW + lease
         redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
                    'deadline', tostring(deadline))
