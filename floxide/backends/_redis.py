@@ -27,13 +27,12 @@ from __future__ import annotations
 import contextvars
 import json
 import math
-import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 import anyio
 import coredis
@@ -57,13 +56,17 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    unreadable,
+    unreadable_record,
 )
+from floxide.backends._redis_keys import rid as _rid
+from floxide.backends._redis_keys import unrid as _unrid
 from floxide.backends._redis_url import TlsOptions, parse_redis_url
 from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
-_SEP = "\x1f"
+T = TypeVar("T")
 _LOST = (
     coredis.exceptions.ConnectionError,
     ConnectionError,
@@ -118,24 +121,20 @@ class _Session:
             self.conn = None
 
 
-_ESCAPES = {"%": "%25", ":": "%3A", _SEP: "%1F"}
-_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
-_ESCAPED = re.compile("|".join(map(re.escape, _ESCAPES)))
-_UNESCAPED = re.compile("|".join(_UNESCAPES))
+class _Unreadable(Exception):
+    """A stored value that cannot be read (`what` names it)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
-def _rid(run_id: str) -> str:
-    """A run id as keys and queue members hold it: `%`, `:` and the member separator
-    escaped, so that no run's keys (`P:run:R:done`, ...) or members (`R\x1fI`) can be
-    another run's (run ids "a" and "a:done", "a\x1fb"). Most ids are left as they are."""
-    if "%" in run_id or ":" in run_id or _SEP in run_id:
-        return _ESCAPED.sub(lambda m: _ESCAPES[m.group()], run_id)
-    return run_id
-
-
-def _unrid(stored: str) -> str:
-    """The run id `_rid` escaped."""
-    return _UNESCAPED.sub(lambda m: _UNESCAPES[m.group()], stored) if "%" in stored else stored
+def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
+    """Field `name` of hash `h`, read by `parse`; `_Unreadable` naming it if it cannot be."""
+    try:
+        return parse(h.get(name))
+    except (ValueError, UnicodeDecodeError):
+        raise _Unreadable(name.decode()) from None
 
 
 def _s(v: bytes | str | None) -> str:
@@ -326,6 +325,14 @@ class RedisBackend:
                 raise self._error(name.lower(), e) from e
         raise AssertionError("unreachable")
 
+    @contextmanager
+    def _reading(self, run_id: str, what: str) -> Iterator[None]:
+        """Stored `what` of a run that cannot be read becomes one `BackendError` naming both."""
+        try:
+            yield
+        except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
+            raise BackendError(f"{unreadable(run_id, what)} (in {self.url})") from None
+
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
@@ -351,21 +358,27 @@ class RedisBackend:
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
 
     def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
-        return RunRecord(
-            run_id=run_id,
-            workflow=_s(h.get(b"workflow")),
-            queue=_s(h.get(b"queue")),
-            fingerprint=_s(h.get(b"fingerprint")),
-            status=RunStatus(_s(h.get(b"status"))),
-            input=h.get(b"input", b""),
-            created_at=_f(h.get(b"created_at")) or 0.0,
-            updated_at=_f(h.get(b"updated_at")) or 0.0,
-            finished_at=_f(h.get(b"finished_at")),
-            deadline=_f(h.get(b"deadline")),
-            error=_s(h.get(b"error")) or None,
-            error_kind=_s(h.get(b"error_kind")) or None,
-            pending=int(_s(h.get(b"pending")) or 0),
-        )
+        """The run record in hash `h`; a record that cannot be read shows the run failed,
+        naming the field (the scripts fail it for good when a worker meets it)."""
+        try:
+            return RunRecord(
+                run_id=run_id,
+                workflow=_field(h, b"workflow", _s),
+                queue=_field(h, b"queue", _s),
+                fingerprint=_field(h, b"fingerprint", _s),
+                status=_field(h, b"status", lambda v: RunStatus(_s(v))),
+                input=h.get(b"input", b""),
+                created_at=_field(h, b"created_at", _f) or 0.0,
+                updated_at=_field(h, b"updated_at", _f) or 0.0,
+                finished_at=_field(h, b"finished_at", _f),
+                deadline=_field(h, b"deadline", _f),
+                error=_field(h, b"error", _s) or None,
+                error_kind=_field(h, b"error_kind", _s) or None,
+                pending=_field(h, b"pending", lambda v: int(_s(v) or 0)),
+            )
+        except _Unreadable as e:
+            workflow = h.get(b"workflow", b"?").decode(errors="replace")
+            return unreadable_record(run_id, e.what, workflow)
 
     _FIELDS = (
         b"workflow",
@@ -442,15 +455,19 @@ class RedisBackend:
         async with self._conn("outputs") as c:
             raws = await c.lrange(self._k("run", _rid(run_id), "outputs"), 0, -1)
         outs = []
-        for raw in raws:
-            pos, node, value = json.loads(raw)
-            outs.append(Output(tuple(pos), node, value.encode()))
+        for n, raw in enumerate(raws):
+            with self._reading(run_id, f"outputs[{n}]"):
+                pos, node, value = json.loads(raw)
+                outs.append(Output(tuple(int(p) for p in pos), str(node), value.encode()))
         return sorted(outs, key=lambda o: o.position)
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
             data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
-        return None if data is None else RunContext(data, int(_s(version) or 0))
+        if data is None:
+            return None
+        with self._reading(run_id, "version"):
+            return RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -460,9 +477,10 @@ class RedisBackend:
         async with self._conn("errors") as c:
             raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
         out = []
-        for raw in raws:
-            node, item, attempt, kind, msg, at = json.loads(raw)
-            out.append(ErrorRecord(node, item, int(attempt), kind, msg, float(at)))
+        for n, raw in enumerate(raws):
+            with self._reading(run_id, f"errors[{n}]"):
+                node, item, attempt, kind, msg, at = json.loads(raw)
+                out.append(ErrorRecord(node, item, int(attempt), kind, msg, float(at)))
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
@@ -474,20 +492,21 @@ class RedisBackend:
             raw = await c.hgetall(self._k("run", rid, "metrics"))
         leased, queued = await self._script("COUNTS", [rid])
         per: dict[str, dict[str, float]] = {}
-        for k, v in raw.items():
-            node, _, field = _s(k).rpartition("|")
-            per.setdefault(node, {})[field] = float(_s(v))
-        return RunMetrics(
-            done=int(_s(values[0]) or 0),
-            failed=int(_s(values[1]) or 0),
-            retried=int(_s(values[2]) or 0),
-            in_flight=int(leased),
-            queued=int(queued),
-            per_node={
-                n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
-                for n, m in per.items()
-            },
-        )
+        with self._reading(run_id, "metrics"):
+            for k, v in raw.items():
+                node, _, field = _s(k).rpartition("|")
+                per.setdefault(node, {})[field] = float(_s(v))
+            return RunMetrics(
+                done=int(_s(values[0]) or 0),
+                failed=int(_s(values[1]) or 0),
+                retried=int(_s(values[2]) or 0),
+                in_flight=int(leased),
+                queued=int(queued),
+                per_node={
+                    n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
+                    for n, m in per.items()
+                },
+            )
 
     # -- work ---------------------------------------------------------------------------
     async def lease(
@@ -612,7 +631,12 @@ class RedisBackend:
         async with self._conn("workers") as c:
             raw = await c.hgetall(self._k("workers"))
         now = time.time()
-        out = [WorkerInfo(*json.loads(v)) for v in raw.values()]
+        out = []
+        for v in raw.values():
+            try:
+                out.append(WorkerInfo(*json.loads(v)))
+            except (ValueError, TypeError):  # unreadable: the reaper drops it
+                continue
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )

@@ -48,6 +48,21 @@ local t = redis.call('TIME')
 local NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local SEP = '\31'
 
+local function is_int(v)
+  local n = tonumber(v)
+  return n ~= nil and n == math.floor(n)
+end
+
+-- the first of `fields` of hash `key` whose value is set but not a number (nil if none)
+local function bad_number(key, fields, integral)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for j, f in ipairs(fields) do
+    local v = values[j]
+    if v and v ~= '' and (tonumber(v) == nil or (integral and not is_int(v))) then return f end
+  end
+  return nil
+end
+
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
@@ -92,6 +107,14 @@ local function trim_index()
     redis.call('ZREM', P .. ':runs', unpack(gone))
     redis.call('ZREM', P .. ':expiring', unpack(gone))
   end
+end
+
+-- fail a run whose stored `what` cannot be read (before anything else is written); the
+-- message is floxide.backends._redis.unreadable
+local function fail_unreadable(run_id, what)
+  local msg = 'stored data of run ' .. run_id .. ' cannot be read: ' .. what
+  finish(run_id, 'failed', msg, 'backend')
+  return msg
 end
 
 local function enqueue(run_id, queue, id, node, payload, attempt, delay)
@@ -172,8 +195,16 @@ local function take(queue, worker, limit, lease, out)
     local ik = P .. ':item:' .. run_id .. ':' .. item_id
     local r = redis.call('HMGET', rk, 'status', 'deadline')
     local status = r[1]
-    if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
-      if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
+    local state = redis.call('HGET', ik, 'state')
+    if status and is_live(status) and state and state ~= 'queued' and state ~= 'leased'
+        and state ~= 'parked' then
+      fail_unreadable(run_id, 'state of item ' .. item_id)
+    elseif status and is_live(status) and state == 'queued' then
+      local bad = bad_number(rk, {'deadline', 'version', 'pending'}, false)
+        or bad_number(ik, {'attempt'}, true)
+      if bad then
+        fail_unreadable(run_id, bad)
+      elseif r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
         local f = redis.call('HMGET', ik, 'node', 'attempt')
         -- the message is floxide._step.DEADLINE_PASSED
         add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
@@ -262,8 +293,26 @@ local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
 local rk, ik, bad = check_lease(run_id, item_id, token)
 if bad then return bad end
 local mode = ARGV[6]
-if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'conflict' end
 local node, duration = ARGV[9], tonumber(ARGV[10])
+-- everything this commit reads is checked before it writes anything
+local bad = bad_number(rk, {'version', 'pending', 'done', 'failed'}, true)
+  or bad_number(ik, {'attempt'}, true)
+  or bad_number(rk .. ':metrics', {node .. '|count', node .. '|total', node .. '|max'}, false)
+if not bad then
+  local n_check = tonumber(ARGV[15])
+  for j = 16, 15 + n_check do
+    local sid = ARGV[j]
+    local c = redis.call('HGET', rk .. ':scopes', sid)
+    if c and not is_int(c) then bad = 'join scope ' .. sid; break end
+    local f = redis.call('HGET', rk .. ':fired', sid)
+    if f and not pcall(cjson.decode, f) then bad = 'join items of scope ' .. sid; break end
+  end
+end
+if bad then
+  fail_unreadable(run_id, bad)
+  return 'inactive'
+end
+if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'conflict' end
 local attempt = redis.call('HGET', ik, 'attempt')
 local queue = redis.call('HGET', rk, 'queue')
 redis.call('DEL', ik)
@@ -350,6 +399,11 @@ RETRY = (
 local run_id, item_id, token, delay = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local rk, ik, bad = check_lease(run_id, item_id, token)
 if bad then return bad end
+local bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
+if bad then
+  fail_unreadable(run_id, bad)
+  return 'inactive'
+end
 local f = redis.call('HMGET', ik, 'node', 'attempt', 'queue')
 add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8])
 redis.call('HINCRBY', rk, 'retried', 1)
@@ -399,7 +453,13 @@ for _, m in ipairs(expired) do
   local ik = P .. ':item:' .. run_id .. ':' .. item_id
   local status = redis.call('HGET', rk, 'status')
   local f = redis.call('HMGET', ik, 'state', 'node', 'attempt', 'worker', 'queue')
+  local bad = nil
   if status and is_live(status) and f[1] == 'leased' then
+    bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
+  end
+  if bad then
+    fail_unreadable(run_id, bad)
+  elseif status and is_live(status) and f[1] == 'leased' then
     local msg = 'lease expired: worker ' .. (f[4] or '?') .. ' did not finish in time'
     add_error(rk, f[2], item_id, f[3], 'lease', msg)
     redis.call('HINCRBY', rk, 'retried', 1)
@@ -414,8 +474,10 @@ local wk = P .. ':workers'
 local limit = NOW - tonumber(ARGV[3])
 local all = redis.call('HGETALL', wk)
 for j = 1, #all, 2 do
-  local info = cjson.decode(all[j + 1])
-  if info[6] < limit then redis.call('HDEL', wk, all[j]) end
+  local ok, info = pcall(cjson.decode, all[j + 1])
+  if not ok or type(info) ~= 'table' or type(info[6]) ~= 'number' or info[6] < limit then
+    redis.call('HDEL', wk, all[j])  -- gone, or unreadable
+  end
 end
 return count
 """

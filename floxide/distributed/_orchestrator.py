@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 import trio
 
 from floxide._errors import (
+    BackendError,
     BackendUnreachableError,
     FloxideError,
     NodeError,
@@ -31,6 +32,7 @@ from floxide._step import (
 )
 from floxide._workflow import Workflow
 from floxide.backends._base import (
+    UNREADABLE_KIND,
     Backend,
     ErrorRecord,
     NewItem,
@@ -57,6 +59,8 @@ def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
     """The exception a failed or cancelled run raises to whoever waits for it."""
     if rec.status is RunStatus.CANCELLED:
         return RunCancelled(f"run {rec.run_id} of workflow {rec.workflow!r} was cancelled")
+    if rec.error_kind == UNREADABLE_KIND:
+        return BackendError(f"run {rec.run_id} of workflow {rec.workflow!r} failed: {rec.error}")
     if rec.error_kind == "timeout":
         return RunTimeoutError(timeout_message(rec.workflow, rec.run_id))
     last = next((e for e in reversed(errors) if e.message == rec.error), None)
