@@ -57,7 +57,7 @@ def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> 
         table, columns = pick(
             [
                 ("runs", ["status", "deadline", "version", "pending", "created_at", "context"]),
-                ("items", ["attempt", "payload", "state", "node", "due", "token"]),
+                ("items", ["attempt", "payload", "node", "token"]),
                 ("scopes", ["open", "fired"]),
                 ("outputs", ["position", "value"]),
                 ("node_metrics", ["count", "total", "max"]),
@@ -72,7 +72,7 @@ def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> 
         db.close()
 
 
-@pytest.mark.parametrize("kind", ["redis"])
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
 @settings(
     max_examples=12,
     deadline=None,
