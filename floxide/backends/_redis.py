@@ -41,7 +41,7 @@ import trio
 from coredis.commands.script import Script
 from coredis.connection import BaseConnection
 
-from floxide._errors import BackendError, BackendUnreachableError
+from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
 from floxide.backends import _redis_lua as lua
 from floxide.backends._base import (
     CommitPlan,
@@ -121,20 +121,12 @@ class _Session:
             self.conn = None
 
 
-class _Unreadable(Exception):
-    """A stored value that cannot be read (`what` names it)."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
 def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
-    """Field `name` of hash `h`, read by `parse`; `_Unreadable` naming it if it cannot be."""
+    """Field `name` of hash `h`, read by `parse`; `UnreadableDataError` if it cannot be."""
     try:
         return parse(h.get(name))
     except (ValueError, UnicodeDecodeError):
-        raise _Unreadable(name.decode()) from None
+        raise UnreadableDataError(name.decode()) from None
 
 
 def _s(v: bytes | str | None) -> str:
@@ -266,7 +258,7 @@ class RedisBackend:
             raise self._error(what, e) from e
 
     def _error(self, what: str, e: BaseException) -> BackendError:
-        if isinstance(e, _LOST | OSError):
+        if isinstance(e, (*_LOST, OSError)):
             return BackendUnreachableError(self._describe(what, e))
         return BackendError(self._describe(what, e))
 
@@ -281,7 +273,7 @@ class RedisBackend:
             return f"Redis at {self.url} refused the user or password ({what})"
         if isinstance(e, errors.AuthorizationError):
             return f"Redis at {self.url} does not allow this user to {what}: {e}"
-        if isinstance(e, _LOST | OSError):
+        if isinstance(e, (*_LOST, OSError)):
             tls = _tls_cause(e)
             why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
             return f"Redis at {self.url} is unreachable ({what}): {why}"
@@ -331,7 +323,7 @@ class RedisBackend:
         try:
             yield
         except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
-            raise BackendError(f"{unreadable(run_id, what)} (in {self.url})") from None
+            raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -376,7 +368,7 @@ class RedisBackend:
                 error_kind=_field(h, b"error_kind", _s) or None,
                 pending=_field(h, b"pending", lambda v: int(_s(v) or 0)),
             )
-        except _Unreadable as e:
+        except UnreadableDataError as e:
             workflow = h.get(b"workflow", b"?").decode(errors="replace")
             return unreadable_record(run_id, e.what, workflow)
 

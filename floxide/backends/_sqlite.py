@@ -35,7 +35,7 @@ from pathlib import Path
 
 import trio
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, UnreadableDataError
 from floxide._sqlite import OPENING, SqliteFile
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
@@ -168,7 +168,7 @@ class SqliteBackend:
         try:
             yield
         except (ValueError, TypeError, UnicodeDecodeError):
-            raise BackendError(f"{unreadable(run_id, what)} (in {self.url})") from None
+            raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(conn: sqlite3.Connection) -> RunRecord | None:

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, UnreadableDataError
 from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus, unreadable_record
 
 __all__ = [
@@ -96,22 +96,16 @@ def run_record(row: sqlite3.Row) -> RunRecord:
             error_kind=row["error_kind"] if isinstance(row["error_kind"], str | None) else None,
             pending=int(_number(row, "pending")),
         )
-    except _Unreadable as e:
+    except UnreadableDataError as e:
         return unreadable_record(run_id, e.what, str(row["workflow"]))
     except (ValueError, TypeError):
         return unreadable_record(run_id, "status", str(row["workflow"]))
 
 
-class _Unreadable(Exception):
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
 def _text(row: sqlite3.Row, col: str) -> str:
     v = row[col]
     if not isinstance(v, str):
-        raise _Unreadable(col)
+        raise UnreadableDataError(col)
     return v
 
 
@@ -119,7 +113,7 @@ def _number(row: sqlite3.Row, col: str, *, optional: bool = False) -> Any:
     v = row[col]
     if (v is None and optional) or (isinstance(v, int | float) and not isinstance(v, bool)):
         return v
-    raise _Unreadable(col)
+    raise UnreadableDataError(col)
 
 
 def unreadable_column(
