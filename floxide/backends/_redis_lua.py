@@ -53,12 +53,20 @@ local function is_int(v)
   return n ~= nil and n == math.floor(n)
 end
 
+-- whether a stored value is absent or a number (an integer if `integral`; '' if `optional`)
+local function num_ok(v, integral, optional)
+  if not v then return true end
+  if v == '' then return optional == true end
+  local n = tonumber(v)
+  return n ~= nil and (not integral or n == math.floor(n))
+end
+
 -- the first of `fields` of hash `key` whose value is set but not a number (nil if none)
 local function bad_number(key, fields, integral)
   local values = redis.call('HMGET', key, unpack(fields))
   for j, f in ipairs(fields) do
     local v = values[j]
-    if v and v ~= '' and (tonumber(v) == nil or (integral and not is_int(v))) then return f end
+    if v and (tonumber(v) == nil or (integral and not is_int(v))) then return f end
   end
   return nil
 end
@@ -131,15 +139,15 @@ local function enqueue(run_id, queue, id, node, payload, attempt, delay)
   return 1
 end
 
--- returns (rk, ik, code): code is nil when the lease is still held and the run live
+-- returns (rk, ik, code, attempt): code is nil when the lease is still held and the run live
 local function check_lease(run_id, item_id, token)
   local rk = P .. ':run:' .. run_id
   local status = redis.call('HGET', rk, 'status')
   if not status or not is_live(status) then return rk, nil, 'inactive' end
   local ik = P .. ':item:' .. run_id .. ':' .. item_id
-  local f = redis.call('HMGET', ik, 'state', 'token')
+  local f = redis.call('HMGET', ik, 'state', 'token', 'attempt')
   if f[1] ~= 'leased' or f[2] ~= token then return rk, ik, 'lost' end
-  return rk, ik, nil
+  return rk, ik, nil, f[3]
 end
 """
 
@@ -193,21 +201,25 @@ local function take(queue, worker, limit, lease, out)
     local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
     local rk = P .. ':run:' .. run_id
     local ik = P .. ':item:' .. run_id .. ':' .. item_id
-    local r = redis.call('HMGET', rk, 'status', 'deadline')
-    local status = r[1]
-    local state = redis.call('HGET', ik, 'state')
+    -- one read of the run and one of the item, checked before anything is written
+    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context')
+    local f = redis.call('HMGET', ik, 'state', 'node', 'payload', 'attempt', 'last_error',
+                         'expired')
+    local status, state = r[1], f[1]
     if status and is_live(status) and state and state ~= 'queued' and state ~= 'leased'
         and state ~= 'parked' then
       fail_unreadable(run_id, 'state of item ' .. item_id)
     elseif status and is_live(status) and state == 'queued' then
-      local bad = bad_number(rk, {'deadline', 'version', 'pending'}, false)
-        or bad_number(ik, {'attempt'}, true)
+      local bad = nil
+      if not num_ok(r[2], false, true) then bad = 'deadline'
+      elseif not num_ok(r[3], true) then bad = 'version'
+      elseif not num_ok(r[4], true) then bad = 'pending'
+      elseif not num_ok(f[4], true) then bad = 'attempt' end
       if bad then
         fail_unreadable(run_id, bad)
       elseif r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
-        local f = redis.call('HMGET', ik, 'node', 'attempt')
         -- the message is floxide._step.DEADLINE_PASSED
-        add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
+        add_error(rk, f[2], item_id, f[4], 'timeout', 'run deadline passed')
         finish(run_id, 'failed', 'run deadline passed', 'timeout')
       elseif status == 'paused' then
         redis.call('HSET', ik, 'state', 'parked')
@@ -222,11 +234,9 @@ local function take(queue, worker, limit, lease, out)
         redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
                    'deadline', tostring(deadline))
         redis.call('ZADD', P .. ':leases', deadline, m)
-        local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
-        local c = redis.call('HMGET', rk, 'context', 'version')
-        for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
-                            tostring(deadline), f[4] or '', f[5] or '0', worker,
-                            c[1], c[2], r[2] or ''}) do
+        for _, v in ipairs({run_id, item_id, f[2], f[3], f[4], tostring(token),
+                            tostring(deadline), f[5] or '', f[6] or '0', worker,
+                            r[5], r[3], r[2] or ''}) do
           table.insert(out, v)
         end
         got = got + 1
@@ -290,31 +300,41 @@ COMMIT = (
     + TAKE
     + r"""
 local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
-local rk, ik, bad = check_lease(run_id, item_id, token)
-if bad then return bad end
+local rk, ik, lost, attempt = check_lease(run_id, item_id, token)
+if lost then return lost end
 local mode = ARGV[6]
 local node, duration = ARGV[9], tonumber(ARGV[10])
 -- everything this commit reads is checked before it writes anything
-local bad = bad_number(rk, {'version', 'pending', 'done', 'failed'}, true)
-  or bad_number(ik, {'attempt'}, true)
-  or bad_number(rk .. ':metrics', {node .. '|count', node .. '|total', node .. '|max'}, false)
-if not bad then
-  local n_check = tonumber(ARGV[15])
-  for j = 16, 15 + n_check do
-    local sid = ARGV[j]
-    local c = redis.call('HGET', rk .. ':scopes', sid)
-    if c and not is_int(c) then bad = 'join scope ' .. sid; break end
-    local f = redis.call('HGET', rk .. ':fired', sid)
-    if f and not pcall(cjson.decode, f) then bad = 'join items of scope ' .. sid; break end
+local mk = rk .. ':metrics'
+local r = redis.call('HMGET', rk, 'version', 'pending', 'done', 'failed', 'queue')
+local mf = redis.call('HMGET', mk, node .. '|count', node .. '|total', node .. '|max')
+local bad = nil
+if not num_ok(attempt, true) then bad = 'attempt' end
+for j, name in ipairs({'version', 'pending', 'done', 'failed'}) do
+  if not bad and not num_ok(r[j], true) then bad = name end
+end
+for j, name in ipairs({'count', 'total', 'max'}) do
+  if not bad and not num_ok(mf[j], j == 1) then bad = 'metrics ' .. node .. '|' .. name end
+end
+local n_check = tonumber(ARGV[15])
+if not bad and n_check > 0 then
+  local sids = {}
+  for j = 1, n_check do sids[j] = ARGV[15 + j] end
+  local counts = redis.call('HMGET', rk .. ':scopes', unpack(sids))
+  local fired_at = redis.call('HMGET', rk .. ':fired', unpack(sids))
+  for j, sid in ipairs(sids) do
+    if counts[j] and not is_int(counts[j]) then bad = 'join scope ' .. sid; break end
+    if fired_at[j] and not pcall(cjson.decode, fired_at[j]) then
+      bad = 'join items of scope ' .. sid; break
+    end
   end
 end
 if bad then
   fail_unreadable(run_id, bad)
   return 'inactive'
 end
-if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'conflict' end
-local attempt = redis.call('HGET', ik, 'attempt')
-local queue = redis.call('HGET', rk, 'queue')
+if mode == '1' and r[1] ~= ARGV[8] then return 'conflict' end
+local queue = r[5]
 redis.call('DEL', ik)
 redis.call('SREM', rk .. ':live', item_id)
 redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
@@ -344,10 +364,9 @@ for _ = 1, n do
 end
 local fkind, fmsg = ARGV[k], ARGV[k + 1]
 local take_n, take_lease, worker = tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]), ARGV[k + 4]
-local mk = rk .. ':metrics'
 redis.call('HINCRBY', mk, node .. '|count', 1)
 redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
-local mx = tonumber(redis.call('HGET', mk, node .. '|max') or '0')
+local mx = tonumber(mf[3] or '0') or 0
 if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
 local ready = 0
 if fmsg ~= '' then
