@@ -14,7 +14,9 @@ FloxideError                      root: catch it to handle anything the library 
 │   └── RunTimeoutError           ... because it outlived its timeout
 ├── CheckpointError               a checkpoint is missing, corrupt, foreign or incompatible
 ├── BackendError                  a distributed backend failed
-│   └── PayloadError              a stored value does not decode as its declared type
+│   ├── PayloadError              a stored value does not decode as its declared type
+│   ├── BackendUnreachableError   the backend's server cannot be reached now (retry later)
+│   └── UnreadableDataError       stored data of a run cannot be read (corrupt, foreign)
 ├── LeaseExpiredError             a work item's lease expired once too often
 ├── RemoteError                   a worker's failure, known by its description only
 ├── UnknownRunError               no such run in the backend (also a KeyError)
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BackendError",
+    "BackendUnreachableError",
     "BatchItemError",
     "CheckpointError",
     "CliError",
@@ -49,6 +52,7 @@ __all__ = [
     "RunTimeoutError",
     "StrayJoinError",
     "UnknownRunError",
+    "UnreadableDataError",
     "WorkflowDefinitionError",
 ]
 
@@ -179,6 +183,20 @@ class BackendError(FloxideError):
 
 class PayloadError(BackendError):
     """A stored value cannot be read back as its declared type (a foreign or changed payload)."""
+
+
+class UnreadableDataError(BackendError):
+    """Stored data of a run cannot be read back (corrupted by hand, by a foreign writer, by
+    a bad disk); `what` names it. Backends fail that run alone."""
+
+    def __init__(self, what: str, message: str | None = None) -> None:
+        super().__init__(message or what)
+        self.what = what
+
+
+class BackendUnreachableError(BackendError):
+    """The backend's server cannot be reached now (restarting, a network blip): waiting
+    callers retry with backoff; the URL is named, credentials masked."""
 
 
 # --------------------------------------------------------------------------- distributed

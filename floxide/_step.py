@@ -30,6 +30,8 @@ is a labelled port of it). The rules, in the order a step meets them:
    messages `timeout_message` / `DEADLINE_PASSED`); an in-process run is cancelled.
 7. **Context.** A step's context change is committed with the step when its encoding
    differs from the stored one and it does not decode equal (`context_changed`).
+8. **Run ids.** Any non-empty string of at most `MAX_RUN_ID` characters that is valid
+   Unicode names a run (`check_run_id`); backends keep every such id's state apart.
 """
 
 from __future__ import annotations
@@ -527,3 +529,25 @@ def context_changed(mine: bytes | str, stored: bytes | str, same: Callable[[], b
 def never_same() -> bool:
     """`same` for appliers that compare encodings only."""
     return False
+
+
+# ---------------------------------------------------------------------------- run ids
+MAX_RUN_ID: Final = 256
+"""The longest run id accepted (characters)."""
+
+
+def check_run_id(run_id: object) -> str:
+    """`run_id` if it can name a run (a non-empty `str` of at most `MAX_RUN_ID` characters,
+    valid Unicode: no lone surrogates); otherwise `ValueError` saying why."""
+    if not isinstance(run_id, str):
+        raise ValueError(f"a run id must be a string, got {type(run_id).__name__}")
+    if not run_id:
+        raise ValueError("a run id must not be empty")
+    if len(run_id) > MAX_RUN_ID:
+        raise ValueError(f"a run id has at most {MAX_RUN_ID} characters, got {len(run_id)}")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"a run id must be valid Unicode (no lone surrogates): {run_id!a}"
+        raise ValueError(msg) from None
+    return run_id

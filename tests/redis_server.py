@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,18 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process (optionally with AOF persistence) that can be restarted."""
 
-    def __init__(self, exe: str, workdir: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        exe: str,
+        workdir: Path,
+        *,
+        appendonly: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.exe = exe
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +67,7 @@ class RedisServer:
             "always",
             "--daemonize",
             "no",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -65,7 +75,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from floxide import _params, serde
 from floxide._cli._common import add_backend, exact, json_arg, load_workflow, opened
 from floxide._errors import CliError
+from floxide._step import check_run_id
 from floxide.distributed import Orchestrator
 
 __all__ = ["add"]
@@ -53,6 +54,11 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                 f"without arguments ({e})",
                 2,
             ) from e
+    if args.run_id is not None:
+        try:
+            check_run_id(args.run_id)  # before the backend (and its file) is opened
+        except ValueError as e:
+            raise CliError(f"--run-id: {e}", 2) from None
     async with opened(args.backend, read_only=False) as backend:
         try:
             run_id = await Orchestrator(wf, backend).start_run(

@@ -14,7 +14,7 @@ backend keeps the contract.
 from __future__ import annotations
 
 import floxide.backends._openers  # noqa: F401  (registers the built-in schemes)
-from floxide._errors import PayloadError
+from floxide._errors import BackendUnreachableError, PayloadError, UnreadableDataError
 from floxide._public import publish
 from floxide.backends._base import (
     Backend,
@@ -41,6 +41,7 @@ from floxide.backends._sqlite import SqliteBackend
 
 __all__ = [
     "Backend",
+    "BackendUnreachableError",
     "CommitPlan",
     "CommitResult",
     "ContextUpdate",
@@ -58,6 +59,7 @@ __all__ = [
     "RunStatus",
     "ScopeOpen",
     "SqliteBackend",
+    "UnreadableDataError",
     "WorkerInfo",
     "count_scopes",
     "open_backend",

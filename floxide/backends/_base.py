@@ -20,6 +20,7 @@ import attrs
 from floxide import _step
 
 __all__ = [
+    "UNREADABLE_KIND",
     "Backend",
     "CommitPlan",
     "CommitResult",
@@ -38,6 +39,8 @@ __all__ = [
     "ScopeTable",
     "WorkerInfo",
     "count_scopes",
+    "unreadable",
+    "unreadable_record",
 ]
 
 
@@ -123,7 +126,8 @@ class RunRecord:
     deadline: float | None = None
     error: str | None = None
     error_kind: str | None = None
-    """"node", "timeout", "cancelled" or "lease" when the run failed or was cancelled."""
+    """"node", "timeout", "cancelled", "lease" or "backend" (its stored data cannot be read:
+    `unreadable`) when the run failed or was cancelled."""
     pending: int = 0
     """Work items not yet done (queued, delayed or leased)."""
 
@@ -260,6 +264,35 @@ def count_scopes(plan: CommitPlan, table: ScopeTable) -> list[NewItem]:
         scope = plan.open_scope
         table.open(scope.scope_id, scope.open, scope.fired)
     return _step.count_scopes(table, plan.scopes, len(plan.items))
+
+
+UNREADABLE_KIND = "backend"
+"""The `error_kind` of a run failed because its stored data cannot be read."""
+
+
+def unreadable(run_id: str, what: str) -> str:
+    """Why a run whose stored `what` (a field, an entry) cannot be read failed; the Lua
+    scripts of the Redis backend write the same words."""
+    return f"stored data of run {run_id} cannot be read: {what}"
+
+
+def unreadable_record(run_id: str, what: str, workflow: str = "?") -> RunRecord:
+    """The record shown for a run whose stored record cannot be read: failed, saying why."""
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        queue="",
+        fingerprint="",
+        status=RunStatus.FAILED,
+        input=b"",
+        created_at=0.0,
+        updated_at=0.0,
+        finished_at=0.0,
+        deadline=None,
+        error=unreadable(run_id, what),
+        error_kind=UNREADABLE_KIND,
+        pending=0,
+    )
 
 
 @attrs.frozen

@@ -2,8 +2,9 @@
 with the scheme registry when `floxide.backends` is imported.
 
 Query options: `ttl` (seconds a finished run is kept) for every scheme; `busy_timeout`
-(seconds) for SQLite; `prefix` (key namespace) for Redis. Redis is imported only when a
-`redis://` URL is opened, so the `redis` extra stays optional.
+(seconds) for SQLite; `prefix` (key namespace) and, for `rediss://`, the TLS options for
+Redis (`_redis_url`). Redis is imported only when a Redis URL is opened, so the `redis`
+extra stays optional.
 """
 
 from __future__ import annotations
@@ -71,3 +72,4 @@ def open_redis(url: str) -> Backend:
 register_backend("memory", open_memory, example="memory://")
 register_backend("sqlite", open_sqlite, example="sqlite:///PATH")
 register_backend("redis", open_redis, example="redis://HOST:PORT/DB")
+register_backend("rediss", open_redis, example="rediss://HOST:PORT/DB")

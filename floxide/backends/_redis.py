@@ -27,21 +27,21 @@ from __future__ import annotations
 import contextvars
 import json
 import math
-import re
 import socket
+import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
 from coredis.commands.script import Script
 from coredis.connection import BaseConnection
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
 from floxide.backends import _redis_lua as lua
 from floxide.backends._base import (
     CommitPlan,
@@ -56,13 +56,27 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    unreadable,
+    unreadable_record,
 )
+from floxide.backends._redis_keys import rid as _rid
+from floxide.backends._redis_keys import unrid as _unrid
+from floxide.backends._redis_url import TlsOptions, parse_redis_url
 from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
-_SEP = "\x1f"
-_REDIS_ERRORS = (coredis.exceptions.RedisError, ConnectionError, socket.gaierror)
+T = TypeVar("T")
+_LOST = (
+    coredis.exceptions.ConnectionError,
+    ConnectionError,
+    socket.gaierror,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
+"""A connection lost or refused (coredis' streams closed under it included)."""
+_REDIS_ERRORS = (coredis.exceptions.RedisError, *_LOST)
 """What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
 _Client = coredis.Redis[bytes]
 _SCRIPT_ATTEMPTS = 3
@@ -95,30 +109,24 @@ class _Session:
                 conn = self.conn = await pool.get_connection()
             return conn
 
+    def drop(self, conn: BaseConnection) -> None:
+        """Forget `conn` (lost): the next script gets a fresh connection."""
+        if self.conn is conn:
+            self.client.connection_pool.release(conn)
+            self.conn = None
+
     def close(self) -> None:
         if self.conn is not None:
             self.client.connection_pool.release(self.conn)
             self.conn = None
 
 
-_ESCAPES = {"%": "%25", ":": "%3A", _SEP: "%1F"}
-_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
-_ESCAPED = re.compile("|".join(map(re.escape, _ESCAPES)))
-_UNESCAPED = re.compile("|".join(_UNESCAPES))
-
-
-def _rid(run_id: str) -> str:
-    """A run id as keys and queue members hold it: `%`, `:` and the member separator
-    escaped, so that no run's keys (`P:run:R:done`, ...) or members (`R\x1fI`) can be
-    another run's (run ids "a" and "a:done", "a\x1fb"). Most ids are left as they are."""
-    if "%" in run_id or ":" in run_id or _SEP in run_id:
-        return _ESCAPED.sub(lambda m: _ESCAPES[m.group()], run_id)
-    return run_id
-
-
-def _unrid(stored: str) -> str:
-    """The run id `_rid` escaped."""
-    return _UNESCAPED.sub(lambda m: _UNESCAPES[m.group()], stored) if "%" in stored else stored
+def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
+    """Field `name` of hash `h`, read by `parse`; `UnreadableDataError` if it cannot be."""
+    try:
+        return parse(h.get(name))
+    except (ValueError, UnicodeDecodeError):
+        raise UnreadableDataError(name.decode()) from None
 
 
 def _s(v: bytes | str | None) -> str:
@@ -148,11 +156,14 @@ class RedisBackend:
         ttl: float = 7 * 86400,
         worker_ttl: float = 30.0,
         connect_timeout: float = 5.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.db = db
-        self.url = url or f"redis://{host}:{port}/{db}"
+        scheme = "redis" if tls is None else "rediss"
+        self.url = masked_url(url or f"{scheme}://{host}:{port}/{db}")
+        self._ssl = None if tls is None else tls.context()
         self._password = password
         self._username = username
         self.prefix = prefix
@@ -181,25 +192,22 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float = 7 * 86400) -> RedisBackend:
-        parts = urlsplit(url)
-        params = parse_qs(parts.query)
-        db_text = parts.path.strip("/") or "0"
-        try:
-            db = int(db_text)
-            port = parts.port or 6379
-        except ValueError:
-            raise BackendError(f"backend URL {url!r}: expected redis://HOST:PORT/DB") from None
-        prefix = params.get("prefix", ["floxide"])[-1]
+        """A backend for a `redis://` or `rediss://` URL (see `_redis_url`)."""
+        target = parse_redis_url(url)
         return cls(
-            parts.hostname or "127.0.0.1",
-            port,
-            db,
-            url=masked_url(url.split("?", 1)[0]),  # shown in errors and logs: no password
-            password=parts.password,
-            username=parts.username,
-            prefix=prefix,
+            target.host,
+            target.port,
+            target.db,
+            url=target.url,  # shown in errors and logs: no password
+            password=target.password,
+            username=target.username,
+            prefix=target.prefix,
             ttl=ttl,
+            tls=target.tls,
         )
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({self.url!r}, prefix={self.prefix!r})"
 
     # -- connections --------------------------------------------------------------------
     def _new_client(self) -> _Client:
@@ -211,6 +219,7 @@ class RedisBackend:
             password=self._password,
             connect_timeout=self.connect_timeout,
             decode_responses=False,
+            ssl_context=self._ssl,
         )
 
     @asynccontextmanager
@@ -236,21 +245,39 @@ class RedisBackend:
             yield
         except BaseExceptionGroup as group:
             leaves = _leaves(group)
+            cancelled = [e for e in leaves if isinstance(e, trio.Cancelled)]
+            if cancelled:  # cancelled while coredis' tasks ran: only that gets through
+                raise cancelled[0] from None
             redis_errs = [e for e in leaves if isinstance(e, _REDIS_ERRORS)]
             if redis_errs and len(redis_errs) == len(leaves):
-                raise BackendError(self._describe(what, redis_errs[0])) from group
+                raise self._error(what, redis_errs[0]) from group
             if len(leaves) == 1:
                 raise leaves[0] from leaves[0].__cause__
             raise
         except _REDIS_ERRORS as e:
+            await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
             raise self._error(what, e) from e
 
     def _error(self, what: str, e: BaseException) -> BackendError:
+        if isinstance(e, (*_LOST, OSError)):
+            return BackendUnreachableError(self._describe(what, e))
         return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
-        if isinstance(e, coredis.exceptions.ConnectionError | OSError):
-            return f"Redis at {self.url} is unreachable ({what}): {type(e).__name__}: {e}"
+        errors = coredis.exceptions
+        if isinstance(e, errors.AuthenticationRequiredError):
+            return (
+                f"Redis at {self.url} needs a password ({what}): "
+                "give it in the URL, redis://USER:PASSWORD@HOST:PORT/DB"
+            )
+        if isinstance(e, errors.AuthenticationError):
+            return f"Redis at {self.url} refused the user or password ({what})"
+        if isinstance(e, errors.AuthorizationError):
+            return f"Redis at {self.url} does not allow this user to {what}: {e}"
+        if isinstance(e, (*_LOST, OSError)):
+            tls = _tls_cause(e)
+            why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
+            return f"Redis at {self.url} is unreachable ({what}): {why}"
         return f"Redis at {self.url} failed ({what}): {type(e).__name__}: {e}"
 
     @asynccontextmanager
@@ -272,6 +299,7 @@ class RedisBackend:
         script = self._scripts[name]
         argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
+            conn: BaseConnection | None = None
             try:
                 conn = await session.connection()
                 try:
@@ -279,13 +307,24 @@ class RedisBackend:
                 except coredis.exceptions.NoScriptError:  # a new or flushed server
                     await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
                     return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
-            except coredis.exceptions.ConnectionError as e:
+            except _LOST as e:
+                await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
+                if conn is not None:
+                    session.drop(conn)
                 if attempt == _SCRIPT_ATTEMPTS:
                     raise self._error(name.lower(), e) from e
                 await trio.sleep(0.01)
             except _REDIS_ERRORS as e:
                 raise self._error(name.lower(), e) from e
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _reading(self, run_id: str, what: str) -> Iterator[None]:
+        """Stored `what` of a run that cannot be read becomes one `BackendError` naming both."""
+        try:
+            yield
+        except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
+            raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -312,21 +351,27 @@ class RedisBackend:
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
 
     def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
-        return RunRecord(
-            run_id=run_id,
-            workflow=_s(h.get(b"workflow")),
-            queue=_s(h.get(b"queue")),
-            fingerprint=_s(h.get(b"fingerprint")),
-            status=RunStatus(_s(h.get(b"status"))),
-            input=h.get(b"input", b""),
-            created_at=_f(h.get(b"created_at")) or 0.0,
-            updated_at=_f(h.get(b"updated_at")) or 0.0,
-            finished_at=_f(h.get(b"finished_at")),
-            deadline=_f(h.get(b"deadline")),
-            error=_s(h.get(b"error")) or None,
-            error_kind=_s(h.get(b"error_kind")) or None,
-            pending=int(_s(h.get(b"pending")) or 0),
-        )
+        """The run record in hash `h`; a record that cannot be read shows the run failed,
+        naming the field (the scripts fail it for good when a worker meets it)."""
+        try:
+            return RunRecord(
+                run_id=run_id,
+                workflow=_field(h, b"workflow", _s),
+                queue=_field(h, b"queue", _s),
+                fingerprint=_field(h, b"fingerprint", _s),
+                status=_field(h, b"status", lambda v: RunStatus(_s(v))),
+                input=h.get(b"input", b""),
+                created_at=_field(h, b"created_at", _f) or 0.0,
+                updated_at=_field(h, b"updated_at", _f) or 0.0,
+                finished_at=_field(h, b"finished_at", _f),
+                deadline=_field(h, b"deadline", _f),
+                error=_field(h, b"error", _s) or None,
+                error_kind=_field(h, b"error_kind", _s) or None,
+                pending=_field(h, b"pending", lambda v: int(_s(v) or 0)),
+            )
+        except UnreadableDataError as e:
+            workflow = h.get(b"workflow", b"?").decode(errors="replace")
+            return unreadable_record(run_id, e.what, workflow)
 
     _FIELDS = (
         b"workflow",
@@ -420,15 +465,19 @@ class RedisBackend:
         async with self._conn("outputs") as c:
             raws = await c.lrange(self._k("run", _rid(run_id), "outputs"), 0, -1)
         outs = []
-        for raw in raws:
-            pos, node, value = json.loads(raw)
-            outs.append(Output(tuple(pos), node, value.encode()))
+        for n, raw in enumerate(raws):
+            with self._reading(run_id, f"outputs[{n}]"):
+                pos, node, value = json.loads(raw)
+                outs.append(Output(tuple(int(p) for p in pos), str(node), value.encode()))
         return sorted(outs, key=lambda o: o.position)
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
             data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
-        return None if data is None else RunContext(data, int(_s(version) or 0))
+        if data is None:
+            return None
+        with self._reading(run_id, "version"):
+            return RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -438,14 +487,15 @@ class RedisBackend:
         async with self._conn("errors") as c:
             raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
         out = []
-        for raw in raws:
-            node, item, attempt, kind, msg, at, *more = json.loads(raw)
-            tb, handled = [*more, "", 0][:2]
-            out.append(
-                ErrorRecord(
-                    node, item, int(attempt), kind, msg, float(at), tb or None, bool(handled)
+        for n, raw in enumerate(raws):
+            with self._reading(run_id, f"errors[{n}]"):
+                node, item, attempt, kind, msg, at, *more = json.loads(raw)
+                tb, handled = [*more, "", 0][:2]
+                out.append(
+                    ErrorRecord(
+                        node, item, int(attempt), kind, msg, float(at), tb or None, bool(handled)
+                    )
                 )
-            )
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
@@ -459,20 +509,21 @@ class RedisBackend:
         if _s(values[3]) != RunStatus.FAILED:  # a failed run's kept items wait for a retry
             leased, queued = await self._script("COUNTS", [rid])
         per: dict[str, dict[str, float]] = {}
-        for k, v in raw.items():
-            node, _, field = _s(k).rpartition("|")
-            per.setdefault(node, {})[field] = float(_s(v))
-        return RunMetrics(
-            done=int(_s(values[0]) or 0),
-            failed=int(_s(values[1]) or 0),
-            retried=int(_s(values[2]) or 0),
-            in_flight=int(leased),
-            queued=int(queued),
-            per_node={
-                n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
-                for n, m in per.items()
-            },
-        )
+        with self._reading(run_id, "metrics"):
+            for k, v in raw.items():
+                node, _, field = _s(k).rpartition("|")
+                per.setdefault(node, {})[field] = float(_s(v))
+            return RunMetrics(
+                done=int(_s(values[0]) or 0),
+                failed=int(_s(values[1]) or 0),
+                retried=int(_s(values[2]) or 0),
+                in_flight=int(leased),
+                queued=int(queued),
+                per_node={
+                    n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
+                    for n, m in per.items()
+                },
+            )
 
     # -- work ---------------------------------------------------------------------------
     async def lease(
@@ -602,7 +653,12 @@ class RedisBackend:
         async with self._conn("workers") as c:
             raw = await c.hgetall(self._k("workers"))
         now = time.time()
-        out = [WorkerInfo(*json.loads(v)) for v in raw.values()]
+        out = []
+        for v in raw.values():
+            try:
+                out.append(WorkerInfo(*json.loads(v)))
+            except (ValueError, TypeError):  # unreadable: the reaper drops it
+                continue
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )
@@ -640,6 +696,18 @@ def _leases(raw: list[Any]) -> list[Lease]:
         )
         for i in range(1, len(raw), 13)
     ]
+
+
+def _tls_cause(e: BaseException) -> str | None:
+    """What a TLS failure behind a connection error said, if one is behind it."""
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _leaves(e: BaseException) -> list[BaseException]:

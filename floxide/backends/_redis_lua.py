@@ -1,9 +1,10 @@
 """Lua scripts of the Redis backend: each operation that changes a run is one script.
 
 Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
-  P:token                 fencing-token counter
+  P:token                 fencing-token counter (expires TTL after the last lease)
   P:leases                ZSET M -> lease deadline (all queues; the reaper scans it)
   P:runs                  ZSET R -> created time (listing)
+  P:expiring              ZSET R -> time its keys expire (finished runs; trims P:runs)
   P:workers               HASH worker id -> JSON info
   P:q:Q:ready             LIST of M ready to lease
   P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
@@ -46,6 +47,29 @@ local TTL = tonumber(ARGV[2])  -- milliseconds
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local SEP = '\31'
+
+local function is_int(v)
+  local n = tonumber(v)
+  return n ~= nil and n == math.floor(n)
+end
+
+-- whether a stored value is absent or a number (an integer if `integral`; '' if `optional`)
+local function num_ok(v, integral, optional)
+  if not v then return true end
+  if v == '' then return optional == true end
+  local n = tonumber(v)
+  return n ~= nil and (not integral or n == math.floor(n))
+end
+
+-- the first of `fields` of hash `key` whose value is set but not a number (nil if none)
+local function bad_number(key, fields, integral)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for j, f in ipairs(fields) do
+    local v = values[j]
+    if v and (tonumber(v) == nil or (integral and not is_int(v))) then return f end
+  end
+  return nil
+end
 
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
@@ -102,6 +126,24 @@ local function finish(run_id, status, err, kind)
   for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
     redis.call('PEXPIRE', rk .. suffix, TTL)
   end
+  redis.call('ZADD', P .. ':expiring', NOW + TTL / 1000, run_id)
+end
+
+-- drop expired runs from the index of runs (a few per call: amortised)
+local function trim_index()
+  local gone = redis.call('ZRANGEBYSCORE', P .. ':expiring', '-inf', NOW, 'LIMIT', 0, 16)
+  if #gone > 0 then
+    redis.call('ZREM', P .. ':runs', unpack(gone))
+    redis.call('ZREM', P .. ':expiring', unpack(gone))
+  end
+end
+
+-- fail a run whose stored `what` cannot be read (before anything else is written); the
+-- message is floxide.backends._redis.unreadable
+local function fail_unreadable(run_id, what)
+  local msg = 'stored data of run ' .. run_id .. ' cannot be read: ' .. what
+  finish(run_id, 'failed', msg, 'backend')
+  return msg
 end
 
 local function enqueue(run_id, queue, id, node, payload, attempt, delay)
@@ -118,15 +160,15 @@ local function enqueue(run_id, queue, id, node, payload, attempt, delay)
   return 1
 end
 
--- returns (rk, ik, code): code is nil when the lease is still held and the run live
+-- returns (rk, ik, code, attempt): code is nil when the lease is still held and the run live
 local function check_lease(run_id, item_id, token)
   local rk = P .. ':run:' .. run_id
   local status = redis.call('HGET', rk, 'status')
   if not status or not is_live(status) then return rk, nil, 'inactive' end
   local ik = P .. ':item:' .. run_id .. ':' .. item_id
-  local f = redis.call('HMGET', ik, 'state', 'token')
+  local f = redis.call('HMGET', ik, 'state', 'token', 'attempt')
   if f[1] ~= 'leased' or f[2] ~= token then return rk, ik, 'lost' end
-  return rk, ik, nil
+  return rk, ik, nil, f[3]
 end
 """
 
@@ -145,7 +187,9 @@ redis.call('HSET', rk, 'workflow', ARGV[4], 'queue', queue, 'fingerprint', ARGV[
            'input', ARGV[7], 'context', ARGV[8], 'deadline', ARGV[9], 'status', status,
            'version', 0, 'created_at', tostring(NOW), 'updated_at', tostring(NOW),
            'pending', n, 'done', 0, 'failed', 0, 'retried', 0)
+trim_index()
 redis.call('ZADD', P .. ':runs', NOW, run_id)
+redis.call('ZREM', P .. ':expiring', run_id)
 local ready = 0
 for k = 0, n - 1 do
   local b = 11 + k * 5
@@ -178,13 +222,25 @@ local function take(queue, worker, limit, lease, out)
     local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
     local rk = P .. ':run:' .. run_id
     local ik = P .. ':item:' .. run_id .. ':' .. item_id
-    local r = redis.call('HMGET', rk, 'status', 'deadline')
-    local status = r[1]
-    if status and is_live(status) and redis.call('HGET', ik, 'state') == 'queued' then
-      if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
-        local f = redis.call('HMGET', ik, 'node', 'attempt')
+    -- one read of the run and one of the item, checked before anything is written
+    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context')
+    local f = redis.call('HMGET', ik, 'state', 'node', 'payload', 'attempt', 'last_error',
+                         'expired')
+    local status, state = r[1], f[1]
+    if status and is_live(status) and state and state ~= 'queued' and state ~= 'leased'
+        and state ~= 'parked' then
+      fail_unreadable(run_id, 'state of item ' .. item_id)
+    elseif status and is_live(status) and state == 'queued' then
+      local bad = nil
+      if not num_ok(r[2], false, true) then bad = 'deadline'
+      elseif not num_ok(r[3], true) then bad = 'version'
+      elseif not num_ok(r[4], true) then bad = 'pending'
+      elseif not num_ok(f[4], true) then bad = 'attempt' end
+      if bad then
+        fail_unreadable(run_id, bad)
+      elseif r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
         -- the message is floxide._step.DEADLINE_PASSED
-        add_error(rk, f[1], item_id, f[2], 'timeout', 'run deadline passed')
+        add_error(rk, f[2], item_id, f[4], 'timeout', 'run deadline passed')
         finish(run_id, 'failed', 'run deadline passed', 'timeout')
       elseif status == 'paused' then
         redis.call('HSET', ik, 'state', 'parked')
@@ -194,15 +250,14 @@ local function take(queue, worker, limit, lease, out)
           redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
         end
         local token = redis.call('INCR', P .. ':token')
+        redis.call('PEXPIRE', P .. ':token', TTL)
         local deadline = NOW + lease
         redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
                    'deadline', tostring(deadline))
         redis.call('ZADD', P .. ':leases', deadline, m)
-        local f = redis.call('HMGET', ik, 'node', 'payload', 'attempt', 'last_error', 'expired')
-        local c = redis.call('HMGET', rk, 'context', 'version')
-        for _, v in ipairs({run_id, item_id, f[1], f[2], f[3], tostring(token),
-                            tostring(deadline), f[4] or '', f[5] or '0', worker,
-                            c[1], c[2], r[2] or ''}) do
+        for _, v in ipairs({run_id, item_id, f[2], f[3], f[4], tostring(token),
+                            tostring(deadline), f[5] or '', f[6] or '0', worker,
+                            r[5], r[3], r[2] or ''}) do
           table.insert(out, v)
         end
         got = got + 1
@@ -266,13 +321,41 @@ COMMIT = (
     + TAKE
     + r"""
 local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
-local rk, ik, bad = check_lease(run_id, item_id, token)
-if bad then return bad end
+local rk, ik, lost, attempt = check_lease(run_id, item_id, token)
+if lost then return lost end
 local mode = ARGV[6]
-if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'conflict' end
 local node, duration = ARGV[9], tonumber(ARGV[10])
-local attempt = redis.call('HGET', ik, 'attempt')
-local queue = redis.call('HGET', rk, 'queue')
+-- everything this commit reads is checked before it writes anything
+local mk = rk .. ':metrics'
+local r = redis.call('HMGET', rk, 'version', 'pending', 'done', 'failed', 'queue')
+local mf = redis.call('HMGET', mk, node .. '|count', node .. '|total', node .. '|max')
+local bad = nil
+if not num_ok(attempt, true) then bad = 'attempt' end
+for j, name in ipairs({'version', 'pending', 'done', 'failed'}) do
+  if not bad and not num_ok(r[j], true) then bad = name end
+end
+for j, name in ipairs({'count', 'total', 'max'}) do
+  if not bad and not num_ok(mf[j], j == 1) then bad = 'metrics ' .. node .. '|' .. name end
+end
+local n_check = tonumber(ARGV[15])
+if not bad and n_check > 0 then
+  local sids = {}
+  for j = 1, n_check do sids[j] = ARGV[15 + j] end
+  local counts = redis.call('HMGET', rk .. ':scopes', unpack(sids))
+  local fired_at = redis.call('HMGET', rk .. ':fired', unpack(sids))
+  for j, sid in ipairs(sids) do
+    if counts[j] and not is_int(counts[j]) then bad = 'join scope ' .. sid; break end
+    if fired_at[j] and not pcall(cjson.decode, fired_at[j]) then
+      bad = 'join items of scope ' .. sid; break
+    end
+  end
+end
+if bad then
+  fail_unreadable(run_id, bad)
+  return 'inactive'
+end
+if mode == '1' and r[1] ~= ARGV[8] then return 'conflict' end
+local queue = r[5]
 local keep = ARGV[#ARGV] == '1'  -- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1')
 if keep then
   redis.call('HSET', ik, 'state', 'failed')
@@ -311,10 +394,9 @@ local take_n, take_lease, worker = tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]),
 local n_handled = tonumber(ARGV[k + 5])
 for j = 1, n_handled do redis.call('RPUSH', rk .. ':errors', ARGV[k + 5 + j]) end
 if n_handled > 0 then redis.call('HINCRBY', rk, 'failed', n_handled) end
-local mk = rk .. ':metrics'
 redis.call('HINCRBY', mk, node .. '|count', 1)
 redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
-local mx = tonumber(redis.call('HGET', mk, node .. '|max') or '0')
+local mx = tonumber(mf[3] or '0') or 0
 if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
 local ready = 0
 if fmsg ~= '' then
@@ -366,6 +448,11 @@ RETRY = (
 local run_id, item_id, token, delay = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local rk, ik, bad = check_lease(run_id, item_id, token)
 if bad then return bad end
+local bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
+if bad then
+  fail_unreadable(run_id, bad)
+  return 'inactive'
+end
 local f = redis.call('HMGET', ik, 'node', 'attempt', 'queue')
 add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8], ARGV[9], 1)
 redis.call('HINCRBY', rk, 'retried', 1)
@@ -415,7 +502,13 @@ for _, m in ipairs(expired) do
   local ik = P .. ':item:' .. run_id .. ':' .. item_id
   local status = redis.call('HGET', rk, 'status')
   local f = redis.call('HMGET', ik, 'state', 'node', 'attempt', 'worker', 'queue')
+  local bad = nil
   if status and is_live(status) and f[1] == 'leased' then
+    bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
+  end
+  if bad then
+    fail_unreadable(run_id, bad)
+  elseif status and is_live(status) and f[1] == 'leased' then
     local msg = 'lease expired: worker ' .. (f[4] or '?') .. ' did not finish in time'
     add_error(rk, f[2], item_id, f[3], 'lease', msg, '', 1)
     redis.call('HINCRBY', rk, 'retried', 1)
@@ -430,8 +523,10 @@ local wk = P .. ':workers'
 local limit = NOW - tonumber(ARGV[3])
 local all = redis.call('HGETALL', wk)
 for j = 1, #all, 2 do
-  local info = cjson.decode(all[j + 1])
-  if info[6] < limit then redis.call('HDEL', wk, all[j]) end
+  local ok, info = pcall(cjson.decode, all[j + 1])
+  if not ok or type(info) ~= 'table' or type(info[6]) ~= 'number' or info[6] < limit then
+    redis.call('HDEL', wk, all[j])  -- gone, or unreadable
+  end
 end
 return count
 """
@@ -507,6 +602,7 @@ for _, suffix in ipairs({'', ':live', ':scopes', ':fired', ':cols', ':outputs', 
   redis.call('PERSIST', rk .. suffix)
 end
 redis.call('DEL', rk .. ':done')
+redis.call('ZREM', P .. ':expiring', run_id)  -- live again: its keys no longer expire
 redis.call('HDEL', rk, 'error', 'error_kind', 'finished_at')
 local next_status = 'running'
 if #ids == 0 then next_status = 'completed' end

@@ -29,16 +29,17 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 
 import trio
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, UnreadableDataError
 from floxide._sqlite import OPENING, SqliteFile
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
+    UNREADABLE_KIND,
     CommitPlan,
     CommitResult,
     ErrorRecord,
@@ -52,6 +53,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
     count_scopes,
+    unreadable,
 )
 from floxide.backends._sqlite_tables import (
     RUN_COLS,
@@ -63,7 +65,19 @@ from floxide.backends._sqlite_tables import (
     prepare,
     run_record,
     set_run,
+    unreadable_column,
 )
+
+_LEASED_COLUMNS = (
+    ("status", str),
+    ("node", str),
+    ("payload", bytes),
+    ("attempt", int),
+    ("context", bytes),
+    ("version", int),
+    ("deadline", (int, float, type(None))),
+)
+"""What a lease reads of its item and run, and the type each must have."""
 
 __all__ = ["SqliteBackend"]
 
@@ -147,6 +161,14 @@ class SqliteBackend:
 
         await self._file.write(tx)
         self._wake()
+
+    @contextmanager
+    def _reading(self, run_id: str, what: str) -> Iterator[None]:
+        """Stored `what` of a run that cannot be read becomes one `BackendError` naming both."""
+        try:
+            yield
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def q(conn: sqlite3.Connection) -> RunRecord | None:
@@ -273,7 +295,10 @@ class SqliteBackend:
             rows = conn.execute(
                 "SELECT position, node, value FROM outputs WHERE run_id = ?", (run_id,)
             ).fetchall()
-            outs = [Output(tuple(json.loads(r[0])), r[1], bytes(r[2])) for r in rows]
+            outs = []
+            for n, r in enumerate(rows):
+                with self._reading(run_id, f"outputs[{n}]"):
+                    outs.append(Output(tuple(int(p) for p in json.loads(r[0])), r[1], bytes(r[2])))
             return sorted(outs, key=lambda o: o.position)
 
         return await self._file.read(q)
@@ -283,7 +308,12 @@ class SqliteBackend:
             row = conn.execute(
                 "SELECT context, version FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            return None if row is None else RunContext(bytes(row[0]), row[1])
+            if row is None:
+                return None
+            with self._reading(run_id, "context"):
+                if not isinstance(row[1], int):
+                    raise ValueError("version")
+                return RunContext(bytes(row[0]), row[1])
 
         return await self._file.read(q)
 
@@ -391,6 +421,20 @@ class SqliteBackend:
             run_id = r["run_id"]
             if run_id in timed_out:
                 continue
+            bad = unreadable_column(r, _LEASED_COLUMNS)
+            if bad is not None:  # fail that run alone; the queue goes on
+                message = unreadable(run_id, bad)
+                set_run(
+                    conn,
+                    run_id,
+                    now,
+                    status=RunStatus.FAILED,
+                    error=message,
+                    error_kind=UNREADABLE_KIND,
+                    pending=0,
+                )
+                timed_out.add(run_id)
+                continue
             if r["deadline"] is not None and now > r["deadline"]:
                 err = ErrorRecord(
                     r["node"], r["item_id"], r["attempt"], "timeout", DEADLINE_PASSED, now
@@ -437,7 +481,9 @@ class SqliteBackend:
         next_due: float | None = None
         if not out:
             row = conn.execute(
-                "SELECT min(due) FROM items WHERE queue = ? AND state = 'queued'", (queue,)
+                "SELECT min(due) FROM items WHERE queue = ? AND state = 'queued'"
+                " AND typeof(due) IN ('integer', 'real')",
+                (queue,),
             ).fetchone()
             next_due = row[0]
         return out, next_due

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
-from floxide._errors import BackendError
-from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus
+from floxide._errors import BackendError, UnreadableDataError
+from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus, unreadable_record
 
 __all__ = [
     "RUN_COLS",
@@ -30,6 +31,7 @@ __all__ = [
     "prepare",
     "run_record",
     "set_run",
+    "unreadable_column",
 ]
 
 SCHEMA = """
@@ -143,21 +145,52 @@ RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics
 
 
 def run_record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        queue=row["queue"],
-        fingerprint=row["fingerprint"],
-        status=RunStatus(row["status"]),
-        input=bytes(row["input"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-        deadline=row["deadline"],
-        error=row["error"],
-        error_kind=row["error_kind"],
-        pending=row["pending"],
-    )
+    """The run in `row`; a row that cannot be read shows the run failed, naming the column."""
+    run_id = row["run_id"]
+    try:
+        return RunRecord(
+            run_id=run_id,
+            workflow=_text(row, "workflow"),
+            queue=_text(row, "queue"),
+            fingerprint=_text(row, "fingerprint"),
+            status=RunStatus(_text(row, "status")),
+            input=bytes(row["input"]),
+            created_at=_number(row, "created_at"),
+            updated_at=_number(row, "updated_at"),
+            finished_at=_number(row, "finished_at", optional=True),
+            deadline=_number(row, "deadline", optional=True),
+            error=row["error"] if isinstance(row["error"], str | None) else str(row["error"]),
+            error_kind=row["error_kind"] if isinstance(row["error_kind"], str | None) else None,
+            pending=int(_number(row, "pending")),
+        )
+    except UnreadableDataError as e:
+        return unreadable_record(run_id, e.what, str(row["workflow"]))
+    except (ValueError, TypeError):
+        return unreadable_record(run_id, "status", str(row["workflow"]))
+
+
+def _text(row: sqlite3.Row, col: str) -> str:
+    v = row[col]
+    if not isinstance(v, str):
+        raise UnreadableDataError(col)
+    return v
+
+
+def _number(row: sqlite3.Row, col: str, *, optional: bool = False) -> Any:
+    v = row[col]
+    if (v is None and optional) or (isinstance(v, int | float) and not isinstance(v, bool)):
+        return v
+    raise UnreadableDataError(col)
+
+
+def unreadable_column(
+    row: sqlite3.Row, checks: Sequence[tuple[str, type | tuple[type, ...]]]
+) -> str | None:
+    """The first column of `row` whose value is not of its type in `checks` (None if all are)."""
+    for col, kind in checks:
+        if not isinstance(row[col], kind):
+            return col
+    return None
 
 
 def _encode_fired(fired: Sequence[NewItem]) -> bytes:

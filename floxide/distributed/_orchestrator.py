@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 import trio
 
 from floxide import _params
 from floxide._errors import (
+    BackendError,
+    BackendUnreachableError,
     FloxideError,
     NodeError,
     RemoteError,
@@ -22,12 +26,14 @@ from floxide._step import (
     DEADLINE_GRACE,
     DEADLINE_PASSED,
     WorkItem,
+    check_run_id,
     deadline_passed,
     first_output,
     timeout_message,
 )
 from floxide._workflow import Workflow
 from floxide.backends._base import (
+    UNREADABLE_KIND,
     Backend,
     ErrorRecord,
     NewItem,
@@ -46,6 +52,7 @@ __all__ = ["Orchestrator", "retry_refusal", "retry_run", "run_error"]
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+R = TypeVar("R")
 
 logger = logging.getLogger("floxide.orchestrator")
 
@@ -54,6 +61,8 @@ def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
     """The exception a failed or cancelled run raises to whoever waits for it."""
     if rec.status is RunStatus.CANCELLED:
         return RunCancelled(f"run {rec.run_id} of workflow {rec.workflow!r} was cancelled")
+    if rec.error_kind == UNREADABLE_KIND:
+        return BackendError(f"run {rec.run_id} of workflow {rec.workflow!r} failed: {rec.error}")
     if rec.error_kind == "timeout":
         return RunTimeoutError(timeout_message(rec.workflow, rec.run_id))
     last = next((e for e in reversed(errors) if e.message == rec.error), None)
@@ -114,6 +123,16 @@ async def fail_overdue(backend: Backend, rec: RunRecord) -> bool:
     return True
 
 
+_FIRST_PAUSE = 0.05
+_MAX_PAUSE = 2.0
+"""Backoff (seconds) of a waiting call while the backend is unreachable."""
+
+
+def _limit(timeout: float | None) -> float:
+    """The trio clock time a call with `timeout` gives up at."""
+    return trio.current_time() + timeout if timeout is not None else float("inf")
+
+
 class Orchestrator(Generic[C, I, O]):
     """Starts runs of `workflow` in `backend` and follows them; workers do the work."""
 
@@ -137,8 +156,8 @@ class Orchestrator(Generic[C, I, O]):
         """
         _params.timeout("timeout", timeout)
         graph = self.workflow.graph
+        run_id = uuid.uuid4().hex if run_id is None else check_run_id(run_id)
         check_exact(input, graph.workflow_types()[1], what=f"input of {graph.name}")
-        run_id = run_id or uuid.uuid4().hex
         root = WorkItem(ROOT_ID, graph.start, input)
         async with self.backend.connected():
             await self._create(run_id, root, input, ctx, timeout)
@@ -187,17 +206,33 @@ class Orchestrator(Generic[C, I, O]):
             return await self._wait_finished(run_id, timeout)
 
     async def _wait_finished(self, run_id: str, timeout: float | None) -> RunRecord:
-        limit = trio.current_time() + timeout if timeout is not None else float("inf")
+        limit = _limit(timeout)
         while True:
-            rec = await self.info(run_id)
+            rec = await self._riding_out(lambda: self.info(run_id), limit)
             if rec.status.finished:
                 return rec
-            if await fail_overdue(self.backend, rec):
+            if await self._riding_out(partial(fail_overdue, self.backend, rec), limit):
                 continue
             remaining = limit - trio.current_time()
             if remaining <= 0:
                 raise TimeoutError(f"run {run_id} is still {rec.status} after {timeout} s")
-            await self.backend.wait_run(run_id, min(remaining, 1.0))
+            wait = partial(self.backend.wait_run, run_id, min(remaining, 1.0))
+            await self._riding_out(wait, limit)
+
+    async def _riding_out(self, call: Callable[[], Awaitable[R]], limit: float) -> R:
+        """`call()`, tried again with backoff while the backend is unreachable (a server
+        restart, a network blip) until the trio clock reaches `limit`."""
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                return await call()
+            except BackendUnreachableError as e:
+                remaining = limit - trio.current_time()
+                if remaining <= 0:
+                    raise
+                logger.warning("%s; trying again in %.2f s", e, min(pause, remaining))
+                await trio.sleep(min(pause, remaining))
+                pause = min(pause * 2, _MAX_PAUSE)
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> O:
         """The run's first terminal output in branch order, once the run is finished.
@@ -205,24 +240,28 @@ class Orchestrator(Generic[C, I, O]):
         Raises `NodeError` (a node failed without fallback), `RunTimeoutError`,
         `RunCancelled`, `NoOutputError`, or `TimeoutError` when `timeout` passes first.
         """
+        limit = _limit(timeout)
         async with self.backend.connected():
             rec = await self.wait_finished(run_id, timeout=timeout)
-            outputs = await self._outputs(rec)
+            outputs = await self._outputs(rec, limit)
         result: O = first_output(rec.workflow, [((), o) for o in outputs], run_id)
         return result
 
     async def results(self, run_id: str, *, timeout: float | None = None) -> list[O]:
         """Every terminal output of the run, in branch order, once it is finished."""
+        limit = _limit(timeout)
         async with self.backend.connected():
             rec = await self.wait_finished(run_id, timeout=timeout)
-            return await self._outputs(rec)
+            return await self._outputs(rec, limit)
 
-    async def _outputs(self, rec: RunRecord) -> list[O]:
+    async def _outputs(self, rec: RunRecord, limit: float) -> list[O]:
         if rec.status is not RunStatus.COMPLETED:
-            raise run_error(rec, await self.backend.errors(rec.run_id))
+            errors = await self._riding_out(lambda: self.backend.errors(rec.run_id), limit)
+            raise run_error(rec, errors)
+        outputs = await self._riding_out(lambda: self.backend.outputs(rec.run_id), limit)
         return [
             self.codec.decode_output(o.value, f"$.outputs[{n}]", rec.run_id)[1]
-            for n, o in enumerate(await self.backend.outputs(rec.run_id))
+            for n, o in enumerate(outputs)
         ]
 
     async def context(self, run_id: str) -> C:

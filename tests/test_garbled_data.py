@@ -1,0 +1,133 @@
+"""Stored data that cannot be read fails its own run only (Redis and SQLite).
+
+Hypothesis garbles random stored fields of one run among several, mid-run; the other runs
+must complete exactly, and the garbled one must end (completed if the garbling was
+harmless, failed or reported with a floxide error otherwise): it never hangs, and no
+worker, queue or other run is held up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import coredis
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from floxide import FloxideError
+from floxide.backends import open_backend
+from floxide.distributed import Orchestrator, RunStatus
+from tests.distributed_workflows import Ctx, fan_join
+from tests.test_distributed import with_workers
+
+N = 4
+
+
+def _expected(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+async def _garble_redis(
+    url: str, prefix: str, run_id: str, pick: Callable[[list[Any]], Any]
+) -> str:
+    client = coredis.Redis.from_url(url, decode_responses=False)
+    async with client:
+        keys = [k async for k in client.scan_iter(f"{prefix}:*{run_id}*".encode())]
+        key = pick(sorted(keys))
+        kind = await client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        garbage = pick([b"garbage", b"\xff\xfe", b"", b"-1", b"[[", b"3.5", b"nan"])
+        if kind == "hash":
+            fields = sorted(await client.hkeys(key))
+            field = pick(fields)
+            await client.hset(key, {field: garbage})
+            return f"{key!r} {field!r}"
+        if kind == "list" and await client.llen(key):
+            await client.lset(key, 0, garbage)
+        return f"{key!r}"
+
+
+def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> str:
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        table, columns = pick(
+            [
+                ("runs", ["status", "deadline", "version", "pending", "created_at", "context"]),
+                ("items", ["attempt", "payload", "node", "token"]),
+                ("scopes", ["open", "fired"]),
+                ("outputs", ["position", "value"]),
+                ("node_metrics", ["count", "total", "max"]),
+            ]
+        )
+        column = pick(columns)
+        value = pick(["garbage", b"\xff\xfe", "[[", "-1", 3.5])
+        with db:
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE run_id = ?", (value, run_id))
+        return f"{table}.{column}"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_garbled_fields_fail_their_run_only(
+    kind: str, data: st.DataObject, request: pytest.FixtureRequest, tmp_path_factory: Any
+) -> None:
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        prefix = f"g{data.draw(st.integers(0, 10**12))}"
+        url = f"{server.url}?prefix={prefix}"
+    else:
+        path = str(tmp_path_factory.mktemp("garble") / "runs.db")
+        url = f"sqlite:///{path}"
+    target = data.draw(st.integers(0, N - 1))
+    sizes = [data.draw(st.integers(1, 6)) for _ in range(N)]
+    progress = data.draw(st.floats(0, 0.05))
+
+    choices = iter(data.draw(st.lists(st.integers(0, 10**6), min_size=4, max_size=4)))
+
+    def pick(options: list[Any]) -> Any:
+        return options[next(choices) % len(options)] if options else None
+
+    async def main() -> None:
+        backend = open_backend(url)
+        wf = fan_join(delay=0.005)
+        orch = Orchestrator(wf, backend)
+        ids = [await orch.start_run(Ctx(), n) for n in sizes]
+
+        async def some(_: object) -> None:
+            await trio.sleep(progress)
+
+        await with_workers(wf, backend, some)
+        if kind == "redis":
+            what = await _garble_redis(server.url, prefix, ids[target], pick)
+        else:
+            what = await trio.to_thread.run_sync(_garble_sqlite, path, ids[target], pick)
+
+        async def finish(_: object) -> None:
+            with trio.fail_after(40):
+                for k, run_id in enumerate(ids):
+                    if k == target:
+                        continue
+                    assert await orch.wait(run_id, timeout=30) == _expected(sizes[k])
+                    assert (await orch.context(run_id)).squared.value == sizes[k]
+                    assert await orch.status(run_id) is RunStatus.COMPLETED
+                try:
+                    await orch.wait(ids[target], timeout=15)
+                except TimeoutError:
+                    raise AssertionError(f"the garbled run hangs ({what})") from None
+                except FloxideError:
+                    pass  # failed, or reported clearly
+
+        await with_workers(wf, backend, finish, n=2)
+
+    trio.run(main)
