@@ -158,7 +158,7 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
         extra = ["--workloads", ""] if a.distributed_only else []
         recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
-        for mode in ("sqlite", "redis", "redis-chain"):
+        for mode in ("sqlite", "redis", "redis-chain", "postgres", "postgres-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
     if not a.skip_memory and not a.distributed_only:

@@ -17,6 +17,7 @@ connection is lost it reconnects and wakes every waiter to look again.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -39,11 +40,17 @@ _ATTEMPTS = 20
 
 
 class Rollback(Exception):
-    """Raised by a transaction function: roll back and return `value`."""
+    """Raised by a transaction function: roll back and return `value`. `clean`: the
+    function changed nothing before (no savepoint needed to undo it in a group)."""
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: object, *, clean: bool = False) -> None:
         super().__init__()
         self.value = value
+        self.clean = clean
+
+
+class _Redo(Exception):
+    """A call of a group must be undone alone: run the group again, with savepoints."""
 
 
 def backend_error(url: str, exc: BaseException, password: str | None) -> BackendError:
@@ -86,6 +93,8 @@ class Pool:
         self._lock = threading.Lock()
         self._reached = False
         self._closed = False
+        self._queued: list[_Slot] = []
+        self._leading = False
 
     def connect(self, *, autocommit: bool = False) -> Conn:
         """A new connection (in the calling thread); `BackendError` when it fails."""
@@ -151,12 +160,96 @@ class Pool:
         """Run `fn(conn)` in one transaction in a worker thread; its result."""
         return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
 
+    async def run_grouped(self, fn: Callable[[Conn], T]) -> T:
+        """`run`, sharing one transaction with the calls queued meanwhile (group commit).
+
+        Each call runs in a savepoint of its own: one that raises (or `Rollback`s) is undone
+        alone; a failure of the transaction itself fails every call of the group. Calls wait
+        while a group is in flight, so commits of one run, which meet on its row, share one
+        COMMIT instead of waiting for each other's. Not cancellable once queued.
+        """
+        slot = _Slot(fn)
+        self._queued.append(slot)
+        with trio.CancelScope(shield=True):
+            while not slot.finished:
+                if self._leading:  # a group is in flight: wait to be run, or to lead
+                    slot.done = trio.Event()
+                    await slot.done.wait()
+                    continue
+                self._leading = True
+                batch, self._queued = self._queued, []
+                try:
+                    try:
+                        outcomes = await self._group(batch, savepoints=False)
+                    except _Redo:
+                        outcomes = await self._group(batch, savepoints=True)
+                except BaseException as e:  # the transaction failed: so did every call
+                    outcomes = [(False, e)] * len(batch)
+                for s, (ok, value) in zip(batch, outcomes, strict=True):
+                    s.settle(ok, value)
+                self._leading = False
+                if self._queued:
+                    self._queued[0].done.set()  # the next group's leader
+        return slot.result()  # type: ignore[return-value]
+
+    async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+        run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
+        return await trio.to_thread.run_sync(self._call, run, limiter=self._limiter)
+
+    def _run_group(
+        self, conn: Conn, *, batch: list[_Slot], savepoints: bool
+    ) -> list[tuple[bool, object]]:
+        """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
+        that must be undone alone raises `_Redo`); (succeeded, result or exception)."""
+        outcomes: list[tuple[bool, object]] = []
+        for slot in batch:
+            try:
+                if savepoints:
+                    with conn.transaction():
+                        outcomes.append((True, slot.fn(conn)))
+                else:
+                    outcomes.append((True, slot.fn(conn)))
+            except Rollback as r:
+                if not (savepoints or r.clean):
+                    raise _Redo() from None
+                outcomes.append((True, r.value))
+            except (*_RETRIED, psycopg.OperationalError):
+                raise  # the whole group runs again, or fails
+            except Exception as e:
+                if not savepoints:
+                    raise _Redo() from None
+                if isinstance(e, psycopg.Error):
+                    e = backend_error(self.url, e, self.password)
+                outcomes.append((False, e))
+        return outcomes
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+class _Slot:
+    """A call waiting in a group: its function, then its outcome."""
+
+    def __init__(self, fn: Callable[[Conn], object]) -> None:
+        self.fn = fn
+        self.done = trio.Event()
+        self.finished = False
+        self.ok = False
+        self.value: object = None
+
+    def settle(self, ok: bool, value: object) -> None:
+        self.ok, self.value, self.finished = ok, value, True
+        self.done.set()
+
+    def result(self) -> object:
+        if not self.ok:
+            assert isinstance(self.value, BaseException)
+            raise self.value
+        return self.value
 
 
 class Listener:
