@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from floxide import _params
 from floxide._errors import FloxideError, NodeError, RunTimeoutError
 from floxide._graph import Graph
 from floxide._node import Next, Node
@@ -73,8 +74,7 @@ class LocalRun:
         new_id: Callable[[WorkItem, int], Hashable] | None = None,
         on_step: StepHook | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        _params.count("concurrency", concurrency)
         self.graph = graph
         self.nodes = nodes
         self.ctx = ctx

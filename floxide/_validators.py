@@ -7,12 +7,12 @@ function, a string of seconds) would otherwise only fail deep inside a run.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from floxide import _params
 from floxide._node import Node
 from floxide._workflow import Workflow
 
@@ -57,8 +57,10 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
     """An int of at least 1 (None passes when the field's default is None)."""
     if value is None and attribute.default is None:
         return
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"{_where(instance, attribute)} must be an int >= 1, got {value!r}")
+    try:
+        _params.count(_where(instance, attribute), value)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def seconds(*, zero: bool, infinite: bool) -> Validator:
@@ -66,23 +68,13 @@ def seconds(*, zero: bool, infinite: bool) -> Validator:
 
     None passes when the field's default is None (no deadline).
     """
-    bound = ">= 0" if zero else "> 0"
 
     def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None and attribute.default is None:
             return
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and not math.isnan(value)
-            and (value >= 0 if zero else value > 0)
-            and (infinite or not math.isinf(value))
-        )
-        if not ok:
-            finite = "" if infinite else " and finite"
-            raise ValueError(
-                f"{_where(instance, attribute)} must be a number of seconds {bound}{finite}, "
-                f"got {value!r}"
-            )
+        try:
+            _params.seconds(_where(instance, attribute), value, zero=zero, infinite=infinite)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
 
     return check

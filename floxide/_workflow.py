@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_origin
 import attrs
 from typing_extensions import dataclass_transform
 
+from floxide import _params
+from floxide.serde import check_exact
 from floxide._checkpoint import resume_checkpointed, run_checkpointed
 from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
@@ -87,6 +89,12 @@ class Workflow(Generic[Ctx, In, Out]):
         )
         return run
 
+    def _check_call(self, input: object, timeout: float | None) -> None:
+        """Refuse, before any node runs, an input that does not fit `In` exactly and a
+        timeout that is no number of seconds (`ValueError` / `TypeError`)."""
+        _params.timeout("timeout", timeout)
+        check_exact(input, self.graph.workflow_types()[1], what=f"input of {self.graph.name}")
+
     async def run(
         self,
         ctx: Ctx,
@@ -100,6 +108,7 @@ class Workflow(Generic[Ctx, In, Out]):
         Raises `NodeError` when a node fails without a fallback, `NoOutputError` when no
         branch reached a terminal node, and `RunTimeoutError` after `timeout` seconds.
         """
+        self._check_call(input, timeout)
         run = self._local_run(ctx, concurrency)
         run.ready.append(WorkItem(0, self.graph.start, input))
         outputs = await run.execute(timeout)
@@ -115,6 +124,7 @@ class Workflow(Generic[Ctx, In, Out]):
         concurrency: int | None = None,
     ) -> list[Out]:
         """Run every branch to completion; return every terminal output in branch order."""
+        self._check_call(input, timeout)
         run = self._local_run(ctx, concurrency)
         run.ready.append(WorkItem(0, self.graph.start, input))
         outputs = await run.execute(timeout)
@@ -130,6 +140,7 @@ class Workflow(Generic[Ctx, In, Out]):
         timeout: float | None = None,
     ) -> Out:
         """Like `run`, committing the run's state to `store` after every step."""
+        _params.timeout("timeout", timeout)
         result: Out = await run_checkpointed(
             self, ctx, input, store=store, run_id=run_id, timeout=timeout
         )

@@ -36,6 +36,7 @@ from cattrs.preconf.json import JsonConverter, make_converter
 from cattrs.v import format_exception
 
 from floxide._context import register_shared_state_hooks
+from floxide._exact import first_difference
 from floxide._errors import CheckpointError, FloxideError
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "converter",
     "dumps",
     "loads",
+    "check_exact",
     "structure",
+    "structure_exact",
     "type_name",
     "unstructure",
 ]
@@ -58,6 +61,10 @@ converter: JsonConverter = make_converter()
 
 _PRIMITIVES: frozenset[Any] = frozenset({str, int, float, bool, bytes})
 _JSON_SCALARS: frozenset[Any] = frozenset({str, int, float, bool})
+_EXACT_SCALARS: dict[Any, tuple[type, ...]] = {
+    int: (int,), str: (str,), float: (float, int), bool: (bool,)
+}
+"""Declared scalar types and the run-time types that fit them without a round trip."""
 
 
 def type_name(tp: Any) -> str:
@@ -279,6 +286,57 @@ def structure(
         return converter.structure(data, tp)
     except Exception as exc:
         raise _cannot_structure(tp, path, exc, error) from exc
+
+
+def structure_exact(
+    data: object,
+    tp: Any,
+    *,
+    path: str = "$",
+    error: type[Exception] = ValueError,
+    what: str = "value",
+) -> Any:
+    """Like `structure`, for data a user gives: it must fit `tp` exactly (no float for an
+    int, no bool for a number, no string for a list, no unknown keys). Raises `error`
+    naming the JSON path of the first misfit; the value otherwise."""
+    if tp is Any or isinstance(tp, TypeVar) or tp is object:
+        return data
+    try:
+        value = converter.structure(data, tp)
+    except RecursionError:
+        raise error(f"{what} is nested too deeply") from None
+    except Exception as exc:
+        raise error(f"{what} does not fit {type_name(tp)}: {_describe(exc, path)}") from None
+    try:
+        written = converter.unstructure(value, unstructure_as=tp)
+    except RecursionError:
+        raise error(f"{what} is nested too deeply") from None
+    except Exception as exc:
+        raise error(f"{what} does not fit {type_name(tp)}: {exc}") from None
+    misfit = first_difference(data, written, path)
+    if misfit is not None:
+        raise error(f"{what} does not fit {type_name(tp)}: {misfit}")
+    return value
+
+
+def check_exact(value: object, tp: Any, *, what: str = "value") -> None:
+    """`ValueError` unless the Python `value` fits its declared type `tp` exactly (the
+    check `structure_exact` makes, on the value as the converter writes it). A value the
+    converter cannot write as `tp` at all is left to the encoder, which names its path."""
+    if tp is Any or isinstance(tp, TypeVar) or tp is object or type(value) in _EXACT_SCALARS.get(tp, ()):
+        return
+    try:
+        data = converter.unstructure(value, unstructure_as=tp)
+        written = converter.unstructure(converter.structure(data, tp), unstructure_as=tp)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except Exception:  # not serializable as `tp`: the encoder reports it, with its path
+        return
+    if isinstance(value, str) and not isinstance(data, str):  # read as a list of letters
+        raise ValueError(f"{what} does not fit {type_name(tp)}: $: got a string, {value!r}")
+    misfit = first_difference(data, written)
+    if misfit is not None:
+        raise ValueError(f"{what} does not fit {type_name(tp)}: {misfit}")
 
 
 def _cannot_structure(

@@ -185,3 +185,36 @@ async def test_concurrent_workers_never_share_an_item(pg: PostgresServer) -> Non
     assert runs[0].status.finished and runs[0].pending == 0
     for b in backends:
         await b.aclose()
+
+
+async def test_an_older_schema_is_migrated(pg: PostgresServer) -> None:
+    """A schema of layout version 1 (no error tracebacks, no worker load) is brought up to
+    date on first use, its runs kept."""
+    from floxide.backends._postgres_tables import _MIGRATIONS
+
+    schema = _schema()
+    with _admin(pg) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute(_MIGRATIONS[1])
+        conn.execute("INSERT INTO meta VALUES ('schema', 1)")
+        conn.execute(
+            "INSERT INTO runs (run_id, workflow, queue, fingerprint, status, input, context,"
+            " created_at, updated_at) VALUES ('old', 'W', 'wf', 'fp', 'completed', '', '', 1, 1)"
+        )
+    b = open_backend(f"{pg.url}?floxide_schema={schema}")
+    assert [r.run_id for r in await b.list_runs()] == ["old"]
+    assert await b.errors("old") == []
+    with _admin(pg) as conn:
+        version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
+        assert version.fetchone() == (SCHEMA_VERSION,)
+        cols = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = 'errors'",
+                (schema,),
+            )
+        }
+        assert {"traceback", "handled"} <= cols
+    await b.aclose()

@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from common import (
-    postgres_commit_us,
-    postgres_server,
     NotAvailable,
     Run,
     Scratch,
     percentile,
+    postgres_commit_us,
+    postgres_server,
     redis_call,
     redis_command_counts,
     redis_server,

@@ -203,6 +203,10 @@ class ErrorRecord:
     """"node" (raised or aborted), "lease" (lease expired), "timeout" or "cancelled"."""
     message: str
     at: float = 0.0
+    traceback: str | None = None
+    """The formatted traceback of the failed attempt (the node's own frames included)."""
+    handled: bool = False
+    """True when the run went on: a fallback took over or a retry followed."""
 
 
 @attrs.frozen
@@ -232,6 +236,8 @@ class CommitPlan:
     drop_collected: Sequence[str] = ()
     """Join collections consumed by this step (deleted)."""
     failure: ErrorRecord | None = None
+    handled: Sequence[ErrorRecord] = ()
+    """Failed attempts a fallback took over: logged with the step and counted as failed."""
     duration: float = 0.0
     """Seconds the node ran (per-node latency metrics)."""
 
@@ -297,6 +303,10 @@ class WorkerInfo:
     started_at: float
     last_seen: float
     concurrency: int = 1
+    graph: str = ""
+    """The workflow the worker serves: its qualified name and graph fingerprint."""
+    in_flight: int = 0
+    """Items it is running now."""
 
 
 @runtime_checkable
@@ -335,7 +345,18 @@ class Backend(Protocol):
         """
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
-        """Fail a live run with `error` (its kind becomes the run's error kind)."""
+        """Fail a live run with `error` (its kind becomes the run's error kind).
+
+        A failed run keeps its work state (items, join scopes, collected values) for
+        `retry_run`; the failing item is kept too.
+        """
+
+    async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
+        """Make a `FAILED` run live again, atomically: its kept items are queued as fresh
+        attempts (attempt 1), its error is cleared and its deadline becomes `deadline`.
+
+        `KeyError` for an unknown run; a run in any other status is returned unchanged.
+        """
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         """Return the run once it is finished, or its record after `timeout` seconds."""

@@ -163,6 +163,17 @@ class MemoryBackend:
         run.record = attrs.evolve(run.record, updated_at=now, **changes)  # type: ignore[arg-type]
 
     def _finish_items(self, run: _Run) -> None:
+        if run.record.status is RunStatus.FAILED:  # kept for `retry_run`, out of every queue
+            for item_id in run.live_items:
+                item = self._s.items.get((run.record.run_id, item_id))
+                if item is not None:
+                    self._s.leased.pop((item.run_id, item.item_id), None)
+                    item.state = "failed"
+            run.parked.clear()
+            return
+        self._drop_items(run)
+
+    def _drop_items(self, run: _Run) -> None:
         for item_id in run.live_items:
             item = self._s.items.pop((run.record.run_id, item_id), None)
             if item is not None:
@@ -257,6 +268,28 @@ class MemoryBackend:
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
         return run.record
 
+    async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
+        run = self._record(run_id)
+        if run.record.status is not RunStatus.FAILED:
+            return run.record
+        now = time.time()
+        for item_id in run.live_items:
+            item = self._s.items[(run_id, item_id)]
+            item.attempt, item.expired, item.last_error = 1, False, None
+            self._schedule(run, item, 0.0, now)
+        self._touch(
+            run,
+            now,
+            status=RunStatus.RUNNING if run.live_items else RunStatus.COMPLETED,
+            error=None,
+            error_kind=None,
+            finished_at=None,
+            deadline=deadline,
+            pending=len(run.live_items),
+        )
+        self._notify()
+        return run.record
+
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         run = self._s.runs.get(run_id)
         if run is None or run.record.status.finished:
@@ -300,7 +333,8 @@ class MemoryBackend:
         run = self._s.runs.get(run_id)
         if run is None:
             return RunMetrics()
-        states = [self._s.items[(run_id, i)].state for i in run.live_items]
+        live = run.live_items if run.record.status.live else ()
+        states = [self._s.items[(run_id, i)].state for i in live]
         return RunMetrics(
             done=run.done,
             failed=run.failed,
@@ -417,9 +451,10 @@ class MemoryBackend:
         now = time.time()
         key = (item.run_id, item.item_id)
         self._s.leased.pop(key, None)
-        self._s.items.pop(key, None)
-        item.state = "done"
-        run.live_items.discard(item.item_id)
+        if plan.failure is None:  # a failing item is kept for `retry_run`
+            self._s.items.pop(key, None)
+            item.state = "done"
+            run.live_items.discard(item.item_id)
         if context is not None:
             run.context = context
             run.version += 1
@@ -429,6 +464,8 @@ class MemoryBackend:
             run.collected.pop(ckey, None)
         run.outputs.extend(plan.outputs)
         add_latency(run.per_node, item.node, plan.duration)
+        run.failed += len(plan.handled)
+        run.errors.extend(plan.handled)
         if plan.failure is not None:
             run.failed += 1
             run.errors.append(plan.failure)
@@ -493,7 +530,9 @@ class MemoryBackend:
             if run is None or run.record.status.finished:
                 continue
             msg = f"lease expired: worker {item.worker_id} did not finish in time"
-            run.errors.append(ErrorRecord(item.node, item.item_id, item.attempt, "lease", msg, now))
+            run.errors.append(
+                ErrorRecord(item.node, item.item_id, item.attempt, "lease", msg, now, handled=True)
+            )
             run.retried += 1
             item.attempt += 1
             item.last_error = msg
@@ -503,6 +542,7 @@ class MemoryBackend:
         for run_id, run in list(self._s.runs.items()):
             fin = run.record.finished_at
             if fin is not None and now - fin > self.ttl:
+                self._drop_items(run)
                 del self._s.runs[run_id]
         for wid, info in list(self._s.workers.items()):
             if now - info.last_seen > self.worker_ttl:

@@ -11,9 +11,10 @@ still held, writes what the step made, counts its join scopes and, last, updates
 row (`... WHERE status is live`): that row is the only one every commit of a run meets, and
 it is held only for the end of the transaction. A context written over a newer version is
 merged with the stored one (the context's `merge`) under that row lock. Finishing a run
-(completion, failure, cancel, timeout) updates its row; its work state (items, scopes,
-collected values) is deleted by a second transaction, and by `reap` should that one never
-run, so no transaction waits for item rows while it holds a run's row.
+(completion, cancel) updates its row; its work state (items, scopes, collected values) is
+deleted by a second transaction, and by `reap` should that one never run, so no transaction
+waits for item rows while it holds a run's row. A failed run (a step's failure, a timeout,
+`fail_run`) keeps its work state, the failing item included, for `retry_run`.
 
 Waiting: idle workers and `wait_run` block on LISTEN/NOTIFY (`Listener`): a transaction that
 makes items ready notifies "q:QUEUE", one that finishes a run "r:RUN". A wait for work is
@@ -136,7 +137,7 @@ def _check_sql(plan: CommitPlan) -> str:
     return "".join(
         (
             _HELD,
-            _MADE if plan.items else "",
+            _MADE if plan.items and plan.failure is None else "",
             _KEPT if plan.collect else "",
             _DROPPED if plan.drop_collected else "",
             _OUTS if plan.outputs else "",
@@ -342,6 +343,36 @@ class PostgresBackend:
             await self._cleanup([run_id])
         return rec
 
+    async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
+        def tx(conn: Conn) -> RunRecord:
+            row = conn.execute(
+                "SELECT status, queue FROM runs WHERE run_id = %s FOR NO KEY UPDATE", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            if row[0] == RunStatus.FAILED:
+                now = time.time()
+                kept = conn.execute(
+                    "UPDATE items SET state = 'queued', attempt = 1, due = %s, expired = false,"
+                    " last_error = NULL, worker_id = NULL, token = 0 WHERE run_id = %s"
+                    " RETURNING 1",
+                    (now, run_id),
+                ).fetchall()
+                status = RunStatus.RUNNING if kept else RunStatus.COMPLETED
+                conn.execute(
+                    "UPDATE runs SET status = %s, error = NULL, error_kind = NULL,"
+                    " finished_at = %s, deadline = %s, pending = %s, updated_at = %s"
+                    " WHERE run_id = %s",
+                    (str(status), None if kept else now, deadline, len(kept), now, run_id),
+                )
+                _notify(conn, self._channel, [f"q:{row[1]}" if kept else f"r:{run_id}"])
+            got = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
+            rec = got.fetchone()
+            assert rec is not None
+            return run_record(rec)
+
+        return await self._tx(tx)
+
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         def tx(conn: Conn) -> bool:
             if not self._finish(conn, run_id, error, failed=0):
@@ -349,10 +380,7 @@ class PostgresBackend:
             _notify(conn, self._channel, [f"r:{run_id}"])
             return True
 
-        done = await self._tx(tx)
-        if done:
-            await self._cleanup([run_id])
-        return done
+        return await self._tx(tx)
 
     @staticmethod
     def _finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
@@ -411,8 +439,8 @@ class PostgresBackend:
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         def q(conn: Conn) -> list[ErrorRecord]:
             rows = conn.execute(
-                "SELECT node, item_id, attempt, kind, message, at FROM errors"
-                " WHERE run_id = %s ORDER BY id",
+                "SELECT node, item_id, attempt, kind, message, at, traceback, handled"
+                " FROM errors WHERE run_id = %s ORDER BY id",
                 (run_id,),
             ).fetchall()
             return [ErrorRecord(*tuple(r)) for r in rows]
@@ -458,20 +486,19 @@ class PostgresBackend:
     async def lease(
         self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
     ) -> list[Lease]:
-        def tx(conn: Conn) -> tuple[list[Lease], list[str], float | None]:
-            got, ended = self._take(conn, queue, worker_id, limit, lease_seconds)
+        def tx(conn: Conn) -> tuple[list[Lease], float | None]:
+            got, _ = self._take(conn, queue, worker_id, limit, lease_seconds)
             due = None
             if not got and wait > 0:
                 row = conn.execute(
                     "SELECT min(due) FROM items WHERE queue = %s AND state = 'queued'", (queue,)
                 ).fetchone()
                 due = None if row is None else row[0]
-            return got, ended, due
+            return got, due
 
         async def look() -> tuple[list[Lease], bool, float | None]:
             with trio.CancelScope(shield=True):  # leases taken are never dropped by a cancel
-                got, ended, due = await self._tx(tx)
-                await self._cleanup(ended)
+                got, due = await self._tx(tx)
             return got, bool(got), due
 
         if wait <= 0:
@@ -607,13 +634,20 @@ class PostgresBackend:
         if update is not None:  # if the merge raises, nothing is applied (rolled back)
             stale = version != update.base_version and update.merge is not None
             context = update.merge(stored) if update.merge and stale else update.value
+        if plan.handled:
+            add_errors(conn, run_id, plan.handled)
         if plan.failure is not None:
             if context is not None:
                 self._write_context(conn, lease, plan, context, version)
-            if not self._finish(conn, run_id, plan.failure, failed=1):
+            if not self._finish(conn, run_id, plan.failure, failed=1 + len(plan.handled)):
                 raise Rollback((CommitResult.INACTIVE, [], False))
+            conn.execute(  # kept, with the run's work state, for `retry_run`
+                "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due,"
+                " seq) VALUES (%s, %s, %s, %s, %s, %s, 'failed', %s, nextval('seq'))",
+                (run_id, lease.item_id, queue, lease.node, lease.payload, lease.attempt, now),
+            )
             _notify(conn, self._channel, [f"r:{run_id}"])
-            return CommitResult.COMMITTED, [], True
+            return CommitResult.COMMITTED, [], False
         fired = count_scopes(plan, Scopes(conn, run_id))
         insert_items(conn, run_id, queue, fired, now)
         items = [*items, *fired]
@@ -642,10 +676,16 @@ class PostgresBackend:
         """Update the run's row last (counters, context, completion); its new status."""
         sets = (
             "pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,"
+            " failed = failed + %(handled)s,"
             " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
             " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
         )
-        args: dict[str, Any] = {"delta": delta, "now": now, "run": lease.run_id}
+        args: dict[str, Any] = {
+            "delta": delta,
+            "now": now,
+            "run": lease.run_id,
+            "handled": len(plan.handled),
+        }
         live = "run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
         if context is None:
             row = conn.execute(
@@ -751,13 +791,14 @@ class PostgresBackend:
                 "UPDATE items SET state = 'queued', attempt = attempt + 1, due = %(now)s,"
                 " last_error = 'lease expired: worker ' || coalesce(worker_id, '?')"
                 " || ' did not finish in time', expired = true, worker_id = NULL"
-                " WHERE state = 'leased' AND deadline < %(now)s"
+                " WHERE state = 'leased' AND deadline < %(now)s AND run_id IN (SELECT run_id"
+                " FROM runs WHERE status IN ('pending', 'running', 'paused'))"
                 " RETURNING run_id, item_id, node, attempt - 1, last_error, queue",
                 {"now": now},
             ).fetchall()
             by_run: dict[str, list[ErrorRecord]] = {}
             for r in rows:
-                err = ErrorRecord(r[2], r[1], r[3], "lease", r[4], now)
+                err = ErrorRecord(r[2], r[1], r[3], "lease", r[4], now, handled=True)
                 by_run.setdefault(r[0], []).append(err)
             for run_id, errs in sorted(by_run.items()):
                 add_errors(conn, run_id, errs)
@@ -776,7 +817,7 @@ class PostgresBackend:
                     conn.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (old,))
             conn.execute(
                 "DELETE FROM items i USING runs r WHERE r.run_id = i.run_id"
-                " AND r.finished_at IS NOT NULL"
+                " AND r.status IN ('completed', 'cancelled')"
             )
             conn.execute("DELETE FROM workers WHERE last_seen < %s", (now - self.worker_ttl,))
             _notify(conn, self._channel, [f"q:{r[5]}" for r in rows])
@@ -788,10 +829,12 @@ class PostgresBackend:
     async def register_worker(self, info: WorkerInfo) -> None:
         def tx(conn: Conn) -> None:
             conn.execute(
-                "INSERT INTO workers VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO workers (worker_id, queue, host, pid, started_at, last_seen,"
+                " concurrency, graph, in_flight) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (worker_id) DO UPDATE SET queue = excluded.queue,"
                 " host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,"
-                " last_seen = excluded.last_seen, concurrency = excluded.concurrency",
+                " last_seen = excluded.last_seen, concurrency = excluded.concurrency,"
+                " graph = excluded.graph, in_flight = excluded.in_flight",
                 (
                     info.worker_id,
                     info.queue,
@@ -800,6 +843,8 @@ class PostgresBackend:
                     info.started_at,
                     info.last_seen,
                     info.concurrency,
+                    info.graph,
+                    info.in_flight,
                 ),
             )
 
@@ -814,8 +859,8 @@ class PostgresBackend:
     async def workers(self) -> list[WorkerInfo]:
         def q(conn: Conn) -> list[WorkerInfo]:
             rows = conn.execute(
-                "SELECT worker_id, queue, host, pid, started_at, last_seen, concurrency"
-                " FROM workers WHERE last_seen >= %s ORDER BY started_at",
+                "SELECT worker_id, queue, host, pid, started_at, last_seen, concurrency, graph,"
+                " in_flight FROM workers WHERE last_seen >= %s ORDER BY started_at",
                 (time.time() - self.worker_ttl,),
             ).fetchall()
             return [WorkerInfo(*tuple(r)) for r in rows]

@@ -36,7 +36,7 @@ __all__ = [
     "run_record",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -80,6 +80,12 @@ CREATE TABLE workers (
     worker_id text PRIMARY KEY, queue text NOT NULL, host text NOT NULL,
     pid integer NOT NULL, started_at float8 NOT NULL, last_seen float8 NOT NULL,
     concurrency integer NOT NULL);
+""",
+    2: """
+ALTER TABLE errors ADD COLUMN traceback text,
+    ADD COLUMN handled boolean NOT NULL DEFAULT false;
+ALTER TABLE workers ADD COLUMN graph text NOT NULL DEFAULT '',
+    ADD COLUMN in_flight integer NOT NULL DEFAULT 0;
 """,
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on
@@ -202,9 +208,12 @@ class Scopes:
 def add_errors(conn: psycopg.Connection[Any], run_id: str, errors: Sequence[ErrorRecord]) -> None:
     """Append `errors` to the run's error log."""
     conn.cursor().executemany(
-        "INSERT INTO errors (run_id, node, item_id, attempt, kind, message, at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [(run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at) for e in errors],
+        "INSERT INTO errors (run_id, node, item_id, attempt, kind, message, at, traceback,"
+        " handled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback, e.handled)
+            for e in errors
+        ],
     )
 
 

@@ -175,6 +175,7 @@ class RedisBackend:
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
+                "RETRY_RUN",
             )
         }
 
@@ -381,8 +382,25 @@ class RedisBackend:
         return rec
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
-        args = [_rid(run_id), error.node, error.item_id, error.attempt, error.kind, error.message]
+        args = [
+            _rid(run_id),
+            error.node,
+            error.item_id,
+            error.attempt,
+            error.kind,
+            error.message,
+            error.traceback or "",
+        ]
         return bool(await self._script("FAIL", args))
+
+    async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
+        args = [_rid(run_id), "" if deadline is None else repr(deadline)]
+        if _s(await self._script("RETRY_RUN", args)) == "missing":
+            raise KeyError(run_id)
+        rec = await self.get_run(run_id)
+        if rec is None:
+            raise KeyError(run_id)
+        return rec
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         with trio.move_on_after(timeout):
@@ -421,18 +439,27 @@ class RedisBackend:
             raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
         out = []
         for raw in raws:
-            node, item, attempt, kind, msg, at = json.loads(raw)
-            out.append(ErrorRecord(node, item, int(attempt), kind, msg, float(at)))
+            node, item, attempt, kind, msg, at, *more = json.loads(raw)
+            tb, handled = (more + ["", 0])[:2]
+            out.append(
+                ErrorRecord(
+                    node, item, int(attempt), kind, msg, float(at), tb or None, bool(handled)
+                )
+            )
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
         rid = _rid(run_id)
         async with self._conn("metrics") as c:
-            values = await c.hmget(self._k("run", rid), [b"done", b"failed", b"retried"])
+            values = await c.hmget(
+                self._k("run", rid), [b"done", b"failed", b"retried", b"status"]
+            )
             if values[0] is None:
                 return RunMetrics()
             raw = await c.hgetall(self._k("run", rid, "metrics"))
-        leased, queued = await self._script("COUNTS", [rid])
+        leased, queued = 0, 0
+        if _s(values[3]) != RunStatus.FAILED:  # a failed run's kept items wait for a retry
+            leased, queued = await self._script("COUNTS", [rid])
         per: dict[str, dict[str, float]] = {}
         for k, v in raw.items():
             node, _, field = _s(k).rpartition("|")
@@ -513,7 +540,9 @@ class RedisBackend:
         rest += list(plan.drop_collected)
         failure = plan.failure
         rest += [failure.kind, failure.message] if failure is not None else ["", ""]
-        rest += [max(limit, 0), repr(lease_seconds), lease.worker_id]
+        rest += [max(limit, 0), repr(lease_seconds), lease.worker_id, len(plan.handled)]
+        rest += [_error_entry(e) for e in plan.handled]
+        rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
         rid = _rid(lease.run_id)
         while True:
             head = [rid, lease.item_id, lease.token, mode, value, base]
@@ -538,6 +567,7 @@ class RedisBackend:
             repr(delay),
             error.kind,
             error.message,
+            error.traceback or "",
         ]
         return CommitResult(_s(await self._script("RETRY", args)))
 
@@ -559,6 +589,8 @@ class RedisBackend:
                 info.started_at,
                 info.last_seen,
                 info.concurrency,
+                info.graph,
+                info.in_flight,
             ]
         )
         async with self._conn("register worker") as c:
@@ -576,6 +608,14 @@ class RedisBackend:
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )
+
+
+def _error_entry(e: ErrorRecord) -> str:
+    """An error log entry as the scripts' `add_error` writes it."""
+    return json.dumps(
+        [e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback or "", int(e.handled)],
+        ensure_ascii=False,
+    )
 
 
 def _deadline(v: bytes | str | None) -> float:

@@ -58,8 +58,9 @@ local function wake(queue, n)
   redis.call('LTRIM', key, 0, 63)
 end
 
-local function add_error(rk, node, item, attempt, kind, msg)
-  local entry = cjson.encode({node, item, tonumber(attempt), kind, msg, NOW})
+local function add_error(rk, node, item, attempt, kind, msg, tb, handled)
+  local entry = cjson.encode({node, item, tonumber(attempt), kind, msg, NOW, tb or '',
+                              handled or 0})
   redis.call('RPUSH', rk .. ':errors', entry)
 end
 
@@ -68,6 +69,26 @@ local function finish(run_id, status, err, kind)
   redis.call('HSET', rk, 'status', status, 'updated_at', tostring(NOW),
              'finished_at', tostring(NOW), 'pending', 0)
   if err then redis.call('HSET', rk, 'error', err, 'error_kind', kind) end
+  if status == 'failed' then  -- its work state is kept (expiring) for RETRY_RUN
+    for _, id in ipairs(redis.call('SMEMBERS', rk .. ':live')) do
+      local ik = P .. ':item:' .. run_id .. ':' .. id
+      redis.call('HSET', ik, 'state', 'failed')
+      redis.call('PEXPIRE', ik, TTL)
+      redis.call('ZREM', P .. ':leases', run_id .. SEP .. id)
+    end
+    for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
+      redis.call('PEXPIRE', rk .. ':col:' .. c, TTL)
+    end
+    for _, suffix in ipairs({':live', ':scopes', ':fired', ':cols'}) do
+      redis.call('PEXPIRE', rk .. suffix, TTL)
+    end
+    redis.call('DEL', rk .. ':parked', rk .. ':done')
+    redis.call('RPUSH', rk .. ':done', status)
+    for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
+      redis.call('PEXPIRE', rk .. suffix, TTL)
+    end
+    return
+  end
   for _, id in ipairs(redis.call('SMEMBERS', rk .. ':live')) do
     redis.call('DEL', P .. ':item:' .. run_id .. ':' .. id)
     redis.call('ZREM', P .. ':leases', run_id .. SEP .. id)
@@ -252,8 +273,13 @@ if mode == '1' and redis.call('HGET', rk, 'version') ~= ARGV[8] then return 'con
 local node, duration = ARGV[9], tonumber(ARGV[10])
 local attempt = redis.call('HGET', ik, 'attempt')
 local queue = redis.call('HGET', rk, 'queue')
-redis.call('DEL', ik)
-redis.call('SREM', rk .. ':live', item_id)
+local keep = ARGV[#ARGV] == '1'  -- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1')
+if keep then
+  redis.call('HSET', ik, 'state', 'failed')
+else
+  redis.call('DEL', ik)
+  redis.call('SREM', rk .. ':live', item_id)
+end
 redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
 if mode ~= '0' then
   redis.call('HSET', rk, 'context', ARGV[7])
@@ -281,6 +307,10 @@ for _ = 1, n do
 end
 local fkind, fmsg = ARGV[k], ARGV[k + 1]
 local take_n, take_lease, worker = tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]), ARGV[k + 4]
+-- failures a fallback took over (encoded entries), then the failure's traceback
+local n_handled = tonumber(ARGV[k + 5])
+for j = 1, n_handled do redis.call('RPUSH', rk .. ':errors', ARGV[k + 5 + j]) end
+if n_handled > 0 then redis.call('HINCRBY', rk, 'failed', n_handled) end
 local mk = rk .. ':metrics'
 redis.call('HINCRBY', mk, node .. '|count', 1)
 redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
@@ -288,7 +318,7 @@ local mx = tonumber(redis.call('HGET', mk, node .. '|max') or '0')
 if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
 local ready = 0
 if fmsg ~= '' then
-  add_error(rk, node, item_id, attempt, fkind, fmsg)
+  add_error(rk, node, item_id, attempt, fkind, fmsg, ARGV[#ARGV - 1], 0)
   redis.call('HINCRBY', rk, 'failed', 1)
   finish(run_id, 'failed', fmsg, fkind)
 else
@@ -329,7 +359,7 @@ return out
 """
 )
 
-# ARGV: P, TTL, run_id, item_id, token, delay, kind, message
+# ARGV: P, TTL, run_id, item_id, token, delay, kind, message, traceback
 RETRY = (
     PRELUDE
     + r"""
@@ -337,7 +367,7 @@ local run_id, item_id, token, delay = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6
 local rk, ik, bad = check_lease(run_id, item_id, token)
 if bad then return bad end
 local f = redis.call('HMGET', ik, 'node', 'attempt', 'queue')
-add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8])
+add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8], ARGV[9], 1)
 redis.call('HINCRBY', rk, 'retried', 1)
 redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[2]) + 1, 'last_error', ARGV[8],
            'expired', 0, 'worker', '')
@@ -387,7 +417,7 @@ for _, m in ipairs(expired) do
   local f = redis.call('HMGET', ik, 'state', 'node', 'attempt', 'worker', 'queue')
   if status and is_live(status) and f[1] == 'leased' then
     local msg = 'lease expired: worker ' .. (f[4] or '?') .. ' did not finish in time'
-    add_error(rk, f[2], item_id, f[3], 'lease', msg)
+    add_error(rk, f[2], item_id, f[3], 'lease', msg, '', 1)
     redis.call('HINCRBY', rk, 'retried', 1)
     redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[3]) + 1,
                'last_error', msg, 'expired', 1, 'worker', '')
@@ -437,7 +467,7 @@ return 'ok'
 """
 )
 
-# ARGV: P, TTL, run_id, node, item_id, attempt, kind, message
+# ARGV: P, TTL, run_id, node, item_id, attempt, kind, message, traceback
 FAIL = (
     PRELUDE
     + r"""
@@ -445,9 +475,46 @@ local run_id = ARGV[3]
 local rk = P .. ':run:' .. run_id
 local status = redis.call('HGET', rk, 'status')
 if not status or not is_live(status) then return 0 end
-add_error(rk, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+add_error(rk, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], 0)
 finish(run_id, 'failed', ARGV[8], ARGV[7])
 return 1
+"""
+)
+
+# ARGV: P, TTL, run_id, deadline ('' = none) -> the run's status before ('missing')
+RETRY_RUN = (
+    PRELUDE
+    + r"""
+local run_id = ARGV[3]
+local rk = P .. ':run:' .. run_id
+local status = redis.call('HGET', rk, 'status')
+if not status then return 'missing' end
+if status ~= 'failed' then return status end
+local queue = redis.call('HGET', rk, 'queue')
+local ids = redis.call('SMEMBERS', rk .. ':live')
+for _, id in ipairs(ids) do
+  local ik = P .. ':item:' .. run_id .. ':' .. id
+  redis.call('HSET', ik, 'state', 'queued', 'attempt', 1, 'expired', 0, 'last_error', '',
+             'worker', '', 'token', 0)
+  redis.call('PERSIST', ik)
+  redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', run_id .. SEP .. id)
+end
+for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
+  redis.call('PERSIST', rk .. ':col:' .. c)
+end
+for _, suffix in ipairs({'', ':live', ':scopes', ':fired', ':cols', ':outputs', ':errors',
+                         ':metrics'}) do
+  redis.call('PERSIST', rk .. suffix)
+end
+redis.call('DEL', rk .. ':done')
+redis.call('HDEL', rk, 'error', 'error_kind', 'finished_at')
+local next_status = 'running'
+if #ids == 0 then next_status = 'completed' end
+redis.call('HSET', rk, 'status', next_status, 'deadline', ARGV[4], 'pending', #ids,
+           'updated_at', tostring(NOW))
+if #ids == 0 then finish(run_id, 'completed', nil, nil) end
+wake(queue, #ids)
+return status
 """
 )
 

@@ -56,11 +56,11 @@ from floxide.backends._base import (
 from floxide.backends._sqlite_tables import (
     RUN_COLS,
     RUN_TABLES,
-    SCHEMA,
     Scopes,
     add_error,
     insert_items,
     next_value,
+    prepare,
     run_record,
     set_run,
 )
@@ -91,7 +91,7 @@ class SqliteBackend:
         self._file = SqliteFile(
             self.path,
             error=self._error,
-            prepare=lambda conn: conn.executescript(SCHEMA),
+            prepare=lambda conn: prepare(conn, self.url),
             synchronous="NORMAL",
             busy_timeout=busy_timeout,
             row_factory=sqlite3.Row,
@@ -202,6 +202,42 @@ class SqliteBackend:
         self._wake()
         return rec
 
+    async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
+        def tx(conn: sqlite3.Connection) -> RunRecord:
+            row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            if row["status"] == RunStatus.FAILED:
+                now = time.time()
+                seq = conn.execute(
+                    "SELECT count(*) FROM items WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
+                first = next_value(conn, "seq") if seq else 0
+                conn.execute(
+                    "UPDATE items SET state = 'queued', attempt = 1, due = ?, expired = 0,"
+                    " last_error = NULL, worker_id = NULL, token = 0, seq = ? WHERE run_id = ?",
+                    (now, first, run_id),
+                )
+                conn.execute(
+                    "UPDATE runs SET status = ?, error = NULL, error_kind = NULL,"
+                    " finished_at = NULL, deadline = ?, pending = ?, updated_at = ?"
+                    " WHERE run_id = ?",
+                    (
+                        str(RunStatus.RUNNING if seq else RunStatus.COMPLETED),
+                        deadline,
+                        seq,
+                        now,
+                        run_id,
+                    ),
+                )
+            return run_record(
+                conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            )
+
+        rec = await self._file.write(tx)
+        self._wake()
+        return rec
+
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -263,11 +299,11 @@ class SqliteBackend:
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         def q(conn: sqlite3.Connection) -> list[ErrorRecord]:
             rows = conn.execute(
-                "SELECT node, item_id, attempt, kind, message, at FROM errors"
-                " WHERE run_id = ? ORDER BY rowid",
+                "SELECT node, item_id, attempt, kind, message, at, traceback, handled"
+                " FROM errors WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
-            return [ErrorRecord(*tuple(r)) for r in rows]
+            return [ErrorRecord(*tuple(r)[:7], handled=bool(r[7])) for r in rows]
 
         return await self._file.read(q)
 
@@ -281,6 +317,8 @@ class SqliteBackend:
             counts = dict(
                 conn.execute(
                     "SELECT state = 'leased', count(*) FROM items WHERE run_id = ?"
+                    " AND state != 'failed' AND EXISTS (SELECT 1 FROM runs r"
+                    " WHERE r.run_id = items.run_id AND r.status != 'failed')"
                     " GROUP BY state = 'leased'",
                     (run_id,),
                 ).fetchall()
@@ -472,15 +510,30 @@ class SqliteBackend:
         """Apply a commit's effects; how many items it made ready (not delayed)."""
         now = time.time()
         run_id = lease.run_id
-        conn.execute("DELETE FROM items WHERE run_id = ? AND item_id = ?", (run_id, lease.item_id))
+        cols: dict[str, object] = {}
+        counters: list[str] = []
+        if plan.failure is None:
+            conn.execute(
+                "DELETE FROM items WHERE run_id = ? AND item_id = ?", (run_id, lease.item_id)
+            )
+        else:  # kept for `retry_run`
+            conn.execute(
+                "UPDATE items SET state = 'failed', worker_id = NULL"
+                " WHERE run_id = ? AND item_id = ?",
+                (run_id, lease.item_id),
+            )
+        if plan.handled:
+            for e in plan.handled:
+                add_error(conn, run_id, e)
+            conn.execute(
+                "UPDATE runs SET failed = failed + ? WHERE run_id = ?", (len(plan.handled), run_id)
+            )
         conn.execute(
             "INSERT INTO node_metrics VALUES (?, ?, 1, ?, ?) ON CONFLICT (run_id, node) DO UPDATE"
             " SET count = count + 1, total = total + excluded.total,"
             " max = max(max, excluded.max)",
             (run_id, lease.node, plan.duration, plan.duration),
         )
-        cols: dict[str, object] = {}
-        counters: list[str] = []
         if context is not None:
             cols["context"] = context
             counters.append("version")
@@ -568,7 +621,8 @@ class SqliteBackend:
             now = time.time()
             rows = conn.execute(
                 "SELECT run_id, item_id, node, attempt, worker_id FROM items"
-                " WHERE state = 'leased' AND deadline < ?",
+                " WHERE state = 'leased' AND deadline < ? AND run_id IN (SELECT run_id"
+                " FROM runs WHERE status IN ('pending', 'running', 'paused'))",
                 (now,),
             ).fetchall()
             for r in rows:
@@ -582,7 +636,9 @@ class SqliteBackend:
                 add_error(
                     conn,
                     r["run_id"],
-                    ErrorRecord(r["node"], r["item_id"], r["attempt"], "lease", msg, now),
+                    ErrorRecord(
+                        r["node"], r["item_id"], r["attempt"], "lease", msg, now, handled=True
+                    ),
                 )
                 conn.execute(
                     "UPDATE runs SET retried = retried + 1 WHERE run_id = ?", (r["run_id"],)
@@ -610,7 +666,7 @@ class SqliteBackend:
     async def register_worker(self, info: WorkerInfo) -> None:
         await self._file.write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     info.worker_id,
                     info.queue,
@@ -619,6 +675,8 @@ class SqliteBackend:
                     info.started_at,
                     info.last_seen,
                     info.concurrency,
+                    info.graph,
+                    info.in_flight,
                 ),
             )
         )
@@ -631,8 +689,8 @@ class SqliteBackend:
     async def workers(self) -> list[WorkerInfo]:
         def q(conn: sqlite3.Connection) -> list[WorkerInfo]:
             rows = conn.execute(
-                "SELECT worker_id, queue, host, pid, started_at, last_seen, concurrency"
-                " FROM workers WHERE last_seen >= ? ORDER BY started_at",
+                "SELECT worker_id, queue, host, pid, started_at, last_seen, concurrency, graph,"
+                " in_flight FROM workers WHERE last_seen >= ? ORDER BY started_at",
                 (time.time() - self.worker_ttl,),
             ).fetchall()
             return [WorkerInfo(*tuple(r)) for r in rows]

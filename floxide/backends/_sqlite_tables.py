@@ -1,6 +1,8 @@
 """The SQLite backend's file: its tables, and the row statements several operations share.
 
-`SCHEMA` is applied (idempotently) on every opening. Runs, their work items (queued or
+`prepare` applies `SCHEMA` (idempotently) on every opening, after refusing a file holding
+tables floxide did not create (left byte-for-byte intact), and migrates older layouts
+(version 1 lacked the errors' traceback and handled flag and the workers' graph and load). Runs, their work items (queued or
 leased, with a fencing token), open join scopes (`Scopes`, the scope-table interface that
 `count_scopes` works over), collected join values, outputs, errors, per-node metrics and
 registered workers each have a table; `floxide_meta` holds the layout version and the
@@ -26,6 +28,7 @@ __all__ = [
     "encode_fired",
     "insert_items",
     "next_value",
+    "prepare",
     "run_record",
     "set_run",
 ]
@@ -59,16 +62,72 @@ CREATE TABLE IF NOT EXISTS outputs (
 CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
 CREATE TABLE IF NOT EXISTS errors (
     run_id TEXT NOT NULL, node TEXT NOT NULL, item_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL);
+    kind TEXT NOT NULL, message TEXT NOT NULL, at REAL NOT NULL, traceback TEXT,
+    handled INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS errors_run ON errors (run_id);
 CREATE TABLE IF NOT EXISTS node_metrics (
     run_id TEXT NOT NULL, node TEXT NOT NULL, count INTEGER NOT NULL,
     total REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (run_id, node));
 CREATE TABLE IF NOT EXISTS workers (
     worker_id TEXT PRIMARY KEY, queue TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-    started_at REAL NOT NULL, last_seen REAL NOT NULL, concurrency INTEGER NOT NULL);
-INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 1), ('token', 0), ('seq', 0);
+    started_at REAL NOT NULL, last_seen REAL NOT NULL, concurrency INTEGER NOT NULL,
+    graph TEXT NOT NULL DEFAULT '', in_flight INTEGER NOT NULL DEFAULT 0);
+INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 2), ('token', 0), ('seq', 0);
 """
+
+SCHEMA_VERSION = 2
+_TABLES = frozenset(
+    {"floxide_meta", "runs", "items", "scopes", "collected", "outputs", "errors",
+     "node_metrics", "workers"}
+)
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE errors ADD COLUMN traceback TEXT",
+        "ALTER TABLE errors ADD COLUMN handled INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE workers ADD COLUMN graph TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE workers ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0",
+    ),
+}
+
+
+def prepare(conn: sqlite3.Connection, url: str) -> None:
+    """Accept the file (refusing a foreign one before writing anything), create the tables
+    of a new one and migrate an older layout."""
+    names = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if names and ("floxide_meta" not in names or not names <= _TABLES):
+        foreign = ", ".join(sorted(names - _TABLES)) or "no floxide_meta"
+        raise BackendError(
+            f"SQLite backend {url}: the file holds tables floxide's backend did not create "
+            f"({foreign}); use a file of its own"
+        )
+    conn.executescript(SCHEMA)
+    version = int(
+        conn.execute("SELECT value FROM floxide_meta WHERE key = 'schema'").fetchone()[0]
+    )
+    if version > SCHEMA_VERSION:
+        raise BackendError(
+            f"SQLite backend {url}: layout version {version} is newer than this floxide's "
+            f"({SCHEMA_VERSION}); upgrade floxide"
+        )
+    if version < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for v in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[v]:
+                    conn.execute(statement)
+            conn.execute(
+                "UPDATE floxide_meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
 
 RUN_COLS = (
     "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
@@ -153,11 +212,13 @@ def set_run(
     """Set columns of a run (and add one to each counter in `add_one`): one UPDATE.
 
     A finished status also stamps `finished_at` and drops the run's work state (items,
-    scopes, collected values); its outputs, errors and metrics stay until the reaper.
+    scopes, collected values), except for a failed run, whose work state is kept for
+    `retry_run`; its outputs, errors and metrics stay until the reaper.
     """
     status = cols.get("status")
     if isinstance(status, RunStatus) and status.finished:
         cols["finished_at"] = now
+    if isinstance(status, RunStatus) and status.finished and status is not RunStatus.FAILED:
         conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))
@@ -170,8 +231,8 @@ def set_run(
 def add_error(conn: sqlite3.Connection, run_id: str, e: ErrorRecord) -> None:
     """Append `e` to the run's error log."""
     conn.execute(
-        "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at),
+        "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback, e.handled),
     )
 
 

@@ -22,7 +22,8 @@ from floxide.backends._base import (
     WorkerInfo,
 )
 from floxide.distributed._orchestrator import Orchestrator, run_error
-from floxide.distributed._worker import Worker, WorkerPool, queue_name
+from floxide.distributed._pool import WorkerPool
+from floxide.distributed._worker import Worker, queue_name
 
 __all__ = [
     "ErrorRecord",

@@ -9,6 +9,8 @@ from typing import Generic, TypeVar
 
 import trio
 
+from floxide import _params
+from floxide.serde import check_exact
 from floxide._errors import (
     FloxideError,
     NodeError,
@@ -39,7 +41,7 @@ from floxide.backends._base import (
 from floxide.distributed._codec import ROOT_ID, payload_codec
 from floxide.distributed._worker import queue_name
 
-__all__ = ["Orchestrator", "run_error"]
+__all__ = ["Orchestrator", "retry_refusal", "run_error"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -65,6 +67,15 @@ def run_error(rec: RunRecord, errors: list[ErrorRecord]) -> FloxideError:
             workflow=rec.workflow,
         )
     return FloxideError(f"run {rec.run_id} of workflow {rec.workflow!r} failed: {rec.error}")
+
+
+def retry_refusal(rec: RunRecord) -> str:
+    """Why a run that is not `FAILED` cannot be retried."""
+    why = {
+        RunStatus.COMPLETED: "it completed",
+        RunStatus.CANCELLED: "it was cancelled (start a new run)",
+    }.get(rec.status, f"it is still {rec.status} (only a failed run can be retried)")
+    return f"cannot retry run {rec.run_id}: {why}"
 
 
 async def fail_overdue(backend: Backend, rec: RunRecord) -> bool:
@@ -98,7 +109,9 @@ class Orchestrator(Generic[C, I, O]):
 
         A run still going after `timeout` seconds fails with `RunTimeoutError`.
         """
+        _params.timeout("timeout", timeout)
         graph = self.workflow.graph
+        check_exact(input, graph.workflow_types()[1], what=f"input of {graph.name}")
         run_id = run_id or uuid.uuid4().hex
         root = WorkItem(ROOT_ID, graph.start, input)
         async with self.backend.connected():
@@ -212,6 +225,37 @@ class Orchestrator(Generic[C, I, O]):
     async def resume(self, run_id: str) -> RunStatus:
         """Resume a paused run."""
         return await self._control(run_id, "resume")
+
+    async def retry(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        """Continue a `FAILED` run from the items that failed (fresh attempts; the rest of
+        its state as it was), like `Workflow.resume` does for checkpoints.
+
+        `timeout` sets a new deadline, counted from now; without it the run keeps its
+        deadline unless that has passed (then it has none). Any other status raises
+        `FloxideError` saying why; `UnknownRunError` for an unknown run.
+        """
+        _params.timeout("timeout", timeout)
+        rec = await self.info(run_id)
+        if rec.status is not RunStatus.FAILED:
+            raise FloxideError(retry_refusal(rec))
+        now = time.time()
+        if timeout is not None:
+            deadline: float | None = now + timeout
+        else:
+            deadline = rec.deadline if rec.deadline is not None and rec.deadline > now else None
+        try:
+            after = await self.backend.retry_run(run_id, deadline)
+        except KeyError:
+            raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}") from None
+        if after.status is not RunStatus.RUNNING and after.status is not RunStatus.COMPLETED:
+            raise FloxideError(retry_refusal(after))
+        logger.info(
+            "retrying run %s of %s",
+            run_id,
+            rec.workflow,
+            extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
+        )
+        return after.status
 
     async def list_runs(self) -> list[RunRecord]:
         """Runs of this workflow, newest first."""

@@ -31,18 +31,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
 import trio
 
+from floxide import _params
 from floxide._errors import BackendError, FloxideError, LeaseExpiredError, PayloadError
 from floxide._logging import StepLogger, step_fields, step_span
 from floxide._node import Node
@@ -78,7 +77,7 @@ from floxide.backends._base import (
 )
 from floxide.distributed._codec import collection_key, item_id, payload_codec
 
-__all__ = ["Worker", "WorkerPool", "queue_name"]
+__all__ = ["Worker", "describe", "format_traceback", "queue_name"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -102,6 +101,27 @@ def describe(error: BaseException) -> str:
     """One line naming an exception: `Type: message`."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def format_traceback(error: BaseException) -> str:
+    """The formatted traceback of `error`, its notes and causes included."""
+    return "".join(traceback.format_exception(error)).rstrip()
+
+
+def _record(
+    node: str, item_id: str, attempt: int, error: BaseException, *, handled: bool = False
+) -> ErrorRecord:
+    """The error log entry of a failed attempt, with its traceback."""
+    return ErrorRecord(
+        node,
+        item_id,
+        attempt,
+        "node",
+        describe(error),
+        time.time(),
+        traceback=format_traceback(error),
+        handled=handled,
+    )
 
 
 @attrs.define(eq=False)
@@ -140,10 +160,15 @@ class Worker(Generic[C, I, O]):
         max_lease_attempts: int = 3,
         worker_id: str | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        _params.count("concurrency", concurrency)
+        _params.seconds("lease_seconds", lease_seconds)
+        if heartbeat_interval is not None:
+            _params.seconds("heartbeat_interval", heartbeat_interval)
+        if reap_interval is not None:
+            _params.seconds("reap_interval", reap_interval)
+        _params.seconds("grace_period", grace_period, zero=True)
+        _params.seconds("idle_wait", idle_wait, zero=True)
+        _params.count("max_lease_attempts", max_lease_attempts)
         self.workflow = workflow
         self.backend = backend
         self.concurrency = concurrency
@@ -191,6 +216,8 @@ class Worker(Generic[C, I, O]):
             self._started,
             time.time(),
             self.concurrency,
+            graph=self.queue,
+            in_flight=len(self._slots),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -511,15 +538,13 @@ class Worker(Generic[C, I, O]):
         error = outcome_error(item.node, outcome)
         delay = retry_delay(policy, error, lease.attempt) if error is not None else None
         if error is not None and delay is not None:
-            record = ErrorRecord(
-                item.node, lease.item_id, lease.attempt, "node", describe(error), time.time()
-            )
+            record = _record(item.node, lease.item_id, lease.attempt, error, handled=True)
             with self._shielded():
                 result = await self._commit_with_retries(
                     lambda: self.backend.retry(lease, delay, record)
                 )
             slot.finished = True
-            log.info(
+            log.warning(
                 "%s failed on attempt %d (%s); retry in %.3fs: %s",
                 item.node,
                 lease.attempt,
@@ -532,7 +557,7 @@ class Worker(Generic[C, I, O]):
             note_attempts(error, lease.attempt)
 
         try:
-            plan = self._plan(item, outcome, payload.collect, ctx, ctx_read, duration)
+            plan = self._plan(item, outcome, error, payload.collect, ctx, ctx_read, duration)
         except FloxideError as e:  # a result or the context cannot be serialized
             log.error("cannot store the results of %s: %s", item.node, e)
             failure = ErrorRecord(
@@ -573,8 +598,20 @@ class Worker(Generic[C, I, O]):
         slot.finished = True
         if result is CommitResult.COMMITTED:
             self.steps += 1
-            if error is not None:
-                log.info("%s failed: %s", item.node, describe(error))
+            if plan.failure is not None:
+                log.error(
+                    "%s failed the run: %s\n%s",
+                    item.node,
+                    plan.failure.message,
+                    plan.failure.traceback or "",
+                )
+            for handled in plan.handled:
+                log.error(
+                    "%s failed; its fallback takes over: %s\n%s",
+                    item.node,
+                    handled.message,
+                    handled.traceback or "",
+                )
             log.debug("committed %s in %.4fs", item.node, duration)
         elif result is CommitResult.LOST:
             log.warning("lease of item %s was lost; its result is discarded", lease.item_id)
@@ -585,6 +622,7 @@ class Worker(Generic[C, I, O]):
         self,
         item: WorkItem,
         outcome: object,
+        error: BaseException | None,
         consumed: str | None,
         ctx: Any,
         ctx_read: RunContext,
@@ -594,10 +632,13 @@ class Worker(Generic[C, I, O]):
         codec = self.codec
         fx: Effects = advance(self.graph, item, outcome, item_id)
         if fx.failure is not None:
-            failure = ErrorRecord(
-                item.node, str(item.id), item.attempt, "node", describe(fx.failure), time.time()
-            )
+            failure = _record(item.node, str(item.id), item.attempt, fx.failure)
             return CommitPlan(failure=failure, duration=duration)
+        handled = (
+            [_record(item.node, str(item.id), item.attempt, error, handled=True)]
+            if error is not None
+            else []
+        )
         items = [NewItem(str(i.id), i.node, codec.encode_item(i)) for i in fx.items]
         opened: ScopeOpen | None = None
         if fx.opened is not None:
@@ -638,6 +679,7 @@ class Worker(Generic[C, I, O]):
                 for sid, join, pos, value in fx.contributions
             ],
             drop_collected=[consumed] if consumed is not None else [],
+            handled=handled,
             duration=duration,
         )
 
@@ -658,42 +700,3 @@ async def _call(node: Node[Any, Any, Any], ctx: Any, item: WorkItem) -> object:
         return exc
     finally:
         exit_item(token)
-
-
-@contextmanager
-def _single() -> Iterator[None]:
-    """Raise a lone exception out of a nursery's group as itself (a clear error)."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
-
-
-class WorkerPool(Worker[C, I, O]):
-    """A worker process's pool: `concurrency` items at once, stopped by SIGTERM / SIGINT.
-
-    `await WorkerPool(wf, backend, concurrency=4).run()` works until stopped; the first
-    SIGTERM or SIGINT stops it gracefully (see `Worker.stop`), and `run` returns normally.
-    """
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            await super().run(task_status=task_status)  # signals need the main thread
-            return
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as receiver, _single():
-            async with trio.open_nursery() as nursery:
-
-                async def watch() -> None:
-                    async for signum in receiver:
-                        logger.info(
-                            "received %s: stopping gracefully",
-                            signal.Signals(signum).name,
-                            extra=step_fields("-"),
-                        )
-                        self.stop()
-
-                nursery.start_soon(watch)
-                await super().run(task_status=task_status)
-                nursery.cancel_scope.cancel()

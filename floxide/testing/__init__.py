@@ -5,7 +5,8 @@ their fencing tokens, heartbeats, reaping, `commit` applied atomically and at mo
 join scopes counted innermost first with their fired items and collections, context
 merges, cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
 for their TTL, isolation of runs, `commit_and_lease`, `release`, `list_runs` order,
-metrics, the errors the protocol names and the worker registry.
+metrics, the errors the protocol names, the worker registry, tracebacks and handled
+failures in the error log, and retrying a failed run.
 
 A third-party backend is checked the same way as the built-in ones, from any trio test
 runner (pytest is not needed)::
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 from floxide._public import publish
 from floxide.backends._base import Backend
-from floxide.testing import _commits, _harness, _joins, _leases, _runs
+from floxide.testing import _commits, _failures, _harness, _joins, _leases, _runs
 
 __all__ = ["check_backend"]
 
@@ -37,6 +38,7 @@ _PROPERTIES: tuple[_harness.Property, ...] = (
     *_leases.PROPERTIES,
     *_commits.PROPERTIES,
     *_joins.PROPERTIES,
+    *_failures.PROPERTIES,
 )
 
 
