@@ -6,7 +6,9 @@ and migrated on first use. Every operation is one transaction in a worker thread
 (`_postgres_conn.Pool`).
 
 Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never
-wait on each other's items. A commit first deletes its item if its lease (fencing token) is
+wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control` and
+`retry_run` lock a run's row FOR UPDATE, so a pause waits for the leases in flight and a
+lease after it sees the run paused. A commit first deletes its item if its lease (fencing token) is
 still held, writes what the step made, counts its join scopes and, last, updates its run's
 row (`... WHERE status is live`): that row is the only one every commit of a run meets, and
 it is held only for the end of the transaction. A context written over a newer version is
@@ -79,7 +81,7 @@ WITH picked AS (
     WHERE i.queue = %(queue)s AND i.state = 'queued' AND i.due <= %(now)s
       AND r.status IN ('pending', 'running')
     ORDER BY i.due, i.seq LIMIT %(limit)s
-    FOR UPDATE OF i SKIP LOCKED
+    FOR UPDATE OF i SKIP LOCKED FOR KEY SHARE OF r
 ), taken AS (
     UPDATE items i SET state = 'leased', worker_id = %(worker)s, token = nextval('tokens'),
            deadline = %(until)s
@@ -301,7 +303,7 @@ class PostgresBackend:
 
         def tx(conn: Conn) -> tuple[RunRecord, bool]:
             row = conn.execute(
-                "SELECT status, queue FROM runs WHERE run_id = %s FOR NO KEY UPDATE", (run_id,)
+                "SELECT status, queue FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(run_id)
@@ -346,7 +348,7 @@ class PostgresBackend:
     async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
         def tx(conn: Conn) -> RunRecord:
             row = conn.execute(
-                "SELECT status, queue FROM runs WHERE run_id = %s FOR NO KEY UPDATE", (run_id,)
+                "SELECT status, queue FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(run_id)
