@@ -492,8 +492,11 @@ class PostgresBackend:
             got, _ = self._take(conn, queue, worker_id, limit, lease_seconds)
             due = None
             if not got and wait > 0:
-                row = conn.execute(
-                    "SELECT min(due) FROM items WHERE queue = %s AND state = 'queued'", (queue,)
+                row = conn.execute(  # of runs that may lease (not paused, not failed)
+                    "SELECT min(i.due) FROM items i JOIN runs r ON r.run_id = i.run_id"
+                    " WHERE i.queue = %s AND i.state = 'queued'"
+                    " AND r.status IN ('pending', 'running')",
+                    (queue,),
                 ).fetchone()
                 due = None if row is None else row[0]
             return got, due
