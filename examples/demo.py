@@ -140,10 +140,13 @@ async def follow(url: str) -> None:
     while True:
         status = await orch.status(run_id)
         m = await orch.metrics(run_id)
-        total = max(m.total_known, 1)
+        # the run's size is known up front: one split, one pricing per item, one total
+        # (a retried pricing is still one step: its failed attempts count as retried)
+        total = max(m.total_known, len(BASKET) + 2)
         bar = "#" * round(30 * m.done / total)
         line = (
-            f"[{bar:<30}] {m.done:>2}/{m.total_known} steps done, {m.in_flight} in flight, "
+            f"[{bar:<30}] {m.done:>2}/{total} steps done (split, {len(BASKET)} prices, "
+            f"total), {m.in_flight} in flight, "
             f"{m.retried} retried  ({status}, {time.monotonic() - started:4.1f}s)"
         )
         if live:

@@ -203,4 +203,9 @@ class UnknownRunError(FloxideError, KeyError):
 
 
 class CliError(FloxideError):
-    """A problem the `floxide` command reports as one line, with exit code 1."""
+    """A problem the `floxide` command reports as one line, with exit code 1 (a failed
+    command or run) or 2 (`exit_code=2`: bad usage or bad input)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -236,4 +236,3 @@ def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     err = FloxideError(f"internal error in the executor: {leaves[0]!r}")
     err.__cause__ = group
     return err
-

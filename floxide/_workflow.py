@@ -15,7 +15,6 @@ import attrs
 from typing_extensions import dataclass_transform
 
 from floxide import _params
-from floxide.serde import check_exact
 from floxide._checkpoint import resume_checkpointed, run_checkpointed
 from floxide._errors import WorkflowDefinitionError
 from floxide._graph import Graph, build_graph
@@ -25,6 +24,7 @@ from floxide._rules import RULES
 from floxide._step import WorkItem, first_output
 from floxide._typeinfo import node_types, resolve
 from floxide.checkpoints import CheckpointStore
+from floxide.serde import check_exact
 
 __all__ = ["Workflow", "workflow"]
 

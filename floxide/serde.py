@@ -36,15 +36,15 @@ from cattrs.preconf.json import JsonConverter, make_converter
 from cattrs.v import format_exception
 
 from floxide._context import register_shared_state_hooks
-from floxide._exact import first_difference
 from floxide._errors import CheckpointError, FloxideError
+from floxide._exact import first_difference
 
 __all__ = [
     "TYPE_TAG",
+    "check_exact",
     "converter",
     "dumps",
     "loads",
-    "check_exact",
     "structure",
     "structure_exact",
     "type_name",
@@ -62,7 +62,10 @@ converter: JsonConverter = make_converter()
 _PRIMITIVES: frozenset[Any] = frozenset({str, int, float, bool, bytes})
 _JSON_SCALARS: frozenset[Any] = frozenset({str, int, float, bool})
 _EXACT_SCALARS: dict[Any, tuple[type, ...]] = {
-    int: (int,), str: (str,), float: (float, int), bool: (bool,)
+    int: (int,),
+    str: (str,),
+    float: (float, int),
+    bool: (bool,),
 }
 """Declared scalar types and the run-time types that fit them without a round trip."""
 
@@ -213,9 +216,7 @@ def _structure_none(data: Any, _: Any) -> None:
 
 
 # `Node[None, None, int]` declares NoneType (typing turns `None` into it): only null fits.
-converter.register_structure_hook_factory(
-    lambda t: t is type(None), lambda _: _structure_none
-)
+converter.register_structure_hook_factory(lambda t: t is type(None), lambda _: _structure_none)
 
 
 def _unstructure_object(value: Any) -> Any:
@@ -323,20 +324,43 @@ def check_exact(value: object, tp: Any, *, what: str = "value") -> None:
     """`ValueError` unless the Python `value` fits its declared type `tp` exactly (the
     check `structure_exact` makes, on the value as the converter writes it). A value the
     converter cannot write as `tp` at all is left to the encoder, which names its path."""
-    if tp is Any or isinstance(tp, TypeVar) or tp is object or type(value) in _EXACT_SCALARS.get(tp, ()):
+    if (
+        tp is Any
+        or isinstance(tp, TypeVar)
+        or tp is object
+        or type(value) in _EXACT_SCALARS.get(tp, ())
+    ):
         return
     try:
         data = converter.unstructure(value, unstructure_as=tp)
-        written = converter.unstructure(converter.structure(data, tp), unstructure_as=tp)
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply") from None
     except Exception:  # not serializable as `tp`: the encoder reports it, with its path
         return
+    if not _is_json(data):
+        return  # not JSON data (a value no hook writes): the encoder reports it
+    try:
+        written = converter.unstructure(converter.structure(data, tp), unstructure_as=tp)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except Exception as exc:
+        raise ValueError(f"{what} does not fit {type_name(tp)}: {_describe(exc, '$')}") from None
     if isinstance(value, str) and not isinstance(data, str):  # read as a list of letters
         raise ValueError(f"{what} does not fit {type_name(tp)}: $: got a string, {value!r}")
     misfit = first_difference(data, written)
     if misfit is not None:
         raise ValueError(f"{what} does not fit {type_name(tp)}: {misfit}")
+
+
+def _is_json(data: object) -> bool:
+    """Whether `data` is JSON data (what the encoder writes without a hook)."""
+    if data is None or isinstance(data, str | int | float | bool):
+        return True
+    if isinstance(data, list | tuple):
+        return all(_is_json(v) for v in data)
+    if isinstance(data, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in data.items())
+    return False
 
 
 def _cannot_structure(

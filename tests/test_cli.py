@@ -132,7 +132,8 @@ def test_errors_are_one_clear_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = cli(capsys, *args)
-    assert code == 1
+    bad_input = "--input" in args or "--concurrency" in args
+    assert code == (2 if bad_input else 1)  # API.md 13: exit 2 for bad input
     assert err.startswith("floxide: error: ") and err.count("\n") == 1
     assert message in err
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+from floxide import _params
 from floxide._errors import BackendError
 from floxide.backends._base import Backend
 from floxide.backends._memory import MemoryBackend
@@ -28,10 +29,11 @@ def _float(params: dict[str, list[str]], name: str, default: float, url: str) ->
     if not raw:
         return default
     try:
-        return float(raw[-1])
+        return _params.seconds(name, float(raw[-1]), infinite=name == "ttl")
     except ValueError:
         raise BackendError(
-            f"backend URL {masked_url(url)!r}: {name}={raw[-1]!r} is not a number"
+            f"backend URL {masked_url(url)!r}: {name}={raw[-1]!r} is not a number of "
+            "seconds > 0"
         ) from None
 
 

@@ -440,7 +440,7 @@ class RedisBackend:
         out = []
         for raw in raws:
             node, item, attempt, kind, msg, at, *more = json.loads(raw)
-            tb, handled = (more + ["", 0])[:2]
+            tb, handled = [*more, "", 0][:2]
             out.append(
                 ErrorRecord(
                     node, item, int(attempt), kind, msg, float(at), tb or None, bool(handled)
@@ -451,9 +451,7 @@ class RedisBackend:
     async def metrics(self, run_id: str) -> RunMetrics:
         rid = _rid(run_id)
         async with self._conn("metrics") as c:
-            values = await c.hmget(
-                self._k("run", rid), [b"done", b"failed", b"retried", b"status"]
-            )
+            values = await c.hmget(self._k("run", rid), [b"done", b"failed", b"retried", b"status"])
             if values[0] is None:
                 return RunMetrics()
             raw = await c.hgetall(self._k("run", rid, "metrics"))

@@ -303,7 +303,9 @@ class SqliteBackend:
                 " FROM errors WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
-            return [ErrorRecord(*tuple(r)[:7], handled=bool(r[7])) for r in rows]
+            return [
+                ErrorRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows
+            ]
 
         return await self._file.read(q)
 
@@ -317,8 +319,7 @@ class SqliteBackend:
             counts = dict(
                 conn.execute(
                     "SELECT state = 'leased', count(*) FROM items WHERE run_id = ?"
-                    " AND state != 'failed' AND EXISTS (SELECT 1 FROM runs r"
-                    " WHERE r.run_id = items.run_id AND r.status != 'failed')"
+                    " AND state != 'failed'"
                     " GROUP BY state = 'leased'",
                     (run_id,),
                 ).fetchall()
@@ -512,15 +513,9 @@ class SqliteBackend:
         run_id = lease.run_id
         cols: dict[str, object] = {}
         counters: list[str] = []
-        if plan.failure is None:
+        if plan.failure is None:  # a failing item is kept for `retry_run` (see `set_run`)
             conn.execute(
                 "DELETE FROM items WHERE run_id = ? AND item_id = ?", (run_id, lease.item_id)
-            )
-        else:  # kept for `retry_run`
-            conn.execute(
-                "UPDATE items SET state = 'failed', worker_id = NULL"
-                " WHERE run_id = ? AND item_id = ?",
-                (run_id, lease.item_id),
             )
         if plan.handled:
             for e in plan.handled:

@@ -2,11 +2,12 @@
 
 `prepare` applies `SCHEMA` (idempotently) on every opening, after refusing a file holding
 tables floxide did not create (left byte-for-byte intact), and migrates older layouts
-(version 1 lacked the errors' traceback and handled flag and the workers' graph and load). Runs, their work items (queued or
-leased, with a fencing token), open join scopes (`Scopes`, the scope-table interface that
-`count_scopes` works over), collected join values, outputs, errors, per-node metrics and
-registered workers each have a table; `floxide_meta` holds the layout version and the
-file-wide counters (lease tokens, queue order).
+(version 1 lacked the errors' traceback and handled flag and the workers' graph and load).
+Runs, their work items (queued, leased with a fencing token, or kept by a failed run), open
+join scopes (`Scopes`, the scope-table interface that `count_scopes` works over), collected
+join values, outputs, errors, per-node metrics and registered workers each have a table;
+`floxide_meta` holds the layout version and the file-wide counters (lease tokens, queue
+order).
 """
 
 from __future__ import annotations
@@ -77,8 +78,17 @@ INSERT OR IGNORE INTO floxide_meta VALUES ('schema', 2), ('token', 0), ('seq', 0
 
 SCHEMA_VERSION = 2
 _TABLES = frozenset(
-    {"floxide_meta", "runs", "items", "scopes", "collected", "outputs", "errors",
-     "node_metrics", "workers"}
+    {
+        "floxide_meta",
+        "runs",
+        "items",
+        "scopes",
+        "collected",
+        "outputs",
+        "errors",
+        "node_metrics",
+        "workers",
+    }
 )
 _MIGRATIONS = {
     1: (
@@ -106,9 +116,7 @@ def prepare(conn: sqlite3.Connection, url: str) -> None:
             f"({foreign}); use a file of its own"
         )
     conn.executescript(SCHEMA)
-    version = int(
-        conn.execute("SELECT value FROM floxide_meta WHERE key = 'schema'").fetchone()[0]
-    )
+    version = int(conn.execute("SELECT value FROM floxide_meta WHERE key = 'schema'").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise BackendError(
             f"SQLite backend {url}: layout version {version} is newer than this floxide's "
@@ -218,7 +226,11 @@ def set_run(
     status = cols.get("status")
     if isinstance(status, RunStatus) and status.finished:
         cols["finished_at"] = now
-    if isinstance(status, RunStatus) and status.finished and status is not RunStatus.FAILED:
+    if status is RunStatus.FAILED:  # kept out of every queue (and of `next_due`)
+        conn.execute(
+            "UPDATE items SET state = 'failed', worker_id = NULL WHERE run_id = ?", (run_id,)
+        )
+    elif isinstance(status, RunStatus) and status.finished:
         conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM scopes WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM collected WHERE run_id = ?", (run_id,))

@@ -10,7 +10,6 @@ from typing import Generic, TypeVar
 import trio
 
 from floxide import _params
-from floxide.serde import check_exact
 from floxide._errors import (
     FloxideError,
     NodeError,
@@ -40,8 +39,9 @@ from floxide.backends._base import (
 )
 from floxide.distributed._codec import ROOT_ID, payload_codec
 from floxide.distributed._worker import queue_name
+from floxide.serde import check_exact
 
-__all__ = ["Orchestrator", "retry_refusal", "run_error"]
+__all__ = ["Orchestrator", "retry_refusal", "retry_run", "run_error"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -76,6 +76,32 @@ def retry_refusal(rec: RunRecord) -> str:
         RunStatus.CANCELLED: "it was cancelled (start a new run)",
     }.get(rec.status, f"it is still {rec.status} (only a failed run can be retried)")
     return f"cannot retry run {rec.run_id}: {why}"
+
+
+async def retry_run(backend: Backend, run_id: str, timeout: float | None = None) -> RunRecord:
+    """`Orchestrator.retry` without the workflow (the command line uses it): the run after."""
+    _params.timeout("timeout", timeout)
+    rec = await backend.get_run(run_id)
+    if rec is None:
+        raise UnknownRunError(f"no run {run_id!r} in {backend.url}")
+    if rec.status is not RunStatus.FAILED:
+        raise FloxideError(retry_refusal(rec))
+    now = time.time()
+    if timeout is not None:
+        deadline: float | None = now + timeout
+    else:
+        deadline = rec.deadline if rec.deadline is not None and rec.deadline > now else None
+    try:
+        after = await backend.retry_run(run_id, deadline)
+    except KeyError:
+        raise UnknownRunError(f"no run {run_id!r} in {backend.url}") from None
+    logger.info(
+        "retrying run %s of %s",
+        run_id,
+        rec.workflow,
+        extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
+    )
+    return after
 
 
 async def fail_overdue(backend: Backend, rec: RunRecord) -> bool:
@@ -234,28 +260,7 @@ class Orchestrator(Generic[C, I, O]):
         deadline unless that has passed (then it has none). Any other status raises
         `FloxideError` saying why; `UnknownRunError` for an unknown run.
         """
-        _params.timeout("timeout", timeout)
-        rec = await self.info(run_id)
-        if rec.status is not RunStatus.FAILED:
-            raise FloxideError(retry_refusal(rec))
-        now = time.time()
-        if timeout is not None:
-            deadline: float | None = now + timeout
-        else:
-            deadline = rec.deadline if rec.deadline is not None and rec.deadline > now else None
-        try:
-            after = await self.backend.retry_run(run_id, deadline)
-        except KeyError:
-            raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}") from None
-        if after.status is not RunStatus.RUNNING and after.status is not RunStatus.COMPLETED:
-            raise FloxideError(retry_refusal(after))
-        logger.info(
-            "retrying run %s of %s",
-            run_id,
-            rec.workflow,
-            extra={"run_id": run_id, "node": "-", "item_id": "-", "attempt": 0},
-        )
-        return after.status
+        return (await retry_run(self.backend, run_id, timeout)).status
 
     async def list_runs(self) -> list[RunRecord]:
         """Runs of this workflow, newest first."""

@@ -34,7 +34,6 @@ import os
 import socket
 import time
 import uuid
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -76,8 +75,9 @@ from floxide.backends._base import (
     WorkerInfo,
 )
 from floxide.distributed._codec import collection_key, item_id, payload_codec
+from floxide.distributed._records import describe, error_record, format_traceback
 
-__all__ = ["Worker", "describe", "format_traceback", "queue_name"]
+__all__ = ["Worker", "queue_name"]
 
 C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741
@@ -95,33 +95,6 @@ def queue_name(wf: Workflow[Any, Any, Any]) -> str:
     """
     g = wf.graph
     return f"{g.module}.{g.name}@{g.fingerprint}"
-
-
-def describe(error: BaseException) -> str:
-    """One line naming an exception: `Type: message`."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def format_traceback(error: BaseException) -> str:
-    """The formatted traceback of `error`, its notes and causes included."""
-    return "".join(traceback.format_exception(error)).rstrip()
-
-
-def _record(
-    node: str, item_id: str, attempt: int, error: BaseException, *, handled: bool = False
-) -> ErrorRecord:
-    """The error log entry of a failed attempt, with its traceback."""
-    return ErrorRecord(
-        node,
-        item_id,
-        attempt,
-        "node",
-        describe(error),
-        time.time(),
-        traceback=format_traceback(error),
-        handled=handled,
-    )
 
 
 @attrs.define(eq=False)
@@ -399,6 +372,7 @@ class Worker(Generic[C, I, O]):
                             "node",
                             f"internal error: {describe(e)}",
                             time.time(),
+                            format_traceback(e),
                         ),
                     )
                 except BackendError:
@@ -538,7 +512,7 @@ class Worker(Generic[C, I, O]):
         error = outcome_error(item.node, outcome)
         delay = retry_delay(policy, error, lease.attempt) if error is not None else None
         if error is not None and delay is not None:
-            record = _record(item.node, lease.item_id, lease.attempt, error, handled=True)
+            record = error_record(item.node, lease.item_id, lease.attempt, error, handled=True)
             with self._shielded():
                 result = await self._commit_with_retries(
                     lambda: self.backend.retry(lease, delay, record)
@@ -632,10 +606,10 @@ class Worker(Generic[C, I, O]):
         codec = self.codec
         fx: Effects = advance(self.graph, item, outcome, item_id)
         if fx.failure is not None:
-            failure = _record(item.node, str(item.id), item.attempt, fx.failure)
+            failure = error_record(item.node, str(item.id), item.attempt, fx.failure)
             return CommitPlan(failure=failure, duration=duration)
         handled = (
-            [_record(item.node, str(item.id), item.attempt, error, handled=True)]
+            [error_record(item.node, str(item.id), item.attempt, error, handled=True)]
             if error is not None
             else []
         )

@@ -110,7 +110,9 @@ async def retry_failed_run(b: Backend) -> None:
     ctx_now = await b.context(run.run_id)
     expect(ctx_now is not None and ctx_now.data == b"1", "a retried run lost its context")
     for le in got:
-        expect(await b.commit(le, plan()) is CommitResult.COMMITTED, "a retried item did not commit")
+        expect(
+            await b.commit(le, plan()) is CommitResult.COMMITTED, "a retried item did not commit"
+        )
     done = await b.get_run(run.run_id)
     expect(done is not None and done.status is RunStatus.COMPLETED, f"retried run: {done}")
     same = await b.retry_run(run.run_id, None)
