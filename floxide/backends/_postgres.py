@@ -3,7 +3,7 @@
 `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB?floxide_schema=NAME` (libpq's URL; other query
 options go to libpq). The tables (`_postgres_tables`) live in a schema of their own, created
 and migrated on first use. Every operation is one transaction in a worker thread
-(`_postgres_conn.Pool`).
+(`_postgres_conn.Pool`); leasing and applying a step are `_postgres_steps`.
 
 Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never
 wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control` and
@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
 
 from floxide._errors import BackendError
-from floxide._step import DEADLINE_PASSED
+from floxide.backends import _postgres_steps as steps
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
@@ -51,13 +50,11 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
-    count_scopes,
 )
 from floxide.backends._postgres_conn import Conn, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
     RUN_COLS,
     RUN_TABLES,
-    Scopes,
     add_errors,
     channel_name,
     insert_items,
@@ -70,97 +67,6 @@ __all__ = ["PostgresBackend"]
 
 T = TypeVar("T")
 _OWN_OPTIONS = ("floxide_schema", "ttl")
-_MAX_PAYLOAD = 7000
-"""Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
-
-_TAKE = """
-WITH picked AS (
-    SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,
-           i.due, i.seq, (r.deadline IS NOT NULL AND r.deadline < %(now)s) AS late
-    FROM items i JOIN runs r ON r.run_id = i.run_id
-    WHERE i.queue = %(queue)s AND i.state = 'queued' AND i.due <= %(now)s
-      AND r.status IN ('pending', 'running')
-    ORDER BY i.due, i.seq LIMIT %(limit)s
-    FOR UPDATE OF i SKIP LOCKED FOR KEY SHARE OF r
-), taken AS (
-    UPDATE items i SET state = 'leased', worker_id = %(worker)s, token = nextval('tokens'),
-           deadline = %(until)s
-    FROM picked p WHERE i.run_id = p.run_id AND i.item_id = p.item_id AND NOT p.late
-    RETURNING i.run_id, i.item_id, i.token
-)
-SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, r.context, r.version, p.late
-FROM picked p JOIN runs r ON r.run_id = p.run_id
-LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
-ORDER BY p.due, p.seq
-"""
-
-_HELD = """
-WITH held AS (
-    DELETE FROM items WHERE run_id = %(run)s AND item_id = %(item)s AND state = 'leased'
-    AND token = %(token)s AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s
-    AND status IN ('pending', 'running', 'paused')) RETURNING run_id, queue
-), step AS (
-    INSERT INTO steps (run_id, node, seconds) SELECT run_id, %(node)s, %(seconds)s FROM held
-)"""
-_MADE = """, made AS (
-    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
-    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
-           nextval('seq')
-    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
-                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
-                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
-)"""
-_KEPT = """, kept AS (
-    INSERT INTO collected (run_id, key, data)
-    SELECT h.run_id, c.key, c.data FROM held h,
-           unnest(%(ckeys)s::text[], %(cdata)s::bytea[]) AS c(key, data)
-)"""
-_DROPPED = """, dropped AS (
-    DELETE FROM collected WHERE run_id = %(run)s AND key = ANY(%(drop)s::text[])
-    AND EXISTS (SELECT 1 FROM held)
-)"""
-_OUTS = """, outs AS (
-    INSERT INTO outputs (run_id, position, node, value)
-    SELECT h.run_id, o.position, o.node, o.value FROM held h,
-           unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
-           AS o(position, node, value)
-)"""
-_RUN = """
-SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held)
-FROM runs r WHERE r.run_id = %(run)s
-"""
-
-
-def _check_sql(plan: CommitPlan) -> str:
-    """A commit's first statement: if the lease is held and the run live, delete the item
-    and write what the step made (metric, successors, collected values, outputs); then read
-    the run. Only the parts the plan needs (each variant is prepared once)."""
-    return "".join(
-        (
-            _HELD,
-            _MADE if plan.items and plan.failure is None else "",
-            _KEPT if plan.collect else "",
-            _DROPPED if plan.drop_collected else "",
-            _OUTS if plan.outputs else "",
-            _RUN,
-        )
-    )
-
-
-_FINISH = (
-    "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
-    " pending = 0, finished_at = %(now)s, updated_at = %(now)s, failed = failed + %(failed)s"
-    " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused') RETURNING queue"
-)
-
-
-def _notify(conn: Conn, channel: str, keys: Sequence[str]) -> None:
-    """Notify `keys` when this transaction commits (duplicates collapse)."""
-    for key in dict.fromkeys(keys):
-        conn.execute(
-            "SELECT pg_notify(%s, %s)", (channel, key if len(key) <= _MAX_PAYLOAD else "*")
-        )
 
 
 class PostgresBackend:
@@ -271,7 +177,8 @@ class PostgresBackend:
             if row is None:
                 raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
             insert_items(conn, run.run_id, run.queue, run.items, now)
-            _notify(conn, self._channel, [f"q:{run.queue}" if run.items else f"r:{run.run_id}"])
+            key = f"q:{run.queue}" if run.items else f"r:{run.run_id}"
+            steps.notify(conn, self._channel, [key])
 
         await self._tx(tx)
 
@@ -312,7 +219,7 @@ class PostgresBackend:
             ended = False
             if action == "cancel" and status.live:
                 conn.execute(
-                    _FINISH,
+                    steps.FINISH,
                     {
                         "status": "cancelled",
                         "error": "cancelled",
@@ -322,7 +229,7 @@ class PostgresBackend:
                         "run": run_id,
                     },
                 )
-                _notify(conn, self._channel, [f"r:{run_id}"])
+                steps.notify(conn, self._channel, [f"r:{run_id}"])
                 ended = True
             elif action == "pause" and status in (RunStatus.PENDING, RunStatus.RUNNING):
                 conn.execute(
@@ -334,7 +241,7 @@ class PostgresBackend:
                     "UPDATE runs SET status = 'running', updated_at = %s WHERE run_id = %s",
                     (now, run_id),
                 )
-                _notify(conn, self._channel, [f"q:{queue}"])
+                steps.notify(conn, self._channel, [f"q:{queue}"])
             got = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
             rec = got.fetchone()
             assert rec is not None
@@ -367,7 +274,7 @@ class PostgresBackend:
                     " WHERE run_id = %s",
                     (str(status), None if kept else now, deadline, len(kept), now, run_id),
                 )
-                _notify(conn, self._channel, [f"q:{row[1]}" if kept else f"r:{run_id}"])
+                steps.notify(conn, self._channel, [f"q:{row[1]}" if kept else f"r:{run_id}"])
             got = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
             rec = got.fetchone()
             assert rec is not None
@@ -377,31 +284,12 @@ class PostgresBackend:
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         def tx(conn: Conn) -> bool:
-            if not self._finish(conn, run_id, error, failed=0):
+            if not steps.finish(conn, run_id, error, failed=0):
                 return False
-            _notify(conn, self._channel, [f"r:{run_id}"])
+            steps.notify(conn, self._channel, [f"r:{run_id}"])
             return True
 
         return await self._tx(tx)
-
-    @staticmethod
-    def _finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
-        """Fail a live run with `error` (logged); False when it is finished already."""
-        row = conn.execute(
-            _FINISH,
-            {
-                "status": "failed",
-                "error": error.message,
-                "kind": error.kind,
-                "now": time.time(),
-                "failed": failed,
-                "run": run_id,
-            },
-        ).fetchone()
-        if row is None:
-            return False
-        add_errors(conn, run_id, [error])
-        return True
 
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         async def look() -> tuple[RunRecord | None, bool, float | None]:
@@ -489,7 +377,7 @@ class PostgresBackend:
         self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
     ) -> list[Lease]:
         def tx(conn: Conn) -> tuple[list[Lease], float | None]:
-            got, _ = self._take(conn, queue, worker_id, limit, lease_seconds)
+            got, _ = steps.take(conn, self._channel, queue, worker_id, limit, lease_seconds)
             due = None
             if not got and wait > 0:
                 row = conn.execute(  # of runs that may lease (not paused, not failed)
@@ -510,60 +398,6 @@ class PostgresBackend:
             got, _, _ = await look()
             return got
         return await self._wait(f"q:{queue}", wait, look)
-
-    def _take(
-        self, conn: Conn, queue: str, worker_id: str, limit: int, lease_seconds: float
-    ) -> tuple[list[Lease], list[str]]:
-        """Lease up to `limit` ready items; fail the runs found past their deadline."""
-        now = time.time()
-        rows = conn.execute(
-            _TAKE,
-            {
-                "now": now,
-                "queue": queue,
-                "limit": limit,
-                "worker": worker_id,
-                "until": now + lease_seconds,
-            },
-        ).fetchall()
-        out: list[Lease] = []
-        ended: list[str] = []
-        pending: set[str] = set()
-        for r in rows:
-            run_id = r[0]
-            if r[12]:
-                if run_id not in ended:
-                    err = ErrorRecord(r[2], r[1], r[4], "timeout", DEADLINE_PASSED, now)
-                    if self._finish(conn, run_id, err, failed=0):
-                        ended.append(run_id)
-                continue
-            if r[8] == "pending":
-                pending.add(run_id)
-            out.append(
-                Lease(
-                    run_id=run_id,
-                    item_id=r[1],
-                    node=r[2],
-                    payload=bytes(r[3]),
-                    attempt=r[4],
-                    worker_id=worker_id,
-                    token=r[7],
-                    deadline=now + lease_seconds,
-                    last_error=r[5],
-                    expired=bool(r[6]),
-                    context=RunContext(bytes(r[10]), r[11]),
-                    run_deadline=math.inf if r[9] is None else r[9],
-                )
-            )
-        if pending:
-            conn.execute(
-                "UPDATE runs SET status = 'running', updated_at = %s"
-                " WHERE run_id = ANY(%s) AND status = 'pending'",
-                (now, sorted(pending)),
-            )
-        if ended:
-            _notify(conn, self._channel, [f"r:{rid}" for rid in ended])
-        return out, ended
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
         if not leases:
@@ -595,154 +429,12 @@ class PostgresBackend:
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
         def tx(conn: Conn) -> tuple[CommitResult, list[Lease], bool]:
-            return self._commit(conn, lease, plan, limit, lease_seconds)
+            return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds)
 
         result, got, ended = await self._pool.run_grouped(tx)
         if ended:
             await self._cleanup([lease.run_id])
         return result, got
-
-    def _commit(
-        self, conn: Conn, lease: Lease, plan: CommitPlan, limit: int, lease_seconds: float
-    ) -> tuple[CommitResult, list[Lease], bool]:
-        run_id = lease.run_id
-        now = time.time()
-        items = plan.items
-        row = conn.execute(
-            _check_sql(plan),
-            {
-                "run": run_id,
-                "item": lease.item_id,
-                "token": lease.token,
-                "node": lease.node,
-                "seconds": plan.duration,
-                "ids": [it.item_id for it in items],
-                "nodes": [it.node for it in items],
-                "payloads": [it.payload for it in items],
-                "attempts": [it.attempt for it in items],
-                "dues": [now + it.delay for it in items],
-                "ckeys": [k for k, _ in plan.collect],
-                "cdata": [v for _, v in plan.collect],
-                "drop": list(plan.drop_collected),
-                "opos": [json.dumps(list(o.position)) for o in plan.outputs],
-                "onodes": [o.node for o in plan.outputs],
-                "ovalues": [o.value for o in plan.outputs],
-            },
-        ).fetchone()
-        if row is None or RunStatus(row[0]).finished:
-            raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
-        if not row[4]:
-            raise Rollback((CommitResult.LOST, [], False), clean=True)
-        stored, version, queue = bytes(row[1]), int(row[2]), row[3]
-        update = plan.context
-        context = None
-        if update is not None:  # if the merge raises, nothing is applied (rolled back)
-            stale = version != update.base_version and update.merge is not None
-            context = update.merge(stored) if update.merge and stale else update.value
-        if plan.handled:
-            add_errors(conn, run_id, plan.handled)
-        if plan.failure is not None:
-            if context is not None:
-                self._write_context(conn, lease, plan, context, version)
-            if not self._finish(conn, run_id, plan.failure, failed=1 + len(plan.handled)):
-                raise Rollback((CommitResult.INACTIVE, [], False))
-            conn.execute(  # kept, with the run's work state, for `retry_run`
-                "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due,"
-                " seq) VALUES (%s, %s, %s, %s, %s, %s, 'failed', %s, nextval('seq'))",
-                (run_id, lease.item_id, queue, lease.node, lease.payload, lease.attempt, now),
-            )
-            _notify(conn, self._channel, [f"r:{run_id}"])
-            return CommitResult.COMMITTED, [], False
-        fired = count_scopes(plan, Scopes(conn, run_id))
-        insert_items(conn, run_id, queue, fired, now)
-        items = [*items, *fired]
-        status = self._count(conn, lease, plan, context, version, len(items) - 1, now)
-        ended = status == "completed"
-        made = sum(it.delay <= 0 for it in items)
-        got: list[Lease] = []
-        if min(limit, made) > 0:
-            got, _ = self._take(conn, queue, lease.worker_id, limit, lease_seconds)
-        keys = [f"r:{run_id}"] if ended else []
-        if items and len(got) < len(items):
-            keys.append(f"q:{queue}")
-        _notify(conn, self._channel, keys)
-        return CommitResult.COMMITTED, got, ended
-
-    def _count(
-        self,
-        conn: Conn,
-        lease: Lease,
-        plan: CommitPlan,
-        context: bytes | None,
-        version: int,
-        delta: int,
-        now: float,
-    ) -> str:
-        """Update the run's row last (counters, context, completion); its new status."""
-        sets = (
-            "pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,"
-            " failed = failed + %(handled)s,"
-            " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
-            " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
-        )
-        args: dict[str, Any] = {
-            "delta": delta,
-            "now": now,
-            "run": lease.run_id,
-            "handled": len(plan.handled),
-        }
-        live = "run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
-        if context is None:
-            row = conn.execute(
-                f"UPDATE runs SET {sets} WHERE {live} RETURNING status", args
-            ).fetchone()
-        else:
-            args.update(context=context, version=version)
-            row = conn.execute(
-                f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
-                f" WHERE {live} AND version = %(version)s RETURNING status",
-                args,
-            ).fetchone()
-            if row is None:  # another commit changed the context since: merge into it
-                fresh = self._locked_context(conn, lease.run_id)
-                args["context"] = self._merged(plan, fresh, context)
-                args["version"] = fresh[1]
-                row = conn.execute(
-                    f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
-                    f" WHERE {live} RETURNING status",
-                    args,
-                ).fetchone()
-        if row is None:
-            raise Rollback((CommitResult.INACTIVE, [], False))
-        return str(row[0])
-
-    @staticmethod
-    def _locked_context(conn: Conn, run_id: str) -> tuple[bytes, int]:
-        row = conn.execute(
-            "SELECT context, version, status FROM runs WHERE run_id = %s FOR NO KEY UPDATE",
-            (run_id,),
-        ).fetchone()
-        if row is None or RunStatus(row[2]).finished:
-            raise Rollback((CommitResult.INACTIVE, [], False))
-        return bytes(row[0]), int(row[1])
-
-    @staticmethod
-    def _merged(plan: CommitPlan, fresh: tuple[bytes, int], context: bytes) -> bytes:
-        update = plan.context
-        assert update is not None
-        if update.merge is not None and fresh[1] != update.base_version:
-            return update.merge(fresh[0])
-        return context
-
-    def _write_context(
-        self, conn: Conn, lease: Lease, plan: CommitPlan, context: bytes, version: int
-    ) -> None:
-        fresh = self._locked_context(conn, lease.run_id)
-        value = context if fresh[1] == version else self._merged(plan, fresh, context)
-        conn.execute(
-            "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
-            (value, lease.run_id),
-        )
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         def tx(conn: Conn) -> CommitResult:
@@ -758,7 +450,7 @@ class PostgresBackend:
                 "UPDATE runs SET retried = retried + 1, updated_at = %s WHERE run_id = %s",
                 (now, lease.run_id),
             )
-            _notify(conn, self._channel, [f"q:{back}"])
+            steps.notify(conn, self._channel, [f"q:{back}"])
             return CommitResult.COMMITTED
 
         return await self._tx(tx)
@@ -766,7 +458,7 @@ class PostgresBackend:
     async def release(self, lease: Lease) -> CommitResult:
         def tx(conn: Conn) -> CommitResult:
             back = self._give_back(conn, lease)
-            _notify(conn, self._channel, [f"q:{back}"])
+            steps.notify(conn, self._channel, [f"q:{back}"])
             return CommitResult.COMMITTED
 
         return await self._tx(tx)
@@ -825,7 +517,7 @@ class PostgresBackend:
                 " AND r.status IN ('completed', 'cancelled')"
             )
             conn.execute("DELETE FROM workers WHERE last_seen < %s", (now - self.worker_ttl,))
-            _notify(conn, self._channel, [f"q:{r[5]}" for r in rows])
+            steps.notify(conn, self._channel, [f"q:{r[5]}" for r in rows])
             return len(rows)
 
         return await self._tx(tx)
