@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test pytest typecheck mypy lint bench clean venv
+.PHONY: demo test pytest typecheck typecheck-oldest mypy lint bench clean venv
 
 venv: $(STAMP)
 
@@ -23,6 +23,18 @@ pytest: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m pytest -q typecheck_tests -p no:trio -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
 
+# The oldest mypy the plugin supports (pyproject's `mypy` extra), beside the newest in the venv.
+MYPY_OLDEST := 1.20.2
+OLDEST := $(VENV)/mypy-$(MYPY_OLDEST)
+
+$(OLDEST)/.installed: $(STAMP)
+	$(BIN)/python -m pip install -q --target $(OLDEST) 'mypy==$(MYPY_OLDEST)'
+	touch $@
+
+typecheck-oldest: $(OLDEST)/.installed
+	PYTHONPATH=$(OLDEST) $(BIN)/python -m mypy --version | grep -qx 'mypy $(MYPY_OLDEST).*'
+	PYTHONPATH=$(OLDEST) $(BIN)/python -m pytest -q typecheck_tests -p no:trio -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
+
 mypy: $(STAMP)
 	$(BIN)/python -m mypy --strict floxide mypy_plugin/floxide_mypy
 	$(BIN)/python -m mypy --strict examples
@@ -32,7 +44,7 @@ lint: $(STAMP)
 
 # Runs every check even when an earlier one fails, then fails if any did.
 test: $(STAMP)
-	@status=0; for step in lint mypy pytest typecheck; do \
+	@status=0; for step in lint mypy pytest typecheck typecheck-oldest; do \
 	  echo "== make $$step"; $(MAKE) --no-print-directory $$step || status=1; done; \
 	  if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: all passed"; fi; \
 	  exit $$status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
@@ -21,6 +22,7 @@ from floxide._structure import (
     Malformed,
     Name,
     Outline,
+    ProtocolKey,
     RouteRow,
     Table,
     check_structure,
@@ -202,7 +204,7 @@ class Graph:
         out = [f'digraph "{self.name}" {{', "  rankdir=LR;"]
         for n in self.node_names:
             shape = "doublecircle" if self.is_terminal(n) else "box"
-            extra = ', style=bold' if n == self.start else ""
+            extra = ", style=bold" if n == self.start else ""
             out.append(f'  "{n}" [shape={shape}{extra}];')
         for n in self.node_names:
             spec = self.specs[n]
@@ -329,6 +331,11 @@ def _targets(value: object) -> list[Name] | Malformed:
 
 def _route_key(key: object) -> str | None:
     """The key, shown, when it is not a class, an enum member or a literal."""
+    if isinstance(key, type) and getattr(key, "_is_protocol", False):
+        if not getattr(key, "_is_runtime_protocol", False):
+            return ProtocolKey(key.__qualname__)
+    if isinstance(key, types.UnionType):  # `Dog | Cat`: shown as written
+        return " | ".join(getattr(a, "__qualname__", repr(a)) for a in key.__args__)
     ok = isinstance(key, type) or isinstance(key, enum.Enum) or isinstance(key, _LITERAL_TYPES)
     return None if ok else repr(key)
 

@@ -39,6 +39,11 @@ RULES: Final[dict[str, str]] = {
         'route key {key} of "{src}" in workflow "{wf}" must be a class, an enum member '
         "or a literal (str, int, bool, bytes, None)"
     ),
+    "protocol-route-key": (
+        'route key {key} of "{src}" in workflow "{wf}" is a Protocol that is not '
+        "@runtime_checkable: no output can be matched against it"
+    ),
+    "did-you-mean": ' (did you mean "{near}"?)',
     "unreachable": 'node "{name}" of workflow "{wf}" is unreachable from start "{start}"',
     "unknown-fallback-source": (
         'on_failure of workflow "{wf}" has an entry for "{name}", which is not a node'
@@ -63,6 +68,11 @@ RULES: Final[dict[str, str]] = {
         'edge "{src}" -> "{dst}" of workflow "{wf}": "{src}" outputs "{out}" '
         'but "{dst}" accepts "{inp}"'
     ),
+    "missing-join": (
+        'edge "{src}" -> "{dst}" of workflow "{wf}": "{dst}" accepts "{inp}", a Sequence of '
+        'what "{src}" outputs ("{out}"): a joins entry is missing '
+        '(joins = {{"{dst}": "<the node that fans out>"}})'
+    ),
     "route-type": (
         'route {variant} of "{src}" -> "{dst}" in workflow "{wf}": '
         '"{dst}" accepts "{inp}", not "{out}"'
@@ -85,6 +95,11 @@ RULES: Final[dict[str, str]] = {
     ),
     "join-type": (
         'join "{name}" of workflow "{wf}" accepts "{inp}", but receives a Sequence of "{out}"'
+    ),
+    # static checking only: a node typed with Any, whose edges cannot be checked
+    "any-node": (
+        'node "{name}" of workflow "{wf}" is typed "{annotation}": edges around it are not '
+        "type-checked (Any accepts and outputs anything)"
     ),
     # static checking only: a value mypy cannot read (the runtime still validates it)
     "not-static": (

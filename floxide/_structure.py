@@ -18,6 +18,7 @@ A leaf: this module imports only `_rules`, so the plugin can run it inside mypy.
 
 from __future__ import annotations
 
+import difflib
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "Name",
     "Outline",
     "Problem",
+    "ProtocolKey",
     "RouteRow",
     "Table",
     "Unseen",
@@ -75,6 +77,13 @@ class Field:
     name: str
     at: object = None
     not_a_node: str | None = None
+
+
+class ProtocolKey(str):
+    """A route key, shown, that is a Protocol without `@runtime_checkable` (isinstance
+    cannot test it, so the row could never match)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +174,23 @@ class _Check:
         self.known = {f.name for f in outline.fields}
         self.problems: list[Problem] = []
         self.successors: dict[str, list[str]] = {}  # known targets, for reachability
+        self.meant: set[str] = set()  # nodes a misspelt name probably meant: their
+        # missing entry or unreachability follows from the typo, and is not reported
+        self.roots: list[Problem] = []  # misspelt names: the root causes, reported first
 
     def say(self, rule: str, at: object, **kw: object) -> None:
         text = RULES[rule].format(wf=self.outline.workflow, **kw)
         self.problems.append(Problem(rule, text, at))
+
+    def unknown(self, rule: str, at: object, name: str, **kw: object) -> None:
+        """An unknown node name, with the nearest node name when one is close."""
+        text = RULES[rule].format(wf=self.outline.workflow, name=name, **kw)
+        near = difflib.get_close_matches(name, sorted(self.known - RESERVED), n=1, cutoff=0.6)
+        if near:
+            self.meant.add(near[0])
+            self.roots.append(Problem(rule, text + RULES["did-you-mean"].format(near=near[0]), at))
+        else:
+            self.problems.append(Problem(rule, text, at))
 
     def run(self) -> list[Problem]:
         out = self.outline
@@ -186,7 +208,7 @@ class _Check:
         joins = self.joins(out.joins)
         if start is not None and edges_complete and fallbacks_complete:
             self.reachability(start, joins)
-        return self.problems
+        return [*self.roots, *self.problems]
 
     def start(self, start: Name | Malformed | Unseen | None) -> str | None:
         """The start node's name when it is a node; reports a missing or unknown one."""
@@ -195,7 +217,7 @@ class _Check:
         elif isinstance(start, Name):
             if start.value in self.known:
                 return start.value
-            self.say("unknown-start", start.at, name=start.value)
+            self.unknown("unknown-start", start.at, start.value)
         return None
 
     def fallbacks(self, table: Table[Fallback] | Malformed | Unseen | None) -> bool:
@@ -208,13 +230,13 @@ class _Check:
         for entry in table.entries:
             src = entry.source.value
             if src not in self.known:
-                self.say("unknown-fallback-source", entry.source.at, name=src)
+                self.unknown("unknown-fallback-source", entry.source.at, src)
             elif isinstance(entry.targets, Malformed):
                 self.say("bad-fallback", entry.targets.at, src=src)
             else:
                 for t in entry.targets:
                     if t.value not in self.known:
-                        self.say("unknown-fallback", t.at, src=src, name=t.value)
+                        self.unknown("unknown-fallback", t.at, t.value, src=src)
                 self.link(src, entry.targets)
         return table.complete
 
@@ -230,7 +252,7 @@ class _Check:
         for entry in table.entries:
             src = entry.source.value
             if src not in self.known:
-                self.say("unknown-source", entry.source.at, name=src)
+                self.unknown("unknown-source", entry.source.at, src)
                 continue
             entered.add(src)
             successors = entry.successors
@@ -241,7 +263,9 @@ class _Check:
                 if isinstance(item, Name):
                     self.targets(src, (item,))
                     continue
-                if item.bad_key is not None:
+                if isinstance(item.bad_key, ProtocolKey):
+                    self.say("protocol-route-key", item.at, src=src, key=item.bad_key)
+                elif item.bad_key is not None:
                     self.say("bad-route-key", item.at, src=src, key=item.bad_key)
                 if isinstance(item.targets, Malformed):
                     self.say("bad-successors", item.targets.at, src=src, got=item.targets.shown)
@@ -250,14 +274,14 @@ class _Check:
         if not table.complete:
             return False
         for f in self.outline.fields:
-            if f.name not in entered and f.name not in RESERVED:
+            if f.name not in entered and f.name not in RESERVED and f.name not in self.meant:
                 self.say("missing-entry", table.at, name=f.name)
         return True
 
     def targets(self, src: str, targets: Sequence[Name]) -> None:
         for t in targets:
             if t.value not in self.known:
-                self.say("unknown-target", t.at, src=src, name=t.value)
+                self.unknown("unknown-target", t.at, t.value, src=src)
         self.link(src, targets)
 
     def link(self, src: str, targets: Iterable[Name]) -> None:
@@ -275,7 +299,7 @@ class _Check:
         for entry in table.entries:
             join, source = entry.join, entry.source
             if join.value not in self.known:
-                self.say("unknown-join", join.at, name=join.value)
+                self.unknown("unknown-join", join.at, join.value)
             elif isinstance(source, Malformed):
                 self.say("bad-joins", source.at, got=f"{{{join.value!r}: {source.shown}}}")
             elif source.value not in self.known:
@@ -285,7 +309,7 @@ class _Check:
         return good
 
     def reachability(self, start: str, joins: Sequence[Join]) -> None:
-        reach = self.reachable([start])
+        reach = self.reachable([start, *self.meant])  # what a misspelt name meant counts
         for f in self.outline.fields:
             if f.name not in reach and f.name not in RESERVED:
                 self.say("unreachable", f.at, name=f.name, start=start)
@@ -307,4 +331,5 @@ class _Check:
                 seen.add(n)
                 stack.extend(self.successors.get(n, ()))
         return seen
+
 

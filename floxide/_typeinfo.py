@@ -9,10 +9,11 @@ resolved in the module that wrote them. A leaf: it imports nothing of floxide.
 from __future__ import annotations
 
 import sys
+import types
 import typing
-from typing import Any, ForwardRef, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ForwardRef, TypeVar, Union, get_args, get_origin
 
-__all__ = ["NodeTypes", "element_type", "known", "node_types", "resolve"]
+__all__ = ["NodeTypes", "element_type", "is_node_annotation", "known", "node_types", "resolve"]
 
 NodeTypes = tuple[Any, Any, Any]
 """(Ctx, In, Out); `typing.Any` where unknown."""
@@ -70,7 +71,9 @@ def node_types(annotation: Any, node_cls: type, module: str | None = None) -> No
 
     Returns None when `annotation` is not a node type at all.
     """
-    annotation = resolve(annotation, module)
+    annotation = _unwrap(resolve(annotation, module))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return _union_types([node_types(a, node_cls, module) for a in get_args(annotation)])
     origin = get_origin(annotation) or annotation
     if not isinstance(origin, type) or not issubclass(origin, node_cls):
         return None
@@ -81,6 +84,36 @@ def node_types(annotation: Any, node_cls: type, module: str | None = None) -> No
     mapping = dict(zip(params, args, strict=False))
     found = _search(origin, mapping, node_cls)
     return found if found is not None else _ANY3
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _union_types(parts: list[NodeTypes | None]) -> NodeTypes | None:
+    """A field `A | B` of node types: either may be given, so it outputs what either
+    outputs; its context and input are known only when every member declares the same."""
+    if not parts or any(p is None for p in parts):
+        return None
+    known_parts = [p for p in parts if p is not None]
+    ctx, inp = known_parts[0][0], known_parts[0][1]
+    same_ctx = all(p[0] == ctx for p in known_parts)
+    same_inp = all(p[1] == inp for p in known_parts)
+    outs = tuple(dict.fromkeys(p[2] for p in known_parts))
+    out = Any if any(o is Any for o in outs) else outs[0] if len(outs) == 1 else Union[outs]  # noqa: UP007
+    return (ctx if same_ctx else Any, inp if same_inp else Any, out)
+
+
+def is_node_annotation(annotation: Any, node_cls: type) -> bool:
+    """False when `annotation` certainly declares no Node (a node, `A | B` of nodes and
+    `Annotated[Node, ...]` are nodes; what cannot be read is given the benefit)."""
+    tp = _unwrap(annotation)
+    if get_origin(tp) in (Union, types.UnionType):
+        return all(is_node_annotation(a, node_cls) for a in get_args(tp))
+    origin = get_origin(tp) or tp
+    return not isinstance(origin, type) or issubclass(origin, node_cls)
 
 
 def known(tp: Any) -> bool:

@@ -22,7 +22,7 @@ from floxide._local import LocalRun
 from floxide._node import Node
 from floxide._rules import RULES
 from floxide._step import WorkItem, first_output
-from floxide._typeinfo import node_types, resolve
+from floxide._typeinfo import is_node_annotation, node_types, resolve
 from floxide.checkpoints import CheckpointStore
 from floxide.serde import check_exact
 
@@ -177,8 +177,7 @@ def _not_nodes(module: str, annotations: Mapping[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for field, annotation in annotations.items():
         tp = resolve(annotation, module)
-        origin = get_origin(tp) or tp
-        if isinstance(origin, type) and not issubclass(origin, Node):
+        if tp is not Any and not is_node_annotation(tp, Node):
             found[field] = _show(annotation)
     return found
 

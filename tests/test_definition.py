@@ -29,9 +29,7 @@ class Color(enum.Enum):
     BLUE = 2
 
 
-def make(
-    fields: dict[str, Any], **declared: Any
-) -> type[Workflow[None, int, int]]:
+def make(fields: dict[str, Any], **declared: Any) -> type[Workflow[None, int, int]]:
     """Build and decorate a workflow class from field annotations and class attributes."""
     ns: dict[str, Any] = {"__annotations__": dict(fields), "__module__": __name__}
     ns.update(declared)
@@ -103,9 +101,7 @@ def test_bad_successors_value() -> None:
 
 
 def test_bad_route_key() -> None:
-    found = problems(
-        {"a": Inc, "b": Inc}, start="a", edges={"a": {1.5: ["b"]}, "b": []}
-    )
+    found = problems({"a": Inc, "b": Inc}, start="a", edges={"a": {1.5: ["b"]}, "b": []})
     assert found == (
         'route key 1.5 of "a" in workflow "Flow" must be a class, an enum member or a '
         "literal (str, int, bool, bytes, None)",
@@ -158,13 +154,10 @@ def test_join_whose_source_does_not_reach_it() -> None:
 
 
 def test_unknown_join_names() -> None:
-    found = problems(
-        {"a": Inc}, start="a", edges={"a": []}, joins={"ghost": "a", "a": "nobody"}
-    )
+    found = problems({"a": Inc}, start="a", edges={"a": []}, joins={"ghost": "a", "a": "nobody"})
     assert 'joins of workflow "Flow" names "ghost" as a join, which is not a node' in found
     assert (
-        'join "a" of workflow "Flow" collects the fan-out of "nobody", which is not a node'
-        in found
+        'join "a" of workflow "Flow" collects the fan-out of "nobody", which is not a node' in found
     )
 
 
@@ -182,9 +175,7 @@ def test_field_that_is_not_a_node() -> None:
 
 
 def test_all_problems_reported_at_once() -> None:
-    found = problems(
-        {"a": Inc, "b": Inc, "c": Inc}, start="a", edges={"a": ["ghost"], "b": []}
-    )
+    found = problems({"a": Inc, "b": Inc, "c": Inc}, start="a", edges={"a": ["ghost"], "b": []})
     assert found == (
         'edge "a" -> "ghost" of workflow "Flow": "ghost" is not a node',
         'node "c" of workflow "Flow" has no entry in edges (use "c": [] for a terminal node)',
@@ -194,9 +185,7 @@ def test_all_problems_reported_at_once() -> None:
 
 
 def test_classvar_annotations_are_not_nodes() -> None:
-    cls = make(
-        {"a": Inc, "limit": ClassVar[int]}, start="a", edges={"a": []}, limit=3
-    )
+    cls = make({"a": Inc, "limit": ClassVar[int]}, start="a", edges={"a": []}, limit=3)
     assert cls.__floxide_graph__.node_names == ("a",)
 
 
@@ -207,8 +196,9 @@ def test_decorating_a_non_workflow_is_an_error() -> None:
 
 
 def test_bad_fallback_value() -> None:
-    assert problems({"a": Inc, "b": Inc}, start="a", edges={"a": [], "b": []},
-                    on_failure={"a": "b"}) == (
+    assert problems(
+        {"a": Inc, "b": Inc}, start="a", edges={"a": [], "b": []}, on_failure={"a": "b"}
+    ) == (
         'on_failure["a"] of workflow "Flow" must be a list of node names',
         'node "b" of workflow "Flow" is unreachable from start "a"',
     )
@@ -216,7 +206,9 @@ def test_bad_fallback_value() -> None:
 
 def test_join_that_collects_its_own_fan_out() -> None:
     assert problems(
-        {"a": Inc, "total": Total}, start="a", edges={"a": ["total"], "total": []},
+        {"a": Inc, "total": Total},
+        start="a",
+        edges={"a": ["total"], "total": []},
         joins={"total": "total"},
     ) == ('join "total" of workflow "Flow" cannot collect its own fan-out',)
 
@@ -253,3 +245,42 @@ def test_instance_field_must_be_a_node() -> None:
     cls = make({"a": Inc}, start="a", edges={"a": []})
     with pytest.raises(WorkflowDefinitionError, match='field "a" of workflow "Flow" is not a Node'):
         cls(a=42)  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------- issue 16
+def test_a_protocol_route_key_must_be_runtime_checkable() -> None:
+    from typing import Protocol, runtime_checkable
+
+    class Plain(Protocol):
+        name: str
+
+    @runtime_checkable
+    class Checked(Protocol):
+        name: str
+
+    make({"a": Inc, "b": Inc}, start="a", edges={"a": {Checked: ["b"], int: []}, "b": []})
+    with pytest.raises(WorkflowDefinitionError) as info:
+        make({"a": Inc, "b": Inc}, start="a", edges={"a": {Plain: ["b"], int: []}, "b": []})
+    assert info.value.problems == (
+        'route key test_a_protocol_route_key_must_be_runtime_checkable.<locals>.Plain of "a" '
+        'in workflow "Flow" is a Protocol that is not @runtime_checkable: no output can be '
+        "matched against it",
+    )
+
+
+def test_union_and_annotated_node_fields_are_nodes() -> None:
+    """What the plugin accepts, the run time accepts: `A | B` of nodes, `Annotated[Node, ...]`."""
+    from typing import Annotated
+
+    flow = make(
+        {"a": Annotated[Inc, "first"], "b": "Inc | Total", "c": Any},
+        start="a",
+        edges={"a": ["b"], "b": ["c"], "c": []},
+    )
+    graph = flow.__floxide_graph__
+    assert graph.node_types("a")[1:] == (int, int)
+    assert graph.node_types("b")[2] == (int | int)
+    with pytest.raises(WorkflowDefinitionError, match="not a Node"):
+        make({"a": Inc, "b": "Inc | int"}, start="a", edges={"a": ["b"], "b": []})
+    with pytest.raises(WorkflowDefinitionError, match="not a Node"):
+        make({"a": Annotated[int, "x"]}, start="a", edges={"a": []})

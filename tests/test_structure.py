@@ -273,6 +273,31 @@ def test_bad_route_key() -> None:
     ]
 
 
+def test_a_misspelt_name_comes_first_with_the_nearest_name_and_hides_its_consequences() -> None:
+    found = check(
+        fields("fetch", "stock", "ship"),
+        name("fetch", "start"),
+        edges(fanout("fetch", "stok"), fanout("ship"), fanout("stock", "ship")),
+    )
+    assert [message for _, message, _ in found] == [
+        'edge "fetch" -> "stok" of workflow "Flow": "stok" is not a node (did you mean "stock"?)',
+    ]
+
+
+def test_a_protocol_key_that_is_not_runtime_checkable() -> None:
+    key = _structure.ProtocolKey("Named")
+    assert check(
+        fields("a", "b"), START, edges(routes("a", row("b", bad_key=key)), fanout("b"))
+    ) == [
+        (
+            "protocol-route-key",
+            'route key Named of "a" in workflow "Flow" is a Protocol that is not '
+            "@runtime_checkable: no output can be matched against it",
+            ("key", "Named"),
+        )
+    ]
+
+
 def test_a_row_with_a_bad_key_still_has_its_targets_checked() -> None:
     bad_shape = RouteRow(Malformed("'b'", "row"), "1.5", "key")
     found = check(
@@ -485,7 +510,7 @@ SOURCE = Path(_structure.__file__).read_text()
 
 
 def test_every_rule_the_module_applies_has_a_test_here() -> None:
-    applied = set(re.findall(r'self\.say\(\s*"([a-z-]+)"', SOURCE))
+    applied = set(re.findall(r'self\.(?:say|unknown)\(\s*"([a-z-]+)"', SOURCE))
     assert applied <= set(RULES)
     tests = Path(__file__).read_text().split("# " + "-" * 75 + " the module")[0]
     tested = set(re.findall(r'"([a-z-]+)"', tests)) & applied
@@ -493,8 +518,9 @@ def test_every_rule_the_module_applies_has_a_test_here() -> None:
     structural = {
         "no-nodes", "not-a-node", "reserved", "no-start", "unknown-start", "no-edges",
         "unknown-source", "unknown-target", "missing-entry", "bad-successors",
-        "bad-route-key", "unreachable", "unknown-fallback-source", "unknown-fallback",
-        "bad-fallback", "unknown-join", "unknown-join-source", "join-not-reached",
+        "bad-route-key", "protocol-route-key", "unreachable", "unknown-fallback-source",
+        "unknown-fallback", "bad-fallback", "unknown-join", "unknown-join-source",
+        "join-not-reached",
         "join-is-source", "bad-joins",
     }  # fmt: skip
     assert applied == structural
@@ -514,6 +540,7 @@ def test_the_module_is_a_leaf() -> None:
         "__future__",
         "collections.abc",
         "dataclasses",
+        "difflib",
         "enum",
         "typing",
     }

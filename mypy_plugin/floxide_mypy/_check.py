@@ -25,7 +25,9 @@ from mypy.nodes import (
     Context,
     Expression,
     IndexExpr,
+    MemberExpr,
     NameExpr,
+    OpExpr,
     TypeInfo,
     Var,
 )
@@ -51,7 +53,7 @@ from mypy.typevars import fill_typevars, fill_typevars_with_any
 
 from floxide._rules import RESERVED, RULES
 from floxide._structure import Field as PlainField
-from floxide._structure import Problem, check_structure
+from floxide._structure import Problem, ProtocolKey, check_structure
 from floxide_mypy._codes import EDGE, GRAPH, ROUTE
 from floxide_mypy._declared import (
     Declared,
@@ -76,6 +78,7 @@ _CODES: dict[str, ErrorCode] = {
     **dict.fromkeys(
         (
             "edge-type",
+            "missing-join",
             "route-type",
             "start-type",
             "terminal-type",
@@ -85,7 +88,10 @@ _CODES: dict[str, ErrorCode] = {
         ),
         EDGE,
     ),
-    **dict.fromkeys(("bad-route-key", "route-never", "route-shadowed", "route-missing"), ROUTE),
+    **dict.fromkeys(
+        ("bad-route-key", "protocol-route-key", "route-never", "route-shadowed", "route-missing"),
+        ROUTE,
+    ),
 }
 _FIELD_RULES = ("not-a-node", "reserved", "no-nodes")  # checked first, before the graph
 
@@ -107,6 +113,7 @@ class Field:
     where: Context
     types: NodeTypes | None  # None: not a node (reported), annotated `annotation`
     annotation: str | None = None
+    declared: Type | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +136,12 @@ def check_workflow(ctx: FunctionContext) -> Type:
     """The function hook of `@workflow`: check the decorated class, change nothing."""
     arg = ctx.arg_types[0][0] if ctx.arg_types and ctx.arg_types[0] else None
     cls = get_proper_type(arg) if arg is not None else None
+    info: TypeInfo | None = None
     if isinstance(cls, FunctionLike) and cls.is_type_obj():
         info = cls.type_object()
+    elif isinstance(cls, TypeType) and isinstance(cls.item, Instance):
+        info = cls.item.type  # `@workflow @register class W`: another decorator's `type[W]`
+    if info is not None:
         base = next((b for b in info.mro if b.fullname == WORKFLOW), None)
         if base is not None and info is not base:
             try:
@@ -147,10 +158,30 @@ def check_workflow(ctx: FunctionContext) -> Type:
 
 def _variants(t: Type) -> list[ProperType]:
     """The cases of an output type: union members, enum members and `True`/`False`."""
+    p = get_proper_type(t)
+    if isinstance(p, Instance) and any(b.fullname == "enum.Flag" for b in p.type.mro):
+        return [p]  # a combination such as `R | W` is none of the members: not a sum
     p = get_proper_type(try_expanding_sum_type_to_union(t, None))
     if isinstance(p, UnionType):
         return [v for item in p.items for v in _variants(item)]
     return [p]
+
+
+def _written_union(expr: Expression) -> str:
+    """`Dog | Cat` as written (names as they are spelt in the source)."""
+    if isinstance(expr, OpExpr) and expr.op == "|":
+        return f"{_written_union(expr.left)} | {_written_union(expr.right)}"
+    if isinstance(expr, (NameExpr, MemberExpr)):
+        return expr.name
+    return written(expr) or "?"
+
+
+def _explicit_any(types: NodeTypes) -> bool:
+    """A node whose input or output is written `Any` (not left unknown)."""
+    return any(
+        isinstance(p, AnyType) and p.type_of_any == TypeOfAny.explicit
+        for p in map(get_proper_type, (types.inp, types.out))
+    )
 
 
 def _qualname(info: TypeInfo) -> str:
@@ -270,7 +301,7 @@ class _Checker:
                 t = expand_type_by_instance(t, owner)
             self.used_types.append(t)
             types = self.node_types(t)
-            found.append(Field(name, where, types, self.fmt(t) if types is None else None))
+            found.append(Field(name, where, types, self.fmt(t) if types is None else None, t))
         return found
 
     # ------------------------------------------------------------------ main
@@ -293,6 +324,17 @@ class _Checker:
             self.report(problems[first])
             first += 1
         graph.check_contexts(w_ctx)
+        for f in fields:
+            if f.types is not None and f.name not in RESERVED and _explicit_any(f.types):
+                t = f.types
+                shown = (
+                    "Any"
+                    if isinstance(get_proper_type(f.declared), AnyType)
+                    else f"Node[{self.fmt(t.ctx)}, {self.fmt(t.inp)}, {self.fmt(t.out)}]"
+                )
+                self.note(
+                    RULES["any-node"].format(wf=self.wf, name=f.name, annotation=shown), f.where
+                )
         for attr, cls in decl.inherited.items():
             self.note(
                 RULES["not-static"].format(
@@ -315,6 +357,8 @@ class _Checker:
     # ------------------------------------------------------------------ route keys
     def route_key(self, row: RouteRow) -> _Key | str | _Unseen:
         """The key of a route row; its text (`str`) when it is not a valid key kind."""
+        if isinstance(row.key, OpExpr) and row.key.op == "|":
+            return _written_union(row.key)  # `Dog | Cat`: isinstance takes it, a row does not
         t = self.type_of(row.key)
         p = get_proper_type(t) if t is not None else None
         if isinstance(row.key, IndexExpr):  # `list[int]`: isinstance cannot match on it
@@ -328,6 +372,8 @@ class _Checker:
             return _Key("NoneType", p.item, True)
         if isinstance(p, FunctionLike) and p.is_type_obj():
             info = p.type_object()
+            if info.is_protocol and not info.runtime_protocol:
+                return ProtocolKey(_qualname(info))
             key = fill_typevars_with_any(info)
             if isinstance(key, Instance):
                 return _Key(_qualname(info), key, True)
@@ -434,7 +480,18 @@ class _Types:
         types = self.types(target.value)
         if types is None or chk.sub(payload, types.inp):
             return
-        if label is None:
+        if label is None and chk.sub(
+            chk.api.named_generic_type("typing.Sequence", [payload]), types.inp
+        ):
+            chk.fail(
+                "missing-join",
+                target.expr,
+                src=src,
+                dst=target.value,
+                out=chk.fmt(payload),
+                inp=chk.fmt(types.inp),
+            )
+        elif label is None:
             chk.fail(
                 "edge-type",
                 target.expr,
@@ -555,18 +612,14 @@ class _Types:
                         out=chk.fmt(make_simplified_union(earlier)),
                     )
                 else:
-                    chk.fail(
-                        "route-never", row.key, variant=label, src=src.value, out=chk.fmt(out)
-                    )
+                    chk.fail("route-never", row.key, variant=label, src=src.value, out=chk.fmt(out))
                 continue
             payload = make_simplified_union(hits)
             for t in targets:
                 self.flow(src.value, payload, t, label)
             if not targets:
                 self.terminal(src, payload, row.value)
-        remaining = [
-            v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))
-        ]
+        remaining = [v for v in remaining if not isinstance(v, (AnyType, UninhabitedType))]
         if exhaustive_known and remaining:
             missing = ", ".join(f'"{chk.fmt(v)}"' for v in remaining)
             chk.fail("route-missing", src.expr, src=src.value, missing=missing)

@@ -22,10 +22,12 @@ from mypy.nodes import (
     IntExpr,
     ListExpr,
     NameExpr,
+    RefExpr,
     StrExpr,
     TempNode,
     TupleExpr,
     TypeInfo,
+    Var,
 )
 from mypy.types import Instance, LiteralType, Type, get_proper_type
 
@@ -111,6 +113,10 @@ def literal_str(expr: Expression, type_of: TypeOf) -> str | None:
     """The string an expression stands for: a literal or a `Final` string constant."""
     if isinstance(expr, StrExpr):
         return expr.value
+    if isinstance(expr, RefExpr) and isinstance(expr.node, Var):
+        final = expr.node.final_value  # `X: Final[str] = "x"`: its type is plain `str`
+        if expr.node.is_final and isinstance(final, str):
+            return final
     typ = type_of(expr)
     if typ is None:
         return None

@@ -95,7 +95,7 @@ class BadJoinNames(Workflow[Ctx, str, int]):
     other: Total
 
     start = "split"
-    edges = {"split": ["length"], "length": ["total", "other"], "total": [], "other": []}  # E: [floxide-edge] "length" outputs "int" but "total" accepts "Sequence[int]"
+    edges = {"split": ["length"], "length": ["total", "other"], "total": [], "other": []}  # E: [floxide-edge] "total" accepts "Sequence[int]", a Sequence of what "length" outputs ("int"): a joins entry is missing
     joins = {
         "totl": "split",  # E: [floxide-graph] joins of workflow "BadJoinNames" names "totl" as a join
         "total": "splt",  # E: [floxide-graph] join "total" of workflow "BadJoinNames" collects the fan-out of "splt", which is not a node
@@ -133,3 +133,17 @@ class BadJoinsEntry(Workflow[Ctx, str, int]):
     start = "split"
     edges = {"split": ["length"], "length": []}
     joins = {"length": ["split"]}  # E: [floxide-graph] joins of workflow "BadJoinsEntry" must map each join node to the node whose fan-out it collects ({"<join>": "<source>"}), got {'length': ['split']} # E: [dict-item]
+
+
+@workflow
+class BadJoinMissing(Workflow[Ctx, str, int]):
+    split: Split
+    length: Length
+    total: Total
+
+    start = "split"
+    edges = {
+        "split": ["length"],
+        "length": ["total"],  # E: [floxide-edge] edge "length" -> "total" of workflow "BadJoinMissing": "total" accepts "Sequence[int]", a Sequence of what "length" outputs ("int"): a joins entry is missing
+        "total": [],
+    }

@@ -127,7 +127,7 @@ class GoodBoolNoneRoutes(Workflow[Ctx, int, str]):
 
 @workflow
 class GoodAnyOutput(Workflow[Ctx, int, str]):
-    guess: Untyped
+    guess: Untyped  # N: node "guess" of workflow "GoodAnyOutput" is typed "Node[Ctx, int, Any]": edges around it are not type-checked
     num: IntIn
 
     start = "guess"

@@ -66,7 +66,7 @@ class NoteImportedFallbacks(ImportedFallbacks):  # N: mypy cannot check on_failu
 @workflow
 class GoodUnionAndAny(Workflow[None, int, int]):
     either: Id[int] | Step  # In int, Out int
-    unknown: Any  # unchecked
+    unknown: Any  # unchecked  # N: node "unknown" of workflow "GoodUnionAndAny" is typed "Any": edges around it are not type-checked
 
     start = "either"
     edges = {"either": ["unknown"], "unknown": []}
