@@ -85,7 +85,7 @@ class PostgresServer:
     def start(self) -> None:
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-            " -c fsync=on -c max_connections=200 " + os.environ.get("FLOXIDE_PG_OPTS", "")
+            " -c fsync=on -c max_connections=200"
         )
         self._run(
             [
