@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[dev,redis]'
+	$(BIN)/python -m pip install -q -e '.[dev,redis,postgres]'
 	touch $(STAMP)
 
 demo: $(STAMP)

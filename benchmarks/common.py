@@ -237,6 +237,44 @@ def redis_server(scratch: Scratch) -> Iterator[str]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (the tests' helper: initdb in a temporary directory,
+    pg_ctl on a free loopback port, fsync on); its URL."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    try:
+        from tests.postgres_server import PostgresServer, postgres_bin_dir
+    except ImportError as e:
+        raise NotAvailable(f"the PostgreSQL test helper needs pytest ({e})") from e
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise NotAvailable("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def postgres_commit_us(url: str, n: int = 1000) -> float:
+    """The raw-commit floor: one small INSERT + COMMIT round trip (psycopg, no framework)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_commit (id bigint, data bytea)")
+        conn.commit()
+        for i in range(50):  # warm-up
+            conn.execute("INSERT INTO raw_commit VALUES (%s, %s)", (i, b"x" * 64))
+            conn.commit()
+        t0 = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO raw_commit VALUES (%s, %s)", (i, b"x" * 64))
+            conn.commit()
+        return (time.perf_counter() - t0) / n * 1e6
+
+
 def redis_call(url: str, *args: str) -> bytes:
     """One command over a raw socket (the measuring process needs no Redis client)."""
     host_port = url.split("//", 1)[1].split("/", 1)[0]

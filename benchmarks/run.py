@@ -158,7 +158,7 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
         extra = ["--workloads", ""] if a.distributed_only else []
         recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
-        for mode in ("sqlite", "redis", "redis-chain"):
+        for mode in ("sqlite", "redis", "redis-chain", "postgres", "postgres-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
     if not a.skip_memory and not a.distributed_only:
@@ -316,6 +316,18 @@ def build_table(recs: list[dict[str, Any]], n: int, memory_n: int) -> dict[str, 
         _get("items_per_s"), False, None, None)
     add(f"distributed fan-out {n}, Redis, 2 workers", "items/s", "dist-redis",
         _get("items_per_s"), False, None, None)
+    sqlite_rate = by.get(("floxide", "dist-sqlite"), {}).get("items_per_s")
+    add(f"distributed fan-out {n}, PostgreSQL, 2 workers", "items/s", "dist-postgres",
+        _get("items_per_s"), False, None,
+        (f"> SQLite ({num(sqlite_rate)})" if sqlite_rate else "> SQLite",
+         sqlite_rate * 1.0000001 if sqlite_rate else None))
+    pg_commit = by.get(("floxide", "dist-postgres-chain"), {}).get("raw_commit_us")
+    three_x = 3 * pg_commit if pg_commit else None
+    for q in ("p50", "p99"):
+        add(f"PostgreSQL chain, 100 steps: {q}", "us/step", "dist-postgres-chain",
+            _get(f"{q}_us"), True, pg_commit,
+            (f"<= 3x raw commit ({num(three_x)})" if three_x else "<= 3x raw commit",
+             three_x * 1.0000001 if three_x else None) if q == "p50" else None)
     celery = ("celery+redis (recorded)", CELERY_REDIS_US)
     ten_x = CELERY_REDIS_US / 10
     rtt = floor_of("redis-rtt-socket")
@@ -366,7 +378,8 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
     out.append(
         "floxide/fastest < 1 is better for us, MB and bytes; > 1 is better for items/s. "
         "floor = trio loop (chain), bare trio nursery (fan-out), raw sqlite3 INSERT+COMMIT "
-        "in WAL, synchronous=FULL (SQLite), one PING round trip on a raw trio socket (Redis)."
+        "in WAL, synchronous=FULL (SQLite), one PING round trip on a raw trio socket (Redis), "
+        "one INSERT + COMMIT on the server (PostgreSQL)."
     )
     by = table["by"]
     normal = by.get(("floor", "raw-commit-normal"), {}).get("us")
@@ -380,6 +393,13 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
     if sock is not None and cored is not None:
         out.append(f"One Redis PING round trip from trio: raw socket {num(sock)} us, "
                    f"coredis client {num(cored)} us.")
+    pg = by.get(("floxide", "dist-postgres-chain"), {})
+    if "raw_commit_us" in pg:
+        out.append(
+            f"PostgreSQL floor: one INSERT + COMMIT round trip (psycopg, fsync on) "
+            f"{num(pg['raw_commit_us'])} us, on the same throw-away server as the PostgreSQL "
+            f"rows; PostgreSQL chain: mean {num(pg['mean_us'])} us/step over the whole run."
+        )
     d = by.get(("floxide", "dist-redis-chain"), {})
     if "mean_us" in d:
         out.append(

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from floxide.backends import Backend, open_backend
+from tests.postgres_server import PostgresServer, postgres_bin_dir
 from tests.redis_server import RedisServer, redis_server_path
 
 settings.register_profile(
@@ -28,7 +29,7 @@ settings.register_profile(
 )
 settings.load_profile("floxide")
 
-BACKEND_KINDS = ["memory", "sqlite", "redis"]
+BACKEND_KINDS = ["memory", "sqlite", "redis", "postgres"]
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +47,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (a cluster in a temporary directory) for the whole session.
+
+    Skipped when PostgreSQL is missing, unless FLOXIDE_REQUIRE_POSTGRES=1 (then it fails).
+    """
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.stop()
+    server.cleanup()
+
+
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    """Which built-in backend a test runs on: "memory", "sqlite" or "redis"."""
+    """Which built-in backend a test runs on: "memory", "sqlite", "redis" or "postgres"."""
     return str(request.param)
 
 
@@ -57,11 +74,14 @@ def make_backend_url(
     backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Callable[[], str]:
     """Each call: the URL of a new, empty store of `backend_kind` (named memory store,
-    SQLite file in the test's temporary directory, or Redis key prefix)."""
+    SQLite file in the test's temporary directory, Redis key prefix or PostgreSQL schema)."""
     numbers = itertools.count()
     server: RedisServer | None = None
     if backend_kind == "redis":
         server = request.getfixturevalue("redis_server")
+    if backend_kind == "postgres":
+        pg: PostgresServer = request.getfixturevalue("postgres_server")
+        return lambda: f"{pg.url}?floxide_schema=t{uuid.uuid4().hex[:10]}"
 
     def make() -> str:
         if backend_kind == "memory":

@@ -142,7 +142,10 @@ def test_unknown_scheme_lists_the_known_ones(registry: None) -> None:
         open_backend("ftp://x")
     msg = str(e.value)
     assert msg.startswith("unknown backend URL 'ftp://x': use ")
-    assert msg.endswith("memory://, sqlite:///PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB or mystore://")
+    assert msg.endswith(
+        "memory://, sqlite:///PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB,"
+        " postgresql://USER@HOST:PORT/DB, postgres://USER@HOST:PORT/DB or mystore://"
+    )
 
 
 def test_a_registered_scheme_opens_with_its_opener(registry: None) -> None:

@@ -1,4 +1,4 @@
-"""Faults with real processes: killed workers, SIGTERM, a Redis restart mid-run."""
+"""Faults with real processes: killed workers, SIGTERM, a Redis or PostgreSQL restart mid-run."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import trio
 from floxide.backends import Backend, open_backend
 from floxide.distributed import Orchestrator, RunStatus
 from tests.distributed_workflows import Ctx, fan_join, worker_env
+from tests.postgres_server import PostgresServer, postgres_bin_dir
 from tests.redis_server import RedisServer, redis_server_path
 
 SPEC = "tests.distributed_workflows:fault_fan_join"
@@ -63,7 +64,7 @@ async def _wait_marker(marker: Path) -> None:
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
 async def test_sigkill_mid_node_reruns_item_elsewhere(
     backend_url: str,
     tmp_path: Path,
@@ -95,7 +96,7 @@ async def test_sigkill_mid_node_reruns_item_elsewhere(
     await backend.aclose()
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
 async def test_sigterm_is_graceful(
     backend_url: str,
     tmp_path: Path,
@@ -154,7 +155,42 @@ async def test_redis_restart_with_aof_mid_run(
         server.stop()
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis"])
+async def test_postgres_restart_mid_run(tmp_path: Path, workers_factory: list[Workers]) -> None:
+    """Workers and the orchestrator ride out a PostgreSQL restart (immediate shutdown: the
+    server recovers from its WAL); the run completes with nothing lost or counted twice."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        url = server.url
+        backend = open_backend(url)
+        wf = fan_join()
+        n = 16
+        expected = await wf.run(Ctx(), n)
+        orch = Orchestrator(wf, backend)
+        run_id = await orch.start_run(Ctx(), n)
+        procs = Workers(url, tmp_path, delay=0.2, lease=2.0)
+        workers_factory.append(procs)
+        procs.start(concurrency=2)
+        with trio.fail_after(30):
+            while (await orch.metrics(run_id)).done < 3:
+                await trio.sleep(0.02)
+        await trio.to_thread.run_sync(server.stop, "immediate")
+        await trio.sleep(0.5)  # workers see the server gone and back off
+        await trio.to_thread.run_sync(server.start)
+        assert await orch.wait(run_id, timeout=60) == expected
+        assert (await orch.context(run_id)).squared.value == n
+        assert await orch.status(run_id) is RunStatus.COMPLETED
+        assert all(p.poll() is None for p in procs.procs)  # the worker survived
+        await backend.aclose()
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
 async def test_cancel_and_pause_with_worker_processes(
     backend_url: str,
     tmp_path: Path,

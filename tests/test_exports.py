@@ -41,6 +41,9 @@ PACKAGES = (floxide, floxide.backends, floxide.checkpoints, floxide.distributed,
 ALLOWED_PRIVATE_EXCEPTIONS = {
     ("floxide._sqlite", "_Abort"),  # control flow inside one module
     ("floxide.distributed._worker", "_DecodeError"),
+    # the PostgreSQL transaction runner's signals: roll back and return, run a group again
+    ("floxide.backends._postgres_conn", "Rollback"),
+    ("floxide.backends._postgres_conn", "_Redo"),
 }
 
 

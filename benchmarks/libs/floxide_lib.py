@@ -24,6 +24,8 @@ from common import (
     Run,
     Scratch,
     percentile,
+    postgres_commit_us,
+    postgres_server,
     redis_call,
     redis_command_counts,
     redis_server,
@@ -157,7 +159,8 @@ def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Ite
 
 
 def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
-    """`sqlite` / `redis`: n-branch fan-out, items/s; `redis-chain`: 100-step chain latency."""
+    """`sqlite` / `redis` / `postgres`: n-branch fan-out, items/s; `redis-chain` /
+    `postgres-chain`: 100-step chain latency (with PostgreSQL's raw-commit floor)."""
     try:
         from floxide.backends import open_backend
         from floxide.distributed import Orchestrator
@@ -165,6 +168,8 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
         raise NotAvailable(f"floxide.distributed not available yet ({e})") from e
     if mode.startswith("redis") and importlib.util.find_spec("coredis") is None:
         raise NotAvailable("coredis is not installed (floxide[redis])")
+    if mode.startswith("postgres") and importlib.util.find_spec("psycopg") is None:
+        raise NotAvailable("psycopg is not installed (floxide[postgres])")
 
     import flows
     import trio
@@ -178,11 +183,14 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 url = "sqlite:///dist.db"
             elif mode in ("redis", "redis-chain"):
                 url = stack.enter_context(redis_server(scratch))
+            elif mode in ("postgres", "postgres-chain"):
+                url = stack.enter_context(postgres_server())
             else:
                 raise ValueError(f"unknown distributed mode {mode!r}")
             chain_steps = 100
-            spec = f"stamp:{chain_steps}" if mode == "redis-chain" else "fanout"
-            concurrency = 1 if mode == "redis-chain" else 16
+            chained = mode.endswith("-chain")
+            spec = f"stamp:{chain_steps}" if chained else "fanout"
+            concurrency = 1 if chained else 16
             wf = flows.by_name(spec)
 
             async def one(orch: Any, arg: Any) -> tuple[float, Any]:
@@ -199,7 +207,7 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 try:
                     orch = Orchestrator(wf, backend)
                     with _workers(url, spec, workers, concurrency, scratch.path):
-                        if mode == "redis-chain":
+                        if chained:
                             return await _chain_latency(one, orch, chain_steps, reps)
                         return await _fanout_rate(one, orch, n, reps)
                 finally:
@@ -207,7 +215,10 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
 
             if url.startswith("redis"):
                 redis_call(url, "CONFIG", "RESETSTAT")
+            floor = postgres_commit_us(url) if url.startswith("postgres") else None
             rec: dict[str, Any] = trio.run(go)
+            if floor is not None:
+                rec["raw_commit_us"] = floor
             if url.startswith("redis"):
                 calls = redis_command_counts(url)
                 rec["redis_commands"] = calls

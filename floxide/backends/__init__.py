@@ -1,9 +1,10 @@
-"""Storage for distributed runs: one contract (`Backend`), three implementations.
+"""Storage for distributed runs: one contract (`Backend`), four implementations.
 
 `open_backend(url)` picks one by URL: `memory://[NAME]` (in-process), `sqlite:///PATH`
-(several processes on one machine) or `redis://HOST:PORT/DB` (many machines). Query
-parameters tune them: `ttl` (seconds a finished run is kept), and for Redis `prefix`
-(key namespace); for SQLite `busy_timeout` (seconds).
+(several processes on one machine), `redis://HOST:PORT/DB` or
+`postgresql://USER:PASSWORD@HOST:PORT/DB` (many machines). Query parameters tune them:
+`ttl` (seconds a finished run is kept), and for Redis `prefix` (key namespace); for SQLite
+`busy_timeout` (seconds); for PostgreSQL `floxide_schema` (the tables' schema).
 
 Other backends plug in by URL scheme: `register_backend(scheme, opener)` at import, or an
 entry point in the `floxide.backends` group (name: the scheme, object: the opener), loaded

@@ -1,10 +1,12 @@
-"""The built-in backends' URL openers (`memory://`, `sqlite:///`, `redis://`), registered
+"""The built-in backends' URL openers (`memory://`, `sqlite:///`, `redis://`,
+`postgresql://` alias `postgres://`), registered
 with the scheme registry when `floxide.backends` is imported.
 
 Query options: `ttl` (seconds a finished run is kept) for every scheme; `busy_timeout`
 (seconds) for SQLite; `prefix` (key namespace) and, for `rediss://`, the TLS options for
-Redis (`_redis_url`). Redis is imported only when a Redis URL is opened, so the `redis`
-extra stays optional.
+Redis (`_redis_url`); `floxide_schema` for PostgreSQL (other query options go to libpq).
+Redis and psycopg are imported only when such a URL is opened, so the `redis` and
+`postgres` extras stay optional.
 """
 
 from __future__ import annotations
@@ -69,7 +71,21 @@ def open_redis(url: str) -> Backend:
     return RedisBackend.from_url(url, ttl=ttl)
 
 
+def open_postgres(url: str) -> Backend:
+    ttl = _ttl(url)
+    try:
+        from floxide.backends._postgres import PostgresBackend
+    except ImportError as e:
+        raise BackendError(
+            f"backend URL {masked_url(url)!r} needs the PostgreSQL extra: "
+            f"pip install 'floxide[postgres]' ({e})"
+        ) from e
+    return PostgresBackend(url, ttl=ttl)
+
+
 register_backend("memory", open_memory, example="memory://")
 register_backend("sqlite", open_sqlite, example="sqlite:///PATH")
 register_backend("redis", open_redis, example="redis://HOST:PORT/DB")
 register_backend("rediss", open_redis, example="rediss://HOST:PORT/DB")
+register_backend("postgresql", open_postgres, example="postgresql://USER@HOST:PORT/DB")
+register_backend("postgres", open_postgres, example="postgres://USER@HOST:PORT/DB")

@@ -25,6 +25,7 @@ Opener = Callable[[str], Backend]
 ENTRY_POINT_GROUP = "floxide.backends"
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 _openers: dict[str, Opener] = {}
 _examples: dict[str, str] = {}
 
@@ -77,14 +78,20 @@ def _from_entry_points(scheme: str, url: str) -> Opener | None:
 
 
 def masked_url(url: str) -> str:
-    """`url` with its password shown as `***` (`redis://USER:***@HOST:PORT/DB`)."""
+    """`url` with its password shown as `***` (`redis://USER:***@HOST:PORT/DB`), in the
+    user part and in a `password=` query option (as libpq URLs may carry it)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparsable URL>"
     if password is None:
-        return url
+        if not _QUERY_PASSWORD.search(parts.query):
+            return url
+        base, _, query = url.partition("?")
+        return base + "?" + _QUERY_PASSWORD.sub(r"\1***", query)
+    if _QUERY_PASSWORD.search(parts.query):
+        parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -26,6 +26,8 @@ __all__ = [
     "SCHEMA",
     "Scopes",
     "add_error",
+    "decode_fired",
+    "encode_fired",
     "insert_items",
     "next_value",
     "prepare",
@@ -193,11 +195,12 @@ def unreadable_column(
     return None
 
 
-def _encode_fired(fired: Sequence[NewItem]) -> bytes:
+def encode_fired(fired: Sequence[NewItem]) -> bytes:
+    """The items a join scope fires, as stored with the scope (JSON)."""
     return json.dumps([[f.item_id, f.node, f.payload.decode()] for f in fired]).encode()
 
 
-def _decode_fired(raw: bytes) -> list[NewItem]:
+def decode_fired(raw: bytes) -> list[NewItem]:
     return [NewItem(i, n, p.encode()) for i, n, p in json.loads(raw)]
 
 
@@ -220,7 +223,7 @@ class Scopes:
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO scopes VALUES (?, ?, ?, ?)",
-            (self.run_id, scope_id, count, _encode_fired(fired)),
+            (self.run_id, scope_id, count, encode_fired(fired)),
         )
 
     def close(self, scope_id: str) -> Sequence[NewItem]:
@@ -228,7 +231,7 @@ class Scopes:
             "DELETE FROM scopes WHERE run_id = ? AND scope_id = ? RETURNING fired",
             (self.run_id, scope_id),
         ).fetchone()
-        return _decode_fired(bytes(row[0]))
+        return decode_fired(bytes(row[0]))
 
 
 def next_value(conn: sqlite3.Connection, key: str, n: int = 1) -> int:

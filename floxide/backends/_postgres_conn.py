@@ -1,0 +1,335 @@
+"""Connections of the PostgreSQL backend: psycopg's sync API in worker threads, and a
+notification listener.
+
+psycopg 3's async connection needs asyncio, floxide runs on trio; so each operation is a
+function of one connection run in a worker thread (`trio.to_thread.run_sync`) inside one
+transaction, at most `size` at a time (a `trio.CapacityLimiter`, which also bounds the
+connections held). A function that raises rolls its transaction back; `Rollback` does so
+and returns a value. A deadlock or serialization failure (PostgreSQL rolled the transaction
+back) is run again; so is an operation whose connection broke, after reconnecting, for up
+to `reconnect_timeout` seconds once the server was reached (a restart); a commit sent again
+after its connection broke is fenced by its lease, so it is never applied twice.
+
+`Listener` holds one more connection in a thread of its own, blocked on `LISTEN`, and wakes
+the trio tasks waiting for a key ("q:QUEUE" for work, "r:RUN" for a run's end); when the
+connection is lost it reconnects and wakes every waiter to look again.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+import trio
+from psycopg import sql
+
+from floxide._errors import BackendError
+
+__all__ = ["Listener", "Pool", "Rollback", "backend_error"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+
+_RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_ATTEMPTS = 20
+
+
+class Rollback(Exception):
+    """Raised by a transaction function: roll back and return `value`. `clean`: the
+    function changed nothing before (no savepoint needed to undo it in a group)."""
+
+    def __init__(self, value: object, *, clean: bool = False) -> None:
+        super().__init__()
+        self.value = value
+        self.clean = clean
+
+
+class _Redo(Exception):
+    """A call of a group must be undone alone: run the group again, with savepoints."""
+
+
+def backend_error(url: str, exc: BaseException, password: str | None) -> BackendError:
+    """One clear `BackendError` for a psycopg failure; the password never appears in it."""
+    text = str(exc).strip() or type(exc).__name__
+    if password:
+        text = text.replace(password, "***")
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return BackendError(f"PostgreSQL backend {url}: missing privilege: {text}")
+    if isinstance(exc, psycopg.OperationalError):
+        return BackendError(f"cannot reach PostgreSQL backend {url}: {text}")
+    return BackendError(f"PostgreSQL backend {url} failed: {text}")
+
+
+class Pool:
+    """Connections to one database, each with the backend's schema on its search path."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str,
+        *,
+        url: str,
+        password: str | None,
+        size: int = 4,
+        connect_timeout: float = 10.0,
+        reconnect_timeout: float = 30.0,
+        prepare: Callable[[Conn], None] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+        self.url = url
+        self.password = password
+        self.connect_timeout = connect_timeout
+        self.reconnect_timeout = reconnect_timeout
+        self._prepare = prepare
+        self._prepared = False
+        self._limiter = trio.CapacityLimiter(size)
+        self._idle: list[Conn] = []
+        self._lock = threading.Lock()
+        self._reached = False
+        self._closed = False
+        self._queued: list[_Slot] = []
+        self._leading = False
+
+    def connect(self, *, autocommit: bool = False) -> Conn:
+        """A new connection (in the calling thread); `BackendError` when it fails."""
+        try:
+            conn = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=int(self.connect_timeout)
+            )
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.autocommit = autocommit
+        except psycopg.Error as e:
+            raise backend_error(self.url, e, self.password) from None
+        self._reached = True
+        return conn
+
+    def _take(self) -> Conn:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        if self._closed:
+            raise BackendError(f"PostgreSQL backend {self.url} is closed")
+        return self.connect()
+
+    def _give(self, conn: Conn) -> None:
+        with self._lock:
+            if not self._closed and not conn.broken:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _call(self, fn: Callable[[Conn], T]) -> T:
+        started = time.monotonic()
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                conn = self._take()
+            except BackendError:
+                if not self._reached or time.monotonic() - started > self.reconnect_timeout:
+                    raise
+                time.sleep(min(0.05 * attempt, 0.5))
+                continue
+            try:
+                if not self._prepared and self._prepare is not None:
+                    self._prepare(conn)
+                    self._prepared = True
+                try:
+                    with conn.transaction():
+                        return fn(conn)
+                except Rollback as r:
+                    return r.value  # type: ignore[return-value]
+            except _RETRIED:
+                if attempt == _ATTEMPTS:
+                    raise
+            except psycopg.OperationalError as e:
+                if not conn.broken or time.monotonic() - started > self.reconnect_timeout:
+                    raise backend_error(self.url, e, self.password) from None
+                time.sleep(min(0.05 * attempt, 0.5))
+            except psycopg.Error as e:
+                raise backend_error(self.url, e, self.password) from None
+            finally:
+                self._give(conn)
+        raise BackendError(f"PostgreSQL backend {self.url}: gave up after {_ATTEMPTS} tries")
+
+    async def run(self, fn: Callable[[Conn], T]) -> T:
+        """Run `fn(conn)` in one transaction in a worker thread; its result."""
+        return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
+
+    async def run_grouped(self, fn: Callable[[Conn], T]) -> T:
+        """`run`, sharing one transaction with the calls queued meanwhile (group commit).
+
+        Each call runs in a savepoint of its own: one that raises (or `Rollback`s) is undone
+        alone; a failure of the transaction itself fails every call of the group. Calls wait
+        while a group is in flight, so commits of one run, which meet on its row, share one
+        COMMIT instead of waiting for each other's. Not cancellable once queued.
+        """
+        slot = _Slot(fn)
+        self._queued.append(slot)
+        with trio.CancelScope(shield=True):
+            while not slot.finished:
+                if self._leading:  # a group is in flight: wait to be run, or to lead
+                    slot.done = trio.Event()
+                    await slot.done.wait()
+                    continue
+                self._leading = True
+                batch, self._queued = self._queued, []
+                try:
+                    try:
+                        outcomes = await self._group(batch, savepoints=False)
+                    except _Redo:
+                        outcomes = await self._group(batch, savepoints=True)
+                except BaseException as e:  # the transaction failed: so did every call
+                    outcomes = [(False, e)] * len(batch)
+                for s, (ok, value) in zip(batch, outcomes, strict=True):
+                    s.settle(ok, value)
+                self._leading = False
+                if self._queued:
+                    self._queued[0].done.set()  # the next group's leader
+        return slot.result()  # type: ignore[return-value]
+
+    async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+        run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
+        return await trio.to_thread.run_sync(self._call, run, limiter=self._limiter)
+
+    def _run_group(
+        self, conn: Conn, *, batch: list[_Slot], savepoints: bool
+    ) -> list[tuple[bool, object]]:
+        """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
+        that must be undone alone raises `_Redo`); (succeeded, result or exception)."""
+        outcomes: list[tuple[bool, object]] = []
+        for slot in batch:
+            try:
+                if savepoints:
+                    with conn.transaction():
+                        outcomes.append((True, slot.fn(conn)))
+                else:
+                    outcomes.append((True, slot.fn(conn)))
+            except Rollback as r:
+                if not (savepoints or r.clean):
+                    raise _Redo() from None
+                outcomes.append((True, r.value))
+            except (*_RETRIED, psycopg.OperationalError):
+                raise  # the whole group runs again, or fails
+            except Exception as e:
+                if not savepoints:
+                    raise _Redo() from None
+                if isinstance(e, psycopg.Error):
+                    e = backend_error(self.url, e, self.password)
+                outcomes.append((False, e))
+        return outcomes
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class _Slot:
+    """A call waiting in a group: its function, then its outcome."""
+
+    def __init__(self, fn: Callable[[Conn], object]) -> None:
+        self.fn = fn
+        self.done = trio.Event()
+        self.finished = False
+        self.ok = False
+        self.value: object = None
+
+    def settle(self, ok: bool, value: object) -> None:
+        self.ok, self.value, self.finished = ok, value, True
+        self.done.set()
+
+    def result(self) -> object:
+        if not self.ok:
+            assert isinstance(self.value, BaseException)
+            raise self.value
+        return self.value
+
+
+class Listener:
+    """Wakes trio tasks on the channel's notifications (payload: the key to wake)."""
+
+    def __init__(self, pool: Pool, channel: str) -> None:
+        self.pool = pool
+        self.channel = channel
+        self._waiters: dict[str, set[trio.Event]] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    async def start(self) -> None:
+        """Listen (once per trio run); returns when notifications are being received."""
+        token = trio.lowlevel.current_trio_token()
+        if self._thread is not None and self._thread.is_alive() and self._token is token:
+            return
+        self._stop.set()
+        self._stop = threading.Event()
+        conn = await trio.to_thread.run_sync(self._listen)
+        self._token = token
+        self._thread = threading.Thread(
+            target=self._loop, args=(conn, token, self._stop), daemon=True, name="floxide-pg"
+        )
+        self._thread.start()
+
+    def _listen(self) -> Conn:
+        conn = self.pool.connect(autocommit=True)
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        return conn
+
+    def _loop(
+        self, conn: Conn | None, token: trio.lowlevel.TrioToken, stop: threading.Event
+    ) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    if conn is None:
+                        conn = self._listen()
+                        token.run_sync_soon(self._wake_all)  # what came meanwhile was missed
+                    for note in conn.notifies(timeout=0.5):
+                        token.run_sync_soon(self._wake, note.payload)
+                except (psycopg.Error, BackendError):
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    stop.wait(0.2)
+        except trio.RunFinishedError:
+            pass
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def waiter(self, key: str) -> trio.Event:
+        """An event set by the next notification of `key` (register before looking)."""
+        ev = trio.Event()
+        self._waiters.setdefault(key, set()).add(ev)
+        return ev
+
+    def forget(self, key: str, ev: trio.Event) -> None:
+        got = self._waiters.get(key)
+        if got is not None:
+            got.discard(ev)
+            if not got:
+                del self._waiters[key]
+
+    def _wake(self, key: str) -> None:
+        if key == "*":
+            self._wake_all()
+            return
+        for ev in self._waiters.pop(key, ()):
+            ev.set()
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for events in waiters.values():
+            for ev in events:
+                ev.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake_all()

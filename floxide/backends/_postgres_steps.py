@@ -1,0 +1,343 @@
+"""The PostgreSQL backend's statements that take work and apply steps, inside a transaction.
+
+`take` leases ready items (`SELECT ... FOR UPDATE SKIP LOCKED`, the runs' rows held in KEY
+SHARE mode) and fails the runs found past their deadline; `commit` applies one step: its
+first statement checks the lease and writes what the step made, the join scopes are
+counted by the rulebook over `Scopes`, and the run's row is updated last. `notify` queues
+the LISTEN/NOTIFY wake-ups that go out when the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from floxide._step import DEADLINE_PASSED
+from floxide.backends._base import (
+    CommitPlan,
+    CommitResult,
+    ErrorRecord,
+    Lease,
+    RunContext,
+    RunStatus,
+    count_scopes,
+)
+from floxide.backends._postgres_conn import Conn, Rollback
+from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
+
+__all__ = ["FINISH", "commit", "finish", "notify", "take"]
+
+_MAX_PAYLOAD = 7000
+"""Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
+
+_TAKE = """
+WITH picked AS (
+    SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,
+           i.due, i.seq, (r.deadline IS NOT NULL AND r.deadline < %(now)s) AS late
+    FROM items i JOIN runs r ON r.run_id = i.run_id
+    WHERE i.queue = %(queue)s AND i.state = 'queued' AND i.due <= %(now)s
+      AND r.status IN ('pending', 'running')
+    ORDER BY i.due, i.seq LIMIT %(limit)s
+    FOR UPDATE OF i SKIP LOCKED FOR KEY SHARE OF r
+), taken AS (
+    UPDATE items i SET state = 'leased', worker_id = %(worker)s, token = nextval('tokens'),
+           deadline = %(until)s
+    FROM picked p WHERE i.run_id = p.run_id AND i.item_id = p.item_id AND NOT p.late
+    RETURNING i.run_id, i.item_id, i.token
+)
+SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
+       r.status, r.deadline, r.context, r.version, p.late
+FROM picked p JOIN runs r ON r.run_id = p.run_id
+LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
+ORDER BY p.due, p.seq
+"""
+
+_HELD = """
+WITH held AS (
+    DELETE FROM items WHERE run_id = %(run)s AND item_id = %(item)s AND state = 'leased'
+    AND token = %(token)s AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s
+    AND status IN ('pending', 'running', 'paused')) RETURNING run_id, queue
+), step AS (
+    INSERT INTO steps (run_id, node, seconds) SELECT run_id, %(node)s, %(seconds)s FROM held
+)"""
+_MADE = """, made AS (
+    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
+    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
+           nextval('seq')
+    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
+                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
+                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
+)"""
+_KEPT = """, kept AS (
+    INSERT INTO collected (run_id, key, data)
+    SELECT h.run_id, c.key, c.data FROM held h,
+           unnest(%(ckeys)s::text[], %(cdata)s::bytea[]) AS c(key, data)
+)"""
+_DROPPED = """, dropped AS (
+    DELETE FROM collected WHERE run_id = %(run)s AND key = ANY(%(drop)s::text[])
+    AND EXISTS (SELECT 1 FROM held)
+)"""
+_OUTS = """, outs AS (
+    INSERT INTO outputs (run_id, position, node, value)
+    SELECT h.run_id, o.position, o.node, o.value FROM held h,
+           unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
+           AS o(position, node, value)
+)"""
+_RUN = """
+SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held)
+FROM runs r WHERE r.run_id = %(run)s
+"""
+
+
+def _check_sql(plan: CommitPlan) -> str:
+    """A commit's first statement: if the lease is held and the run live, delete the item
+    and write what the step made (metric, successors, collected values, outputs); then read
+    the run. Only the parts the plan needs (each variant is prepared once)."""
+    return "".join(
+        (
+            _HELD,
+            _MADE if plan.items and plan.failure is None else "",
+            _KEPT if plan.collect else "",
+            _DROPPED if plan.drop_collected else "",
+            _OUTS if plan.outputs else "",
+            _RUN,
+        )
+    )
+
+
+FINISH = (
+    "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
+    " pending = 0, finished_at = %(now)s, updated_at = %(now)s, failed = failed + %(failed)s"
+    " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused') RETURNING queue"
+)
+
+
+def notify(conn: Conn, channel: str, keys: Sequence[str]) -> None:
+    """Notify `keys` when this transaction commits (duplicates collapse)."""
+    for key in dict.fromkeys(keys):
+        conn.execute(
+            "SELECT pg_notify(%s, %s)", (channel, key if len(key) <= _MAX_PAYLOAD else "*")
+        )
+
+
+
+def finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
+    """Fail a live run with `error` (logged); False when it is finished already."""
+    row = conn.execute(
+        FINISH,
+        {
+            "status": "failed",
+            "error": error.message,
+            "kind": error.kind,
+            "now": time.time(),
+            "failed": failed,
+            "run": run_id,
+        },
+    ).fetchone()
+    if row is None:
+        return False
+    add_errors(conn, run_id, [error])
+    return True
+
+
+def take(
+    conn: Conn, channel: str, queue: str, worker_id: str, limit: int, lease_seconds: float
+) -> tuple[list[Lease], list[str]]:
+    """Lease up to `limit` ready items; fail the runs found past their deadline."""
+    now = time.time()
+    rows = conn.execute(
+        _TAKE,
+        {
+            "now": now,
+            "queue": queue,
+            "limit": limit,
+            "worker": worker_id,
+            "until": now + lease_seconds,
+        },
+    ).fetchall()
+    out: list[Lease] = []
+    ended: list[str] = []
+    pending: set[str] = set()
+    for r in rows:
+        run_id = r[0]
+        if r[12]:
+            if run_id not in ended:
+                err = ErrorRecord(r[2], r[1], r[4], "timeout", DEADLINE_PASSED, now)
+                if finish(conn, run_id, err, failed=0):
+                    ended.append(run_id)
+            continue
+        if r[8] == "pending":
+            pending.add(run_id)
+        out.append(
+            Lease(
+                run_id=run_id,
+                item_id=r[1],
+                node=r[2],
+                payload=bytes(r[3]),
+                attempt=r[4],
+                worker_id=worker_id,
+                token=r[7],
+                deadline=now + lease_seconds,
+                last_error=r[5],
+                expired=bool(r[6]),
+                context=RunContext(bytes(r[10]), r[11]),
+                run_deadline=math.inf if r[9] is None else r[9],
+            )
+        )
+    if pending:
+        conn.execute(
+            "UPDATE runs SET status = 'running', updated_at = %s"
+            " WHERE run_id = ANY(%s) AND status = 'pending'",
+            (now, sorted(pending)),
+        )
+    if ended:
+        notify(conn, channel, [f"r:{rid}" for rid in ended])
+    return out, ended
+
+
+def commit(
+    conn: Conn, channel: str, lease: Lease, plan: CommitPlan, limit: int, lease_seconds: float
+) -> tuple[CommitResult, list[Lease], bool]:
+    run_id = lease.run_id
+    now = time.time()
+    items = plan.items
+    row = conn.execute(
+        _check_sql(plan),
+        {
+            "run": run_id,
+            "item": lease.item_id,
+            "token": lease.token,
+            "node": lease.node,
+            "seconds": plan.duration,
+            "ids": [it.item_id for it in items],
+            "nodes": [it.node for it in items],
+            "payloads": [it.payload for it in items],
+            "attempts": [it.attempt for it in items],
+            "dues": [now + it.delay for it in items],
+            "ckeys": [k for k, _ in plan.collect],
+            "cdata": [v for _, v in plan.collect],
+            "drop": list(plan.drop_collected),
+            "opos": [json.dumps(list(o.position)) for o in plan.outputs],
+            "onodes": [o.node for o in plan.outputs],
+            "ovalues": [o.value for o in plan.outputs],
+        },
+    ).fetchone()
+    if row is None or RunStatus(row[0]).finished:
+        raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
+    if not row[4]:
+        raise Rollback((CommitResult.LOST, [], False), clean=True)
+    stored, version, queue = bytes(row[1]), int(row[2]), row[3]
+    update = plan.context
+    context = None
+    if update is not None:  # if the merge raises, nothing is applied (rolled back)
+        stale = version != update.base_version and update.merge is not None
+        context = update.merge(stored) if update.merge and stale else update.value
+    if plan.handled:
+        add_errors(conn, run_id, plan.handled)
+    if plan.failure is not None:
+        if context is not None:
+            _write_context(conn, lease, plan, context, version)
+        if not finish(conn, run_id, plan.failure, failed=1 + len(plan.handled)):
+            raise Rollback((CommitResult.INACTIVE, [], False))
+        conn.execute(  # kept, with the run's work state, for `retry_run`
+            "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due,"
+            " seq) VALUES (%s, %s, %s, %s, %s, %s, 'failed', %s, nextval('seq'))",
+            (run_id, lease.item_id, queue, lease.node, lease.payload, lease.attempt, now),
+        )
+        notify(conn, channel, [f"r:{run_id}"])
+        return CommitResult.COMMITTED, [], False
+    fired = count_scopes(plan, Scopes(conn, run_id))
+    insert_items(conn, run_id, queue, fired, now)
+    items = [*items, *fired]
+    status = _count(conn, lease, plan, context, version, len(items) - 1, now)
+    ended = status == "completed"
+    made = sum(it.delay <= 0 for it in items)
+    got: list[Lease] = []
+    if min(limit, made) > 0:
+        got, _ = take(conn, channel, queue, lease.worker_id, limit, lease_seconds)
+    keys = [f"r:{run_id}"] if ended else []
+    if items and len(got) < len(items):
+        keys.append(f"q:{queue}")
+    notify(conn, channel, keys)
+    return CommitResult.COMMITTED, got, ended
+
+
+def _count(
+    conn: Conn,
+    lease: Lease,
+    plan: CommitPlan,
+    context: bytes | None,
+    version: int,
+    delta: int,
+    now: float,
+) -> str:
+    """Update the run's row last (counters, context, completion); its new status."""
+    sets = (
+        "pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,"
+        " failed = failed + %(handled)s,"
+        " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
+        " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
+    )
+    args: dict[str, Any] = {
+        "delta": delta,
+        "now": now,
+        "run": lease.run_id,
+        "handled": len(plan.handled),
+    }
+    live = "run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
+    if context is None:
+        row = conn.execute(
+            f"UPDATE runs SET {sets} WHERE {live} RETURNING status", args
+        ).fetchone()
+    else:
+        args.update(context=context, version=version)
+        row = conn.execute(
+            f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
+            f" WHERE {live} AND version = %(version)s RETURNING status",
+            args,
+        ).fetchone()
+        if row is None:  # another commit changed the context since: merge into it
+            fresh = _locked_context(conn, lease.run_id)
+            args["context"] = _merged(plan, fresh, context)
+            args["version"] = fresh[1]
+            row = conn.execute(
+                f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
+                f" WHERE {live} RETURNING status",
+                args,
+            ).fetchone()
+    if row is None:
+        raise Rollback((CommitResult.INACTIVE, [], False))
+    return str(row[0])
+
+
+def _locked_context(conn: Conn, run_id: str) -> tuple[bytes, int]:
+    row = conn.execute(
+        "SELECT context, version, status FROM runs WHERE run_id = %s FOR NO KEY UPDATE",
+        (run_id,),
+    ).fetchone()
+    if row is None or RunStatus(row[2]).finished:
+        raise Rollback((CommitResult.INACTIVE, [], False))
+    return bytes(row[0]), int(row[1])
+
+
+def _merged(plan: CommitPlan, fresh: tuple[bytes, int], context: bytes) -> bytes:
+    update = plan.context
+    assert update is not None
+    if update.merge is not None and fresh[1] != update.base_version:
+        return update.merge(fresh[0])
+    return context
+
+
+def _write_context(
+    conn: Conn, lease: Lease, plan: CommitPlan, context: bytes, version: int
+) -> None:
+    fresh = _locked_context(conn, lease.run_id)
+    value = context if fresh[1] == version else _merged(plan, fresh, context)
+    conn.execute(
+        "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
+        (value, lease.run_id),
+    )
+

@@ -1,0 +1,247 @@
+"""The PostgreSQL backend's tables: their layout, its versioned migrations, shared statements.
+
+Every table lives in the backend's own schema (`?floxide_schema=`, default `floxide`), which
+each connection puts first on its `search_path`. `meta` holds the layout version: `migrate`
+creates the schema and brings it up to `SCHEMA_VERSION` (one transaction, serialized across
+processes by an advisory lock) and refuses a schema newer than this code understands.
+
+Hot rows are avoided: lease tokens and queue order come from sequences, per-node latency is
+appended to `steps` (aggregated when read), so concurrent commits only meet on the rows they
+must (their run's counters, their join scopes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from floxide._errors import BackendError
+from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus
+from floxide.backends._sqlite_tables import decode_fired, encode_fired
+
+__all__ = [
+    "LIVE",
+    "RUN_COLS",
+    "RUN_TABLES",
+    "SCHEMA_VERSION",
+    "Scopes",
+    "add_errors",
+    "channel_name",
+    "insert_items",
+    "migrate",
+    "run_record",
+]
+
+SCHEMA_VERSION = 2
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);
+CREATE SEQUENCE tokens;
+CREATE SEQUENCE seq;
+CREATE TABLE runs (
+    run_id text PRIMARY KEY, workflow text NOT NULL, queue text NOT NULL,
+    fingerprint text NOT NULL, status text NOT NULL, input bytea NOT NULL,
+    context bytea NOT NULL, version bigint NOT NULL DEFAULT 0,
+    created_at float8 NOT NULL, updated_at float8 NOT NULL, finished_at float8,
+    deadline float8, error text, error_kind text, pending bigint NOT NULL DEFAULT 0,
+    done bigint NOT NULL DEFAULT 0, failed bigint NOT NULL DEFAULT 0,
+    retried bigint NOT NULL DEFAULT 0);
+CREATE INDEX runs_created ON runs (created_at DESC);
+CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE items (
+    run_id text NOT NULL, item_id text NOT NULL, queue text NOT NULL, node text NOT NULL,
+    payload bytea NOT NULL, attempt integer NOT NULL, state text NOT NULL,
+    due float8 NOT NULL, seq bigint NOT NULL, worker_id text,
+    token bigint NOT NULL DEFAULT 0, deadline float8 NOT NULL DEFAULT 0, last_error text,
+    expired boolean NOT NULL DEFAULT false, PRIMARY KEY (run_id, item_id));
+CREATE INDEX items_ready ON items (queue, due, seq) WHERE state = 'queued';
+CREATE INDEX items_leased ON items (deadline) WHERE state = 'leased';
+CREATE TABLE scopes (
+    run_id text NOT NULL, scope_id text NOT NULL, open bigint NOT NULL, fired bytea NOT NULL,
+    PRIMARY KEY (run_id, scope_id));
+CREATE TABLE collected (run_id text NOT NULL, key text NOT NULL, data bytea NOT NULL);
+CREATE INDEX collected_key ON collected (run_id, key);
+CREATE TABLE outputs (
+    run_id text NOT NULL, position text NOT NULL, node text NOT NULL, value bytea NOT NULL);
+CREATE INDEX outputs_run ON outputs (run_id);
+CREATE TABLE errors (
+    id bigserial PRIMARY KEY, run_id text NOT NULL, node text NOT NULL,
+    item_id text NOT NULL, attempt integer NOT NULL, kind text NOT NULL,
+    message text NOT NULL, at float8 NOT NULL);
+CREATE INDEX errors_run ON errors (run_id, id);
+CREATE TABLE steps (run_id text NOT NULL, node text NOT NULL, seconds float8 NOT NULL);
+CREATE INDEX steps_run ON steps (run_id);
+CREATE TABLE workers (
+    worker_id text PRIMARY KEY, queue text NOT NULL, host text NOT NULL,
+    pid integer NOT NULL, started_at float8 NOT NULL, last_seen float8 NOT NULL,
+    concurrency integer NOT NULL);
+""",
+    2: """
+ALTER TABLE errors ADD COLUMN traceback text,
+    ADD COLUMN handled boolean NOT NULL DEFAULT false;
+ALTER TABLE workers ADD COLUMN graph text NOT NULL DEFAULT '',
+    ADD COLUMN in_flight integer NOT NULL DEFAULT 0;
+""",
+}
+"""The statements that bring the layout from version N-1 to N (run with the schema first on
+the search path). A new layout adds a version; a released one is never edited."""
+
+LIVE = ("pending", "running", "paused")
+RUN_COLS = (
+    "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
+    "finished_at, deadline, error, error_kind, pending"
+)
+RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "steps")
+
+
+def channel_name(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's backends (a short, valid identifier)."""
+    return "floxide_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Create the schema or migrate it to `SCHEMA_VERSION`; refuse a newer one."""
+    key = int(hashlib.sha1(b"floxide:" + schema.encode()).hexdigest()[:15], 16)
+    ident = sql.Identifier(schema)
+    with conn.transaction():
+        exists = conn.execute(
+            "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (schema,)
+        ).fetchone()
+        if exists and exists[0]:
+            version = _version(conn, ident)
+            if version == SCHEMA_VERSION:
+                return
+            _refuse_newer(schema, version)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        has_schema = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        if has_schema is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+        meta = conn.execute(
+            "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (schema,)
+        ).fetchone()
+        version = _version(conn, ident) if meta and meta[0] else 0
+        _refuse_newer(schema, version)
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute(_MIGRATIONS[v])
+        conn.execute(
+            "INSERT INTO meta VALUES ('schema', %s) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value",
+            (SCHEMA_VERSION,),
+        )
+
+
+def _version(conn: psycopg.Connection[Any], ident: sql.Identifier) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT value FROM {}.meta WHERE key = 'schema'").format(ident)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _refuse_newer(schema: str, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise BackendError(
+            f"PostgreSQL schema {schema!r} has layout version {version}, newer than this "
+            f"floxide understands ({SCHEMA_VERSION}): upgrade floxide"
+        )
+
+
+def run_record(row: Sequence[Any]) -> RunRecord:
+    """A run from a row of `RUN_COLS`."""
+    return RunRecord(
+        run_id=row[0],
+        workflow=row[1],
+        queue=row[2],
+        fingerprint=row[3],
+        status=RunStatus(row[4]),
+        input=bytes(row[5]),
+        created_at=row[6],
+        updated_at=row[7],
+        finished_at=row[8],
+        deadline=row[9],
+        error=row[10],
+        error_kind=row[11],
+        pending=row[12],
+    )
+
+
+class Scopes:
+    """The open join scopes of one run, inside a transaction (`count_scopes` works on it)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], run_id: str) -> None:
+        self.conn = conn
+        self.run_id = run_id
+
+    def add_open(self, scope_id: str, delta: int) -> int:
+        row = self.conn.execute(
+            "UPDATE scopes SET open = open + %s WHERE run_id = %s AND scope_id = %s"
+            " RETURNING open",
+            (delta, self.run_id, scope_id),
+        ).fetchone()
+        if row is None:
+            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+        return int(row[0])
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.conn.execute(
+            "INSERT INTO scopes VALUES (%s, %s, %s, %s) ON CONFLICT (run_id, scope_id)"
+            " DO UPDATE SET open = excluded.open, fired = excluded.fired",
+            (self.run_id, scope_id, count, encode_fired(fired)),
+        )
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        row = self.conn.execute(
+            "DELETE FROM scopes WHERE run_id = %s AND scope_id = %s RETURNING fired",
+            (self.run_id, scope_id),
+        ).fetchone()
+        assert row is not None
+        return decode_fired(bytes(row[0]))
+
+
+def add_errors(conn: psycopg.Connection[Any], run_id: str, errors: Sequence[ErrorRecord]) -> None:
+    """Append `errors` to the run's error log."""
+    conn.cursor().executemany(
+        "INSERT INTO errors (run_id, node, item_id, attempt, kind, message, at, traceback,"
+        " handled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [
+            (run_id, e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback, e.handled)
+            for e in errors
+        ],
+    )
+
+
+_INSERT_ITEMS = """
+INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
+SELECT %(run)s, u.item_id, %(queue)s, u.node, u.payload, u.attempt, 'queued', u.due,
+       nextval('seq')
+FROM (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[], %(payloads)s::bytea[],
+                           %(attempts)s::int[], %(dues)s::float8[]) WITH ORDINALITY
+      AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
+"""
+
+
+def insert_items(
+    conn: psycopg.Connection[Any], run_id: str, queue: str, items: Sequence[NewItem], now: float
+) -> None:
+    """Queue `items` of a run, in order (each is due after its delay): one statement."""
+    if not items:
+        return
+    conn.execute(
+        _INSERT_ITEMS,
+        {
+            "run": run_id,
+            "queue": queue,
+            "ids": [it.item_id for it in items],
+            "nodes": [it.node for it in items],
+            "payloads": [it.payload for it in items],
+            "attempts": [it.attempt for it in items],
+            "dues": [now + it.delay for it in items],
+        },
+    )
