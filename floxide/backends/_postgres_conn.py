@@ -29,6 +29,8 @@ import trio
 from psycopg import sql
 
 from floxide._errors import BackendError
+from floxide.backends._postgres_text import register as register_text
+from floxide.backends._postgres_text import unescape
 
 __all__ = ["Listener", "Pool", "Rollback", "backend_error"]
 
@@ -102,6 +104,7 @@ class Pool:
             conn = psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=int(self.connect_timeout)
             )
+            register_text(conn)
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
             conn.autocommit = autocommit
         except psycopg.Error as e:
@@ -292,7 +295,7 @@ class Listener:
                         conn = self._listen()
                         token.run_sync_soon(self._wake_all)  # what came meanwhile was missed
                     for note in conn.notifies(timeout=0.5):
-                        token.run_sync_soon(self._wake, note.payload)
+                        token.run_sync_soon(self._wake, unescape(note.payload))
                 except (psycopg.Error, BackendError):
                     if conn is not None:
                         conn.close()
