@@ -48,23 +48,20 @@ async def cancelled_calls(b: Backend) -> None:
     points."""
     run = new_run(*(item(i) for i in range(_ITEMS)))
     await b.create_run(run)
-    delays = itertools.cycle(_DELAYS)
     now = time.time()
     worker = WorkerInfo("w1", QUEUE, "host", 1, now, now, 1)
     held: list[Lease] = []
-    for _ in range(4 * len(_DELAYS)):
+    for delay in _DELAYS * 4:  # every call meets every delay
         got = await _cut(
-            "lease",
-            next(delays),
-            lambda: b.lease(QUEUE, "w1", limit=1, lease_seconds=_SHORT, wait=0.02),
+            "lease", delay, lambda: b.lease(QUEUE, "w1", limit=1, lease_seconds=_SHORT, wait=0.02)
         )
         held.extend(got or [])
-        await _cut("get_run", next(delays), lambda: b.get_run(run.run_id))
-        await _cut("register_worker", next(delays), lambda: b.register_worker(worker))
-        await _cut("unregister_worker", next(delays), lambda: b.unregister_worker("w1"))
-    for lease in held:
-        await _cut("heartbeat", next(delays), lambda: b.heartbeat([lease], _SHORT))  # noqa: B023
-        await _cut("commit", next(delays), lambda: b.commit(lease, plan()))  # noqa: B023
+        await _cut("get_run", delay, lambda: b.get_run(run.run_id))
+        await _cut("register_worker", delay, lambda: b.register_worker(worker))
+        await _cut("unregister_worker", delay, lambda: b.unregister_worker("w1"))
+    for lease, delay in zip(held, itertools.cycle(_DELAYS)):
+        await _cut("heartbeat", delay, lambda: b.heartbeat([lease], _SHORT))  # noqa: B023
+        await _cut("commit", delay, lambda: b.commit(lease, plan()))  # noqa: B023
     waited = await _cut("wait_run", 0.01, lambda: b.wait_run(run.run_id, 5.0))
     expect(waited is None or waited.status.finished, f"wait_run returned early: {waited}")
     with trio.move_on_after(10):

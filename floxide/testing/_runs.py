@@ -20,6 +20,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
+from floxide.backends._registry import masked_url
 from floxide.testing._harness import (
     LEASE,
     QUEUE,
@@ -357,7 +358,7 @@ async def workers(b: Backend) -> None:
 
 
 async def connections(b: Backend) -> None:
-    """Operations work inside `connected()` and after it."""
+    """Operations work inside `connected()` and after it; `url` hides any password."""
     async with b.connected():
         run = new_run(item(1))
         await b.create_run(run)
@@ -365,6 +366,10 @@ async def connections(b: Backend) -> None:
     result = await b.commit(lease, plan())
     expect(result is CommitResult.COMMITTED, f"a commit after connected() ended: {result}")
     expect(isinstance(b.url, str) and b.url, "the backend has no url")
+    expect(  # the url is shown in errors and logs: it must never show a password
+        masked_url(b.url) == b.url,
+        "the backend's url shows a password (show it as USER:***@)",
+    )
 
 
 def _err() -> ErrorRecord:
