@@ -18,7 +18,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from floxide import FloxideError
+from floxide import BackendError, FloxideError
 from floxide.backends import open_backend
 from floxide.distributed import Orchestrator, RunStatus
 from tests.distributed_workflows import Ctx, fan_join
@@ -57,7 +57,7 @@ def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> 
         table, columns = pick(
             [
                 ("runs", ["status", "deadline", "version", "pending", "created_at", "context"]),
-                ("items", ["attempt", "payload", "node", "token"]),
+                ("items", ["attempt", "payload", "node", "token", "state", "due"]),
                 ("scopes", ["open", "fired"]),
                 ("outputs", ["position", "value"]),
                 ("node_metrics", ["count", "total", "max"]),
@@ -129,5 +129,49 @@ def test_garbled_fields_fail_their_run_only(
                     pass  # failed, or reported clearly
 
         await with_workers(wf, backend, finish, n=2)
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("state", "garbage"),
+        ("state", b"\xff\xfe"),
+        ("state", 3.5),
+        ("state", "-1"),
+        ("state", "zzz"),
+        ("due", "garbage"),
+        ("due", b"\xff\xfe"),
+        ("due", "[["),
+    ],
+)
+def test_sqlite_item_that_can_never_be_leased_fails_its_run(
+    column: str, value: object, tmp_path: Any
+) -> None:
+    """An item whose `state` or `due` is garbled is never leased: the reaper fails its run
+    (a `BackendError` naming the run and the column), and the other runs complete."""
+    path = str(tmp_path / "runs.db")
+
+    async def main() -> None:
+        backend = open_backend(f"sqlite:///{path}")
+        wf = fan_join(delay=0.001)
+        orch = Orchestrator(wf, backend)
+        ids = [await orch.start_run(Ctx(), n) for n in (3, 2, 4)]
+        db = sqlite3.connect(path, timeout=30)
+        with db:
+            db.execute(f"UPDATE items SET {column} = ? WHERE run_id = ?", (value, ids[1]))
+        db.close()
+
+        async def finish(_: object) -> None:
+            with trio.fail_after(20):
+                for k in (0, 2):
+                    assert await orch.wait(ids[k], timeout=15) == _expected((3, 2, 4)[k])
+                with pytest.raises(BackendError) as e:
+                    await orch.wait(ids[1], timeout=15)
+                assert ids[1] in str(e.value) and column in str(e.value)
+                assert await orch.status(ids[1]) is RunStatus.FAILED
+
+        await with_workers(wf, backend, finish, lease_seconds=0.5)
 
     trio.run(main)

@@ -10,8 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 import pytest
+import trio
 
+from floxide import BackendError
 from floxide.backends import Backend, CommitPlan, CommitResult, Lease, MemoryBackend
+from floxide.backends._base import NewRun, RunRecord
 from floxide.testing import check_backend
 
 
@@ -48,13 +51,48 @@ class CommitsTwice(MemoryBackend):
         return result
 
 
+class CaseBlindIds(MemoryBackend):
+    """Takes run ids that differ only in case for the same run (as a case-insensitive
+    collation would)."""
+
+    async def create_run(self, run: NewRun) -> None:
+        if any(rid.lower() == run.run_id.lower() for rid in self._s.runs):
+            raise BackendError(f"run {run.run_id!r} already exists")
+        await super().create_run(run)
+
+
+class LeaksOnCancel(MemoryBackend):
+    """Turns a cancellation of `get_run` into its driver's own error."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        try:
+            await trio.sleep(0)  # a checkpoint, as a network round trip has
+        except trio.Cancelled:
+            raise RuntimeError("connection closed") from None
+        return await super().get_run(run_id)
+
+
+class ShowsPassword(MemoryBackend):
+    """Shows the password of the URL it was opened with."""
+
+    def __init__(self) -> None:
+        super().__init__(url="memory://user:s3cret@host")
+
+
 async def test_a_correct_backend_passes() -> None:
     await check_backend(MemoryBackend)
 
 
 @pytest.mark.parametrize(
     ("broken", "property_name"),
-    [(DeafHeartbeats, "heartbeats"), (IdleReaper, "reaping"), (CommitsTwice, "at-most-once")],
+    [
+        (DeafHeartbeats, "heartbeats"),
+        (IdleReaper, "reaping"),
+        (CommitsTwice, "at-most-once"),
+        (CaseBlindIds, "isolation"),
+        (LeaksOnCancel, "cancellation"),
+        (ShowsPassword, "connections"),
+    ],
 )
 async def test_a_broken_backend_fails_naming_the_property(
     broken: Callable[[], Backend], property_name: str

@@ -60,6 +60,7 @@ from floxide.backends._sqlite_tables import (
     RUN_TABLES,
     Scopes,
     add_error,
+    garbled_items,
     insert_items,
     next_value,
     prepare,
@@ -684,6 +685,10 @@ class SqliteBackend:
                 conn.execute(
                     "UPDATE runs SET retried = retried + 1 WHERE run_id = ?", (r["run_id"],)
                 )
+            for run_id, column in garbled_items(conn):  # never leasable: fail that run alone
+                message = unreadable(run_id, column)
+                set_run(conn, run_id, now, status=RunStatus.FAILED, error=message,
+                        error_kind=UNREADABLE_KIND, pending=0)  # fmt: skip
             old = [
                 r[0]
                 for r in conn.execute(

@@ -13,6 +13,7 @@ order).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "add_error",
     "decode_fired",
     "encode_fired",
+    "garbled_items",
     "insert_items",
     "next_value",
     "prepare",
@@ -193,6 +195,35 @@ def unreadable_column(
         if not isinstance(row[col], kind):
             return col
     return None
+
+
+_LIVE = "('pending', 'running', 'paused')"
+_GARBLED_STATE = (
+    "SELECT i.run_id FROM items i JOIN runs r ON r.run_id = i.run_id"
+    " WHERE (i.state < 'failed' OR (i.state > 'failed' AND i.state < 'leased')"
+    " OR (i.state > 'leased' AND i.state < 'queued') OR i.state > 'queued')"
+    f" AND r.status IN {_LIVE}"
+)
+"""Live runs holding an item whose state is none of the three: four range lookups on the
+`items_leased` index, so the cost grows with the garbled rows, not with the queue."""
+_GARBLED_DUE = (
+    "SELECT i.run_id FROM items i JOIN runs r ON r.run_id = i.run_id"
+    f" WHERE i.queue IN (SELECT DISTINCT queue FROM runs WHERE status IN {_LIVE})"
+    " AND i.state = 'queued' AND i.due > ? AND r.status IN {_LIVE}"
+).replace("{_LIVE}", _LIVE)
+"""Live runs holding a queued item whose due is not a number (SQLite sorts text and blobs
+after every number, infinity included): one range lookup on `items_ready` per live queue."""
+
+
+def garbled_items(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Live runs with an item that can never be leased (its `state` or `due` is garbled),
+    each with the column: the reaper fails them, so they do not wait forever."""
+    found: dict[str, str] = {}
+    for r in conn.execute(_GARBLED_STATE):
+        found.setdefault(r[0], "state")
+    for r in conn.execute(_GARBLED_DUE, (math.inf,)):
+        found.setdefault(r[0], "due")
+    return list(found.items())
 
 
 def encode_fired(fired: Sequence[NewItem]) -> bytes:

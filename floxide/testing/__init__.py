@@ -6,7 +6,8 @@ join scopes counted innermost first with their fired items and collections, cont
 merges, cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
 for their TTL, isolation of runs, `commit_and_lease`, `release`, `list_runs` order,
 metrics, the errors the protocol names, the worker registry, tracebacks and handled
-failures in the error log, and retrying a failed run.
+failures in the error log, retrying a failed run, and calls cancelled at any point (only
+`trio.Cancelled` comes out, nothing is lost or counted twice).
 
 A third-party backend is checked the same way as the built-in ones, from any trio test
 runner (pytest is not needed)::
@@ -29,7 +30,7 @@ from collections.abc import Callable
 
 from floxide._public import publish
 from floxide.backends._base import Backend
-from floxide.testing import _commits, _failures, _harness, _joins, _leases, _runs
+from floxide.testing import _cancels, _commits, _failures, _harness, _joins, _leases, _runs
 
 __all__ = ["check_backend"]
 
@@ -39,6 +40,7 @@ _PROPERTIES: tuple[_harness.Property, ...] = (
     *_commits.PROPERTIES,
     *_joins.PROPERTIES,
     *_failures.PROPERTIES,
+    *_cancels.PROPERTIES,
 )
 
 

@@ -20,6 +20,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
 )
+from floxide.backends._registry import masked_url
 from floxide.testing._harness import (
     LEASE,
     QUEUE,
@@ -224,7 +225,30 @@ async def wait_run(b: Backend) -> None:
     expect(time.monotonic() - started < 5.0, "wait_run did not return soon after the run ended")
 
 
-ISOLATED_IDS = ("a", "a:done", "a\x1fb", "a:b", "a\x1f", "a:ctx", "a:items", "a b/é\n∂")
+ISOLATED_IDS = (
+    "a",
+    "a:done",
+    "a\x1fb",
+    "a:b",
+    "a\x1f",
+    "a:ctx",
+    "a:items",
+    "a b/é\n∂",
+    "a*",
+    "a?",
+    "a[a-z]",
+    "a%",
+    "a_",
+    "a\\",
+    "a'; --",
+    "{a}",
+    "A",
+    "\U0001f600a",
+    "a" * 256,
+    "a" * 255 + "b",
+)
+"""Run ids that look like run "a", like its key suffixes, glob or LIKE patterns, SQL, hash
+tags, or that are as long as an id may be (256 characters) and differ only at the end."""
 
 
 async def isolation(b: Backend) -> None:
@@ -294,12 +318,20 @@ async def ttl(b: Backend) -> None:
     expect(lease.run_id == short.run_id, "the new run's item was not leased")
     await b.commit(lease, plan())
     expect(await b.get_run(short.run_id) is not None, "a finished run was forgotten at once")
+    neighbours = [short.run_id + suffix for suffix in (":done", "*", "\x1f", "_", "%")]
+    for rid in neighbours:  # live runs whose ids extend the purged one's
+        await b.create_run(new_run(item(1), run_id=rid))
     await trio.sleep(0.8)
     await b.reap()
     expect(await b.get_run(short.run_id) is None, "a finished run was kept after its ttl")
+    for rid in neighbours:
+        rec = await b.get_run(rid)
+        expect(rec is not None and rec.pending == 1, f"run {rid!r} changed with a purge: {rec}")
+        expect(await b.context(rid) == RunContext(b"0", 0), f"run {rid!r} lost its context")
     listed = [r.run_id for r in await b.list_runs()]
     expect(short.run_id not in listed, "list_runs lists a run purged after its ttl")
     expect(live.run_id in listed, "a live run was purged with the expired one")
+    expect(set(neighbours) <= set(listed), "a purge dropped other runs from list_runs")
 
 
 async def workers(b: Backend) -> None:
@@ -326,7 +358,7 @@ async def workers(b: Backend) -> None:
 
 
 async def connections(b: Backend) -> None:
-    """Operations work inside `connected()` and after it."""
+    """Operations work inside `connected()` and after it; `url` hides any password."""
     async with b.connected():
         run = new_run(item(1))
         await b.create_run(run)
@@ -334,6 +366,10 @@ async def connections(b: Backend) -> None:
     result = await b.commit(lease, plan())
     expect(result is CommitResult.COMMITTED, f"a commit after connected() ended: {result}")
     expect(isinstance(b.url, str) and b.url, "the backend has no url")
+    expect(  # the url is shown in errors and logs: it must never show a password
+        masked_url(b.url) == b.url,
+        "the backend's url shows a password (show it as USER:***@)",
+    )
 
 
 def _err() -> ErrorRecord:
