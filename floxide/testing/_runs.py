@@ -229,6 +229,8 @@ ISOLATED_IDS = (
     "a",
     "a:done",
     "a\x1fb",
+    "a\x00b",
+    "a%00b",
     "a:b",
     "a\x1f",
     "a:ctx",
