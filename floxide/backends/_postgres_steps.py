@@ -21,6 +21,7 @@ from floxide.backends._base import (
     CommitResult,
     ErrorRecord,
     Lease,
+    NewItem,
     RunContext,
     RunStatus,
     count_scopes,
@@ -86,16 +87,38 @@ _OUTS = """, outs AS (
            unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
            AS o(position, node, value)
 )"""
+_COUNTED = """, counted AS (
+    UPDATE runs SET pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,
+           status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,
+           finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END
+    WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')
+      AND EXISTS (SELECT 1 FROM held)
+    RETURNING status
+)"""
 _RUN = """
-SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held)
+SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held), {counted}
 FROM runs r WHERE r.run_id = %(run)s
 """
+
+
+def _simple(plan: CommitPlan) -> bool:
+    """A step with no join scope, context change, handled error or failure: its run's row
+    is updated by the first statement too (nothing it needs is computed in between)."""
+    return (
+        plan.open_scope is None
+        and not plan.scopes
+        and plan.context is None
+        and not plan.handled
+        and plan.failure is None
+    )
 
 
 def _check_sql(plan: CommitPlan) -> str:
     """A commit's first statement: if the lease is held and the run live, delete the item
     and write what the step made (metric, successors, collected values, outputs); then read
-    the run. Only the parts the plan needs (each variant is prepared once)."""
+    the run, and for a `_simple` plan update its counters. Only the parts the plan needs
+    (each variant is prepared once)."""
+    simple = _simple(plan)
     return "".join(
         (
             _HELD,
@@ -103,7 +126,8 @@ def _check_sql(plan: CommitPlan) -> str:
             _KEPT if plan.collect else "",
             _DROPPED if plan.drop_collected else "",
             _OUTS if plan.outputs else "",
-            _RUN,
+            _COUNTED if simple else "",
+            _RUN.format(counted="(SELECT status FROM counted)" if simple else "NULL::text"),
         )
     )
 
@@ -223,12 +247,19 @@ def commit(
             "opos": [json.dumps(list(o.position)) for o in plan.outputs],
             "onodes": [o.node for o in plan.outputs],
             "ovalues": [o.value for o in plan.outputs],
+            "delta": len(items) - 1,
+            "now": now,
         },
     ).fetchone()
     if row is None or RunStatus(row[0]).finished:
         raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
     if not row[4]:
         raise Rollback((CommitResult.LOST, [], False), clean=True)
+    if _simple(plan):
+        if row[5] is None:  # the run ended meanwhile (its row was updated first)
+            raise Rollback((CommitResult.INACTIVE, [], False))
+        return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
+                      "completed", limit=limit, lease_seconds=lease_seconds)
     stored, version, queue = bytes(row[1]), int(row[2]), row[3]
     update = plan.context
     context = None
@@ -253,7 +284,24 @@ def commit(
     insert_items(conn, run_id, queue, fired, now)
     items = [*items, *fired]
     status = _count(conn, lease, plan, context, version, len(items) - 1, now)
-    ended = status == "completed"
+    return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
+                  limit=limit, lease_seconds=lease_seconds)
+
+
+def _after(
+    conn: Conn,
+    channel: str,
+    lease: Lease,
+    *,
+    queue: str,
+    items: Sequence[NewItem],
+    ended: bool,
+    limit: int,
+    lease_seconds: float,
+) -> tuple[CommitResult, list[Lease], bool]:
+    """A committed step's end: lease the next items in the same transaction, and queue the
+    wake-ups (the run's end; the queue, for items this worker did not take)."""
+    run_id = lease.run_id
     made = sum(it.delay <= 0 for it in items)
     got: list[Lease] = []
     if min(limit, made) > 0:
