@@ -106,6 +106,8 @@ class Pool:
             )
             register_text(conn)
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.execute("SET plan_cache_mode TO force_generic_plan")
+            conn.prepare_threshold = 0  # every statement prepared on first use
             conn.autocommit = autocommit
         except psycopg.Error as e:
             raise backend_error(self.url, e, self.password) from None

@@ -15,14 +15,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from floxide._errors import BackendError
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
     ErrorRecord,
     Lease,
+    NewItem,
     RunContext,
     RunStatus,
+    ScopeTable,
     count_scopes,
 )
 from floxide.backends._postgres_conn import Conn, Rollback
@@ -86,16 +89,64 @@ _OUTS = """, outs AS (
            unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
            AS o(position, node, value)
 )"""
+_SCOPE = """, sc AS (
+    UPDATE scopes SET open = open + %(delta)s
+    WHERE run_id = %(run)s AND scope_id = %(scope)s AND EXISTS (SELECT 1 FROM held)
+    RETURNING open
+)"""
+_COUNTED = """, counted AS (
+    UPDATE runs SET pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,
+           status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,
+           finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END
+    WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')
+      AND EXISTS (SELECT 1 FROM held){unclosed}
+    RETURNING status
+)"""
 _RUN = """
-SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held)
+SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held), {counted}, {open}
 FROM runs r WHERE r.run_id = %(run)s
 """
+
+
+def _simple(plan: CommitPlan) -> bool:
+    """A step with at most one join scope, no context change, handled error or failure:
+    the first statement also counts it in its scope (`add_open`) and, unless that closes
+    the scope, in its run's row (nothing it needs is computed in between)."""
+    return (
+        plan.open_scope is None
+        and len(plan.scopes) <= 1
+        and plan.context is None
+        and not plan.handled
+        and plan.failure is None
+    )
+
+
+class _Counted:
+    """`Scopes` with one `add_open` already applied by the first statement (its result):
+    the rulebook's `count_scopes` goes on from there (the scope closed)."""
+
+    def __init__(self, scopes: Scopes, scope_id: str, count: int) -> None:
+        self.scopes, self.scope_id, self.count = scopes, scope_id, count
+
+    def add_open(self, scope_id: str, delta: int) -> int:
+        if scope_id == self.scope_id:
+            return self.count
+        return self.scopes.add_open(scope_id, delta)
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.scopes.open(scope_id, count, fired)
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        return self.scopes.close(scope_id)
 
 
 def _check_sql(plan: CommitPlan) -> str:
     """A commit's first statement: if the lease is held and the run live, delete the item
     and write what the step made (metric, successors, collected values, outputs); then read
-    the run. Only the parts the plan needs (each variant is prepared once)."""
+    the run, and for a `_simple` plan update its counters. Only the parts the plan needs
+    (each variant is prepared once)."""
+    simple = _simple(plan)
+    scoped = simple and bool(plan.scopes)
     return "".join(
         (
             _HELD,
@@ -103,7 +154,14 @@ def _check_sql(plan: CommitPlan) -> str:
             _KEPT if plan.collect else "",
             _DROPPED if plan.drop_collected else "",
             _OUTS if plan.outputs else "",
-            _RUN,
+            _SCOPE if scoped else "",
+            _COUNTED.format(unclosed=" AND (SELECT open FROM sc) <> 0" if scoped else "")
+            if simple
+            else "",
+            _RUN.format(
+                counted="(SELECT status FROM counted)" if simple else "NULL::text",
+                open="(SELECT open FROM sc)" if scoped else "NULL::int",
+            ),
         )
     )
 
@@ -223,12 +281,25 @@ def commit(
             "opos": [json.dumps(list(o.position)) for o in plan.outputs],
             "onodes": [o.node for o in plan.outputs],
             "ovalues": [o.value for o in plan.outputs],
+            "delta": len(items) - 1,
+            "now": now,
+            "scope": plan.scopes[0] if plan.scopes else "",
         },
     ).fetchone()
     if row is None or RunStatus(row[0]).finished:
         raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
     if not row[4]:
         raise Rollback((CommitResult.LOST, [], False), clean=True)
+    scopes: ScopeTable = Scopes(conn, run_id)
+    if _simple(plan) and plan.scopes and row[6] is None:
+        raise BackendError(f"join scope {plan.scopes[0]!r} of run {run_id!r} is missing")
+    if _simple(plan) and plan.scopes and row[6] == 0:  # the scope closed: fire its joins
+        scopes = _Counted(Scopes(conn, run_id), plan.scopes[0], 0)
+    elif _simple(plan):
+        if row[5] is None:  # the run ended meanwhile (its row was updated first)
+            raise Rollback((CommitResult.INACTIVE, [], False))
+        return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
+                      "completed", limit=limit, lease_seconds=lease_seconds)
     stored, version, queue = bytes(row[1]), int(row[2]), row[3]
     update = plan.context
     context = None
@@ -249,11 +320,28 @@ def commit(
         )
         notify(conn, channel, [f"r:{run_id}"])
         return CommitResult.COMMITTED, [], False
-    fired = count_scopes(plan, Scopes(conn, run_id))
+    fired = count_scopes(plan, scopes)
     insert_items(conn, run_id, queue, fired, now)
     items = [*items, *fired]
     status = _count(conn, lease, plan, context, version, len(items) - 1, now)
-    ended = status == "completed"
+    return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
+                  limit=limit, lease_seconds=lease_seconds)
+
+
+def _after(
+    conn: Conn,
+    channel: str,
+    lease: Lease,
+    *,
+    queue: str,
+    items: Sequence[NewItem],
+    ended: bool,
+    limit: int,
+    lease_seconds: float,
+) -> tuple[CommitResult, list[Lease], bool]:
+    """A committed step's end: lease the next items in the same transaction, and queue the
+    wake-ups (the run's end; the queue, for items this worker did not take)."""
+    run_id = lease.run_id
     made = sum(it.delay <= 0 for it in items)
     got: list[Lease] = []
     if min(limit, made) > 0:

@@ -130,7 +130,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> None:
         version = _version(conn, ident) if meta and meta[0] else 0
         _refuse_newer(schema, version)
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            conn.execute(_MIGRATIONS[v])
+            conn.execute(_MIGRATIONS[v], prepare=False)  # several statements
         conn.execute(
             "INSERT INTO meta VALUES ('schema', %s) ON CONFLICT (key) DO UPDATE"
             " SET value = excluded.value",
