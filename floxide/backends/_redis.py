@@ -139,6 +139,14 @@ def _s(v: bytes | str | None) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _shown(v: bytes | str | None) -> str:
+    """A stored text only shown or logged (a lease's node, last error, worker): garbled
+    bytes read as U+FFFD; what the step runs comes from its checked payload."""
+    if v is None:
+        return ""
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+
 def _f(v: bytes | str | None) -> float | None:
     text = _s(v)
     return float(text) if text else None
@@ -687,14 +695,14 @@ def _leases(raw: list[Any]) -> list[Lease]:
         Lease(
             run_id=_unrid(_s(raw[i])),
             item_id=_s(raw[i + 1]),
-            node=_s(raw[i + 2]),
+            node=_shown(raw[i + 2]),
             payload=raw[i + 3],
             attempt=int(raw[i + 4]),
             token=int(raw[i + 5]),
             deadline=float(raw[i + 6]),
-            last_error=_s(raw[i + 7]) or None,
+            last_error=_shown(raw[i + 7]) or None,
             expired=_s(raw[i + 8]) == "1",
-            worker_id=_s(raw[i + 9]),
+            worker_id=_shown(raw[i + 9]),
             context=RunContext(raw[i + 10], int(raw[i + 11])),
             run_deadline=_deadline(raw[i + 12]),
         )

@@ -71,6 +71,17 @@ local function bad_number(key, fields, integral)
   return nil
 end
 
+-- whether `s` is the JSON of a list of join items (each a list of strings: id, node, payload)
+local function join_items_ok(s)
+  local ok, v = pcall(cjson.decode, s)
+  if not ok or type(v) ~= 'table' then return false end
+  for _, x in ipairs(v) do
+    if type(x) ~= 'table' or type(x[1]) ~= 'string' or type(x[2]) ~= 'string'
+       or type(x[3]) ~= 'string' then return false end
+  end
+  return true
+end
+
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
@@ -345,7 +356,7 @@ if not bad and n_check > 0 then
   local fired_at = redis.call('HMGET', rk .. ':fired', unpack(sids))
   for j, sid in ipairs(sids) do
     if counts[j] and not is_int(counts[j]) then bad = 'join scope ' .. sid; break end
-    if fired_at[j] and not pcall(cjson.decode, fired_at[j]) then
+    if fired_at[j] and not join_items_ok(fired_at[j]) then
       bad = 'join items of scope ' .. sid; break
     end
   end
