@@ -216,7 +216,15 @@ def test_every_scenario_has_a_program_and_a_test() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["order", "timer_source", "error_fallback", "distributed_orchestrated_merge"]
+    "name",
+    [
+        "order",
+        "timer_source",
+        "error_fallback",
+        "distributed_orchestrated_merge",
+        "llm_article",
+        "demo",  # what `make demo` runs: two worker processes on SQLite
+    ],
 )
 def test_runs_as_a_program(name: str) -> None:
     done = subprocess.run(
