@@ -20,12 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from examples import __file__ as examples_init
 from tests.test_exports import PUBLIC_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-EXAMPLES = Path(examples_init).parent
+EXAMPLES = ROOT / "examples"
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1"}
 NAMESPACES = {"www.w3.org"}  # xmlns="http://www.w3.org/2000/svg" names, it is never fetched
 OUTSIDE_URL = re.compile(r"""https?://([^/\s"'<>)\\]+)""")
