@@ -1,10 +1,11 @@
-# floxide: `make demo` runs a workflow, `make test` runs every check, `make bench` benchmarks.
+# floxide: `make demo` runs a workflow, `make test` runs every check, `make docs` builds the
+# documentation site into site/, `make bench` benchmarks.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test pytest typecheck typecheck-oldest mypy lint bench clean venv
+.PHONY: demo test pytest typecheck typecheck-oldest mypy lint docs bench clean venv
 
 venv: $(STAMP)
 
@@ -42,9 +43,14 @@ mypy: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 
+# The documentation site (mkdocs.yml): offline, and any warning (a broken link, reference
+# or include) fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --clean --site-dir site
+
 # Runs every check even when an earlier one fails, then fails if any did.
 test: $(STAMP)
-	@status=0; for step in lint mypy pytest typecheck typecheck-oldest; do \
+	@status=0; for step in lint mypy docs pytest typecheck typecheck-oldest; do \
 	  echo "== make $$step"; $(MAKE) --no-print-directory $$step || status=1; done; \
 	  if [ $$status -ne 0 ]; then echo "== make test: FAILED"; else echo "== make test: all passed"; fi; \
 	  exit $$status
@@ -53,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

@@ -18,7 +18,10 @@ from examples import (
     batch,
     branching,
     cancellation,
+    distributed_orchestrated_merge,
+    error_fallback,
     generic_nodes,
+    llm_article,
     merge,
     nested,
     node_decorator,
@@ -31,6 +34,7 @@ from examples import (
     workflow_graph,
 )
 from floxide import SourceStats
+from floxide.distributed import RunStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,11 +132,69 @@ async def test_generic_nodes() -> None:
     assert await generic_nodes.main() == (len("foo-123"), ["x-y", "x-y"])
 
 
+async def test_error_fallback(autojump_clock: trio.testing.MockClock) -> None:
+    recovered, reports = await error_fallback.local()
+    assert recovered == "recovered input"
+    assert reports == {
+        "Lima": "Lima: 19.0 C (live, call 3)",  # two transient failures, then the retry works
+        "Oslo": "Oslo: 4.0 C (cache)",  # every attempt failed: the fallback answered
+        "Quito": "Quito: 20.0 C (live, call 1)",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+async def test_error_fallback_distributed(scheme: str, tmp_path: Path) -> None:
+    url = "memory://" if scheme == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
+    report, attempts, cached = await error_fallback.distributed(url)
+    assert report == "Oslo: 4.0 C (cache)"
+    assert attempts == [("fetch", 1, True), ("fetch", 2, True), ("fetch", 3, True)]
+    assert cached == 1
+
+
+async def test_llm_article(autojump_clock: trio.testing.MockClock) -> None:
+    article, calls, at_once, took = await llm_article.main("typed workflows")
+    assert article == llm_article.Article(
+        "Typed Workflows",
+        "Why typed workflows: edited.\nHow typed workflows: edited.\n"
+        "What next for typed workflows: edited.",
+    )
+    assert calls == 6  # outline, three sections, edit, title
+    assert at_once == 3  # the sections are written concurrently
+    assert took == pytest.approx(4 * llm_article.FakeModel().latency)  # four rounds, not six
+
+
+async def test_llm_article_model_is_deterministic(autojump_clock: trio.testing.MockClock) -> None:
+    first, second = llm_article.FakeModel(latency=0), llm_article.FakeModel(latency=0)
+    one = await llm_article.article_writer(first).run(llm_article.Ctx(), "trio")
+    two = await llm_article.article_writer(second).run(llm_article.Ctx(), "trio")
+    assert one == two and first.prompts[0] == "Outline: trio"
+    assert sorted(first.prompts) == sorted(second.prompts)
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+async def test_distributed_orchestrated_merge(scheme: str, tmp_path: Path) -> None:
+    url = "memory://" if scheme == "memory" else f"sqlite:///{tmp_path / 'runs.db'}"
+    out = await distributed_orchestrated_merge.main(url, 10)
+    values = [10 * x for x in range(10)]
+    assert out.status is RunStatus.COMPLETED
+    assert out.summary == distributed_orchestrated_merge.Summary(values, 10, 90)
+    ctx = out.context
+    assert set(ctx.received) == set(values) and ctx.expected.get() == 10
+    assert ctx.merged.value == 10  # four branches ran twice, each counted once
+    assert ctx.largest.value == 90
+    assert ctx.log.values == [f"received {v}" for v in values]  # branch order
+    assert out.retried == 4  # 0, 30, 60 and 90 failed their first attempt
+    assert sum(out.steps_per_worker) >= 1 + 10 + 1 + 1  # split, branches, gather, check
+
+
 SCENARIOS = {
     "batch",
     "branching",
     "cancellation",
+    "distributed_orchestrated_merge",
+    "error_fallback",
     "generic_nodes",
+    "llm_article",
     "merge",
     "nested",
     "node_decorator",
@@ -153,7 +215,17 @@ def test_every_scenario_has_a_program_and_a_test() -> None:
     assert SCENARIOS - tested == set()
 
 
-@pytest.mark.parametrize("name", ["order", "timer_source"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "order",
+        "timer_source",
+        "error_fallback",
+        "distributed_orchestrated_merge",
+        "llm_article",
+        "demo",  # what `make demo` runs: two worker processes on SQLite
+    ],
+)
 def test_runs_as_a_program(name: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", f"examples.{name}"],

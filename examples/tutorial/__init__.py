@@ -1,0 +1,1 @@
+"""The tutorial of the documentation (docs/tutorial.md): its code, run by the tests."""
