@@ -38,6 +38,7 @@ import trio
 from floxide._errors import BackendError
 from floxide.backends import _postgres_steps as steps
 from floxide.backends._base import (
+    UNREADABLE_KIND,
     CommitPlan,
     CommitResult,
     ErrorRecord,
@@ -50,6 +51,7 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    unreadable,
 )
 from floxide.backends._postgres_conn import Conn, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
@@ -57,6 +59,7 @@ from floxide.backends._postgres_tables import (
     RUN_TABLES,
     add_errors,
     channel_name,
+    garbled_items,
     insert_items,
     migrate,
     run_record,
@@ -503,6 +506,12 @@ class PostgresBackend:
                     "UPDATE runs SET retried = retried + %s WHERE run_id = %s",
                     (len(errs), run_id),
                 )
+            ended = []
+            for run_id, item_id, node, attempt, column in garbled_items(conn):
+                err = ErrorRecord(node, item_id, attempt, UNREADABLE_KIND,
+                                  unreadable(run_id, column), now)  # fmt: skip
+                if steps.finish(conn, run_id, err, failed=0):  # never leasable: fail it alone
+                    ended.append(f"r:{run_id}")
             old = [
                 r[0]
                 for r in conn.execute(
@@ -517,7 +526,7 @@ class PostgresBackend:
                 " AND r.status IN ('completed', 'cancelled')"
             )
             conn.execute("DELETE FROM workers WHERE last_seen < %s", (now - self.worker_ttl,))
-            steps.notify(conn, self._channel, [f"q:{r[5]}" for r in rows])
+            steps.notify(conn, self._channel, [f"q:{r[5]}" for r in rows] + ended)
             return len(rows)
 
         return await self._tx(tx)
