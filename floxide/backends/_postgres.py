@@ -53,7 +53,7 @@ from floxide.backends._base import (
     WorkerInfo,
     unreadable,
 )
-from floxide.backends._postgres_conn import Conn, Listener, Pool, Rollback
+from floxide.backends._postgres_conn import Conn, Deferred, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
     RUN_COLS,
     RUN_TABLES,
@@ -431,8 +431,8 @@ class PostgresBackend:
     async def commit_and_lease(
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
-        def tx(conn: Conn) -> tuple[CommitResult, list[Lease], bool]:
-            return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds)
+        def tx(conn: Conn, defer: bool) -> steps.Committed | Deferred:
+            return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds, defer)
 
         result, got, ended = await self._pool.run_grouped(tx)
         if ended:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from floxide._errors import BackendError
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
@@ -28,10 +30,10 @@ from floxide.backends._base import (
     ScopeTable,
     count_scopes,
 )
-from floxide.backends._postgres_conn import Conn, Rollback
+from floxide.backends._postgres_conn import Conn, Deferred, Rollback
 from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
 
-__all__ = ["FINISH", "commit", "finish", "notify", "take"]
+__all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
 
 _MAX_PAYLOAD = 7000
 """Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
@@ -140,12 +142,12 @@ class _Counted:
         return self.scopes.close(scope_id)
 
 
-def _check_sql(plan: CommitPlan) -> str:
+def _check_sql(plan: CommitPlan, defer: bool) -> str:
     """A commit's first statement: if the lease is held and the run live, delete the item
     and write what the step made (metric, successors, collected values, outputs); then read
-    the run, and for a `_simple` plan update its counters. Only the parts the plan needs
-    (each variant is prepared once)."""
-    simple = _simple(plan)
+    the run, and for a `_simple` plan not deferred update its counters. Only the parts the
+    plan needs (each variant is prepared once)."""
+    simple = _simple(plan) and not defer
     scoped = simple and bool(plan.scopes)
     return "".join(
         (
@@ -256,14 +258,26 @@ def take(
     return out, ended
 
 
+Committed = tuple[CommitResult, list[Lease], bool]
+
+
 def commit(
-    conn: Conn, channel: str, lease: Lease, plan: CommitPlan, limit: int, lease_seconds: float
-) -> tuple[CommitResult, list[Lease], bool]:
+    conn: Conn,
+    channel: str,
+    lease: Lease,
+    plan: CommitPlan,
+    limit: int,
+    lease_seconds: float,
+    defer: bool = False,
+) -> Committed | Deferred:
+    """Apply one step: (result, the leases taken, whether the run ended). When `defer`, a
+    `_simple` step leaves its scope's and run's counts to `_Step.settle` (its group's end)."""
     run_id = lease.run_id
     now = time.time()
     items = plan.items
-    row = conn.execute(
-        _check_sql(plan),
+    defer = defer and _simple(plan)
+    cursor = conn.execute(
+        _check_sql(plan, defer),
         {
             "run": run_id,
             "item": lease.item_id,
@@ -285,11 +299,14 @@ def commit(
             "now": now,
             "scope": plan.scopes[0] if plan.scopes else "",
         },
-    ).fetchone()
-    if row is None or RunStatus(row[0]).finished:
-        raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
-    if not row[4]:
-        raise Rollback((CommitResult.LOST, [], False), clean=True)
+    )
+    if defer:  # pipelined: `settle` reads the row
+        return _Step(channel, lease, plan, cursor, now, limit, lease_seconds)
+    row = cursor.fetchone()
+    refused = _refused(row)
+    if refused is not None:
+        raise Rollback(refused, clean=True)
+    assert row is not None
     scopes: ScopeTable = Scopes(conn, run_id)
     if _simple(plan) and plan.scopes and row[6] is None:
         raise BackendError(f"join scope {plan.scopes[0]!r} of run {run_id!r} is missing")
@@ -326,6 +343,16 @@ def commit(
     status = _count(conn, lease, plan, context, version, len(items) - 1, now)
     return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
                   limit=limit, lease_seconds=lease_seconds)
+
+
+def _refused(row: Any) -> Committed | None:
+    """What a commit whose first statement read `row` returns when it changed nothing:
+    its run is finished, or its lease is lost."""
+    if row is None or RunStatus(row[0]).finished:
+        return CommitResult.INACTIVE, [], False
+    if not row[4]:
+        return CommitResult.LOST, [], False
+    return None
 
 
 def _after(
@@ -429,3 +456,129 @@ def _write_context(
         (value, lease.run_id),
     )
 
+
+class _Step(Deferred):
+    """A `_simple` step applied but for its counts: its scope's and its run's, which
+    `settle` updates for every such step of a group together (`count_scopes` still counts
+    each step, over `_GroupScopes`)."""
+
+    def __init__(
+        self,
+        channel: str,
+        lease: Lease,
+        plan: CommitPlan,
+        cursor: psycopg.Cursor[Any],
+        now: float,
+        limit: int,
+        lease_seconds: float,
+    ) -> None:
+        self.channel, self.lease, self.plan, self.cursor = channel, lease, plan, cursor
+        self.now, self.limit, self.lease_seconds = now, limit, lease_seconds
+        self.queue = ""
+        self.fired: list[NewItem] = []
+
+    @staticmethod
+    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+        refused: dict[int, Committed] = {}
+        steps: list[_Step] = []
+        for st in calls:
+            assert isinstance(st, _Step)
+            row = st.cursor.fetchone()
+            no = _refused(row)
+            if no is not None:
+                refused[id(st)] = no
+                continue
+            assert row is not None
+            st.queue = row[3]
+            steps.append(st)
+        by_run: dict[str, list[_Step]] = {}
+        for st in steps:
+            by_run.setdefault(st.lease.run_id, []).append(st)
+        got = _take_for(conn, steps)  # before any shared row is locked
+        ended: set[int] = set()
+        for run_id in sorted(by_run):  # one order of row locks for every group
+            group = by_run[run_id]
+            scopes = _GroupScopes(conn, run_id, sorted({s for st in group for s in st.plan.scopes}))
+            for st in group:
+                st.fired = count_scopes(st.plan, scopes)
+                insert_items(conn, run_id, st.queue, st.fired, st.now)
+            scopes.write()
+            delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
+            last = group[-1]
+            row = conn.execute(
+                "UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
+                " updated_at = %(now)s,"
+                " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
+                " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
+                " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
+                " RETURNING status",
+                {"delta": delta, "n": len(group), "now": last.now, "run": run_id},
+            ).fetchone()
+            if row is None:  # the run ended meanwhile: each step alone (savepoints)
+                raise Rollback(None)
+            if row[0] == "completed":
+                ended.add(id(last))
+                notify(conn, last.channel, [f"r:{run_id}"])
+        for st in steps:  # waiting workers wake for the items the group left
+            if st.plan.items or st.fired:
+                notify(conn, st.channel, [f"q:{st.queue}"])
+        done = {id(st): (CommitResult.COMMITTED, got[id(st)], id(st) in ended) for st in steps}
+        return [refused.get(id(st)) or done[id(st)] for st in calls]
+
+
+def _take_for(conn: Conn, steps: list[_Step]) -> dict[int, list[Lease]]:
+    """The leases for the slots a group's steps free: one `take` per queue, whether or
+    not the steps made items (a lease in this transaction costs no COMMIT of its own),
+    handed out in order."""
+    got: dict[int, list[Lease]] = {}
+    by_queue: dict[tuple[str, str, float], list[_Step]] = {}
+    for st in steps:
+        by_queue.setdefault((st.queue, st.lease.worker_id, st.lease_seconds), []).append(st)
+    for (queue, worker, seconds), group in by_queue.items():
+        want = sum(st.limit for st in group)
+        taken = take(conn, group[0].channel, queue, worker, want, seconds)[0] if want else []
+        for st in group:
+            got[id(st)], taken = taken[: st.limit], taken[st.limit :]
+    return got
+
+
+class _GroupScopes:
+    """The join scopes of one run's steps in a group, locked and read once, counted in
+    memory by the rulebook step after step, written back once (`write`)."""
+
+    def __init__(self, conn: Conn, run_id: str, scope_ids: list[str]) -> None:
+        self.scopes = Scopes(conn, run_id)
+        self.conn, self.run_id = conn, run_id
+        self.counts: dict[str, int] = {}
+        if scope_ids:
+            rows = conn.execute(
+                "SELECT scope_id, open FROM scopes WHERE run_id = %s AND scope_id = ANY(%s)"
+                " ORDER BY scope_id FOR NO KEY UPDATE",
+                (run_id, scope_ids),
+            ).fetchall()
+            self.counts = {r[0]: int(r[1]) for r in rows}
+        self.changed: set[str] = set()
+
+    def add_open(self, scope_id: str, delta: int) -> int:
+        if scope_id not in self.counts:
+            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+        self.counts[scope_id] += delta
+        self.changed.add(scope_id)
+        return self.counts[scope_id]
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.scopes.open(scope_id, count, fired)
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        del self.counts[scope_id]
+        self.changed.discard(scope_id)
+        return self.scopes.close(scope_id)
+
+    def write(self) -> None:
+        if self.changed:
+            ids = sorted(self.changed)
+            self.conn.execute(
+                "UPDATE scopes s SET open = c.open FROM unnest(%s::text[], %s::bigint[])"
+                " AS c(scope_id, open) WHERE s.run_id = %s AND s.scope_id = c.scope_id",
+                (ids, [self.counts[i] for i in ids], self.run_id),
+            )
