@@ -131,3 +131,43 @@ async def test_postgres_group_with_a_failing_step_is_undone_call_by_call(
     assert m.done == 1 + committed and m.failed == 1
     assert all(not r[1] for r in results), "a step of a failed run leased work"
     await b.aclose()
+
+
+async def test_postgres_chain_step_alone_is_one_statement(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain step committed alone is one statement in autocommit mode (no BEGIN, no
+    COMMIT round trips) that also leases the successor; with an older ready item in the
+    queue it is a transaction that leases that item first, as `lease` would."""
+    import psycopg
+
+    b = backend
+    run = new_run(item(1))
+    await b.create_run(run)
+    (first,) = await b.lease(QUEUE, "w1", limit=1, lease_seconds=LEASE, wait=0)
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(str(query)[:40])
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    result, got = await b.commit_and_lease(first, plan(items=[item(2)]), limit=1,
+                                           lease_seconds=LEASE)  # fmt: skip
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["2"]
+    assert len(sent) == 1, sent
+    assert got[0].token > first.token and got[0].worker_id == "w1"
+    assert (await b.metrics(run.run_id)).in_flight == 1
+    await b.create_run(new_run(item("older")))  # another run's item, ready before ours
+    sent.clear()
+    result, got = await b.commit_and_lease(got[0], plan(items=[item(3)]), limit=1,
+                                           lease_seconds=LEASE)  # fmt: skip
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["older"]
+    assert len(sent) > 1
+    rest = await b.lease(QUEUE, "w2", limit=5, lease_seconds=LEASE, wait=0)
+    assert [le.item_id for le in rest] == ["3"]
+    assert await b.commit(rest[0], plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+    await b.aclose()

@@ -5,18 +5,20 @@ options go to libpq). The tables (`_postgres_tables`) live in a schema of their 
 and migrated on first use. Every operation is one transaction in a worker thread
 (`_postgres_conn.Pool`); leasing and applying a step are `_postgres_steps`.
 
-Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never
-wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control` and
-`retry_run` lock a run's row FOR UPDATE, so a pause waits for the leases in flight and a
-lease after it sees the run paused. A commit first deletes its item if its lease (fencing token) is
-still held, writes what the step made, counts its join scopes and, last, updates its run's
-row (`... WHERE status is live`): that row is the only one every commit of a run meets, and
-it is held only for the end of the transaction. A context written over a newer version is
-merged with the stored one (the context's `merge`) under that row lock. Finishing a run
-(completion, cancel) updates its row; its work state (items, scopes, collected values) is
-deleted by a second transaction, and by `reap` should that one never run, so no transaction
-waits for item rows while it holds a run's row. A failed run (a step's failure, a timeout,
-`fail_run`) keeps its work state, the failing item included, for `retry_run`.
+Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers
+never wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control`
+and `retry_run` lock a run's row FOR UPDATE, so a pause waits for the leases in flight and a
+lease after it sees the run paused. A commit first deletes its item if its lease (fencing
+token) is still held, writes what the step made, counts its join scopes and, last, updates
+its run's row (`... WHERE status is live`): that row is the only one every commit of a run
+meets, and it is held only for the end of the transaction (commits queued meanwhile in one
+process share a transaction and update it once: `_postgres_steps`). A context written over a
+newer version is merged with the stored one (the context's `merge`) under that row lock.
+Finishing a run (completion, cancel) updates its row; its work state (items, scopes,
+collected values) is deleted by a second transaction, and by `reap` should that one never
+run, so no transaction waits for item rows while it holds a run's row. A failed run (a
+step's failure, a timeout, `fail_run`) keeps its work state, the failing item included, for
+`retry_run`.
 
 Waiting: idle workers and `wait_run` block on LISTEN/NOTIFY (`Listener`): a transaction that
 makes items ready notifies "q:QUEUE", one that finishes a run "r:RUN". A wait for work is

@@ -139,7 +139,7 @@ class Pool:
                 return
         conn.close()
 
-    def _call(self, fn: Callable[[Conn], T]) -> T:
+    def _call(self, fn: Callable[[Conn], T], alone: bool = False) -> T:
         started = time.monotonic()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -154,6 +154,13 @@ class Pool:
                     self._prepare(conn)
                     self._prepared = True
                 try:
+                    if alone:  # `fn` makes its own transactions (autocommit mode)
+                        conn.autocommit = True
+                        try:
+                            return fn(conn)
+                        finally:
+                            if not conn.broken:
+                                conn.autocommit = False
                     with conn.transaction():
                         return fn(conn)
                 except Rollback as r:
@@ -184,7 +191,8 @@ class Pool:
         COMMIT instead of waiting for each other's. `fn(conn, defer)` may, when `defer`,
         return a `Deferred`: its shared rows are updated at the group's end, once for all
         the group's calls, so other processes' groups wait for them only from there to the
-        COMMIT. Not cancellable once queued.
+        COMMIT. A call alone in its group runs in autocommit mode: `fn` makes its own
+        transaction (or applies itself in one statement). Not cancellable once queued.
         """
         slot = _Slot(fn)
         self._queued.append(slot)
@@ -212,6 +220,12 @@ class Pool:
         return slot.result()  # type: ignore[return-value]
 
     async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+        if len(batch) == 1 and not savepoints:  # alone: in autocommit mode (see `fn`)
+            alone = batch[0].fn
+            value = await trio.to_thread.run_sync(
+                self._call, lambda conn: alone(conn, False), True, limiter=self._limiter
+            )
+            return [(True, value)]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
         return await trio.to_thread.run_sync(self._call, run, limiter=self._limiter)
 
