@@ -72,6 +72,9 @@ __all__ = ["PostgresBackend"]
 
 T = TypeVar("T")
 _OWN_OPTIONS = ("floxide_schema", "ttl")
+_LOCKED = 0.005
+"""Seconds before looking again for work when an item due already was not leased: another
+transaction holds it (it is being leased or given back), so looking at once would spin."""
 
 
 class PostgresBackend:
@@ -148,7 +151,8 @@ class PostgresBackend:
                 remaining = deadline - trio.current_time()
                 if done or remaining <= 0:
                     return value
-                pause = remaining if due is None else min(remaining, max(0.0, due - time.time()))
+                soon = remaining if due is None else max(_LOCKED, due - time.time())
+                pause = min(remaining, soon)
                 with trio.move_on_after(pause):
                     await ev.wait()
             finally:

@@ -234,18 +234,11 @@ class Pool:
     ) -> list[tuple[bool, object]]:
         """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
         that must be undone alone raises `_Redo`), then settle the `Deferred` ones (only
-        without savepoints, in a group of several: their statements are pipelined, sent
-        together, their results read by `settle`); (succeeded, result or exception)."""
+        without savepoints, in a group of several); (succeeded, result or exception)."""
         defer = not savepoints and len(batch) > 1
         if not defer:
             return self._each(conn, batch, savepoints=savepoints, defer=False)
-        try:
-            with conn.pipeline():
-                outcomes = self._each(conn, batch, savepoints=False, defer=True)
-        except (*_RETRIED, psycopg.OperationalError, _Redo):
-            raise
-        except Exception:
-            raise _Redo() from None
+        outcomes = self._each(conn, batch, savepoints=False, defer=True)
         waiting = [k for k, (_, value) in enumerate(outcomes) if isinstance(value, Deferred)]
         if waiting:
             calls = [v for k in waiting if isinstance(v := outcomes[k][1], Deferred)]

@@ -13,7 +13,7 @@ from typing import Any
 
 from floxide.backends._base import CommitPlan, Lease
 
-__all__ = ["chain", "check", "params", "simple"]
+__all__ = ["BATCH", "batch_params", "batchable", "chain", "check", "params", "simple"]
 
 _HELD = """
 WITH held AS (
@@ -157,6 +157,79 @@ applied by the transaction of `check` instead)."""
 def chain(plan: CommitPlan) -> str | None:
     """The one statement that applies `plan` alone, if it can (see `_CHAIN`)."""
     return _CHAIN if simple(plan) and not plan.scopes else None
+
+
+BATCH = """
+WITH l AS (
+    SELECT * FROM unnest(%(runs)s::text[], %(items)s::text[], %(tokens)s::bigint[],
+                         %(nodes)s::text[], %(secs)s::float8[]) WITH ORDINALITY
+    AS l(run_id, item_id, token, node, seconds, k)
+), held AS (
+    DELETE FROM items i USING l WHERE i.run_id = l.run_id AND i.item_id = l.item_id
+    AND i.state = 'leased' AND i.token = l.token AND EXISTS (SELECT 1 FROM runs r
+    WHERE r.run_id = l.run_id AND r.status IN ('pending', 'running', 'paused'))
+    RETURNING l.k, i.run_id, i.queue
+), step AS (
+    INSERT INTO steps (run_id, node, seconds)
+    SELECT h.run_id, l.node, l.seconds FROM held h JOIN l ON l.k = h.k
+), made AS (
+    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
+    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
+           nextval('seq')
+    FROM (SELECT * FROM unnest(%(mk)s::bigint[], %(ids)s::text[], %(mnodes)s::text[],
+                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
+                  WITH ORDINALITY AS u(k, item_id, node, payload, attempt, due, ord)) u
+    JOIN held h ON h.k = u.k ORDER BY u.ord
+), kept AS (
+    INSERT INTO collected (run_id, key, data)
+    SELECT h.run_id, c.key, c.data FROM held h
+    JOIN unnest(%(ck)s::bigint[], %(ckeys)s::text[], %(cdata)s::bytea[]) AS c(k, key, data)
+    ON c.k = h.k
+), outs AS (
+    INSERT INTO outputs (run_id, position, node, value)
+    SELECT h.run_id, o.position, o.node, o.value FROM held h
+    JOIN unnest(%(ok)s::bigint[], %(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
+    AS o(k, position, node, value) ON o.k = h.k
+)
+SELECT r.status, r.queue, h.k IS NOT NULL
+FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id ORDER BY l.k
+"""
+"""The first statements of several `batchable` steps as one: for each (in order) its run's
+status and queue, and whether its lease was held (it was then applied, but for its counts)."""
+
+
+def batchable(plan: CommitPlan) -> bool:
+    """A `simple` step that drops no collected values (so the steps of a batch commute)."""
+    return simple(plan) and not plan.drop_collected
+
+
+def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
+    """The parameters of `BATCH` for (lease, plan, time) of each step."""
+    names = "runs items tokens nodes secs mk ids mnodes payloads attempts dues ck ckeys cdata"
+    args: dict[str, list[Any]] = {key: [] for key in (names + " ok opos onodes ovalues").split()}
+    for k, (lease, plan, now) in enumerate(steps, 1):
+        args["runs"].append(lease.run_id)
+        args["items"].append(lease.item_id)
+        args["tokens"].append(lease.token)
+        args["nodes"].append(lease.node)
+        args["secs"].append(plan.duration)
+        for it in plan.items:
+            args["mk"].append(k)
+            args["ids"].append(it.item_id)
+            args["mnodes"].append(it.node)
+            args["payloads"].append(it.payload)
+            args["attempts"].append(it.attempt)
+            args["dues"].append(now + it.delay)
+        for key, data in plan.collect:
+            args["ck"].append(k)
+            args["ckeys"].append(key)
+            args["cdata"].append(data)
+        for o in plan.outputs:
+            args["ok"].append(k)
+            args["opos"].append(json.dumps(list(o.position)))
+            args["onodes"].append(o.node)
+            args["ovalues"].append(o.value)
+    return args
 
 
 def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:

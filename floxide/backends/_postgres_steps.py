@@ -21,8 +21,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from floxide._errors import BackendError
 from floxide._step import DEADLINE_PASSED
 from floxide.backends import _postgres_sql as sql
@@ -216,13 +214,9 @@ def _commit(
     run_id = lease.run_id
     now = time.time()
     items = plan.items
-    defer = defer and sql.simple(plan)
-    cursor = conn.execute(
-        sql.check(plan, defer),
-        sql.params(lease, plan, now),
-    )
-    if defer:  # pipelined: `settle` reads the row
-        return _Step(channel, lease, plan, cursor, now, limit, lease_seconds)
+    if defer and sql.batchable(plan):  # applied with its group's others by `settle`
+        return _Step(channel, lease, plan, now, limit, lease_seconds)
+    cursor = conn.execute(sql.check(plan, False), sql.params(lease, plan, now))
     row = cursor.fetchone()
     refused = _refused(row)
     if refused is not None:
@@ -441,30 +435,30 @@ class _Step(Deferred):
         channel: str,
         lease: Lease,
         plan: CommitPlan,
-        cursor: psycopg.Cursor[Any],
         now: float,
         limit: int,
         lease_seconds: float,
     ) -> None:
-        self.channel, self.lease, self.plan, self.cursor = channel, lease, plan, cursor
+        self.channel, self.lease, self.plan = channel, lease, plan
         self.now, self.limit, self.lease_seconds = now, limit, lease_seconds
         self.queue = ""
         self.fired: list[NewItem] = []
 
     @staticmethod
     def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+        calls_ = [st for st in calls if isinstance(st, _Step)]
+        args = sql.batch_params([(st.lease, st.plan, st.now) for st in calls_])
+        rows = conn.execute(sql.BATCH, args).fetchall()
         refused: dict[int, Committed] = {}
         steps: list[_Step] = []
-        for st in calls:
-            assert isinstance(st, _Step)
-            row = st.cursor.fetchone()
-            no = _refused(row)
-            if no is not None:
-                refused[id(st)] = no
-                continue
-            assert row is not None
-            st.queue = row[3]
-            steps.append(st)
+        for st, (status, queue, held) in zip(calls_, rows, strict=True):
+            if status is None or RunStatus(status).finished:
+                refused[id(st)] = (CommitResult.INACTIVE, [], False)
+            elif not held:
+                refused[id(st)] = (CommitResult.LOST, [], False)
+            else:
+                st.queue = queue
+                steps.append(st)
         by_run: dict[str, list[_Step]] = {}
         for st in steps:
             by_run.setdefault(st.lease.run_id, []).append(st)
@@ -476,17 +470,27 @@ class _Step(Deferred):
             for st in group:
                 st.fired = count_scopes(st.plan, scopes)
                 insert_items(conn, run_id, st.queue, st.fired, st.now)
-            scopes.write()
             delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
             last = group[-1]
+            ids = sorted(scopes.changed)
             row = conn.execute(
-                "UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
+                "WITH sc AS (UPDATE scopes s SET open = c.open"
+                " FROM unnest(%(ids)s::text[], %(opens)s::bigint[]) AS c(scope_id, open)"
+                " WHERE s.run_id = %(run)s AND s.scope_id = c.scope_id)"
+                " UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
                 " updated_at = %(now)s,"
                 " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
                 " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
                 " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
                 " RETURNING status",
-                {"delta": delta, "n": len(group), "now": last.now, "run": run_id},
+                {
+                    "delta": delta,
+                    "n": len(group),
+                    "now": last.now,
+                    "run": run_id,
+                    "ids": ids,
+                    "opens": [scopes.counts[i] for i in ids],
+                },
             ).fetchone()
             if row is None:  # the run ended meanwhile: each step alone (savepoints)
                 raise Rollback(None)
@@ -497,7 +501,7 @@ class _Step(Deferred):
             if st.plan.items or st.fired:
                 notify(conn, st.channel, [f"q:{st.queue}"])
         done = {id(st): (CommitResult.COMMITTED, got[id(st)], id(st) in ended) for st in steps}
-        return [refused.get(id(st)) or done[id(st)] for st in calls]
+        return [refused.get(id(st)) or done[id(st)] for st in calls_]
 
 
 def _take_for(conn: Conn, steps: list[_Step]) -> dict[int, list[Lease]]:
@@ -518,7 +522,7 @@ def _take_for(conn: Conn, steps: list[_Step]) -> dict[int, list[Lease]]:
 
 class _GroupScopes:
     """The join scopes of one run's steps in a group, locked and read once, counted in
-    memory by the rulebook step after step, written back once (`write`)."""
+    memory by the rulebook step after step (`counts`, the `changed` ones to write back)."""
 
     def __init__(self, conn: Conn, run_id: str, scope_ids: list[str]) -> None:
         self.scopes = Scopes(conn, run_id)
@@ -547,12 +551,3 @@ class _GroupScopes:
         del self.counts[scope_id]
         self.changed.discard(scope_id)
         return self.scopes.close(scope_id)
-
-    def write(self) -> None:
-        if self.changed:
-            ids = sorted(self.changed)
-            self.conn.execute(
-                "UPDATE scopes s SET open = c.open FROM unnest(%s::text[], %s::bigint[])"
-                " AS c(scope_id, open) WHERE s.run_id = %s AND s.scope_id = c.scope_id",
-                (ids, [self.counts[i] for i in ids], self.run_id),
-            )
