@@ -139,7 +139,7 @@ class Pool:
                 return
         conn.close()
 
-    def _call(self, fn: Callable[[Conn], T], alone: bool = False) -> T:
+    def _call(self, fn: Callable[[Conn], T], alone: bool = False, pipelined: bool = False) -> T:
         started = time.monotonic()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -161,6 +161,9 @@ class Pool:
                         finally:
                             if not conn.broken:
                                 conn.autocommit = False
+                    if pipelined:  # BEGIN goes with the first statements, COMMIT with the last
+                        with conn.pipeline(), conn.transaction():
+                            return fn(conn)
                     with conn.transaction():
                         return fn(conn)
                 except Rollback as r:
@@ -227,7 +230,9 @@ class Pool:
             )
             return [(True, value)]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
-        return await trio.to_thread.run_sync(self._call, run, limiter=self._limiter)
+        return await trio.to_thread.run_sync(
+            self._call, run, False, not savepoints, limiter=self._limiter
+        )
 
     def _run_group(
         self, conn: Conn, *, batch: list[_Slot], savepoints: bool

@@ -22,12 +22,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from floxide._errors import BackendError
-from floxide._step import DEADLINE_PASSED
 from floxide.backends import _postgres_sql as sql
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
-    ErrorRecord,
     Lease,
     NewItem,
     RunContext,
@@ -36,34 +34,11 @@ from floxide.backends._base import (
     count_scopes,
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Rollback
+from floxide.backends._postgres_group import Step
 from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
+from floxide.backends._postgres_take import FINISH, Committed, finish, notify, take
 
 __all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
-
-_MAX_PAYLOAD = 7000
-"""Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
-
-_TAKE = """
-WITH picked AS (
-    SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,
-           i.due, i.seq, (r.deadline IS NOT NULL AND r.deadline < %(now)s) AS late
-    FROM items i JOIN runs r ON r.run_id = i.run_id
-    WHERE i.queue = %(queue)s AND i.state = 'queued' AND i.due <= %(now)s
-      AND r.status IN ('pending', 'running')
-    ORDER BY i.due, i.seq LIMIT %(limit)s
-    FOR UPDATE OF i SKIP LOCKED FOR KEY SHARE OF r
-), taken AS (
-    UPDATE items i SET state = 'leased', worker_id = %(worker)s, token = nextval('tokens'),
-           deadline = %(until)s
-    FROM picked p WHERE i.run_id = p.run_id AND i.item_id = p.item_id AND NOT p.late
-    RETURNING i.run_id, i.item_id, i.token
-)
-SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, r.context, r.version, p.late
-FROM picked p JOIN runs r ON r.run_id = p.run_id
-LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
-ORDER BY p.due, p.seq
-"""
 
 class _Counted:
     """`Scopes` with one `add_open` already applied by the first statement (its result):
@@ -84,99 +59,6 @@ class _Counted:
         return self.scopes.close(scope_id)
 
 
-FINISH = (
-    "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
-    " pending = 0, finished_at = %(now)s, updated_at = %(now)s, failed = failed + %(failed)s"
-    " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused') RETURNING queue"
-)
-
-
-def notify(conn: Conn, channel: str, keys: Sequence[str]) -> None:
-    """Notify `keys` when this transaction commits (duplicates collapse)."""
-    for key in dict.fromkeys(keys):
-        conn.execute(
-            "SELECT pg_notify(%s, %s)", (channel, key if len(key) <= _MAX_PAYLOAD else "*")
-        )
-
-
-
-def finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
-    """Fail a live run with `error` (logged); False when it is finished already."""
-    row = conn.execute(
-        FINISH,
-        {
-            "status": "failed",
-            "error": error.message,
-            "kind": error.kind,
-            "now": time.time(),
-            "failed": failed,
-            "run": run_id,
-        },
-    ).fetchone()
-    if row is None:
-        return False
-    add_errors(conn, run_id, [error])
-    return True
-
-
-def take(
-    conn: Conn, channel: str, queue: str, worker_id: str, limit: int, lease_seconds: float
-) -> tuple[list[Lease], list[str]]:
-    """Lease up to `limit` ready items; fail the runs found past their deadline."""
-    now = time.time()
-    rows = conn.execute(
-        _TAKE,
-        {
-            "now": now,
-            "queue": queue,
-            "limit": limit,
-            "worker": worker_id,
-            "until": now + lease_seconds,
-        },
-    ).fetchall()
-    out: list[Lease] = []
-    ended: list[str] = []
-    pending: set[str] = set()
-    for r in rows:
-        run_id = r[0]
-        if r[12]:
-            if run_id not in ended:
-                err = ErrorRecord(r[2], r[1], r[4], "timeout", DEADLINE_PASSED, now)
-                if finish(conn, run_id, err, failed=0):
-                    ended.append(run_id)
-            continue
-        if r[8] == "pending":
-            pending.add(run_id)
-        out.append(
-            Lease(
-                run_id=run_id,
-                item_id=r[1],
-                node=r[2],
-                payload=bytes(r[3]),
-                attempt=r[4],
-                worker_id=worker_id,
-                token=r[7],
-                deadline=now + lease_seconds,
-                last_error=r[5],
-                expired=bool(r[6]),
-                context=RunContext(bytes(r[10]), r[11]),
-                run_deadline=math.inf if r[9] is None else r[9],
-            )
-        )
-    if pending:
-        conn.execute(
-            "UPDATE runs SET status = 'running', updated_at = %s"
-            " WHERE run_id = ANY(%s) AND status = 'pending'",
-            (now, sorted(pending)),
-        )
-    if ended:
-        notify(conn, channel, [f"r:{rid}" for rid in ended])
-    return out, ended
-
-
-Committed = tuple[CommitResult, list[Lease], bool]
-
-
 def commit(
     conn: Conn,
     channel: str,
@@ -187,7 +69,7 @@ def commit(
     defer: bool = False,
 ) -> Committed | Deferred:
     """Apply one step: (result, the leases taken, whether the run ended). When `defer`, a
-    `simple` step leaves its scope's and run's counts to `_Step.settle` (its group's end).
+    `simple` step is left to `Step.settle` (applied with its group's others).
     On a connection in autocommit mode (a commit alone), a chain step is one statement,
     any other step one transaction."""
     if conn.autocommit:
@@ -215,7 +97,7 @@ def _commit(
     now = time.time()
     items = plan.items
     if defer and sql.batchable(plan):  # applied with its group's others by `settle`
-        return _Step(channel, lease, plan, now, limit, lease_seconds)
+        return Step(channel, lease, plan, now, limit, lease_seconds)
     cursor = conn.execute(sql.check(plan, False), sql.params(lease, plan, now))
     row = cursor.fetchone()
     refused = _refused(row)
@@ -423,131 +305,3 @@ def _write_context(
         "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
         (value, lease.run_id),
     )
-
-
-class _Step(Deferred):
-    """A `_simple` step applied but for its counts: its scope's and its run's, which
-    `settle` updates for every such step of a group together (`count_scopes` still counts
-    each step, over `_GroupScopes`)."""
-
-    def __init__(
-        self,
-        channel: str,
-        lease: Lease,
-        plan: CommitPlan,
-        now: float,
-        limit: int,
-        lease_seconds: float,
-    ) -> None:
-        self.channel, self.lease, self.plan = channel, lease, plan
-        self.now, self.limit, self.lease_seconds = now, limit, lease_seconds
-        self.queue = ""
-        self.fired: list[NewItem] = []
-
-    @staticmethod
-    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
-        calls_ = [st for st in calls if isinstance(st, _Step)]
-        args = sql.batch_params([(st.lease, st.plan, st.now) for st in calls_])
-        rows = conn.execute(sql.BATCH, args).fetchall()
-        refused: dict[int, Committed] = {}
-        steps: list[_Step] = []
-        for st, (status, queue, held) in zip(calls_, rows, strict=True):
-            if status is None or RunStatus(status).finished:
-                refused[id(st)] = (CommitResult.INACTIVE, [], False)
-            elif not held:
-                refused[id(st)] = (CommitResult.LOST, [], False)
-            else:
-                st.queue = queue
-                steps.append(st)
-        by_run: dict[str, list[_Step]] = {}
-        for st in steps:
-            by_run.setdefault(st.lease.run_id, []).append(st)
-        got = _take_for(conn, steps)  # before any shared row is locked
-        ended: set[int] = set()
-        for run_id in sorted(by_run):  # one order of row locks for every group
-            group = by_run[run_id]
-            scopes = _GroupScopes(conn, run_id, sorted({s for st in group for s in st.plan.scopes}))
-            for st in group:
-                st.fired = count_scopes(st.plan, scopes)
-                insert_items(conn, run_id, st.queue, st.fired, st.now)
-            delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
-            last = group[-1]
-            ids = sorted(scopes.changed)
-            row = conn.execute(
-                "WITH sc AS (UPDATE scopes s SET open = c.open"
-                " FROM unnest(%(ids)s::text[], %(opens)s::bigint[]) AS c(scope_id, open)"
-                " WHERE s.run_id = %(run)s AND s.scope_id = c.scope_id)"
-                " UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
-                " updated_at = %(now)s,"
-                " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
-                " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
-                " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
-                " RETURNING status",
-                {
-                    "delta": delta,
-                    "n": len(group),
-                    "now": last.now,
-                    "run": run_id,
-                    "ids": ids,
-                    "opens": [scopes.counts[i] for i in ids],
-                },
-            ).fetchone()
-            if row is None:  # the run ended meanwhile: each step alone (savepoints)
-                raise Rollback(None)
-            if row[0] == "completed":
-                ended.add(id(last))
-                notify(conn, last.channel, [f"r:{run_id}"])
-        for st in steps:  # waiting workers wake for the items the group left
-            if st.plan.items or st.fired:
-                notify(conn, st.channel, [f"q:{st.queue}"])
-        done = {id(st): (CommitResult.COMMITTED, got[id(st)], id(st) in ended) for st in steps}
-        return [refused.get(id(st)) or done[id(st)] for st in calls_]
-
-
-def _take_for(conn: Conn, steps: list[_Step]) -> dict[int, list[Lease]]:
-    """The leases for the slots a group's steps free: one `take` per queue, whether or
-    not the steps made items (a lease in this transaction costs no COMMIT of its own),
-    handed out in order."""
-    got: dict[int, list[Lease]] = {}
-    by_queue: dict[tuple[str, str, float], list[_Step]] = {}
-    for st in steps:
-        by_queue.setdefault((st.queue, st.lease.worker_id, st.lease_seconds), []).append(st)
-    for (queue, worker, seconds), group in by_queue.items():
-        want = sum(st.limit for st in group)
-        taken = take(conn, group[0].channel, queue, worker, want, seconds)[0] if want else []
-        for st in group:
-            got[id(st)], taken = taken[: st.limit], taken[st.limit :]
-    return got
-
-
-class _GroupScopes:
-    """The join scopes of one run's steps in a group, locked and read once, counted in
-    memory by the rulebook step after step (`counts`, the `changed` ones to write back)."""
-
-    def __init__(self, conn: Conn, run_id: str, scope_ids: list[str]) -> None:
-        self.scopes = Scopes(conn, run_id)
-        self.conn, self.run_id = conn, run_id
-        self.counts: dict[str, int] = {}
-        if scope_ids:
-            rows = conn.execute(
-                "SELECT scope_id, open FROM scopes WHERE run_id = %s AND scope_id = ANY(%s)"
-                " ORDER BY scope_id FOR NO KEY UPDATE",
-                (run_id, scope_ids),
-            ).fetchall()
-            self.counts = {r[0]: int(r[1]) for r in rows}
-        self.changed: set[str] = set()
-
-    def add_open(self, scope_id: str, delta: int) -> int:
-        if scope_id not in self.counts:
-            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
-        self.counts[scope_id] += delta
-        self.changed.add(scope_id)
-        return self.counts[scope_id]
-
-    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
-        self.scopes.open(scope_id, count, fired)
-
-    def close(self, scope_id: str) -> Sequence[NewItem]:
-        del self.counts[scope_id]
-        self.changed.discard(scope_id)
-        return self.scopes.close(scope_id)
