@@ -1,4 +1,4 @@
-"""Stored data that cannot be read fails its own run only (Redis and SQLite).
+"""Stored data that cannot be read fails its own run only (Redis, SQLite, PostgreSQL).
 
 Hypothesis garbles random stored fields of one run among several, mid-run; the other runs
 must complete exactly, and the garbled one must end (completed if the garbling was
@@ -9,6 +9,7 @@ worker, queue or other run is held up.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -173,5 +174,48 @@ def test_sqlite_item_that_can_never_be_leased_fails_its_run(
                 assert await orch.status(ids[1]) is RunStatus.FAILED
 
         await with_workers(wf, backend, finish, lease_seconds=0.5)
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("state", "zzz"), ("state", ""), ("state", "QUEUED"), ("due", "NaN"), ("due", "Infinity")],
+)
+def test_postgres_item_that_can_never_be_leased_fails_its_run(
+    column: str, value: str, postgres_server: Any
+) -> None:
+    """PostgreSQL: an item whose `state` is none of the three or whose `due` never comes is
+    never leased: the reaper fails its run (a `BackendError` naming the run and the
+    column), and the other runs complete; `retry` then runs it from its items again."""
+    import psycopg
+
+    schema = f"g{uuid.uuid4().hex[:10]}"
+    url = f"{postgres_server.url}?floxide_schema={schema}"
+
+    async def main() -> None:
+        backend = open_backend(url)
+        wf = fan_join(delay=0.001)
+        orch = Orchestrator(wf, backend)
+        ids = [await orch.start_run(Ctx(), n) for n in (3, 2, 4)]
+        with psycopg.connect(postgres_server.url, autocommit=True) as db:
+            db.execute(
+                f'UPDATE "{schema}".items SET {column} = %s WHERE run_id = %s',  # type: ignore[arg-type]
+                (value, ids[1]),
+            )
+
+        async def finish(_: object) -> None:
+            with trio.fail_after(20):
+                for k in (0, 2):
+                    assert await orch.wait(ids[k], timeout=15) == _expected((3, 2, 4)[k])
+                with pytest.raises(BackendError) as e:
+                    await orch.wait(ids[1], timeout=15)
+                assert ids[1] in str(e.value) and column in str(e.value)
+                assert await orch.status(ids[1]) is RunStatus.FAILED
+                await orch.retry(ids[1])
+                assert await orch.wait(ids[1], timeout=15) == _expected(2)
+
+        await with_workers(wf, backend, finish, lease_seconds=0.5)
+        await backend.aclose()
 
     trio.run(main)

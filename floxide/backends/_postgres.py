@@ -5,18 +5,20 @@ options go to libpq). The tables (`_postgres_tables`) live in a schema of their 
 and migrated on first use. Every operation is one transaction in a worker thread
 (`_postgres_conn.Pool`); leasing and applying a step are `_postgres_steps`.
 
-Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers never
-wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control` and
-`retry_run` lock a run's row FOR UPDATE, so a pause waits for the leases in flight and a
-lease after it sees the run paused. A commit first deletes its item if its lease (fencing token) is
-still held, writes what the step made, counts its join scopes and, last, updates its run's
-row (`... WHERE status is live`): that row is the only one every commit of a run meets, and
-it is held only for the end of the transaction. A context written over a newer version is
-merged with the stored one (the context's `merge`) under that row lock. Finishing a run
-(completion, cancel) updates its row; its work state (items, scopes, collected values) is
-deleted by a second transaction, and by `reap` should that one never run, so no transaction
-waits for item rows while it holds a run's row. A failed run (a step's failure, a timeout,
-`fail_run`) keeps its work state, the failing item included, for `retry_run`.
+Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers
+never wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control`
+and `retry_run` lock a run's row FOR UPDATE, so a pause waits for the leases in flight and a
+lease after it sees the run paused. A commit first deletes its item if its lease (fencing
+token) is still held, writes what the step made, counts its join scopes and, last, updates
+its run's row (`... WHERE status is live`): that row is the only one every commit of a run
+meets, and it is held only for the end of the transaction (commits queued meanwhile in one
+process share a transaction and update it once: `_postgres_steps`). A context written over a
+newer version is merged with the stored one (the context's `merge`) under that row lock.
+Finishing a run (completion, cancel) updates its row; its work state (items, scopes,
+collected values) is deleted by a second transaction, and by `reap` should that one never
+run, so no transaction waits for item rows while it holds a run's row. A failed run (a
+step's failure, a timeout, `fail_run`) keeps its work state, the failing item included, for
+`retry_run`.
 
 Waiting: idle workers and `wait_run` block on LISTEN/NOTIFY (`Listener`): a transaction that
 makes items ready notifies "q:QUEUE", one that finishes a run "r:RUN". A wait for work is
@@ -38,6 +40,7 @@ import trio
 from floxide._errors import BackendError
 from floxide.backends import _postgres_steps as steps
 from floxide.backends._base import (
+    UNREADABLE_KIND,
     CommitPlan,
     CommitResult,
     ErrorRecord,
@@ -50,13 +53,15 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    unreadable,
 )
-from floxide.backends._postgres_conn import Conn, Listener, Pool, Rollback
+from floxide.backends._postgres_conn import Conn, Deferred, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
     RUN_COLS,
     RUN_TABLES,
     add_errors,
     channel_name,
+    garbled_items,
     insert_items,
     migrate,
     run_record,
@@ -67,6 +72,9 @@ __all__ = ["PostgresBackend"]
 
 T = TypeVar("T")
 _OWN_OPTIONS = ("floxide_schema", "ttl")
+_LOCKED = 0.005
+"""Seconds before looking again for work when an item due already was not leased: another
+transaction holds it (it is being leased or given back), so looking at once would spin."""
 
 
 class PostgresBackend:
@@ -143,7 +151,8 @@ class PostgresBackend:
                 remaining = deadline - trio.current_time()
                 if done or remaining <= 0:
                     return value
-                pause = remaining if due is None else min(remaining, max(0.0, due - time.time()))
+                soon = remaining if due is None else max(_LOCKED, due - time.time())
+                pause = min(remaining, soon)
                 with trio.move_on_after(pause):
                     await ev.wait()
             finally:
@@ -428,8 +437,8 @@ class PostgresBackend:
     async def commit_and_lease(
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
-        def tx(conn: Conn) -> tuple[CommitResult, list[Lease], bool]:
-            return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds)
+        def tx(conn: Conn, defer: bool) -> steps.Committed | Deferred:
+            return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds, defer)
 
         result, got, ended = await self._pool.run_grouped(tx)
         if ended:
@@ -503,6 +512,12 @@ class PostgresBackend:
                     "UPDATE runs SET retried = retried + %s WHERE run_id = %s",
                     (len(errs), run_id),
                 )
+            ended = []
+            for run_id, item_id, node, attempt, column in garbled_items(conn):
+                err = ErrorRecord(node, item_id, attempt, UNREADABLE_KIND,
+                                  unreadable(run_id, column), now)  # fmt: skip
+                if steps.finish(conn, run_id, err, failed=0):  # never leasable: fail it alone
+                    ended.append(f"r:{run_id}")
             old = [
                 r[0]
                 for r in conn.execute(
@@ -517,7 +532,7 @@ class PostgresBackend:
                 " AND r.status IN ('completed', 'cancelled')"
             )
             conn.execute("DELETE FROM workers WHERE last_seen < %s", (now - self.worker_ttl,))
-            steps.notify(conn, self._channel, [f"q:{r[5]}" for r in rows])
+            steps.notify(conn, self._channel, [f"q:{r[5]}" for r in rows] + ended)
             return len(rows)
 
         return await self._tx(tx)

@@ -32,7 +32,7 @@ from floxide._errors import BackendError
 from floxide.backends._postgres_text import register as register_text
 from floxide.backends._postgres_text import unescape
 
-__all__ = ["Listener", "Pool", "Rollback", "backend_error"]
+__all__ = ["Deferred", "Listener", "Pool", "Rollback", "backend_error"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
@@ -49,6 +49,16 @@ class Rollback(Exception):
         super().__init__()
         self.value = value
         self.clean = clean
+
+
+class Deferred:
+    """What a grouped call returns when it leaves its updates of rows that every call of
+    the group may share to the group's end: `settle` applies those of all such calls of a
+    group at once, in the same transaction, and gives each call its result."""
+
+    @staticmethod
+    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+        raise NotImplementedError
 
 
 class _Redo(Exception):
@@ -129,7 +139,7 @@ class Pool:
                 return
         conn.close()
 
-    def _call(self, fn: Callable[[Conn], T]) -> T:
+    def _call(self, fn: Callable[[Conn], T], alone: bool = False, pipelined: bool = False) -> T:
         started = time.monotonic()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -144,6 +154,16 @@ class Pool:
                     self._prepare(conn)
                     self._prepared = True
                 try:
+                    if alone:  # `fn` makes its own transactions (autocommit mode)
+                        conn.autocommit = True
+                        try:
+                            return fn(conn)
+                        finally:
+                            if not conn.broken:
+                                conn.autocommit = False
+                    if pipelined:  # BEGIN goes with the first statements, COMMIT with the last
+                        with conn.pipeline(), conn.transaction():
+                            return fn(conn)
                     with conn.transaction():
                         return fn(conn)
                 except Rollback as r:
@@ -165,13 +185,17 @@ class Pool:
         """Run `fn(conn)` in one transaction in a worker thread; its result."""
         return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
 
-    async def run_grouped(self, fn: Callable[[Conn], T]) -> T:
+    async def run_grouped(self, fn: Callable[[Conn, bool], T | Deferred]) -> T:
         """`run`, sharing one transaction with the calls queued meanwhile (group commit).
 
         Each call runs in a savepoint of its own: one that raises (or `Rollback`s) is undone
         alone; a failure of the transaction itself fails every call of the group. Calls wait
         while a group is in flight, so commits of one run, which meet on its row, share one
-        COMMIT instead of waiting for each other's. Not cancellable once queued.
+        COMMIT instead of waiting for each other's. `fn(conn, defer)` may, when `defer`,
+        return a `Deferred`: its shared rows are updated at the group's end, once for all
+        the group's calls, so other processes' groups wait for them only from there to the
+        COMMIT. A call alone in its group runs in autocommit mode: `fn` makes its own
+        transaction (or applies itself in one statement). Not cancellable once queued.
         """
         slot = _Slot(fn)
         self._queued.append(slot)
@@ -182,6 +206,7 @@ class Pool:
                     await slot.done.wait()
                     continue
                 self._leading = True
+                await trio.lowlevel.checkpoint()  # commits ready to run meanwhile join in
                 batch, self._queued = self._queued, []
                 try:
                     try:
@@ -198,22 +223,51 @@ class Pool:
         return slot.result()  # type: ignore[return-value]
 
     async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+        if len(batch) == 1 and not savepoints:  # alone: in autocommit mode (see `fn`)
+            alone = batch[0].fn
+            value = await trio.to_thread.run_sync(
+                self._call, lambda conn: alone(conn, False), True, limiter=self._limiter
+            )
+            return [(True, value)]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
-        return await trio.to_thread.run_sync(self._call, run, limiter=self._limiter)
+        return await trio.to_thread.run_sync(
+            self._call, run, False, not savepoints, limiter=self._limiter
+        )
 
     def _run_group(
         self, conn: Conn, *, batch: list[_Slot], savepoints: bool
     ) -> list[tuple[bool, object]]:
         """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
-        that must be undone alone raises `_Redo`); (succeeded, result or exception)."""
+        that must be undone alone raises `_Redo`), then settle the `Deferred` ones (only
+        without savepoints, in a group of several); (succeeded, result or exception)."""
+        defer = not savepoints and len(batch) > 1
+        if not defer:
+            return self._each(conn, batch, savepoints=savepoints, defer=False)
+        outcomes = self._each(conn, batch, savepoints=False, defer=True)
+        waiting = [k for k, (_, value) in enumerate(outcomes) if isinstance(value, Deferred)]
+        if waiting:
+            calls = [v for k in waiting if isinstance(v := outcomes[k][1], Deferred)]
+            try:
+                settled = type(calls[0]).settle(conn, calls)
+            except (*_RETRIED, psycopg.OperationalError):
+                raise
+            except Exception:  # a run ended meanwhile, a scope is missing: call by call
+                raise _Redo() from None
+            for k, value in zip(waiting, settled, strict=True):
+                outcomes[k] = (True, value)
+        return outcomes
+
+    def _each(
+        self, conn: Conn, batch: list[_Slot], *, savepoints: bool, defer: bool
+    ) -> list[tuple[bool, object]]:
         outcomes: list[tuple[bool, object]] = []
         for slot in batch:
             try:
                 if savepoints:
                     with conn.transaction():
-                        outcomes.append((True, slot.fn(conn)))
+                        outcomes.append((True, slot.fn(conn, False)))
                 else:
-                    outcomes.append((True, slot.fn(conn)))
+                    outcomes.append((True, slot.fn(conn, defer)))
             except Rollback as r:
                 if not (savepoints or r.clean):
                     raise _Redo() from None
@@ -239,7 +293,7 @@ class Pool:
 class _Slot:
     """A call waiting in a group: its function, then its outcome."""
 
-    def __init__(self, fn: Callable[[Conn], object]) -> None:
+    def __init__(self, fn: Callable[[Conn, bool], object]) -> None:
         self.fn = fn
         self.done = trio.Event()
         self.finished = False

@@ -5,22 +5,27 @@ SHARE mode) and fails the runs found past their deadline; `commit` applies one s
 first statement checks the lease and writes what the step made, the join scopes are
 counted by the rulebook over `Scopes`, and the run's row is updated last. `notify` queues
 the LISTEN/NOTIFY wake-ups that go out when the transaction commits.
+
+Alone, a chain step is one statement in autocommit mode (`_postgres_sql.chain`). In a group
+of commits (`Pool.run_grouped`), each step's first statement is pipelined and its counts
+left to `_Step.settle`, which locks each run's scopes and row once, counts every step with
+the rulebook in memory (`_GroupScopes`) and writes the counts back, and leases the slots
+the steps free in the same transaction: commits of other workers wait for those rows only
+from the group's end to its COMMIT, and a freed slot costs no lease transaction.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from floxide._errors import BackendError
-from floxide._step import DEADLINE_PASSED
+from floxide.backends import _postgres_sql as sql
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
-    ErrorRecord,
     Lease,
     NewItem,
     RunContext,
@@ -28,98 +33,12 @@ from floxide.backends._base import (
     ScopeTable,
     count_scopes,
 )
-from floxide.backends._postgres_conn import Conn, Rollback
+from floxide.backends._postgres_conn import Conn, Deferred, Rollback
+from floxide.backends._postgres_group import Step
 from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
+from floxide.backends._postgres_take import FINISH, Committed, finish, notify, take
 
-__all__ = ["FINISH", "commit", "finish", "notify", "take"]
-
-_MAX_PAYLOAD = 7000
-"""Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
-
-_TAKE = """
-WITH picked AS (
-    SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,
-           i.due, i.seq, (r.deadline IS NOT NULL AND r.deadline < %(now)s) AS late
-    FROM items i JOIN runs r ON r.run_id = i.run_id
-    WHERE i.queue = %(queue)s AND i.state = 'queued' AND i.due <= %(now)s
-      AND r.status IN ('pending', 'running')
-    ORDER BY i.due, i.seq LIMIT %(limit)s
-    FOR UPDATE OF i SKIP LOCKED FOR KEY SHARE OF r
-), taken AS (
-    UPDATE items i SET state = 'leased', worker_id = %(worker)s, token = nextval('tokens'),
-           deadline = %(until)s
-    FROM picked p WHERE i.run_id = p.run_id AND i.item_id = p.item_id AND NOT p.late
-    RETURNING i.run_id, i.item_id, i.token
-)
-SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, r.context, r.version, p.late
-FROM picked p JOIN runs r ON r.run_id = p.run_id
-LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
-ORDER BY p.due, p.seq
-"""
-
-_HELD = """
-WITH held AS (
-    DELETE FROM items WHERE run_id = %(run)s AND item_id = %(item)s AND state = 'leased'
-    AND token = %(token)s AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s
-    AND status IN ('pending', 'running', 'paused')) RETURNING run_id, queue
-), step AS (
-    INSERT INTO steps (run_id, node, seconds) SELECT run_id, %(node)s, %(seconds)s FROM held
-)"""
-_MADE = """, made AS (
-    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
-    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
-           nextval('seq')
-    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
-                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
-                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
-)"""
-_KEPT = """, kept AS (
-    INSERT INTO collected (run_id, key, data)
-    SELECT h.run_id, c.key, c.data FROM held h,
-           unnest(%(ckeys)s::text[], %(cdata)s::bytea[]) AS c(key, data)
-)"""
-_DROPPED = """, dropped AS (
-    DELETE FROM collected WHERE run_id = %(run)s AND key = ANY(%(drop)s::text[])
-    AND EXISTS (SELECT 1 FROM held)
-)"""
-_OUTS = """, outs AS (
-    INSERT INTO outputs (run_id, position, node, value)
-    SELECT h.run_id, o.position, o.node, o.value FROM held h,
-           unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
-           AS o(position, node, value)
-)"""
-_SCOPE = """, sc AS (
-    UPDATE scopes SET open = open + %(delta)s
-    WHERE run_id = %(run)s AND scope_id = %(scope)s AND EXISTS (SELECT 1 FROM held)
-    RETURNING open
-)"""
-_COUNTED = """, counted AS (
-    UPDATE runs SET pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,
-           status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,
-           finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END
-    WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')
-      AND EXISTS (SELECT 1 FROM held){unclosed}
-    RETURNING status
-)"""
-_RUN = """
-SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held), {counted}, {open}
-FROM runs r WHERE r.run_id = %(run)s
-"""
-
-
-def _simple(plan: CommitPlan) -> bool:
-    """A step with at most one join scope, no context change, handled error or failure:
-    the first statement also counts it in its scope (`add_open`) and, unless that closes
-    the scope, in its run's row (nothing it needs is computed in between)."""
-    return (
-        plan.open_scope is None
-        and len(plan.scopes) <= 1
-        and plan.context is None
-        and not plan.handled
-        and plan.failure is None
-    )
-
+__all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
 
 class _Counted:
     """`Scopes` with one `add_open` already applied by the first statement (its result):
@@ -140,162 +59,57 @@ class _Counted:
         return self.scopes.close(scope_id)
 
 
-def _check_sql(plan: CommitPlan) -> str:
-    """A commit's first statement: if the lease is held and the run live, delete the item
-    and write what the step made (metric, successors, collected values, outputs); then read
-    the run, and for a `_simple` plan update its counters. Only the parts the plan needs
-    (each variant is prepared once)."""
-    simple = _simple(plan)
-    scoped = simple and bool(plan.scopes)
-    return "".join(
-        (
-            _HELD,
-            _MADE if plan.items and plan.failure is None else "",
-            _KEPT if plan.collect else "",
-            _DROPPED if plan.drop_collected else "",
-            _OUTS if plan.outputs else "",
-            _SCOPE if scoped else "",
-            _COUNTED.format(unclosed=" AND (SELECT open FROM sc) <> 0" if scoped else "")
-            if simple
-            else "",
-            _RUN.format(
-                counted="(SELECT status FROM counted)" if simple else "NULL::text",
-                open="(SELECT open FROM sc)" if scoped else "NULL::int",
-            ),
-        )
-    )
-
-
-FINISH = (
-    "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
-    " pending = 0, finished_at = %(now)s, updated_at = %(now)s, failed = failed + %(failed)s"
-    " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused') RETURNING queue"
-)
-
-
-def notify(conn: Conn, channel: str, keys: Sequence[str]) -> None:
-    """Notify `keys` when this transaction commits (duplicates collapse)."""
-    for key in dict.fromkeys(keys):
-        conn.execute(
-            "SELECT pg_notify(%s, %s)", (channel, key if len(key) <= _MAX_PAYLOAD else "*")
-        )
-
-
-
-def finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
-    """Fail a live run with `error` (logged); False when it is finished already."""
-    row = conn.execute(
-        FINISH,
-        {
-            "status": "failed",
-            "error": error.message,
-            "kind": error.kind,
-            "now": time.time(),
-            "failed": failed,
-            "run": run_id,
-        },
-    ).fetchone()
-    if row is None:
-        return False
-    add_errors(conn, run_id, [error])
-    return True
-
-
-def take(
-    conn: Conn, channel: str, queue: str, worker_id: str, limit: int, lease_seconds: float
-) -> tuple[list[Lease], list[str]]:
-    """Lease up to `limit` ready items; fail the runs found past their deadline."""
-    now = time.time()
-    rows = conn.execute(
-        _TAKE,
-        {
-            "now": now,
-            "queue": queue,
-            "limit": limit,
-            "worker": worker_id,
-            "until": now + lease_seconds,
-        },
-    ).fetchall()
-    out: list[Lease] = []
-    ended: list[str] = []
-    pending: set[str] = set()
-    for r in rows:
-        run_id = r[0]
-        if r[12]:
-            if run_id not in ended:
-                err = ErrorRecord(r[2], r[1], r[4], "timeout", DEADLINE_PASSED, now)
-                if finish(conn, run_id, err, failed=0):
-                    ended.append(run_id)
-            continue
-        if r[8] == "pending":
-            pending.add(run_id)
-        out.append(
-            Lease(
-                run_id=run_id,
-                item_id=r[1],
-                node=r[2],
-                payload=bytes(r[3]),
-                attempt=r[4],
-                worker_id=worker_id,
-                token=r[7],
-                deadline=now + lease_seconds,
-                last_error=r[5],
-                expired=bool(r[6]),
-                context=RunContext(bytes(r[10]), r[11]),
-                run_deadline=math.inf if r[9] is None else r[9],
-            )
-        )
-    if pending:
-        conn.execute(
-            "UPDATE runs SET status = 'running', updated_at = %s"
-            " WHERE run_id = ANY(%s) AND status = 'pending'",
-            (now, sorted(pending)),
-        )
-    if ended:
-        notify(conn, channel, [f"r:{rid}" for rid in ended])
-    return out, ended
-
-
 def commit(
-    conn: Conn, channel: str, lease: Lease, plan: CommitPlan, limit: int, lease_seconds: float
-) -> tuple[CommitResult, list[Lease], bool]:
+    conn: Conn,
+    channel: str,
+    lease: Lease,
+    plan: CommitPlan,
+    limit: int,
+    lease_seconds: float,
+    defer: bool = False,
+) -> Committed | Deferred:
+    """Apply one step: (result, the leases taken, whether the run ended). When `defer`, a
+    `simple` step is left to `Step.settle` (applied with its group's others).
+    On a connection in autocommit mode (a commit alone), a chain step is one statement,
+    any other step one transaction."""
+    if conn.autocommit:
+        statement = sql.chain(plan)
+        done = None if statement is None else _chain(conn, statement, lease, plan, limit,
+                                                     lease_seconds, channel)  # fmt: skip
+        if done is not None:
+            return done
+        with conn.transaction():
+            return _commit(conn, channel, lease, plan, limit, lease_seconds, defer=False)
+    return _commit(conn, channel, lease, plan, limit, lease_seconds, defer=defer)
+
+
+def _commit(
+    conn: Conn,
+    channel: str,
+    lease: Lease,
+    plan: CommitPlan,
+    limit: int,
+    lease_seconds: float,
+    *,
+    defer: bool,
+) -> Committed | Deferred:
     run_id = lease.run_id
     now = time.time()
     items = plan.items
-    row = conn.execute(
-        _check_sql(plan),
-        {
-            "run": run_id,
-            "item": lease.item_id,
-            "token": lease.token,
-            "node": lease.node,
-            "seconds": plan.duration,
-            "ids": [it.item_id for it in items],
-            "nodes": [it.node for it in items],
-            "payloads": [it.payload for it in items],
-            "attempts": [it.attempt for it in items],
-            "dues": [now + it.delay for it in items],
-            "ckeys": [k for k, _ in plan.collect],
-            "cdata": [v for _, v in plan.collect],
-            "drop": list(plan.drop_collected),
-            "opos": [json.dumps(list(o.position)) for o in plan.outputs],
-            "onodes": [o.node for o in plan.outputs],
-            "ovalues": [o.value for o in plan.outputs],
-            "delta": len(items) - 1,
-            "now": now,
-            "scope": plan.scopes[0] if plan.scopes else "",
-        },
-    ).fetchone()
-    if row is None or RunStatus(row[0]).finished:
-        raise Rollback((CommitResult.INACTIVE, [], False), clean=True)
-    if not row[4]:
-        raise Rollback((CommitResult.LOST, [], False), clean=True)
+    if defer and sql.batchable(plan):  # applied with its group's others by `settle`
+        return Step(channel, lease, plan, now, limit, lease_seconds)
+    cursor = conn.execute(sql.check(plan, False), sql.params(lease, plan, now))
+    row = cursor.fetchone()
+    refused = _refused(row)
+    if refused is not None:
+        raise Rollback(refused, clean=True)
+    assert row is not None
     scopes: ScopeTable = Scopes(conn, run_id)
-    if _simple(plan) and plan.scopes and row[6] is None:
+    if sql.simple(plan) and plan.scopes and row[6] is None:
         raise BackendError(f"join scope {plan.scopes[0]!r} of run {run_id!r} is missing")
-    if _simple(plan) and plan.scopes and row[6] == 0:  # the scope closed: fire its joins
+    if sql.simple(plan) and plan.scopes and row[6] == 0:  # the scope closed: fire its joins
         scopes = _Counted(Scopes(conn, run_id), plan.scopes[0], 0)
-    elif _simple(plan):
+    elif sql.simple(plan):
         if row[5] is None:  # the run ended meanwhile (its row was updated first)
             raise Rollback((CommitResult.INACTIVE, [], False))
         return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
@@ -326,6 +140,69 @@ def commit(
     status = _count(conn, lease, plan, context, version, len(items) - 1, now)
     return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
                   limit=limit, lease_seconds=lease_seconds)
+
+
+def _chain(
+    conn: Conn,
+    statement: str,
+    lease: Lease,
+    plan: CommitPlan,
+    limit: int,
+    lease_seconds: float,
+    channel: str,
+) -> Committed | None:
+    """A chain step in one statement (`sql.chain`), leasing the first `limit` successors
+    ready at once; None when that statement did nothing for want of its conditions."""
+    now = time.time()
+    mine: list[bool] = []
+    for it in plan.items:
+        mine.append(len([m for m in mine if m]) < limit and it.delay <= 0)
+    args = sql.params(lease, plan, now)
+    args.update(
+        take=sum(mine),
+        mine=mine,
+        worker=lease.worker_id,
+        until=now + lease_seconds,
+        channel=channel,
+        leaves=len(mine) > sum(mine),
+    )
+    row = conn.execute(statement, args).fetchone()
+    if row is None or RunStatus(row[0]).finished:
+        return CommitResult.INACTIVE, [], False
+    if not row[6]:
+        return None
+    if not row[4]:
+        return CommitResult.LOST, [], False
+    context = RunContext(bytes(row[1]), row[2])
+    run_deadline = math.inf if row[7] is None else row[7]
+    leases = [
+        Lease(
+            run_id=lease.run_id,
+            item_id=item_id,
+            node=node,
+            payload=bytes(payload),
+            attempt=attempt,
+            worker_id=lease.worker_id,
+            token=token,
+            deadline=now + lease_seconds,
+            context=context,
+            run_deadline=run_deadline,
+        )
+        for item_id, node, payload, attempt, token in zip(
+            row[8] or [], row[9] or [], row[10] or [], row[11] or [], row[12] or [], strict=True
+        )
+    ]
+    return CommitResult.COMMITTED, leases, row[5] == "completed"
+
+
+def _refused(row: Any) -> Committed | None:
+    """What a commit whose first statement read `row` returns when it changed nothing:
+    its run is finished, or its lease is lost."""
+    if row is None or RunStatus(row[0]).finished:
+        return CommitResult.INACTIVE, [], False
+    if not row[4]:
+        return CommitResult.LOST, [], False
+    return None
 
 
 def _after(
@@ -428,4 +305,3 @@ def _write_context(
         "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
         (value, lease.run_id),
     )
-

@@ -31,12 +31,13 @@ __all__ = [
     "Scopes",
     "add_errors",
     "channel_name",
+    "garbled_items",
     "insert_items",
     "migrate",
     "run_record",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -86,6 +87,10 @@ ALTER TABLE errors ADD COLUMN traceback text,
     ADD COLUMN handled boolean NOT NULL DEFAULT false;
 ALTER TABLE workers ADD COLUMN graph text NOT NULL DEFAULT '',
     ADD COLUMN in_flight integer NOT NULL DEFAULT 0;
+""",
+    3: """
+CREATE INDEX items_garbled ON items (run_id) WHERE state NOT IN ('queued', 'leased', 'failed')
+    OR (state = 'queued' AND due >= 'Infinity');
 """,
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on
@@ -203,6 +208,25 @@ class Scopes:
         ).fetchone()
         assert row is not None
         return decode_fired(bytes(row[0]))
+
+
+_GARBLED = """
+SELECT DISTINCT ON (i.run_id) i.run_id, i.item_id, i.node, i.attempt,
+       CASE WHEN i.state IN ('queued', 'leased', 'failed') THEN 'due' ELSE 'state' END
+FROM items i JOIN runs r ON r.run_id = i.run_id
+WHERE (i.state NOT IN ('queued', 'leased', 'failed')
+       OR (i.state = 'queued' AND i.due >= 'Infinity'))
+  AND r.status IN ('pending', 'running', 'paused')
+ORDER BY i.run_id, i.item_id
+"""
+"""Live runs holding an item that can never be leased: a `state` none of the three, or a
+queued item never due (NaN or infinity). The partial index `items_garbled` holds only such
+rows, so the look costs nothing while the data is sound."""
+
+
+def garbled_items(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, int, str]]:
+    """(run, item, node, attempt, column) of one never-leasable item per live run."""
+    return [tuple(r) for r in conn.execute(_GARBLED).fetchall()]
 
 
 def add_errors(conn: psycopg.Connection[Any], run_id: str, errors: Sequence[ErrorRecord]) -> None:

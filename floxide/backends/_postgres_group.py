@@ -1,0 +1,223 @@
+"""Group commit on PostgreSQL: the `simple` steps a worker process commits together.
+
+`Pool.run_grouped` runs the commits queued meanwhile in one transaction; a `simple` step
+that drops no collected values returns a `Step` instead of applying itself, and
+`Step.settle` applies all of them in two round trips of one pipeline:
+
+1. BEGIN; apply every step's own writes in one statement (`_postgres_sql.BATCH`); lease
+   the slots they free (one `take` per worker); lock the join scopes and then the rows of
+   their runs (one order for every transaction: scopes first, by run and id).
+2. Each step counted by the rulebook over the scopes read (`_GroupScopes`, in memory),
+   the joins that fire queued, every scope's and run's count written once; COMMIT.
+
+The rows every commit of a run meets (its scopes, its run) are so held from the first
+round trip to the COMMIT only, once per group instead of once per step, and a freed slot
+costs no lease transaction of its own. Leases taken for steps that turn out refused
+(lost, or their run finished) are given back in the same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from floxide._errors import BackendError
+from floxide.backends import _postgres_sql as sql
+from floxide.backends._base import CommitPlan, CommitResult, Lease, NewItem, RunStatus, count_scopes
+from floxide.backends._postgres_conn import Conn, Deferred, Rollback
+from floxide.backends._postgres_tables import LIVE, Scopes, insert_items
+from floxide.backends._postgres_take import Committed, notify, send_take, taken
+
+__all__ = ["Step"]
+
+_LOCK_SCOPES = (
+    "SELECT s.run_id, s.scope_id, s.open FROM scopes s"
+    " JOIN unnest(%s::text[], %s::text[]) AS k(run_id, scope_id)"
+    " ON s.run_id = k.run_id AND s.scope_id = k.scope_id"
+    " ORDER BY s.run_id, s.scope_id FOR NO KEY UPDATE OF s"
+)
+_LOCK_RUNS = (
+    "SELECT run_id, pending FROM runs WHERE run_id = ANY(%s) AND status IN (%s, %s, %s)"
+    " ORDER BY run_id FOR NO KEY UPDATE"
+)
+_COUNT = (
+    "WITH sc AS (UPDATE scopes s SET open = c.open"
+    " FROM unnest(%(ids)s::text[], %(opens)s::bigint[]) AS c(scope_id, open)"
+    " WHERE s.run_id = %(run)s AND s.scope_id = c.scope_id)"
+    " UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
+    " updated_at = %(now)s,"
+    " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
+    " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
+    " WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
+)
+_GIVE_BACK = (
+    "UPDATE items i SET state = 'queued', worker_id = NULL"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS l(run_id, item_id, token)"
+    " WHERE i.run_id = l.run_id AND i.item_id = l.item_id AND i.token = l.token"
+    " AND i.state = 'leased'"
+)
+
+
+class Step(Deferred):
+    """A `simple` step left to its group's end (`settle`)."""
+
+    def __init__(
+        self,
+        channel: str,
+        lease: Lease,
+        plan: CommitPlan,
+        now: float,
+        limit: int,
+        lease_seconds: float,
+    ) -> None:
+        self.channel, self.lease, self.plan = channel, lease, plan
+        self.now, self.limit, self.lease_seconds = now, limit, lease_seconds
+        self.queue = ""
+        self.fired: list[NewItem] = []
+
+    @staticmethod
+    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+        steps = [st for st in calls if isinstance(st, Step)]
+        run_ids = sorted({st.lease.run_id for st in steps})
+        pairs = sorted({(st.lease.run_id, s) for st in steps for s in st.plan.scopes})
+        # first round trip: the steps' own writes, the leases for their slots, then (held
+        # from here to the COMMIT only) the locks of the rows they share
+        own = sql.batch_params([(st.lease, st.plan, st.now) for st in steps])
+        batch = conn.execute(sql.BATCH, own)
+        takes = _send_takes(conn, steps)
+        locked_scopes = (
+            conn.execute(_LOCK_SCOPES, ([r for r, _ in pairs], [s for _, s in pairs]))
+            if pairs
+            else None
+        )
+        locked_runs = conn.execute(_LOCK_RUNS, (run_ids, *LIVE))
+        counts: dict[str, dict[str, int]] = {}
+        for run_id, scope_id, count in locked_scopes.fetchall() if locked_scopes else []:
+            counts.setdefault(run_id, {})[scope_id] = int(count)
+        pending = {run_id: int(p) for run_id, p in locked_runs.fetchall()}
+        results: dict[int, Committed] = {}
+        applied: list[Step] = []
+        for st, (status, queue, held) in zip(steps, batch.fetchall(), strict=True):
+            if status is None or RunStatus(status).finished:
+                results[id(st)] = (CommitResult.INACTIVE, [], False)
+            elif not held:
+                results[id(st)] = (CommitResult.LOST, [], False)
+            elif st.lease.run_id not in pending:  # its run ended meanwhile: call by call
+                raise Rollback(None)
+            else:
+                st.queue = queue
+                applied.append(st)
+        got = _hand_out(conn, steps, takes, {id(st) for st in applied})
+        # second round trip: the counts, each written once; COMMIT (when the caller ends)
+        by_run: dict[str, list[Step]] = {}
+        for st in applied:
+            by_run.setdefault(st.lease.run_id, []).append(st)
+        for run_id, group in sorted(by_run.items()):
+            scopes = _GroupScopes(conn, run_id, counts.get(run_id, {}))
+            for st in group:
+                st.fired = count_scopes(st.plan, scopes)
+                insert_items(conn, run_id, st.queue, st.fired, st.now)
+            delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
+            ids = sorted(scopes.changed)
+            last = group[-1]
+            conn.execute(
+                _COUNT,
+                {
+                    "delta": delta,
+                    "n": len(group),
+                    "now": last.now,
+                    "run": run_id,
+                    "ids": ids,
+                    "opens": [scopes.counts[i] for i in ids],
+                },
+            )
+            ended = pending[run_id] + delta <= 0  # as the statement decides, its row locked
+            if ended:
+                notify(conn, last.channel, [f"r:{run_id}"])
+            for st in group:
+                results[id(st)] = (CommitResult.COMMITTED, got[id(st)], ended and st is last)
+        made = {st.queue: st.channel for st in applied if st.plan.items or st.fired}
+        for queue, channel in made.items():  # waiting workers wake for the items left
+            notify(conn, channel, [f"q:{queue}"])
+        return [results[id(st)] for st in steps]
+
+
+def _send_takes(
+    conn: Conn, steps: list[Step]
+) -> list[tuple[list[Step], psycopg.Cursor[Any] | None, float]]:
+    """One `take` per worker for the slots its steps free (a worker serves one queue:
+    that of its first step's run)."""
+    by_worker: dict[tuple[str, float], list[Step]] = {}
+    for st in steps:
+        by_worker.setdefault((st.lease.worker_id, st.lease_seconds), []).append(st)
+    out = []
+    now = time.time()  # after every step's: the items they made are due
+    for (worker, seconds), group in by_worker.items():
+        want = sum(st.limit for st in group)
+        cursor = None
+        if want:
+            cursor = send_take(
+                conn, None, worker, want, seconds, now, queue_of=group[0].lease.run_id
+            )
+        out.append((group, cursor, now))
+    return out
+
+
+def _hand_out(
+    conn: Conn,
+    steps: list[Step],
+    takes: list[tuple[list[Step], psycopg.Cursor[Any] | None, float]],
+    applied: set[int],
+) -> dict[int, list[Lease]]:
+    """The leases taken, in order, to the applied steps (up to each one's `limit`); those
+    left over (a refused step's share) given back."""
+    got: dict[int, list[Lease]] = {id(st): [] for st in steps}
+    extra: list[Lease] = []
+    for group, cursor, when in takes:
+        if cursor is None:
+            continue
+        first = group[0]
+        leases, late = taken(conn, first.channel, cursor, first.lease.worker_id,
+                             first.lease_seconds, when)  # fmt: skip
+        if any(st.lease.run_id in late for st in steps):  # a step's run failed meanwhile
+            raise Rollback(None)
+        for st in group:
+            if id(st) in applied:
+                got[id(st)], leases = leases[: st.limit], leases[st.limit :]
+        extra += leases
+    if extra:
+        conn.execute(
+            _GIVE_BACK,
+            ([le.run_id for le in extra], [le.item_id for le in extra], [le.token for le in extra]),
+        )
+        notify(conn, steps[0].channel, ["*"])  # their queues are not known here: wake all
+    return got
+
+
+class _GroupScopes:
+    """The join scopes of one run's steps in a group, locked and read (`counts`), counted
+    in memory by the rulebook step after step (the `changed` ones are written back)."""
+
+    def __init__(self, conn: Conn, run_id: str, counts: dict[str, int]) -> None:
+        self.scopes = Scopes(conn, run_id)
+        self.run_id = run_id
+        self.counts = counts
+        self.changed: set[str] = set()
+
+    def add_open(self, scope_id: str, delta: int) -> int:
+        if scope_id not in self.counts:
+            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+        self.counts[scope_id] += delta
+        self.changed.add(scope_id)
+        return self.counts[scope_id]
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        self.scopes.open(scope_id, count, fired)
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        del self.counts[scope_id]
+        self.changed.discard(scope_id)
+        return self.scopes.close(scope_id)

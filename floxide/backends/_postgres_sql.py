@@ -1,0 +1,258 @@
+"""The statements of a PostgreSQL commit, built from the parts a plan needs.
+
+`check` is a commit's first statement (the lease checked, what the step made written, the
+run read, and for a `simple` plan its counts); `chain` applies a chain step alone in one
+statement, which also leases the successors it made when the queue has no older ready
+item, so in autocommit mode a chain step is one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from floxide.backends._base import CommitPlan, Lease
+
+__all__ = ["BATCH", "batch_params", "batchable", "chain", "check", "params", "simple"]
+
+_HELD = """
+WITH held AS (
+    DELETE FROM items WHERE run_id = %(run)s AND item_id = %(item)s AND state = 'leased'
+    AND token = %(token)s AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run)s
+    AND status IN ('pending', 'running', 'paused')) RETURNING run_id, queue
+), step AS (
+    INSERT INTO steps (run_id, node, seconds) SELECT run_id, %(node)s, %(seconds)s FROM held
+)"""
+_MADE = """, made AS (
+    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
+    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
+           nextval('seq')
+    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
+                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
+                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
+)"""
+_KEPT = """, kept AS (
+    INSERT INTO collected (run_id, key, data)
+    SELECT h.run_id, c.key, c.data FROM held h,
+           unnest(%(ckeys)s::text[], %(cdata)s::bytea[]) AS c(key, data)
+)"""
+_DROPPED = """, dropped AS (
+    DELETE FROM collected WHERE run_id = %(run)s AND key = ANY(%(drop)s::text[])
+    AND EXISTS (SELECT 1 FROM held)
+)"""
+_OUTS = """, outs AS (
+    INSERT INTO outputs (run_id, position, node, value)
+    SELECT h.run_id, o.position, o.node, o.value FROM held h,
+           unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
+           AS o(position, node, value)
+)"""
+_SCOPE = """, sc AS (
+    UPDATE scopes SET open = open + %(delta)s
+    WHERE run_id = %(run)s AND scope_id = %(scope)s AND EXISTS (SELECT 1 FROM held)
+    RETURNING open
+)"""
+_COUNTED = """, counted AS (
+    UPDATE runs SET pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,
+           status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,
+           finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END
+    WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')
+      AND EXISTS (SELECT 1 FROM held){unclosed}
+    RETURNING status
+)"""
+_RUN = """
+SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held), {counted}, {open}
+FROM runs r WHERE r.run_id = %(run)s
+"""
+
+
+def simple(plan: CommitPlan) -> bool:
+    """A step with at most one join scope, no context change, handled error or failure:
+    the first statement also counts it in its scope (`add_open`) and, unless that closes
+    the scope, in its run's row (nothing it needs is computed in between)."""
+    return (
+        plan.open_scope is None
+        and len(plan.scopes) <= 1
+        and plan.context is None
+        and not plan.handled
+        and plan.failure is None
+    )
+
+
+def check(plan: CommitPlan, defer: bool) -> str:
+    """A commit's first statement: if the lease is held and the run live, delete the item
+    and write what the step made (metric, successors, collected values, outputs); then read
+    the run, and for a `simple` plan not deferred update its counters. Only the parts the
+    plan needs (each variant is prepared once)."""
+    counts = simple(plan) and not defer
+    scoped = counts and bool(plan.scopes)
+    return "".join(
+        (
+            _HELD,
+            _MADE if plan.items and plan.failure is None else "",
+            _KEPT if plan.collect else "",
+            _DROPPED if plan.drop_collected else "",
+            _OUTS if plan.outputs else "",
+            _SCOPE if scoped else "",
+            _COUNTED.format(unclosed=" AND (SELECT open FROM sc) <> 0" if scoped else "")
+            if counts
+            else "",
+            _RUN.format(
+                counted="(SELECT status FROM counted)" if counts else "NULL::text",
+                open="(SELECT open FROM sc)" if scoped else "NULL::int",
+            ),
+        )
+    )
+
+
+
+_CHAIN = """
+WITH run AS (
+    SELECT r.run_id FROM runs r WHERE r.run_id = %(run)s AND r.status = 'running'
+    AND (r.deadline IS NULL OR r.deadline >= %(now)s)
+    AND (%(take)s = 0 OR NOT EXISTS (
+        SELECT 1 FROM items i JOIN runs o ON o.run_id = i.run_id
+        WHERE i.queue = r.queue AND i.state = 'queued' AND i.due <= %(now)s
+        AND o.status IN ('pending', 'running')))
+    FOR NO KEY UPDATE OF r
+), held AS (
+    DELETE FROM items WHERE run_id = %(run)s AND item_id = %(item)s AND state = 'leased'
+    AND token = %(token)s AND EXISTS (SELECT 1 FROM run) RETURNING run_id, queue
+), step AS (
+    INSERT INTO steps (run_id, node, seconds) SELECT run_id, %(node)s, %(seconds)s FROM held
+), made AS (
+    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq,
+                       worker_id, token, deadline)
+    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt,
+           CASE WHEN u.mine THEN 'leased' ELSE 'queued' END, u.due, nextval('seq'),
+           CASE WHEN u.mine THEN %(worker)s END,
+           CASE WHEN u.mine THEN nextval('tokens') ELSE 0 END,
+           CASE WHEN u.mine THEN %(until)s ELSE 0 END
+    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
+                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[],
+                  %(mine)s::bool[])
+                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, mine, ord)
+                  ORDER BY ord) u
+    RETURNING item_id, node, payload, attempt, token, seq, state
+)""" + _KEPT + _DROPPED + _OUTS + _COUNTED.format(unclosed="") + """
+SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
+       (SELECT status FROM counted), (SELECT count(*) FROM run), r.deadline,
+       (SELECT array_agg(item_id ORDER BY seq) FROM made WHERE state = 'leased'),
+       (SELECT array_agg(node ORDER BY seq) FROM made WHERE state = 'leased'),
+       (SELECT array_agg(payload ORDER BY seq) FROM made WHERE state = 'leased'),
+       (SELECT array_agg(attempt ORDER BY seq) FROM made WHERE state = 'leased'),
+       (SELECT array_agg(token ORDER BY seq) FROM made WHERE state = 'leased'),
+       (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(%(run)s) < 7000
+        THEN 'r:' || %(run)s ELSE '*' END)) FROM counted WHERE status = 'completed'),
+       (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(queue) < 7000
+        THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s)
+FROM runs r WHERE r.run_id = %(run)s
+"""
+"""A chain step alone (a `simple` plan without scopes): its first statement, which also
+leases the successors marked `mine` (when the run is running, not past its deadline, and,
+if it leases any, the queue holds no older ready item: `take` would lease those first)
+and sends the wake-ups. Each value of `run` lacking, nothing is done (and the step is
+applied by the transaction of `check` instead)."""
+
+
+def chain(plan: CommitPlan) -> str | None:
+    """The one statement that applies `plan` alone, if it can (see `_CHAIN`)."""
+    return _CHAIN if simple(plan) and not plan.scopes else None
+
+
+BATCH = """
+WITH l AS (
+    SELECT * FROM unnest(%(runs)s::text[], %(items)s::text[], %(tokens)s::bigint[],
+                         %(nodes)s::text[], %(secs)s::float8[]) WITH ORDINALITY
+    AS l(run_id, item_id, token, node, seconds, k)
+), held AS (
+    DELETE FROM items i USING l WHERE i.run_id = l.run_id AND i.item_id = l.item_id
+    AND i.state = 'leased' AND i.token = l.token AND EXISTS (SELECT 1 FROM runs r
+    WHERE r.run_id = l.run_id AND r.status IN ('pending', 'running', 'paused'))
+    RETURNING l.k, i.run_id, i.queue
+), step AS (
+    INSERT INTO steps (run_id, node, seconds)
+    SELECT h.run_id, l.node, l.seconds FROM held h JOIN l ON l.k = h.k
+), made AS (
+    INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
+    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
+           nextval('seq')
+    FROM (SELECT * FROM unnest(%(mk)s::bigint[], %(ids)s::text[], %(mnodes)s::text[],
+                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
+                  WITH ORDINALITY AS u(k, item_id, node, payload, attempt, due, ord)) u
+    JOIN held h ON h.k = u.k ORDER BY u.ord
+), kept AS (
+    INSERT INTO collected (run_id, key, data)
+    SELECT h.run_id, c.key, c.data FROM held h
+    JOIN unnest(%(ck)s::bigint[], %(ckeys)s::text[], %(cdata)s::bytea[]) AS c(k, key, data)
+    ON c.k = h.k
+), outs AS (
+    INSERT INTO outputs (run_id, position, node, value)
+    SELECT h.run_id, o.position, o.node, o.value FROM held h
+    JOIN unnest(%(ok)s::bigint[], %(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
+    AS o(k, position, node, value) ON o.k = h.k
+)
+SELECT r.status, r.queue, h.k IS NOT NULL
+FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id ORDER BY l.k
+"""
+"""The first statements of several `batchable` steps as one: for each (in order) its run's
+status and queue, and whether its lease was held (it was then applied, but for its counts)."""
+
+
+def batchable(plan: CommitPlan) -> bool:
+    """A `simple` step that drops no collected values (so the steps of a batch commute)."""
+    return simple(plan) and not plan.drop_collected
+
+
+def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
+    """The parameters of `BATCH` for (lease, plan, time) of each step."""
+    names = "runs items tokens nodes secs mk ids mnodes payloads attempts dues ck ckeys cdata"
+    args: dict[str, list[Any]] = {key: [] for key in (names + " ok opos onodes ovalues").split()}
+    for k, (lease, plan, now) in enumerate(steps, 1):
+        args["runs"].append(lease.run_id)
+        args["items"].append(lease.item_id)
+        args["tokens"].append(lease.token)
+        args["nodes"].append(lease.node)
+        args["secs"].append(plan.duration)
+        for it in plan.items:
+            args["mk"].append(k)
+            args["ids"].append(it.item_id)
+            args["mnodes"].append(it.node)
+            args["payloads"].append(it.payload)
+            args["attempts"].append(it.attempt)
+            args["dues"].append(now + it.delay)
+        for key, data in plan.collect:
+            args["ck"].append(k)
+            args["ckeys"].append(key)
+            args["cdata"].append(data)
+        for o in plan.outputs:
+            args["ok"].append(k)
+            args["opos"].append(json.dumps(list(o.position)))
+            args["onodes"].append(o.node)
+            args["ovalues"].append(o.value)
+    return args
+
+
+def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
+    """The parameters of `check` and `chain`."""
+    items = plan.items
+    return {
+        "run": lease.run_id,
+        "item": lease.item_id,
+        "token": lease.token,
+        "node": lease.node,
+        "seconds": plan.duration,
+        "ids": [it.item_id for it in items],
+        "nodes": [it.node for it in items],
+        "payloads": [it.payload for it in items],
+        "attempts": [it.attempt for it in items],
+        "dues": [now + it.delay for it in items],
+        "ckeys": [k for k, _ in plan.collect],
+        "cdata": [v for _, v in plan.collect],
+        "drop": list(plan.drop_collected),
+        "opos": [json.dumps(list(o.position)) for o in plan.outputs],
+        "onodes": [o.node for o in plan.outputs],
+        "ovalues": [o.value for o in plan.outputs],
+        "delta": len(items) - 1,
+        "now": now,
+        "scope": plan.scopes[0] if plan.scopes else "",
+    }

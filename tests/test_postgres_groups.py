@@ -1,0 +1,173 @@
+"""PostgreSQL group commit: commits queued while one is in flight share a transaction, their
+statements pipelined and the rows they share (their join scope's count, their run's
+counters) updated once at the group's end; the slots they free are leased in the same
+transaction. Each commit's result is what it would be alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+
+from floxide.backends import open_backend
+from floxide.backends._base import CommitResult, ErrorRecord, Lease, RunStatus, ScopeOpen
+from floxide.backends._postgres import PostgresBackend
+from floxide.testing._harness import LEASE, QUEUE, item, new_run, plan
+from tests.postgres_server import PostgresServer
+
+
+@pytest.fixture
+def backend(postgres_server: PostgresServer) -> PostgresBackend:
+    b = open_backend(f"{postgres_server.url}?floxide_schema=g{uuid.uuid4().hex[:10]}")
+    assert isinstance(b, PostgresBackend)
+    return b
+
+
+def _group_sizes(b: PostgresBackend) -> list[int]:
+    """Record the size of every group the backend's pool runs."""
+    sizes: list[int] = []
+    pool: Any = b._pool
+    run_group: Callable[..., Any] = pool._run_group
+
+    def spy(conn: Any, *, batch: list[Any], savepoints: bool) -> Any:
+        sizes.append(len(batch))
+        return run_group(conn, batch=batch, savepoints=savepoints)
+
+    pool._run_group = spy
+    return sizes
+
+
+async def _fan_out(b: PostgresBackend, n: int) -> tuple[str, list[Lease]]:
+    """A run whose root opened scope S over `n` items (join J); all of them leased."""
+    run = new_run(item("root"))
+    await b.create_run(run)
+    (root,) = await b.lease(QUEUE, "w1", limit=1, lease_seconds=LEASE, wait=0)
+    opened = ScopeOpen("S", n, [item("J", "j")])
+    fan = plan(open_scope=opened, items=[item(f"x{k}") for k in range(n)])
+    assert await b.commit(root, fan) is CommitResult.COMMITTED
+    leases = await b.lease(QUEUE, "w1", limit=n, lease_seconds=LEASE, wait=0)
+    assert len(leases) == n
+    return run.run_id, leases
+
+
+async def _all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    out: list[Any] = [None] * len(calls)
+
+    async def one(k: int) -> None:
+        out[k] = await calls[k]()
+
+    async with trio.open_nursery() as nursery:
+        for k in range(len(calls)):
+            nursery.start_soon(one, k)
+    return out
+
+
+async def test_postgres_group_counts_each_step_once_and_fires_the_join(
+    backend: PostgresBackend,
+) -> None:
+    """Eight branch commits and a repeated one at once: grouped, each counted once in its
+    scope and run, the repeat refused, the join fired once with every value."""
+    b = backend
+    sizes = _group_sizes(b)
+    run_id, leases = await _fan_out(b, 8)
+    other = new_run(item("c1"))  # another run's chain step in the same groups
+    await b.create_run(other)
+    (chain,) = await b.lease(QUEUE, "w1", limit=1, lease_seconds=LEASE, wait=0)
+
+    def branch(le: Lease) -> Callable[[], Any]:
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        return lambda: b.commit_and_lease(le, step, limit=1, lease_seconds=LEASE)
+
+    calls = [branch(le) for le in leases] + [branch(leases[0])]
+    calls.append(lambda: b.commit_and_lease(chain, plan(items=[item("c2")]), limit=1,
+                                            lease_seconds=LEASE))  # fmt: skip
+    results = await _all_at_once(calls)
+    assert max(sizes) > 1, f"no commits were grouped: {sizes}"
+    outcomes = [r[0] for r in results[:9]]
+    assert outcomes.count(CommitResult.COMMITTED) == 8
+    assert set(outcomes) - {CommitResult.COMMITTED} <= {CommitResult.LOST}
+    assert results[9][0] is CommitResult.COMMITTED
+    taken = [le.item_id for r in results for le in r[1]]
+    assert len(taken) == len(set(taken)) and set(taken) <= {"c2", "J"}
+    assert "c2" in taken or "J" in taken
+    rest = await b.lease(QUEUE, "w2", limit=5, lease_seconds=LEASE, wait=0)
+    assert sorted(taken + [le.item_id for le in rest]) == ["J", "c2"]
+    assert sorted(await b.collected(run_id, "J")) == sorted(le.item_id.encode() for le in leases)
+    join = next(le for r in results for le in r[1] + rest if le.item_id == "J")
+    assert await b.commit(join, plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
+    assert (await b.metrics(run_id)).done == 10
+    await b.aclose()
+
+
+async def test_postgres_group_with_a_failing_step_is_undone_call_by_call(
+    backend: PostgresBackend,
+) -> None:
+    """A step that fails its run, grouped with the run's other steps: the group is run
+    again call by call, so the steps before the failure count and the ones after it find
+    the run finished."""
+    b = backend
+    sizes = _group_sizes(b)
+    run_id, leases = await _fan_out(b, 6)
+    failure = ErrorRecord("a", leases[2].item_id, 1, "node", "ValueError: bad", 0.0)
+
+    def step(le: Lease) -> Callable[[], Any]:
+        fails = le is leases[2]
+        p = plan(scopes=["S"], failure=failure) if fails else plan(scopes=["S"])
+        return lambda: b.commit_and_lease(le, p, limit=1, lease_seconds=LEASE)
+
+    results = await _all_at_once([step(le) for le in leases])
+    assert max(sizes) > 1, f"no commits were grouped: {sizes}"
+    assert results[2][0] is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.FAILED
+    committed = sum(r[0] is CommitResult.COMMITTED for r in results) - 1
+    assert all(r[0] in (CommitResult.COMMITTED, CommitResult.INACTIVE) for r in results)
+    m = await b.metrics(run_id)
+    assert m.done == 1 + committed and m.failed == 1
+    assert all(not r[1] for r in results), "a step of a failed run leased work"
+    await b.aclose()
+
+
+async def test_postgres_chain_step_alone_is_one_statement(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain step committed alone is one statement in autocommit mode (no BEGIN, no
+    COMMIT round trips) that also leases the successor; with an older ready item in the
+    queue it is a transaction that leases that item first, as `lease` would."""
+    import psycopg
+
+    b = backend
+    run = new_run(item(1))
+    await b.create_run(run)
+    (first,) = await b.lease(QUEUE, "w1", limit=1, lease_seconds=LEASE, wait=0)
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(str(query)[:40])
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    result, got = await b.commit_and_lease(first, plan(items=[item(2)]), limit=1,
+                                           lease_seconds=LEASE)  # fmt: skip
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["2"]
+    assert len(sent) == 1, sent
+    assert got[0].token > first.token and got[0].worker_id == "w1"
+    assert (await b.metrics(run.run_id)).in_flight == 1
+    await b.create_run(new_run(item("older")))  # another run's item, ready before ours
+    sent.clear()
+    result, got = await b.commit_and_lease(got[0], plan(items=[item(3)]), limit=1,
+                                           lease_seconds=LEASE)  # fmt: skip
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["older"]
+    assert len(sent) > 1
+    rest = await b.lease(QUEUE, "w2", limit=5, lease_seconds=LEASE, wait=0)
+    assert [le.item_id for le in rest] == ["3"]
+    assert await b.commit(rest[0], plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED
+    await b.aclose()
