@@ -344,6 +344,19 @@ class MemoryBackend:
             per_node=dict(run.per_node),
         )
 
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty for a finished run."""
+        run = self._s.runs.get(run_id)
+        out: dict[str, tuple[int, int]] = {}
+        if run is None or not run.record.status.live:
+            return out
+        for i in run.live_items:
+            item = self._s.items[(run_id, i)]
+            queued, leased = out.get(item.node, (0, 0))
+            leasing = item.state == "leased"
+            out[item.node] = (queued + (not leasing), leased + leasing)
+        return out
+
     # -- work ---------------------------------------------------------------------------
     async def lease(
         self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float

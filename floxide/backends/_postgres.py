@@ -337,6 +337,22 @@ class PostgresBackend:
 
         return await self._tx(q)
 
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty unless the run is live."""
+
+        def q(conn: Conn) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT i.node, count(*) FILTER (WHERE i.state <> 'leased'),"
+                " count(*) FILTER (WHERE i.state = 'leased') FROM items i"
+                " JOIN runs r ON r.run_id = i.run_id"
+                " WHERE i.run_id = %s AND r.status IN ('pending', 'running', 'paused')"
+                " GROUP BY i.node",
+                (run_id,),
+            ).fetchall()
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+        return await self._tx(q)
+
     async def metrics(self, run_id: str) -> RunMetrics:
         def q(conn: Conn) -> RunMetrics:
             row = conn.execute(

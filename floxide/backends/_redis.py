@@ -190,6 +190,7 @@ class RedisBackend:
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
+                "NODE_COUNTS",
                 "RETRY_RUN",
             )
         }
@@ -528,6 +529,19 @@ class RedisBackend:
                     for n, m in per.items()
                 },
             )
+
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty unless the run is live."""
+        rid = _rid(run_id)
+        async with self._conn("node load") as c:
+            status = await c.hget(self._k("run", rid), b"status")
+        if status is None or RunStatus(_s(status)).finished:
+            return {}
+        raw = await self._script("NODE_COUNTS", [rid])
+        with self._reading(run_id, "node load"):
+            return {
+                _s(raw[i]): (int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
+            }
 
     # -- work ---------------------------------------------------------------------------
     async def lease(

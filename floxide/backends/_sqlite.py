@@ -344,6 +344,20 @@ class SqliteBackend:
 
         return await self._file.read(q)
 
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); a failed run's kept items
+        (waiting for a retry) are not counted."""
+
+        def q(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT node, sum(state != 'leased'), sum(state = 'leased') FROM items"
+                " WHERE run_id = ? AND state != 'failed' GROUP BY node",
+                (run_id,),
+            ).fetchall()
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+        return await self._file.read(q)
+
     async def metrics(self, run_id: str) -> RunMetrics:
         def q(conn: sqlite3.Connection) -> RunMetrics:
             row = conn.execute(
