@@ -25,6 +25,7 @@ from floxide import (
     with_retry,
     workflow,
 )
+from tests.distributed_workflows import Done, Inc, NoFallback
 
 
 @attrs.define
@@ -117,3 +118,8 @@ def basket() -> Basket:
 
 pipeline = basket()
 """A module-level instance: the UI finds the composite's inner workflow through it."""
+
+
+def no_fallback() -> NoFallback:
+    """A workflow whose run fails for a negative input (no fallback)."""
+    return NoFallback(inc=Inc(), done=Done())

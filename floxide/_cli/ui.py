@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from floxide._cli._common import DEFAULT_BACKEND, opened
-from floxide._errors import CliError
+from floxide._errors import BackendError, CliError
+from floxide.backends import open_backend
 
 __all__ = ["add"]
 
@@ -72,7 +73,17 @@ async def ui(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     from floxide._ui._data import BackendSource
 
-    async with opened(args.backend or DEFAULT_BACKEND, read_only=True) as backend:
-        source = BackendSource(backend, read_only=args.read_only)
-        await serving.serve(source, args.host, args.port, out)
+    url = args.backend or DEFAULT_BACKEND
+    try:
+        probe = open_backend(url)  # a bad URL is the user's mistake: exit 2
+    except BackendError as e:
+        raise CliError(str(e), 2) from e
+    await probe.aclose()
+    try:
+        async with opened(url, read_only=True) as backend:
+            source = BackendSource(backend, read_only=args.read_only)
+            await serving.serve(source, args.host, args.port, out)
+    except CliError as e:
+        e.exit_code = 2
+        raise
     return 0
