@@ -44,7 +44,11 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 ]
-_STATIC = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+_STATIC = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "ui.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 _MAX_PER = 500
 _MAX_FORM = 16 * 1024
 

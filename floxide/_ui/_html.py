@@ -64,6 +64,7 @@ def page(title: str, body: str, source: str, *, nav: str = "", data: str = "") -
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · floxide</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/ui.css">'
         '<script src="/static/ui.js" defer></script>'
         f"</head><body{data}>"

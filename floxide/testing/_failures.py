@@ -1,6 +1,7 @@
 """Properties of failures: the error log keeps each failed attempt's traceback and whether
 the run went on (`handled`), failures a fallback took over are logged and counted with
-their step, and a failed run keeps its work state so `retry_run` continues it.
+their step, and a failed run keeps its work state so `retry_run` continues it; the
+optional `node_load` counts a live run's items per node.
 """
 
 from __future__ import annotations
@@ -133,9 +134,31 @@ async def worker_load(b: Backend) -> None:
     expect(got == [info], f"a worker's graph and load were stored as {got}")
 
 
+async def node_load(b: Backend) -> None:
+    """The optional `node_load(run_id)` (the UI's per-node queued / in flight counts)."""
+    load = getattr(b, "node_load", None)
+    if load is None:
+        return
+    run = new_run(item(1, "a"), item(2, "b"), item(3, "b"))
+    await b.create_run(run)
+    got = await load(run.run_id)
+    expect(got == {"a": (1, 0), "b": (2, 0)}, f"node_load of a new run is {got}")
+    lease = await must_lease(b)
+    got = await load(run.run_id)
+    expect(got == {"a": (0, 1), "b": (2, 0)}, f"node_load with item 1 leased is {got}")
+    expect(await b.commit(lease, plan()) is CommitResult.COMMITTED, "the commit was not applied")
+    got = await load(run.run_id)
+    expect(got == {"b": (2, 0)}, f"node_load after item 1 was done is {got}")
+    await b.control(run.run_id, "cancel")
+    got = await load(run.run_id)
+    expect(got == {}, f"node_load of a cancelled run is {got}")
+    expect(await load("no-such-run") == {}, "node_load of an unknown run is not empty")
+
+
 PROPERTIES = (
     Property("tracebacks", tracebacks),
     Property("handled failures", handled_failures),
     Property("retry a failed run", retry_failed_run),
     Property("worker load", worker_load),
+    Property("node load", node_load),
 )
