@@ -387,3 +387,23 @@ def test_json_is_the_pages_data(server: str) -> None:
         assert f'data-k="done">{counts["done"]}<' in row
     assert json.loads(json.dumps(run)) == run
     assert NoFallback.__name__  # the failed run's workflow is importable here
+
+
+def test_per_node_failed_and_retried_follow_the_run_counters() -> None:
+    from floxide._ui._data import split_errors
+    from floxide.backends import ErrorRecord
+
+    def err(
+        node: str, item: str, attempt: int, handled: bool = True, kind: str = "node"
+    ) -> ErrorRecord:
+        return ErrorRecord(node, item, attempt, kind, "boom", handled=handled)
+
+    # mid-run: price's first attempts were retried (their second attempts still queued)
+    retries = [err("price", str(i), 1) for i in range(3)]
+    assert split_errors(retries, {"price"}, 0) == ({}, {"price": 3})
+    # then two second attempts failed and the fallback took over
+    later = [*retries, err("price", "0", 2), err("price", "1", 2)]
+    assert split_errors(later, {"price"}, 2) == ({"price": 2}, {"price": 3})
+    # a node without fallback: handled means retried; unhandled failed the run
+    mixed = [err("a", "0", 1), err("a", "0", 2, handled=False), err("b", "1", 1, kind="lease")]
+    assert split_errors(mixed, set(), 1) == ({"a": 1}, {"a": 1, "b": 1})

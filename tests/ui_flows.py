@@ -52,7 +52,8 @@ class Price(Node[Ctx, int, int]):
         if delay:
             await trio.sleep(delay)
         if input % 7 == 6:
-            raise ValueError(f"no price for item {input} <script>alert(1)</script>")
+            suffix = os.environ.get("FLOXIDE_UI_TEST_SUFFIX", " <script>alert(1)</script>")
+            raise ValueError(f"no price for item {input}{suffix}")
         return Next(input * 10)
 
 

@@ -6,7 +6,7 @@ else reads. Per-node counts: items done are the node's committed steps (its metr
 queued and in flight come from the backend's `node_load` when it has one (every built-in
 backend does); failed and retried come from the run's error records: an attempt followed
 by a retry (or a lease that expired) is retried, one that a fallback took over or that
-failed the run is failed, as the run's own counters count them.
+failed the run is failed, as the run's own counters count them (`split_errors`).
 """
 
 from __future__ import annotations
@@ -107,22 +107,47 @@ def _fallback_nodes(shape: Shape | None) -> set[str]:
 
 
 def split_errors(
-    errors: Sequence[ErrorRecord], fallbacks: set[str]
+    errors: Sequence[ErrorRecord], fallbacks: set[str], run_failed: int
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Per node: attempts that failed (a fallback took over, or the run failed) and
-    attempts that were retried."""
-    last: dict[tuple[str, str], int] = {}
-    for e in errors:
-        key = (e.node, e.item_id)
-        last[key] = max(last.get(key, 0), e.attempt)
+    attempts that were retried.
+
+    An error record says `handled` both when a retry followed and when a fallback took
+    over. At a node without a fallback it was a retry; at the one node with a fallback
+    the run's own counter (`run_failed`: fallbacks plus the failure that ended the run)
+    tells how many were fallbacks. With several fallback nodes, an item's last recorded
+    attempt at a node is taken for its fallback.
+    """
     failed: dict[str, int] = {}
     retried: dict[str, int] = {}
+
+    def add(counts: dict[str, int], node: str, n: int = 1) -> None:
+        if n:
+            counts[node] = counts.get(node, 0) + n
+
+    candidates: dict[str, list[ErrorRecord]] = {}
     for e in errors:
-        fallback = e.node in fallbacks and e.attempt == last[(e.node, e.item_id)]
-        if e.handled and e.kind != "cancelled" and not fallback:
-            retried[e.node] = retried.get(e.node, 0) + 1
-        elif e.kind != "cancelled":
-            failed[e.node] = failed.get(e.node, 0) + 1
+        if e.kind == "cancelled":
+            continue
+        if not e.handled:
+            add(failed, e.node)
+        elif e.kind == "lease" or e.node not in fallbacks:
+            add(retried, e.node)
+        else:
+            candidates.setdefault(e.node, []).append(e)
+    if len(candidates) == 1:
+        node, records = next(iter(candidates.items()))
+        taken = max(0, min(len(records), run_failed - sum(failed.values())))
+        add(failed, node, taken)
+        add(retried, node, len(records) - taken)
+        return failed, retried
+    for node, records in candidates.items():
+        last: dict[str, int] = {}
+        for e in records:
+            last[e.item_id] = max(last.get(e.item_id, 0), e.attempt)
+        taken = sum(e.attempt == last[e.item_id] for e in records)
+        add(failed, node, taken)
+        add(retried, node, len(records) - taken)
     return failed, retried
 
 
@@ -206,7 +231,7 @@ class BackendSource:
         load = await self._load(run_id)
         errors = await self.backend.errors(run_id)
         shape = await self._shape(rec, m, load or {}, errors)
-        failed, retried = split_errors(errors, _fallback_nodes(shape))
+        failed, retried = split_errors(errors, _fallback_nodes(shape), m.failed)
         node_names = [n.name for n in shape.nodes]
         node_names += [n for n in (*m.per_node, *(load or {}), *failed) if n not in node_names]
         nodes: dict[str, dict[str, Any]] = {}

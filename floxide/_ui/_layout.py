@@ -18,10 +18,10 @@ from floxide._ui._shape import Edge, NodeShape, Shape
 __all__ = ["Box", "Layout", "Link", "layout"]
 
 NODE_H = 74.0
-MIN_W = 150.0
+MIN_W = 140.0
 MAX_W = 280.0
 CHAR_W = 7.6
-GAP_X = 78.0
+GAP_X = 56.0
 GAP_Y = 26.0
 MARGIN = 16.0
 HEADER = 56.0
