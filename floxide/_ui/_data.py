@@ -163,10 +163,14 @@ class BackendSource:
         self.can_control = not read_only
 
     async def runs(self, status: str | None, offset: int, limit: int) -> RunPage:
-        every = await self.backend.list_runs()
-        if status:
-            every = [r for r in every if r.status == status]
-        page = every[offset : offset + limit]
+        paged = getattr(self.backend, "list_runs_page", None)
+        if paged is not None:  # every built-in backend: one page read, not every run
+            page, total = await paged(status, offset, limit)
+        else:
+            every = await self.backend.list_runs()
+            if status:
+                every = [r for r in every if r.status == status]
+            page, total = every[offset : offset + limit], len(every)
         now = time.time()
         rows = []
         for rec in page:
@@ -174,7 +178,7 @@ class BackendSource:
             rows.append(self._row(rec, m, now))
         return {
             "source": self.url,
-            "total": len(every),
+            "total": total,
             "offset": offset,
             "limit": limit,
             "status": status,

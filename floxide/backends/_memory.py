@@ -240,6 +240,14 @@ class MemoryBackend:
         recs = [r.record for r in self._s.runs.values() if queue in (None, r.record.queue)]
         return sorted(recs, key=lambda r: r.created_at, reverse=True)
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+        recs = [r for r in await self.list_runs() if status in (None, r.status)]
+        return recs[offset : offset + limit], len(recs)
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         run = self._record(run_id)
         now = time.time()

@@ -421,6 +421,26 @@ class RedisBackend:
                 await c.zrem(self._k("runs"), gone)
             return out
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+        if status is not None:
+            recs = [r for r in await self.list_runs() if r.status == status]
+            return recs[offset : offset + limit], len(recs)
+        async with self._conn("list runs") as c:
+            total = int(await c.zcard(self._k("runs")))
+            last = max(offset, offset + limit - 1)
+            ids = await c.zrange(self._k("runs"), offset, last, rev=True)
+            out: list[RunRecord] = []
+            for raw in ids if limit > 0 else ():
+                if isinstance(raw, bytes):
+                    rec = await self._get(c, _unrid(_s(raw)))
+                    if rec is not None:
+                        out.append(rec)
+            return out, total
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")

@@ -196,6 +196,23 @@ class SqliteBackend:
 
         return await self._file.read(q)
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+
+        def q(conn: sqlite3.Connection) -> tuple[list[RunRecord], int]:
+            where, args = ("", ()) if status is None else (" WHERE status = ?", (status,))
+            total = conn.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {RUN_COLS} FROM runs{where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+            return [run_record(r) for r in rows], int(total)
+
+        return await self._file.read(q)
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")

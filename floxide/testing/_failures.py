@@ -1,12 +1,15 @@
 """Properties of failures: the error log keeps each failed attempt's traceback and whether
 the run went on (`handled`), failures a fallback took over are logged and counted with
 their step, and a failed run keeps its work state so `retry_run` continues it; the
-optional `node_load` counts a live run's items per node.
+optional `node_load` counts a live run's items per node and the optional
+`list_runs_page` pages the runs list.
 """
 
 from __future__ import annotations
 
 import time
+
+import trio
 
 from floxide.backends._base import (
     Backend,
@@ -155,10 +158,44 @@ async def node_load(b: Backend) -> None:
     expect(await load("no-such-run") == {}, "node_load of an unknown run is not empty")
 
 
+async def list_runs_page(b: Backend) -> None:
+    """The optional `list_runs_page(status, offset, limit)` (the UI's paged runs list) is
+    a page of `list_runs()`, filtered by status, with the filtered listing's size."""
+    page = getattr(b, "list_runs_page", None)
+    if page is None:
+        return
+    runs = []
+    for _ in range(5):
+        runs.append(new_run(item(1)))
+        await b.create_run(runs[-1])
+        await trio.sleep(0.002)  # distinct creation times
+    await b.control(runs[1].run_id, "pause")
+    await b.control(runs[3].run_id, "pause")
+    every = [r.run_id for r in await b.list_runs()]
+    mine = [r.run_id for r in runs]
+    expect([i for i in every if i in mine] == mine[::-1], "list_runs is not newest first")
+    got, total = await page(None, 1, 2)
+    expect(
+        ([r.run_id for r in got], total) == (every[1:3], len(every)),
+        f"list_runs_page(None, 1, 2) gave {[r.run_id for r in got]} of {total}",
+    )
+    paused = [r.run_id for r in await b.list_runs() if r.status is RunStatus.PAUSED]
+    got, total = await page("paused", 0, 10)
+    expect(
+        ([r.run_id for r in got], total) == (paused, len(paused)),
+        f"list_runs_page('paused', 0, 10) gave {[r.run_id for r in got]} of {total}",
+    )
+    got, total = await page("paused", 1, 1)
+    expect([r.run_id for r in got] == paused[1:2], "list_runs_page pages a filtered listing")
+    got, total = await page(None, len(every), 5)
+    expect(got == [] and total == len(every), "a page past the end is empty")
+
+
 PROPERTIES = (
     Property("tracebacks", tracebacks),
     Property("handled failures", handled_failures),
     Property("retry a failed run", retry_failed_run),
     Property("worker load", worker_load),
     Property("node load", node_load),
+    Property("paged run listing", list_runs_page),
 )
