@@ -407,3 +407,27 @@ def test_per_node_failed_and_retried_follow_the_run_counters() -> None:
     # a node without fallback: handled means retried; unhandled failed the run
     mixed = [err("a", "0", 1), err("a", "0", 2, handled=False), err("b", "1", 1, kind="lease")]
     assert split_errors(mixed, set(), 1) == ({"a": 1}, {"a": 1, "b": 1})
+
+
+@pytest.mark.parametrize("backend_kind", ["redis", "postgres"], indirect=True)
+def test_every_server_backend(backend_url: str) -> None:
+    """The same pages over Redis and PostgreSQL (per-node load, paged list, a button)."""
+    start_run(backend_url, 6, "srv-done")
+    finish_runs(backend_url)
+    start_run(backend_url, 2, "srv-pending")
+    with ui_server("--backend", backend_url) as ui:
+        listing = httpx.get(f"{ui.url}/api/runs", params={"per": 1}).json()
+        assert listing["total"] == 2 and [r["run_id"] for r in listing["runs"]] == ["srv-pending"]
+        done = httpx.get(f"{ui.url}/api/runs/srv-done").json()
+        assert done["status"] == "completed" and done["nodes"]["check"]["done"] == 6
+        assert done["outputs"] and done["graph_known"]
+        pending = httpx.get(f"{ui.url}/api/runs/srv-pending").json()
+        assert pending["nodes"]["split"]["queued"] == 1
+        page = httpx.get(f"{ui.url}/runs/srv-pending").text
+        r = httpx.post(
+            f"{ui.url}/api/runs/srv-pending",
+            data={"action": "pause"},
+            headers={"x-csrf-token": _csrf(page)},
+        )
+        assert r.json()["status"] == "paused"
+    assert status_of(backend_url, "srv-pending") == "paused"

@@ -406,7 +406,7 @@ class RedisBackend:
 
     async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
         async with self._conn("list runs") as c:
-            ids = await c.zrevrange(self._k("runs"), 0, -1)
+            ids = await c.zrange(self._k("runs"), 0, -1, rev=True)
             out: list[RunRecord] = []
             gone: list[bytes] = []
             for raw in ids:
