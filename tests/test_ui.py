@@ -83,6 +83,8 @@ def test_api_run_detail_counts_errors_outputs(server: str) -> None:
     ]
     assert all("Traceback" in (e["traceback"] or "") for e in run["errors"])
     assert all(e["node"] == "price" for e in run["errors"])
+    assert run["metrics"]["done"] == run["progress"]["done"]
+    assert run["metrics"]["per_node"]["check"]["count"] == 10
     summary = httpx.get(f"{server}/api/runs/done-1", params={"summary": 1}).json()
     assert "errors" not in summary and summary["errors_total"] == 2
     ctx = httpx.get(f"{server}/api/runs/done-1", params={"context": 1}).json()
@@ -247,6 +249,11 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     assert "does not exist" in r.stderr and not list(tmp_path.iterdir())  # nothing created
     r = _cli("--checkpoints", str(tmp_path / "missing.db"), cwd=tmp_path)
     assert r.returncode == 2 and "does not exist" in r.stderr and not list(tmp_path.iterdir())
+    (tmp_path / "other.db").write_bytes(b"not a database at all" * 100)
+    r = _cli("--checkpoints", str(tmp_path / "other.db"), cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
+    assert (tmp_path / "other.db").read_bytes() == b"not a database at all" * 100
+    (tmp_path / "other.db").unlink()
     r = _cli("--backend", "nosuch://x", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
     url = f"sqlite:///{tmp_path / 'p.db'}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from floxide._cli._common import DEFAULT_BACKEND, opened
-from floxide._errors import BackendError, CliError
+from floxide._errors import BackendError, CheckpointError, CliError
 from floxide.backends import open_backend
 
 __all__ = ["add"]
@@ -67,9 +67,12 @@ async def ui(args: argparse.Namespace, out: TextIO) -> int:
         path = Path(args.checkpoints)
         if not path.is_file():
             raise CliError(f"no checkpoint store at {path}: the file does not exist", 2)
-        async with SqliteCheckpointStore(path) as store:
-            await store.list_runs()  # a file that is not a store fails here, not per page
-            await serving.serve(CheckpointSource(store, str(path)), args.host, args.port, out)
+        try:
+            async with SqliteCheckpointStore(path) as store:
+                await store.list_runs()  # a file that is not a store fails here, not per page
+                await serving.serve(CheckpointSource(store, str(path)), args.host, args.port, out)
+        except CheckpointError as e:  # not a checkpoint store: the user's mistake
+            raise CliError(str(e).splitlines()[0], 2) from e
         return 0
     from floxide._ui._data import BackendSource
 

@@ -275,6 +275,21 @@ class BackendSource:
                 "retried": m.retried,
             },
             "nodes": nodes,
+            "metrics": {
+                "done": m.done,
+                "failed": m.failed,
+                "retried": m.retried,
+                "in_flight": m.in_flight,
+                "queued": m.queued,
+                "per_node": {
+                    n: {
+                        "count": v.count,
+                        "total_seconds": v.total_seconds,
+                        "max_seconds": v.max_seconds,
+                    }
+                    for n, v in m.per_node.items()
+                },
+            },
             "graph_known": shape.known,
             "graph_note": shape.note,
             "actions": allowed_actions(rec.status) if self.can_control else [],

@@ -112,6 +112,7 @@
     var seen = null;
     var busy = false;
     var ticks = 0;
+    var timer = null;
     function tick() {
       if (busy) return;
       busy = true;
@@ -121,6 +122,9 @@
         var changed = seen !== null && mark !== seen;
         seen = mark;
         body.setAttribute("data-updates", String(++ticks));
+        if (run.finished && !changed && ticks > 1) {
+          clearInterval(timer);  // nothing changes any more (a retry reloads the page)
+        }
         if (changed) {
           return get(detailsUrl, "text").then(function (html) {
             replaceHtml(document.getElementById("details"), html);
@@ -130,7 +134,7 @@
         .then(function () { busy = false; });
     }
     tick();
-    setInterval(tick, PERIOD);
+    timer = setInterval(tick, PERIOD);
     var ctx = document.querySelector("a.load-context");
     if (ctx) {
       ctx.addEventListener("click", function (ev) {
