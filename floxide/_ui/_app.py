@@ -12,6 +12,7 @@ script, style and images.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import math
 import secrets
@@ -30,7 +31,7 @@ from floxide._errors import FloxideError
 from floxide._ui import _html
 from floxide._ui._data import ACTIONS, Source
 
-__all__ = ["LOOPBACK_NAMES", "make_app"]
+__all__ = ["LOOPBACK_NAMES", "is_loopback", "make_app"]
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _SECURITY_HEADERS = [
@@ -53,7 +54,17 @@ _MAX_PER = 500
 _MAX_FORM = 16 * 1024
 
 
-class BadRequest(Exception):
+def is_loopback(host: str) -> bool:
+    """True for a name or address of this machine's loopback interface."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _BadRequest(Exception):
     """A user's mistake in a URL or form: 400 with this message."""
 
 
@@ -92,7 +103,7 @@ class _Guard:
         if self.loopback_only:
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name not in LOOPBACK_NAMES:
+            if not is_loopback(name):
                 body = b"this floxide ui answers only to a loopback host name\n"
                 await send(
                     {
@@ -133,7 +144,7 @@ def make_app(source: Source, *, loopback_only: bool = True, csrf: str | None = N
             api = request.url.path.startswith("/api/")
             try:
                 return await fn(request)
-            except BadRequest as e:
+            except _BadRequest as e:
                 if api:
                     return json_response({"error": str(e)}, 400)
                 return html(_html.message_page("Bad request", str(e), source.url), 400)
@@ -152,15 +163,15 @@ def make_app(source: Source, *, loopback_only: bool = True, csrf: str | None = N
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
+            raise _BadRequest(f"{name} must be a whole number, got {raw!r}") from None
         if not low <= value <= high:
-            raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+            raise _BadRequest(f"{name} must be between {low} and {high}, got {value}")
         return value
 
     def status_filter(request: Request) -> str | None:
         status = request.query_params.get("status") or None
         if status is not None and status not in source.statuses:
-            raise BadRequest(f"status must be one of {', '.join(source.statuses)}, got {status!r}")
+            raise _BadRequest(f"status must be one of {', '.join(source.statuses)}, got {status!r}")
         return status
 
     async def runs_data(request: Request) -> tuple[dict[str, Any], int]:
@@ -190,13 +201,12 @@ def make_app(source: Source, *, loopback_only: bool = True, csrf: str | None = N
     async def run_page(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         fragment = request.query_params.get("fragment")
-        run = await source.run(run_id)
-        if run is None:
+        found = await source.view(run_id)
+        if found is None:
             return not_found(request, f"no run {run_id!r} in {source.url}")
+        run, shape = found
         if fragment == "details":
             return html(_html.details_fragment(run))
-        shape = await source.shape(run_id)
-        assert shape is not None
         context = None
         if request.query_params.get("context"):
             context = await source.context(run_id)
@@ -263,7 +273,7 @@ def make_app(source: Source, *, loopback_only: bool = True, csrf: str | None = N
             return refused(request, 403, "missing or wrong CSRF token")
         action = (form.get("action") or [""])[0]
         if action not in ACTIONS:
-            raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+            raise _BadRequest(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
         api = request.url.path.startswith("/api/")
         try:
             status = await source.control(run_id, action)

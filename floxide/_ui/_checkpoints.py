@@ -79,11 +79,14 @@ class CheckpointSource:
             return from_description(graph)
         return from_names(record.workflow, nodes, "graph not known: the header holds none")
 
-    async def shape(self, run_id: str) -> Shape | None:
-        record = await self._load(run_id)
-        return None if record is None else self._shape(record, [])
-
     async def run(self, run_id: str, *, summary: bool = False) -> dict[str, Any] | None:
+        found = await self.view(run_id, summary=summary)
+        return None if found is None else found[0]
+
+    async def view(
+        self, run_id: str, *, summary: bool = False
+    ) -> tuple[dict[str, Any], Shape] | None:
+        """The run's data and the shape of its graph (None for an unknown run)."""
         record = await self._load(run_id)
         if record is None:
             return None
@@ -177,7 +180,7 @@ class CheckpointSource:
                 for k, v in zip(record.items, items, strict=True)
             ]
             out["joins"] = self._joins(record)
-        return out
+        return out, shape
 
     def _joins(self, record: StoredCheckpoint) -> list[dict[str, Any]]:
         """Each open join scope: its source, the joins waiting on it, how many branches

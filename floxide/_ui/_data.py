@@ -52,7 +52,9 @@ class Source(Protocol):
 
     async def run(self, run_id: str, *, summary: bool = False) -> dict[str, Any] | None: ...
 
-    async def shape(self, run_id: str) -> Shape | None: ...
+    async def view(
+        self, run_id: str, *, summary: bool = False
+    ) -> tuple[dict[str, Any], Shape] | None: ...
 
     async def context(self, run_id: str) -> Any: ...
 
@@ -201,12 +203,6 @@ class BackendSource:
             "error": rec.error,
         }
 
-    async def shape(self, run_id: str) -> Shape | None:
-        rec = await self.backend.get_run(run_id)
-        if rec is None:
-            return None
-        return await self._shape(rec, await self.backend.metrics(run_id), {}, [])
-
     async def _shape(
         self,
         rec: RunRecord,
@@ -228,6 +224,13 @@ class BackendSource:
         return loaded
 
     async def run(self, run_id: str, *, summary: bool = False) -> dict[str, Any] | None:
+        found = await self.view(run_id, summary=summary)
+        return None if found is None else found[0]
+
+    async def view(
+        self, run_id: str, *, summary: bool = False
+    ) -> tuple[dict[str, Any], Shape] | None:
+        """The run's data and the shape of its graph (None for an unknown run)."""
         rec = await self.backend.get_run(run_id)
         if rec is None:
             return None
@@ -303,7 +306,7 @@ class BackendSource:
                 {"position": list(o.position), "node": o.node, "value": _output_value(o.value)}
                 for o in outputs[:LIST_LIMIT]
             ]
-        return out
+        return out, shape
 
     async def context(self, run_id: str) -> Any:
         ctx = await self.backend.context(run_id)

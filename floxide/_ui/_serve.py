@@ -7,7 +7,6 @@ error before any request is answered; the bound address (with the real port when
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import TextIO
 
@@ -17,19 +16,10 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from floxide._errors import CliError
-from floxide._ui._app import LOOPBACK_NAMES, make_app
+from floxide._ui._app import is_loopback, make_app
 from floxide._ui._data import Source
 
-__all__ = ["is_loopback", "serve"]
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["serve"]
 
 
 async def serve(source: Source, host: str, port: int, out: TextIO) -> None:
