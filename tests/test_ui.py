@@ -369,6 +369,7 @@ def test_checkpoint_store_runs_are_listed_and_drawn(tmp_path: Path) -> None:
         assert r.status_code == 403
         assert httpx.get(f"{ui.url}/runs/nope").status_code == 404
         assert httpx.get(f"{ui.url}/api/workers").json() == []
+    assert ui.proc.returncode == 0  # SIGINT stops it normally
     assert path.read_bytes() == before  # the store was only read
 
 
