@@ -364,6 +364,7 @@ def test_checkpoint_store_runs_are_listed_and_drawn(tmp_path: Path) -> None:
         assert open_run["joins"][0]["joins"] == ["total"]
         page = httpx.get(f"{ui.url}/runs/cp-open").text
         assert 'data-node="total"' in page and "Join state" in page and "Pending items" in page
+        assert "runs inside its composite" in page  # polish's workflow, nested
         assert "<form" not in page  # a checkpointed run is steered by its program
         r = httpx.post(f"{ui.url}/runs/cp-open", data={"action": "pause"})
         assert r.status_code == 403

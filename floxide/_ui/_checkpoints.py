@@ -1,6 +1,7 @@
 """The UI's data for a checkpoint store (`floxide ui --checkpoints runs.db`).
 
-A checkpointed run's header holds its graph description, so it is drawn exactly; its
+A checkpointed run's header holds its graph description, so it is drawn exactly (from
+the workflow's class when its module imports here, for node kinds and composites); its
 stored work items, join scopes, collected values and outputs are plain JSON, read here
 without the workflow's types. A checkpointed run is steered by the program that resumes
 it (`Workflow.resume`), not by the UI: the page shows it and offers no button. Opening the
@@ -14,7 +15,7 @@ from typing import Any
 
 from floxide._errors import CheckpointError
 from floxide._ui._data import RunPage, decoded
-from floxide._ui._shape import Shape, from_description, from_names
+from floxide._ui._shape import Shape, from_description, from_names, shape_of_queue
 from floxide.checkpoints import CheckpointStore, RunInfo, StoredCheckpoint
 
 __all__ = ["CheckpointSource"]
@@ -74,7 +75,17 @@ class CheckpointSource:
             raise
 
     def _shape(self, record: StoredCheckpoint, nodes: Sequence[str]) -> Shape:
-        graph = _meta(record).get("graph")
+        meta = _meta(record)
+        module, name, fingerprint = (
+            meta.get("module"),
+            meta.get("workflow"),
+            meta.get("fingerprint"),
+        )
+        if all(isinstance(v, str) for v in (module, name, fingerprint)):
+            found = shape_of_queue(f"{module}.{name}@{fingerprint}")
+            if not isinstance(found, str):  # the class itself: node kinds, composites
+                return found
+        graph = meta.get("graph")
         if isinstance(graph, dict):
             return from_description(graph)
         return from_names(record.workflow, nodes, "graph not known: the header holds none")
