@@ -8,6 +8,12 @@ while this program shows live progress, then prints the result, the context ever
 contributed to, and the retries. Workers and files are cleaned up at the end.
 
     python -m examples.demo
+
+To watch the run in a browser, keep its database and slow it down, and start `floxide ui`
+on it from a second terminal once the demo has started:
+
+    FLOXIDE_DEMO_DB=demo.db FLOXIDE_DEMO_DELAY=2 make demo
+    floxide ui --backend sqlite:///demo.db        # then open http://127.0.0.1:8000/
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ class FetchPrice(Node[Shop, str, int]):
     state_dir: str
 
     async def process(self, ctx: Shop, input: str) -> Transition[int]:
-        await trio.sleep(0.3)  # a slow remote call
+        await trio.sleep(float(os.environ.get("FLOXIDE_DEMO_DELAY") or 0.3))  # a slow call
         calls = Path(self.state_dir) / f"calls-{zlib.crc32(input.encode())}"
         n = int(calls.read_text()) if calls.exists() else 0
         calls.write_text(str(n + 1))
@@ -175,7 +181,9 @@ async def follow(url: str) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="floxide-demo-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        kept = os.environ.get("FLOXIDE_DEMO_DB")
+        url = f"sqlite:///{Path(kept).resolve() if kept else Path(tmp) / 'demo.db'}"
+        print(f"watch it: floxide ui --backend {url}  (FLOXIDE_DEMO_DB=PATH keeps the file)")
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")

@@ -44,6 +44,7 @@ ALLOWED_PRIVATE_EXCEPTIONS = {
     # the PostgreSQL transaction runner's signals: roll back and return, run a group again
     ("floxide.backends._postgres_conn", "Rollback"),
     ("floxide.backends._postgres_conn", "_Redo"),
+    ("floxide._ui._app", "_BadRequest"),  # a bad URL or form: answered 400 by the route
 }
 
 

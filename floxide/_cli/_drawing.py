@@ -18,10 +18,10 @@ from floxide._timeout import TimeoutNode
 from floxide._workflow import Workflow
 from floxide.serde import type_name
 
-__all__ = ["dot", "mermaid"]
+__all__ = ["dot", "mermaid", "unwrap"]
 
 
-def _unwrap(node: Node[Any, Any, Any]) -> tuple[list[str], Node[Any, Any, Any]]:
+def unwrap(node: Node[Any, Any, Any]) -> tuple[list[str], Node[Any, Any, Any]]:
     """The wrappers around a node, outermost first, and the node inside them."""
     wrappers: list[str] = []
     while True:
@@ -40,7 +40,7 @@ def _unwrap(node: Node[Any, Any, Any]) -> tuple[list[str], Node[Any, Any, Any]]:
 
 def _label(wf: Workflow[Any, Any, Any], name: str) -> str:
     _, tin, tout = wf.graph.node_types(name)
-    wrappers, inner = _unwrap(wf.nodes[name])
+    wrappers, inner = unwrap(wf.nodes[name])
     kind = type(inner).__name__
     extra = f" [{', '.join(wrappers)}]" if wrappers else ""
     return f"{name}: {kind}{extra}\n{type_name(tin)} -> {type_name(tout)}"
@@ -78,7 +78,7 @@ def mermaid(wf: Workflow[Any, Any, Any]) -> str:
         for n in w.graph.node_names:
             counter[0] += 1
             ids[n] = f"n{counter[0]}"
-            _, inner = _unwrap(w.nodes[n])
+            _, inner = unwrap(w.nodes[n])
             if isinstance(inner, CompositeNode):
                 out.append(f'{indent}subgraph {ids[n]}["{q(_label(w, n))}"]')
                 inner_ids = draw(inner.workflow, indent + "  ")
@@ -115,7 +115,7 @@ def dot(wf: Workflow[Any, Any, Any]) -> str:
         for n in w.graph.node_names:
             counter[0] += 1
             ids[n] = f"n{counter[0]}"
-            _, inner = _unwrap(w.nodes[n])
+            _, inner = unwrap(w.nodes[n])
             if isinstance(inner, CompositeNode):
                 out.append(f"{indent}subgraph cluster_{ids[n]} {{")
                 out.append(f'{indent}  label="{q(_label(w, n))}";')

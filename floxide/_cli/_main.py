@@ -17,12 +17,12 @@ from typing import Any
 
 import trio
 
-from floxide._cli import check, graph, run, runs, worker, workers
+from floxide._cli import check, graph, run, runs, ui, worker, workers
 from floxide._errors import CliError, FloxideError, UnknownRunError
 
 __all__ = ["COMMANDS", "main", "parser"]
 
-COMMANDS: tuple[Any, ...] = (run, worker, runs, workers, graph, check)
+COMMANDS: tuple[Any, ...] = (run, worker, runs, workers, graph, check, ui)
 """The subcommand modules, in the order `--help` lists them (each has `add(subparsers)`)."""
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

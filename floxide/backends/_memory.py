@@ -240,6 +240,14 @@ class MemoryBackend:
         recs = [r.record for r in self._s.runs.values() if queue in (None, r.record.queue)]
         return sorted(recs, key=lambda r: r.created_at, reverse=True)
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+        recs = [r for r in await self.list_runs() if status in (None, r.status)]
+        return recs[offset : offset + limit], len(recs)
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         run = self._record(run_id)
         now = time.time()
@@ -343,6 +351,19 @@ class MemoryBackend:
             queued=sum(s != "leased" for s in states),
             per_node=dict(run.per_node),
         )
+
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty for a finished run."""
+        run = self._s.runs.get(run_id)
+        out: dict[str, tuple[int, int]] = {}
+        if run is None or not run.record.status.live:
+            return out
+        for i in run.live_items:
+            item = self._s.items[(run_id, i)]
+            queued, leased = out.get(item.node, (0, 0))
+            leasing = item.state == "leased"
+            out[item.node] = (queued + (not leasing), leased + leasing)
+        return out
 
     # -- work ---------------------------------------------------------------------------
     async def lease(

@@ -213,6 +213,24 @@ class PostgresBackend:
 
         return await self._tx(q)
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+
+        def q(conn: Conn) -> tuple[list[RunRecord], int]:
+            where, args = ("", ()) if status is None else (" WHERE status = %s", (status,))
+            total = conn.execute("SELECT count(*) FROM runs" + where, args).fetchone()
+            rows = conn.execute(
+                f"SELECT {RUN_COLS} FROM runs{where} ORDER BY created_at DESC"
+                " LIMIT %s OFFSET %s",
+                (*args, limit, offset),
+            ).fetchall()
+            return [run_record(r) for r in rows], int(total[0]) if total else 0
+
+        return await self._tx(q)
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
@@ -343,6 +361,22 @@ class PostgresBackend:
                 (run_id,),
             ).fetchall()
             return [ErrorRecord(*tuple(r)) for r in rows]
+
+        return await self._tx(q)
+
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty unless the run is live."""
+
+        def q(conn: Conn) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT i.node, count(*) FILTER (WHERE i.state <> 'leased'),"
+                " count(*) FILTER (WHERE i.state = 'leased') FROM items i"
+                " JOIN runs r ON r.run_id = i.run_id"
+                " WHERE i.run_id = %s AND r.status IN ('pending', 'running', 'paused')"
+                " GROUP BY i.node",
+                (run_id,),
+            ).fetchall()
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
         return await self._tx(q)
 

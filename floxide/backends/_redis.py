@@ -198,6 +198,7 @@ class RedisBackend:
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
+                "NODE_COUNTS",
                 "RETRY_RUN",
             )
         }
@@ -413,7 +414,7 @@ class RedisBackend:
 
     async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
         async with self._conn("list runs") as c:
-            ids = await c.zrevrange(self._k("runs"), 0, -1)
+            ids = await c.zrange(self._k("runs"), 0, -1, rev=True)
             out: list[RunRecord] = []
             gone: list[bytes] = []
             for raw in ids:
@@ -427,6 +428,26 @@ class RedisBackend:
             if gone:
                 await c.zrem(self._k("runs"), gone)
             return out
+
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+        if status is not None:
+            recs = [r for r in await self.list_runs() if r.status == status]
+            return recs[offset : offset + limit], len(recs)
+        async with self._conn("list runs") as c:
+            total = int(await c.zcard(self._k("runs")))
+            last = max(offset, offset + limit - 1)
+            ids = await c.zrange(self._k("runs"), offset, last, rev=True)
+            out: list[RunRecord] = []
+            for raw in ids if limit > 0 else ():
+                if isinstance(raw, bytes):
+                    rec = await self._get(c, _unrid(_s(raw)))
+                    if rec is not None:
+                        out.append(rec)
+            return out, total
 
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
@@ -536,6 +557,19 @@ class RedisBackend:
                     for n, m in per.items()
                 },
             )
+
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); empty unless the run is live."""
+        rid = _rid(run_id)
+        async with self._conn("node load") as c:
+            status = await c.hget(self._k("run", rid), b"status")
+        if status is None or RunStatus(_s(status)).finished:
+            return {}
+        raw = await self._script("NODE_COUNTS", [rid])
+        with self._reading(run_id, "node load"):
+            return {
+                _s(raw[i]): (int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
+            }
 
     # -- work ---------------------------------------------------------------------------
     async def lease(

@@ -641,3 +641,25 @@ end
 return {leased, queued}
 """
 )
+
+# ARGV: P, TTL, run_id -> {node, queued, leased, node, queued, leased, ...}
+NODE_COUNTS = (
+    PRELUDE
+    + r"""
+local run_id = ARGV[3]
+local counts, order = {}, {}
+for _, id in ipairs(redis.call('SMEMBERS', P .. ':run:' .. run_id .. ':live')) do
+  local f = redis.call('HMGET', P .. ':item:' .. run_id .. ':' .. id, 'node', 'state')
+  if f[1] then
+    local c = counts[f[1]]
+    if not c then c = {0, 0}; counts[f[1]] = c; table.insert(order, f[1]) end
+    if f[2] == 'leased' then c[2] = c[2] + 1 else c[1] = c[1] + 1 end
+  end
+end
+local out = {}
+for _, node in ipairs(order) do
+  table.insert(out, node); table.insert(out, counts[node][1]); table.insert(out, counts[node][2])
+end
+return out
+"""
+)

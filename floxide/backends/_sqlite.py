@@ -196,6 +196,23 @@ class SqliteBackend:
 
         return await self._file.read(q)
 
+    async def list_runs_page(
+        self, status: str | None, offset: int, limit: int
+    ) -> tuple[list[RunRecord], int]:
+        """A page of `list_runs()` (all queues), optionally of one status, and how many
+        runs that listing holds in all."""
+
+        def q(conn: sqlite3.Connection) -> tuple[list[RunRecord], int]:
+            where, args = ("", ()) if status is None else (" WHERE status = ?", (status,))
+            total = conn.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {RUN_COLS} FROM runs{where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+            return [run_record(r) for r in rows], int(total)
+
+        return await self._file.read(q)
+
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
@@ -341,6 +358,20 @@ class SqliteBackend:
             return [
                 ErrorRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows
             ]
+
+        return await self._file.read(q)
+
+    async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Items not yet done per node, as (queued, in flight); a failed run's kept items
+        (waiting for a retry) are not counted."""
+
+        def q(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+            rows = conn.execute(
+                "SELECT node, sum(state != 'leased'), sum(state = 'leased') FROM items"
+                " WHERE run_id = ? AND state != 'failed' GROUP BY node",
+                (run_id,),
+            ).fetchall()
+            return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
         return await self._file.read(q)
 

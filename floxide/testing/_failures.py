@@ -1,11 +1,15 @@
 """Properties of failures: the error log keeps each failed attempt's traceback and whether
 the run went on (`handled`), failures a fallback took over are logged and counted with
-their step, and a failed run keeps its work state so `retry_run` continues it.
+their step, and a failed run keeps its work state so `retry_run` continues it; the
+optional `node_load` counts a live run's items per node and the optional
+`list_runs_page` pages the runs list.
 """
 
 from __future__ import annotations
 
 import time
+
+import trio
 
 from floxide.backends._base import (
     Backend,
@@ -133,9 +137,65 @@ async def worker_load(b: Backend) -> None:
     expect(got == [info], f"a worker's graph and load were stored as {got}")
 
 
+async def node_load(b: Backend) -> None:
+    """The optional `node_load(run_id)` (the UI's per-node queued / in flight counts)."""
+    load = getattr(b, "node_load", None)
+    if load is None:
+        return
+    run = new_run(item(1, "a"), item(2, "b"), item(3, "b"))
+    await b.create_run(run)
+    got = await load(run.run_id)
+    expect(got == {"a": (1, 0), "b": (2, 0)}, f"node_load of a new run is {got}")
+    lease = await must_lease(b)
+    got = await load(run.run_id)
+    expect(got == {"a": (0, 1), "b": (2, 0)}, f"node_load with item 1 leased is {got}")
+    expect(await b.commit(lease, plan()) is CommitResult.COMMITTED, "the commit was not applied")
+    got = await load(run.run_id)
+    expect(got == {"b": (2, 0)}, f"node_load after item 1 was done is {got}")
+    await b.control(run.run_id, "cancel")
+    got = await load(run.run_id)
+    expect(got == {}, f"node_load of a cancelled run is {got}")
+    expect(await load("no-such-run") == {}, "node_load of an unknown run is not empty")
+
+
+async def list_runs_page(b: Backend) -> None:
+    """The optional `list_runs_page(status, offset, limit)` (the UI's paged runs list) is
+    a page of `list_runs()`, filtered by status, with the filtered listing's size."""
+    page = getattr(b, "list_runs_page", None)
+    if page is None:
+        return
+    runs = []
+    for _ in range(5):
+        runs.append(new_run(item(1)))
+        await b.create_run(runs[-1])
+        await trio.sleep(0.002)  # distinct creation times
+    await b.control(runs[1].run_id, "pause")
+    await b.control(runs[3].run_id, "pause")
+    every = [r.run_id for r in await b.list_runs()]
+    mine = [r.run_id for r in runs]
+    expect([i for i in every if i in mine] == mine[::-1], "list_runs is not newest first")
+    got, total = await page(None, 1, 2)
+    expect(
+        ([r.run_id for r in got], total) == (every[1:3], len(every)),
+        f"list_runs_page(None, 1, 2) gave {[r.run_id for r in got]} of {total}",
+    )
+    paused = [r.run_id for r in await b.list_runs() if r.status is RunStatus.PAUSED]
+    got, total = await page("paused", 0, 10)
+    expect(
+        ([r.run_id for r in got], total) == (paused, len(paused)),
+        f"list_runs_page('paused', 0, 10) gave {[r.run_id for r in got]} of {total}",
+    )
+    got, total = await page("paused", 1, 1)
+    expect([r.run_id for r in got] == paused[1:2], "list_runs_page pages a filtered listing")
+    got, total = await page(None, len(every), 5)
+    expect(got == [] and total == len(every), "a page past the end is empty")
+
+
 PROPERTIES = (
     Property("tracebacks", tracebacks),
     Property("handled failures", handled_failures),
     Property("retry a failed run", retry_failed_run),
     Property("worker load", worker_load),
+    Property("node load", node_load),
+    Property("paged run listing", list_runs_page),
 )
