@@ -3,7 +3,8 @@
 `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB?floxide_schema=NAME` (libpq's URL; other query
 options go to libpq). The tables (`_postgres_tables`) live in a schema of their own, created
 and migrated on first use. Every operation is one transaction in a worker thread
-(`_postgres_conn.Pool`); leasing and applying a step are `_postgres_steps`.
+(`_postgres_conn.Pool`); leasing is `_postgres_take`, applying a step `_postgres_steps`
+(alone) and `_postgres_group` (with the commits queued meanwhile).
 
 Locking: leasing takes ready items with `SELECT ... FOR UPDATE SKIP LOCKED`, so workers
 never wait on each other's items, and holds their runs' rows in KEY SHARE mode: `control`

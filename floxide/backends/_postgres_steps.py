@@ -1,17 +1,9 @@
-"""The PostgreSQL backend's statements that take work and apply steps, inside a transaction.
+"""Applying one step on PostgreSQL, inside a transaction (leasing is `_postgres_take`).
 
-`take` leases ready items (`SELECT ... FOR UPDATE SKIP LOCKED`, the runs' rows held in KEY
-SHARE mode) and fails the runs found past their deadline; `commit` applies one step: its
-first statement checks the lease and writes what the step made, the join scopes are
-counted by the rulebook over `Scopes`, and the run's row is updated last. `notify` queues
-the LISTEN/NOTIFY wake-ups that go out when the transaction commits.
-
-Alone, a chain step is one statement in autocommit mode (`_postgres_sql.chain`). In a group
-of commits (`Pool.run_grouped`), each step's first statement is pipelined and its counts
-left to `_Step.settle`, which locks each run's scopes and row once, counts every step with
-the rulebook in memory (`_GroupScopes`) and writes the counts back, and leases the slots
-the steps free in the same transaction: commits of other workers wait for those rows only
-from the group's end to its COMMIT, and a freed slot costs no lease transaction.
+`commit`'s first statement checks the lease and writes what the step made (`_postgres_sql`);
+the join scopes are counted by the rulebook over `Scopes`, and the run's row is updated
+last. Alone (autocommit mode), a chain step is one statement (`_postgres_sql.chain`); in a
+group of commits, a `simple` step is left to `_postgres_group.Step.settle`.
 """
 
 from __future__ import annotations
@@ -39,6 +31,7 @@ from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
 from floxide.backends._postgres_take import FINISH, Committed, finish, notify, take
 
 __all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
+
 
 class _Counted:
     """`Scopes` with one `add_open` already applied by the first statement (its result):
