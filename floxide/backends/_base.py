@@ -11,6 +11,7 @@ once per work item and only while the committing worker still holds the item's l
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
@@ -18,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from floxide import _step
+from floxide._errors import UnreadableDataError
 
 __all__ = [
     "UNREADABLE_KIND",
@@ -39,7 +41,9 @@ __all__ = [
     "ScopeTable",
     "WorkerInfo",
     "count_scopes",
+    "missing_scope",
     "unreadable",
+    "unreadable_error",
     "unreadable_record",
 ]
 
@@ -274,6 +278,24 @@ def unreadable(run_id: str, what: str) -> str:
     """Why a run whose stored `what` (a field, an entry) cannot be read failed; the Lua
     scripts of the Redis backend write the same words."""
     return f"stored data of run {run_id} cannot be read: {what}"
+
+
+def missing_scope(scope_id: str) -> UnreadableDataError:
+    """A live run's step carries a join scope that has no stored count: the run's join
+    state was changed by another hand, so the run fails (`unreadable_error`), not the step."""
+    return UnreadableDataError(f"join scope {scope_id!r} (missing)")
+
+
+def unreadable_error(lease: Lease, what: str) -> ErrorRecord:
+    """The error that fails a run whose stored `what` a commit of `lease` could not read."""
+    return ErrorRecord(
+        lease.node,
+        lease.item_id,
+        lease.attempt,
+        UNREADABLE_KIND,
+        unreadable(lease.run_id, what),
+        time.time(),
+    )
 
 
 def unreadable_record(run_id: str, what: str, workflow: str = "?") -> RunRecord:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import trio
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, UnreadableDataError
 from floxide.backends import _postgres_steps as steps
 from floxide.backends._base import (
     UNREADABLE_KIND,
@@ -55,6 +55,7 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
     unreadable,
+    unreadable_error,
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
@@ -475,7 +476,11 @@ class PostgresBackend:
         def tx(conn: Conn, defer: bool) -> steps.Committed | Deferred:
             return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds, defer)
 
-        result, got, ended = await self._pool.run_grouped(tx)
+        try:
+            result, got, ended = await self._pool.run_grouped(tx)
+        except UnreadableDataError as e:  # rolled back: fail the run alone
+            await self.fail_run(lease.run_id, unreadable_error(lease, e.what))
+            return CommitResult.INACTIVE, []
         if ended:
             await self._cleanup([lease.run_id])
         return result, got

@@ -24,9 +24,16 @@ from typing import Any
 
 import psycopg
 
-from floxide._errors import BackendError
 from floxide.backends import _postgres_sql as sql
-from floxide.backends._base import CommitPlan, CommitResult, Lease, NewItem, RunStatus, count_scopes
+from floxide.backends._base import (
+    CommitPlan,
+    CommitResult,
+    Lease,
+    NewItem,
+    RunStatus,
+    count_scopes,
+    missing_scope,
+)
 from floxide.backends._postgres_conn import Conn, Deferred, Rollback
 from floxide.backends._postgres_tables import LIVE, Scopes, insert_items
 from floxide.backends._postgres_take import Committed, notify, send_take, taken
@@ -209,7 +216,7 @@ class _GroupScopes:
 
     def add_open(self, scope_id: str, delta: int) -> int:
         if scope_id not in self.counts:
-            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+            raise missing_scope(scope_id)
         self.counts[scope_id] += delta
         self.changed.add(scope_id)
         return self.counts[scope_id]

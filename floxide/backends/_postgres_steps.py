@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from floxide._errors import BackendError
 from floxide.backends import _postgres_sql as sql
 from floxide.backends._base import (
     CommitPlan,
@@ -24,6 +23,7 @@ from floxide.backends._base import (
     RunStatus,
     ScopeTable,
     count_scopes,
+    missing_scope,
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Rollback
 from floxide.backends._postgres_group import Step
@@ -99,7 +99,7 @@ def _commit(
     assert row is not None
     scopes: ScopeTable = Scopes(conn, run_id)
     if sql.simple(plan) and plan.scopes and row[6] is None:
-        raise BackendError(f"join scope {plan.scopes[0]!r} of run {run_id!r} is missing")
+        raise missing_scope(plan.scopes[0])
     if sql.simple(plan) and plan.scopes and row[6] == 0:  # the scope closed: fire its joins
         scopes = _Counted(Scopes(conn, run_id), plan.scopes[0], 0)
     elif sql.simple(plan):

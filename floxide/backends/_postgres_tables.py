@@ -20,7 +20,13 @@ import psycopg
 from psycopg import sql
 
 from floxide._errors import BackendError
-from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus
+from floxide.backends._base import (
+    ErrorRecord,
+    NewItem,
+    RunRecord,
+    RunStatus,
+    missing_scope,
+)
 from floxide.backends._sqlite_tables import decode_fired, encode_fired
 
 __all__ = [
@@ -191,7 +197,7 @@ class Scopes:
             (delta, self.run_id, scope_id),
         ).fetchone()
         if row is None:
-            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+            raise missing_scope(scope_id)
         return int(row[0])
 
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:

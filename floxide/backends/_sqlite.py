@@ -58,6 +58,7 @@ from floxide.backends._base import (
     WorkerInfo,
     count_scopes,
     unreadable,
+    unreadable_error,
 )
 from floxide.backends._sqlite_tables import (
     RUN_COLS,
@@ -577,7 +578,11 @@ class SqliteBackend:
             got, _ = self._take(conn, run["queue"], lease.worker_id, limit, lease_seconds)
             return CommitResult.COMMITTED, got
 
-        result = await self._file.write(tx)
+        try:
+            result = await self._file.write(tx)
+        except UnreadableDataError as e:  # its savepoint undid the step: fail the run alone
+            await self.fail_run(lease.run_id, unreadable_error(lease, e.what))
+            return CommitResult.INACTIVE, []
         self._wake()
         return result
 

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from floxide._errors import BackendError, UnreadableDataError
-from floxide.backends._base import ErrorRecord, NewItem, RunRecord, RunStatus, unreadable_record
+from floxide.backends._base import (
+    ErrorRecord,
+    NewItem,
+    RunRecord,
+    RunStatus,
+    missing_scope,
+    unreadable_record,
+)
 
 __all__ = [
     "RUN_COLS",
@@ -248,7 +255,7 @@ class Scopes:
             (delta, self.run_id, scope_id),
         ).fetchone()
         if row is None:
-            raise BackendError(f"join scope {scope_id!r} of run {self.run_id!r} is missing")
+            raise missing_scope(scope_id)
         return int(row[0])
 
     def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
