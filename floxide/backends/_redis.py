@@ -1,29 +1,33 @@
-"""The Redis backend (coredis, trio-native): many worker processes on many machines.
+"""The Redis backend (coredis, trio-native): many worker processes on many machines, on
+one Redis server (`redis[s]://`) or a Redis Cluster (`redis[s]+cluster://`).
 
 Every change to a run is one Lua script (create, lease, heartbeat, commit, retry, release,
 reap, control, fail), so it is atomic on the server; see `_redis_lua` for the key layout.
-Idle workers block on a per-queue wake-up list (`BLPOP`), never sleep-poll; the wait is
-bounded by the next delayed retry. Waiting for a run blocks on its `done` list. Finished
-runs expire after `ttl` seconds. Keys live under `prefix` (several deployments can share a
-server). Redis Cluster is not supported (the scripts compute their keys). Run ids are
-escaped where keys and queue members hold them (`_rid`), so every run id keeps its own keys.
+Every key a script touches is passed in KEYS, and a run's keys share the hash tag of the
+queue shard the run is pinned to (`_redis_keys`): a script touches one slot of a cluster,
+and a deployment's queues are spread over `shards` slots. Workers lease from the shards
+in turn; idle ones block on the shards' wake-up lists (`BLPOP`: all of them at once on one
+server, one at a time briefly on a cluster), never sleep-poll; the wait is bounded by the
+next delayed retry. Waiting for a run blocks on its `done` list. Finished runs expire
+after `ttl` seconds. Keys live under `prefix` (several deployments can share a server).
+Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
+keeps its own keys.
 
-Join scopes are counted inside the commit script, so concurrent commits of one fan-out
-never contend. A step that changed the context commits optimistically: the script writes
-it only if the stored context is still the version the step read; otherwise the step's
-context is merged into the fresh one (the context's `merge`) and the commit sent again.
+A chain step is one round trip: the commit leases the item it made to the committing
+worker (`commit_and_lease`). Join scopes are counted inside the commit script, so
+concurrent commits of one fan-out never contend. A step that changed the context commits
+optimistically: the script writes it only if the stored context is still the version the
+step read; otherwise the step's context is merged into the fresh one (the context's
+`merge`) and the commit sent again.
 
-Connections: inside `async with backend.connected():` operations share one connection pool (workers
+Connections: inside `async with backend.connected():` operations share one client (workers
 and the orchestrator hold one while they run); outside it, each operation opens its own.
-Scripts, the hot path, go straight to one pooled connection held for the whole block
-(`BaseConnection.create_request`, multiplexed as coredis multiplexes its own commands): the
-client's per-command layers (argument checks, retry wrappers, telemetry, pool checkout)
-cost more than the round trip itself. Blocking waits (`BLPOP`, `BLMOVE`) keep to the client,
-which gives them connections of their own.
+Scripts go straight to held connections (`_redis_conn`); blocking waits (`BLPOP`, `BLMOVE`)
+keep to the client, which gives them connections of their own.
 
 Why over 700 lines: this is the whole `Backend` protocol for one engine, one method per
-operation, each a thin call of its script; the URL (`_redis_url`), the key escaping
-(`_redis_keys`) and the scripts (`_redis_lua`) already live apart.
+operation, each a thin call of its script; the URL (`_redis_url`), the keys
+(`_redis_keys`), the connections (`_redis_conn`) and the scripts (`_redis_lua`) live apart.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ import coredis
 import coredis.exceptions
 import trio
 from coredis.commands.script import Script
-from coredis.connection import BaseConnection
 
 from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
 from floxide.backends import _redis_lua as lua
@@ -63,6 +66,8 @@ from floxide.backends._base import (
     unreadable,
     unreadable_record,
 )
+from floxide.backends._redis_conn import ClusterSession, Session
+from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
 from floxide.backends._redis_url import TlsOptions, parse_redis_url
@@ -82,47 +87,14 @@ _LOST = (
 """A connection lost or refused (coredis' streams closed under it included)."""
 _REDIS_ERRORS = (coredis.exceptions.RedisError, *_LOST)
 """What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
-_Client = coredis.Redis[bytes]
+_Client = Any
+"""`coredis.Redis[bytes]` or `coredis.RedisCluster[bytes]`."""
 _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
-
-
-class _Session:
-    """One `connected()` block: its client, and the connection its scripts are sent on.
-
-    The connection is checked out of the client's pool for the whole block, so the pool
-    never hands it to a blocking command (whose reply would hold up the scripts behind it).
-    """
-
-    def __init__(self, client: _Client) -> None:
-        self.client = client
-        self.conn: BaseConnection | None = None
-        self._lock = trio.Lock()
-
-    async def connection(self) -> BaseConnection:
-        conn = self.conn
-        if conn is not None and conn.usable:
-            return conn
-        async with self._lock:
-            conn = self.conn
-            if conn is None or not conn.usable:
-                pool = self.client.connection_pool
-                if conn is not None:
-                    pool.release(conn)  # an unusable connection is dropped, not pooled
-                    self.conn = None
-                conn = self.conn = await pool.get_connection()
-            return conn
-
-    def drop(self, conn: BaseConnection) -> None:
-        """Forget `conn` (lost): the next script gets a fresh connection."""
-        if self.conn is conn:
-            self.client.connection_pool.release(conn)
-            self.conn = None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.client.connection_pool.release(self.conn)
-            self.conn = None
+_CLUSTER_BLOCK = 0.1
+"""On a cluster, how long an idle worker blocks on one shard's wake-up list before the next."""
+_PROMOTE_EVERY = 0.05
+"""How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
 
 def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
@@ -161,12 +133,22 @@ class RedisBackend:
         worker_ttl: float = 30.0,
         connect_timeout: float = 5.0,
         tls: TlsOptions | None = None,
+        cluster_nodes: Sequence[tuple[str, int]] = (),
+        shards: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.db = db
+        self.cluster_nodes = tuple(cluster_nodes)
+        """Seed nodes of a Redis Cluster (empty: one server)."""
+        self.shards = shards if shards is not None else (16 if self.cluster_nodes else 1)
         scheme = "redis" if tls is None else "rediss"
-        self.url = masked_url(url or f"{scheme}://{host}:{port}/{db}")
+        if self.cluster_nodes:
+            seeds = ",".join(f"{h}:{p}" for h, p in self.cluster_nodes)
+            default = f"{scheme}+cluster://{seeds}"
+        else:
+            default = f"{scheme}://{host}:{port}/{db}"
+        self.url = masked_url(url or default)
         self._ssl = None if tls is None else tls.context()
         self._password = password
         self._username = username
@@ -174,7 +156,15 @@ class RedisBackend:
         self.ttl = ttl
         self.worker_ttl = worker_ttl
         self.connect_timeout = connect_timeout
-        self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
+        self._keys = Keys(prefix, self.shards)
+        self._queue_of: dict[str, str] = {}
+        """Run id (as keys hold it) -> its queue, as leases showed it (bounded)."""
+        self._cursor: dict[str, int] = {}
+        """Queue -> the shard whose wake-up list an idle worker blocks on next (cluster)."""
+        self._guess: dict[str, str] = {}
+        """Queue -> the run last seen at the head of its ready list (one shard)."""
+        self._promoted: dict[tuple[str, int], float] = {}
+        self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
         self._scripts: dict[str, Script[bytes]] = {
@@ -186,7 +176,9 @@ class RedisBackend:
                 "COMMIT",
                 "RETRY",
                 "RELEASE",
-                "REAP",
+                "REAP_SCAN",
+                "REAP_RUN",
+                "REAP_WORKERS",
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
@@ -196,7 +188,7 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float = 7 * 86400) -> RedisBackend:
-        """A backend for a `redis://` or `rediss://` URL (see `_redis_url`)."""
+        """A backend for a `redis[s]://` or `redis[s]+cluster://` URL (see `_redis_url`)."""
         target = parse_redis_url(url)
         return cls(
             target.host,
@@ -208,6 +200,8 @@ class RedisBackend:
             prefix=target.prefix,
             ttl=ttl,
             tls=target.tls,
+            cluster_nodes=target.nodes,
+            shards=target.shards,
         )
 
     def __repr__(self) -> str:
@@ -215,6 +209,15 @@ class RedisBackend:
 
     # -- connections --------------------------------------------------------------------
     def _new_client(self) -> _Client:
+        if self.cluster_nodes:
+            return coredis.RedisCluster(
+                startup_nodes=[coredis.connection.TCPLocation(h, p) for h, p in self.cluster_nodes],
+                username=self._username,
+                password=self._password,
+                connect_timeout=self.connect_timeout,
+                decode_responses=False,
+                ssl_context=self._ssl,
+            )
         return coredis.Redis(
             self.host,
             self.port,
@@ -233,7 +236,7 @@ class RedisBackend:
             yield
             return
         async with self._wrap("connect"), self._new_client() as client:
-            session = _Session(client)
+            session = ClusterSession(client) if self.cluster_nodes else Session(client)
             token = self._session.set(session)
             try:
                 yield
@@ -294,33 +297,43 @@ class RedisBackend:
         async with self._wrap(what), self._new_client() as fresh:
             yield fresh
 
-    async def _script(self, name: str, args: Sequence[Any]) -> Any:
-        """Run script `name` (EVALSHA, loading it first if the server lacks it)."""
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script `name` on `keys` (EVALSHA, loading it first if the server lacks it)."""
         session = self._session.get()
         if session is None:
             async with self.connected():
-                return await self._script(name, args)
+                return await self._script(name, keys, args)
         script = self._scripts[name]
-        argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
+        argv = [max(1, int(self.ttl * 1000)), *args]
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
-            conn: BaseConnection | None = None
             try:
-                conn = await session.connection()
-                try:
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
-                except coredis.exceptions.NoScriptError:  # a new or flushed server
-                    await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
+                return await session.evalsha(script, keys, argv)
             except _LOST as e:
                 await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
-                if conn is not None:
-                    session.drop(conn)
                 if attempt == _SCRIPT_ATTEMPTS:
                     raise self._error(name.lower(), e) from e
                 await trio.sleep(0.01)
             except _REDIS_ERRORS as e:
                 raise self._error(name.lower(), e) from e
         raise AssertionError("unreachable")
+
+    async def _run_script(self, name: str, stored: str, args: Sequence[Any]) -> Any:
+        """Run script `name` on the keys of run `stored` (its queue looked up if unknown)."""
+        queue = self._queue_of.get(stored)
+        if queue is None and self._session.get() is None:
+            async with self.connected():
+                return await self._run_script(name, stored, args)
+        if queue is None:
+            async with self._conn(name.lower()) as c:
+                queue = _s(await c.hget(self._keys.run(stored), "queue"))
+            self._remember(stored, queue)
+        return await self._script(name, self._keys.script_keys(stored, queue), [stored, *args])
+
+    def _remember(self, stored: str, queue: str) -> None:
+        if stored not in self._queue_of:
+            if len(self._queue_of) >= 8192:
+                del self._queue_of[next(iter(self._queue_of))]
+            self._queue_of[stored] = queue
 
     @contextmanager
     def _reading(self, run_id: str, what: str) -> Iterator[None]:
@@ -330,16 +343,18 @@ class RedisBackend:
         except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
             raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+    def _rk(self, run_id: str, suffix: str = "") -> str:
+        """Key of run `run_id` (`suffix`: `:items`, `:outputs`, ...)."""
+        return self._keys.run(_rid(run_id)) + suffix
 
     async def aclose(self) -> None:
         return None
 
     # -- runs ---------------------------------------------------------------------------
     async def create_run(self, run: NewRun) -> None:
+        stored = _rid(run.run_id)
         args: list[Any] = [
-            _rid(run.run_id),
+            stored,
             run.workflow,
             run.queue,
             run.fingerprint,
@@ -350,7 +365,9 @@ class RedisBackend:
         ]
         for it in run.items:
             args += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
-        result = _s(await self._script("CREATE", args))
+        self._remember(stored, run.queue)
+        keys = self._keys.script_keys(stored, run.queue)
+        result = _s(await self._script("CREATE", keys, args))
         if result == "exists":
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
 
@@ -393,7 +410,7 @@ class RedisBackend:
     )
 
     async def _get(self, c: _Client, run_id: str) -> RunRecord | None:
-        values = await c.hmget(self._k("run", _rid(run_id)), self._FIELDS)
+        values = await c.hmget(self._rk(run_id), self._FIELDS)
         h = {k: v for k, v in zip(self._FIELDS, values, strict=True) if v is not None}
         if not h.get(b"status"):
             return None
@@ -405,25 +422,27 @@ class RedisBackend:
 
     async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
         async with self._conn("list runs") as c:
-            ids = await c.zrevrange(self._k("runs"), 0, -1)
+            listed: list[tuple[float, str, int]] = []
+            for shard in range(self.shards):
+                for raw, score in await c.zrevrange(self._keys.runs(shard), 0, -1, withscores=True):
+                    listed.append((float(score), _s(raw), shard))
+            listed.sort(key=lambda x: x[0], reverse=True)
             out: list[RunRecord] = []
-            gone: list[bytes] = []
-            for raw in ids:
-                if not isinstance(raw, bytes):
-                    continue
-                rec = await self._get(c, _unrid(_s(raw)))
+            for _, stored, shard in listed:
+                rec = await self._get(c, _unrid(stored))
                 if rec is None:
-                    gone.append(raw)
+                    await c.zrem(self._keys.runs(shard), [stored])
                 elif queue is None or rec.queue == queue:
                     out.append(rec)
-            if gone:
-                await c.zrem(self._k("runs"), gone)
             return out
 
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
-        if _s(await self._script("CONTROL", [_rid(run_id), action])) == "missing":
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.control(run_id, action)
+        if _s(await self._run_script("CONTROL", _rid(run_id), [action])) == "missing":
             raise KeyError(run_id)
         rec = await self.get_run(run_id)
         if rec is None:
@@ -432,7 +451,6 @@ class RedisBackend:
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         args = [
-            _rid(run_id),
             error.node,
             error.item_id,
             error.attempt,
@@ -440,11 +458,14 @@ class RedisBackend:
             error.message,
             error.traceback or "",
         ]
-        return bool(await self._script("FAIL", args))
+        return bool(await self._run_script("FAIL", _rid(run_id), args))
 
     async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
-        args = [_rid(run_id), "" if deadline is None else repr(deadline)]
-        if _s(await self._script("RETRY_RUN", args)) == "missing":
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.retry_run(run_id, deadline)
+        args = ["" if deadline is None else repr(deadline)]
+        if _s(await self._run_script("RETRY_RUN", _rid(run_id), args)) == "missing":
             raise KeyError(run_id)
         rec = await self.get_run(run_id)
         if rec is None:
@@ -454,7 +475,7 @@ class RedisBackend:
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
-                done = self._k("run", _rid(run_id), "done")
+                done = self._rk(run_id, ":done")
                 if not await c.exists([done]):
                     await c.blmove(
                         done,
@@ -467,7 +488,7 @@ class RedisBackend:
 
     async def outputs(self, run_id: str) -> list[Output]:
         async with self._conn("outputs") as c:
-            raws = await c.lrange(self._k("run", _rid(run_id), "outputs"), 0, -1)
+            raws = await c.lrange(self._rk(run_id, ":outputs"), 0, -1)
         outs = []
         for n, raw in enumerate(raws):
             with self._reading(run_id, f"outputs[{n}]"):
@@ -477,19 +498,26 @@ class RedisBackend:
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
-            data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
+            data, version = await c.hmget(self._rk(run_id), [b"context", b"version"])
         if data is None:
             return None
         with self._reading(run_id, "version"):
             return RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
+        col = self._rk(run_id, ":col")
         async with self._conn("collected") as c:
-            return list(await c.lrange(self._k("run", _rid(run_id), "col", key), 0, -1))
+            count = _s(await c.hget(col, key))
+            with self._reading(run_id, f"collected {key}"):
+                n = int(count or 0)
+            if n <= 0:
+                return []
+            values = await c.hmget(col, [f"{key}{SEP}{j}" for j in range(1, n + 1)])
+        return [v for v in values if v is not None]
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:
-            raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
+            raws = await c.lrange(self._rk(run_id, ":errors"), 0, -1)
         out = []
         for n, raw in enumerate(raws):
             with self._reading(run_id, f"errors[{n}]"):
@@ -503,19 +531,24 @@ class RedisBackend:
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.metrics(run_id)
         rid = _rid(run_id)
         async with self._conn("metrics") as c:
-            values = await c.hmget(self._k("run", rid), [b"done", b"failed", b"retried", b"status"])
-            if values[0] is None:
-                return RunMetrics()
-            raw = await c.hgetall(self._k("run", rid, "metrics"))
+            raw = await c.hgetall(self._keys.run(rid))
+        if raw.get(b"done") is None:
+            return RunMetrics()
+        values = [raw.get(b"done"), raw.get(b"failed"), raw.get(b"retried")]
         leased, queued = 0, 0
-        if _s(values[3]) != RunStatus.FAILED:  # a failed run's kept items wait for a retry
-            leased, queued = await self._script("COUNTS", [rid])
+        if _s(raw.get(b"status")) != RunStatus.FAILED:  # its kept items wait for a retry
+            leased, queued = await self._run_script("COUNTS", rid, [])
         per: dict[str, dict[str, float]] = {}
         with self._reading(run_id, "metrics"):
             for k, v in raw.items():
-                node, _, field = _s(k).rpartition("|")
+                if not k.startswith(b"m|"):
+                    continue
+                node, _, field = _s(k)[2:].rpartition("|")
                 per.setdefault(node, {})[field] = float(_s(v))
             return RunMetrics(
                 done=int(_s(values[0]) or 0),
@@ -533,29 +566,107 @@ class RedisBackend:
     async def lease(
         self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
     ) -> list[Lease]:
+        async with self.connected():  # one client for all the shards' scripts
+            return await self._lease(queue, worker_id, limit, lease_seconds, wait)
+
+    async def _lease(
+        self, queue: str, worker_id: str, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
         deadline = trio.current_time() + wait
-        wake = self._k("q", queue, "wake")
+        n = self.shards
         while True:
-            with trio.CancelScope(shield=True):
-                raw = await self._script("LEASE", [queue, worker_id, limit, repr(lease_seconds)])
-            leases = _leases(raw)
+            leases, next_due = await self._lease_once(queue, worker_id, limit, lease_seconds)
             remaining = deadline - trio.current_time()
             if leases or remaining <= 0:
                 return leases
             pause = remaining
-            next_due = _f(raw[0])
             if next_due is not None:
                 pause = min(pause, max(0.01, next_due - time.time()))
+            if self.cluster_nodes:  # one slot per blocking command: each shard in turn
+                start = self._cursor.get(queue, 0)
+                wakes = [self._keys.wake(start, queue)]
+                pause = min(pause, _CLUSTER_BLOCK)
+                self._cursor[queue] = (start + 1) % n
+            else:
+                wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
-                await c.blpop([wake], timeout=max(pause, 0.01))
+                await c.blpop(wakes, timeout=max(pause, 0.01))
+
+    async def _lease_once(
+        self, queue: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> tuple[list[Lease], float | None]:
+        """Up to `limit` leases, oldest ready items first across the shards, and when the
+        next delayed item is due. A script leases only the items of the run whose keys it
+        is given: it names the run at the head of its queue, asked next with its keys."""
+        heads: dict[int, tuple[float, str]] = {}  # shard -> (ready since, run at its head)
+        dues: list[float] = []
+
+        def note(shard: int, raw: list[Any]) -> None:
+            head = _s(raw[0])
+            if head:
+                stored, _, rest = head.partition(SEP)
+                heads[shard] = (float(rest.partition(SEP)[0] or 0), stored)
+            else:
+                heads.pop(shard, None)
+                due = _f(raw[1])
+                if due is not None:
+                    dues.append(due)
+
+        if self.shards == 1:
+            heads[0] = (0.0, self._guess.get(queue, ""))
+        else:  # look at every shard's head first (concurrently)
+
+            async def look(shard: int) -> None:
+                note(shard, await self._lease_script(queue, shard, "", worker_id, 0, 0.0))
+
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    for shard in range(self.shards):
+                        nursery.start_soon(look, shard)
+        out: list[Lease] = []
+        for _ in range(64):
+            if len(out) >= limit or not heads:
+                break
+            shard = min(heads, key=lambda k: heads[k])
+            stored = heads[shard][1]
+            raw = await self._lease_script(
+                queue, shard, stored, worker_id, limit - len(out), lease_seconds
+            )
+            got = _leases(raw, 2)
+            out += got
+            note(shard, raw)
+            if self.shards == 1 and shard in heads:
+                self._guess[queue] = heads[shard][1]
+            if got:
+                self._remember(stored, queue)
+        return out, min(dues) if dues else None
+
+    async def _lease_script(
+        self, queue: str, shard: int, stored: str, worker_id: str, limit: int, seconds: float
+    ) -> list[Any]:
+        keys = self._keys.script_keys(stored, queue, shard)
+        with trio.CancelScope(shield=True):
+            raw: list[Any] = await self._script(
+                "LEASE", keys, [stored, worker_id, limit, repr(seconds)]
+            )
+        return raw
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
-        if not leases:
-            return []
-        args: list[Any] = [repr(lease_seconds)]
-        for le in leases:
-            args += [_rid(le.run_id), le.item_id, le.token]
-        return [bool(x) for x in await self._script("HEARTBEAT", args)]
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.heartbeat(leases, lease_seconds)
+        by_run: dict[str, list[int]] = {}
+        for n, le in enumerate(leases):
+            by_run.setdefault(le.run_id, []).append(n)
+        held = [False] * len(leases)
+        for run_id, where in by_run.items():
+            args: list[Any] = [repr(lease_seconds)]
+            for n in where:
+                args += [leases[n].item_id, leases[n].token]
+            got = await self._run_script("HEARTBEAT", _rid(run_id), args)
+            for n, ok in zip(where, got, strict=True):
+                held[n] = bool(ok)
+        return held
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
         result, _ = await self.commit_and_lease(lease, plan, limit=0, lease_seconds=0.0)
@@ -564,6 +675,11 @@ class RedisBackend:
     async def commit_and_lease(
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
+        if self._session.get() is None:  # one client for the commit and its retries
+            async with self.connected():
+                return await self.commit_and_lease(
+                    lease, plan, limit=limit, lease_seconds=lease_seconds
+                )
         update = plan.context
         mode, value, base = "0", b"", ""
         if update is not None:
@@ -597,11 +713,18 @@ class RedisBackend:
         rest += [_error_entry(e) for e in plan.handled]
         rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
         rid = _rid(lease.run_id)
+        shard = self._keys.shard(rid)
+        now = trio.current_time()
+        promote = "0"
+        if limit > 0 and now - self._promoted.get(shard, -math.inf) >= _PROMOTE_EVERY:
+            self._promoted[shard] = now
+            promote = "1"
+        rest.append(promote)
         while True:
-            head = [rid, lease.item_id, lease.token, mode, value, base]
-            raw = await self._script("COMMIT", [*head, *rest])
+            head = [lease.item_id, lease.token, mode, value, base]
+            raw = await self._run_script("COMMIT", rid, [*head, *rest])
             if isinstance(raw, list):  # committed, with the leases taken
-                return CommitResult.COMMITTED, _leases(raw)
+                return CommitResult.COMMITTED, _leases(raw, 1)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []
@@ -614,7 +737,6 @@ class RedisBackend:
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
-            _rid(lease.run_id),
             lease.item_id,
             lease.token,
             repr(delay),
@@ -622,14 +744,31 @@ class RedisBackend:
             error.message,
             error.traceback or "",
         ]
-        return CommitResult(_s(await self._script("RETRY", args)))
+        return CommitResult(_s(await self._run_script("RETRY", _rid(lease.run_id), args)))
 
     async def release(self, lease: Lease) -> CommitResult:
-        args = [_rid(lease.run_id), lease.item_id, lease.token]
-        return CommitResult(_s(await self._script("RELEASE", args)))
+        args = [lease.item_id, lease.token]
+        return CommitResult(_s(await self._run_script("RELEASE", _rid(lease.run_id), args)))
 
     async def reap(self) -> int:
-        return int(await self._script("REAP", [repr(self.worker_ttl)]))
+        """Requeue expired leases, shard by shard (a scan, then one script per run), and
+        forget workers not seen within `worker_ttl`."""
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.reap()
+        count = 0
+        for shard in range(self.shards):
+            expired = await self._script("REAP_SCAN", [self._keys.leases(shard)], [])
+            by_run: dict[str, list[Any]] = {}
+            for raw in expired:
+                member = _s(raw)
+                stored, _, rest = member.partition(SEP)
+                item_id, _, token = rest.rpartition(SEP)
+                by_run.setdefault(stored, []).extend([item_id, token])
+            for stored, pairs in by_run.items():
+                count += int(await self._run_script("REAP_RUN", stored, pairs))
+        await self._script("REAP_WORKERS", [self._keys.workers], [repr(self.worker_ttl)])
+        return count
 
     # -- workers ------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
@@ -647,15 +786,15 @@ class RedisBackend:
             ]
         )
         async with self._conn("register worker") as c:
-            await c.hset(self._k("workers"), {info.worker_id: data})
+            await c.hset(self._keys.workers, {info.worker_id: data})
 
     async def unregister_worker(self, worker_id: str) -> None:
         async with self._conn("unregister worker") as c:
-            await c.hdel(self._k("workers"), [worker_id])
+            await c.hdel(self._keys.workers, [worker_id])
 
     async def workers(self) -> list[WorkerInfo]:
         async with self._conn("workers") as c:
-            raw = await c.hgetall(self._k("workers"))
+            raw = await c.hgetall(self._keys.workers)
         now = time.time()
         out = []
         for v in raw.values():
@@ -681,8 +820,8 @@ def _deadline(v: bytes | str | None) -> float:
     return math.inf if d is None else d
 
 
-def _leases(raw: list[Any]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, after one leading field."""
+def _leases(raw: list[Any], start: int) -> list[Lease]:
+    """The leases in a LEASE (or COMMIT) reply: 13 fields each, from `start`."""
     return [
         Lease(
             run_id=_unrid(_s(raw[i])),
@@ -698,7 +837,7 @@ def _leases(raw: list[Any]) -> list[Lease]:
             context=RunContext(raw[i + 10], int(raw[i + 11])),
             run_deadline=_deadline(raw[i + 12]),
         )
-        for i in range(1, len(raw), 13)
+        for i in range(start, len(raw), 13)
     ]
 
 

@@ -8,8 +8,9 @@ A run's keys are `P:run:R...` and `P:item:R:I`, its queue members `R\x1fI`: esca
 from __future__ import annotations
 
 import re
+import zlib
 
-__all__ = ["SEP", "rid", "unrid"]
+__all__ = ["SEP", "Keys", "rid", "shard_of", "unrid"]
 
 SEP = "\x1f"
 """The separator of a queue member's run id and item id."""
@@ -32,3 +33,70 @@ def rid(run_id: str) -> str:
 def unrid(stored: str) -> str:
     """The run id `rid` escaped."""
     return _UNESCAPED.sub(lambda m: _UNESCAPES[m.group()], stored) if "%" in stored else stored
+
+
+def shard_of(stored: str, shards: int) -> int:
+    """The queue shard a run is pinned to (by its id as keys hold it): the same on every
+    client of a deployment, since every client uses the same number of shards."""
+    return zlib.crc32(stored.encode("utf-8", "surrogatepass")) % shards if shards > 1 else 0
+
+
+class Keys:
+    """The key names of one deployment (prefix P, S shards): a run's keys and its queue
+    shard's keys share the hash tag `{S}`, so each script touches one slot of a cluster."""
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+        self.workers = f"{prefix}:workers"
+        self._runs: dict[tuple[str, str, int], tuple[str, ...]] = {}
+
+    def tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{{shard}}}"
+
+    def shard(self, stored: str) -> int:
+        return shard_of(stored, self.shards)
+
+    def run(self, stored: str) -> str:
+        """The run record's key (`stored`: the run id as keys hold it)."""
+        return f"{self.tag(self.shard(stored))}:run:{stored}"
+
+    def leases(self, shard: int) -> str:
+        return f"{self.tag(shard)}:leases"
+
+    def runs(self, shard: int) -> str:
+        return f"{self.tag(shard)}:runs"
+
+    def wake(self, shard: int, queue: str) -> str:
+        return f"{self.tag(shard)}:q:{queue}:wake"
+
+    def script_keys(self, stored: str, queue: str, shard: int | None = None) -> tuple[str, ...]:
+        """KEYS of a run script (see `_redis_lua`); `shard` defaults to the run's."""
+        if shard is None:
+            shard = self.shard(stored)
+        cached = self._runs.get((stored, queue, shard))
+        if cached is not None:
+            return cached
+        tag = self.tag(shard)
+        rk = f"{tag}:run:{stored}"
+        q = f"{tag}:q:{queue}"
+        keys = (
+            rk,
+            f"{rk}:items",
+            f"{rk}:scopes",
+            f"{rk}:fired",
+            f"{rk}:col",
+            f"{rk}:outputs",
+            f"{rk}:errors",
+            f"{rk}:done",
+            f"{tag}:leases",
+            f"{q}:ready",
+            f"{q}:delayed",
+            f"{q}:wake",
+            f"{tag}:runs",
+            f"{tag}:expiring",
+        )
+        if len(self._runs) >= 4096:  # bounded: drop the oldest
+            del self._runs[next(iter(self._runs))]
+        self._runs[(stored, queue, shard)] = keys
+        return keys
