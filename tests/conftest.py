@@ -1,7 +1,8 @@
 """Shared pytest configuration for floxide's tests (trio mode is set in pyproject).
 
 The backend fixtures live here, once: `backend_kind` is parametrized over the built-in
-backends (Redis twice: one server, and a 3-master Redis Cluster, "redis-cluster") (a test narrows it with `@pytest.mark.parametrize("backend_kind", [...])`),
+backends, Redis twice: one server and a 3-master Redis Cluster ("redis-cluster"); a test
+narrows it with `@pytest.mark.parametrize("backend_kind", [...])`;
 `make_backend_url` gives a URL of a fresh, empty store of that kind at each call,
 `backend_url` one such URL and `backend` a backend opened on it (closed afterwards).
 """

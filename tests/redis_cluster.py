@@ -38,14 +38,10 @@ class RedisCluster:
 
     def __init__(self, exe: str, cli: str, workdir: Path, masters: int = 3) -> None:
         self.cli = cli
+        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", "5000"]
         self.nodes = [
-            RedisServer(
-                exe,
-                workdir / f"node{n}",
-                extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "5000"],
-            )  # fmt: skip
-            for n in range(masters)
+            RedisServer(exe, workdir / f"node{n}", extra_args=args) for n in range(masters)
         ]
 
     @property
@@ -66,11 +62,11 @@ class RedisCluster:
                     node.port = free_port()
             else:
                 raise RuntimeError("a cluster node did not start")
+        create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+        create += ["--cluster-replicas", "0", "--cluster-yes"]
         subprocess.run(
-            [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
-        )  # fmt: skip
+            create, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if all(b"cluster_state:ok" in _info(p) for p in self.ports):

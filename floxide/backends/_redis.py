@@ -163,7 +163,8 @@ class RedisBackend:
         """Queue -> the shard whose wake-up list an idle worker blocks on next (cluster)."""
         self._guess: dict[str, str] = {}
         """Queue -> the run last seen at the head of its ready list (one shard)."""
-        self._promoted: dict[tuple[str, int], float] = {}
+        self._promoted: dict[int, float] = {}
+        """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
@@ -424,7 +425,9 @@ class RedisBackend:
         async with self._conn("list runs") as c:
             listed: list[tuple[float, str, int]] = []
             for shard in range(self.shards):
-                for raw, score in await c.zrevrange(self._keys.runs(shard), 0, -1, withscores=True):
+                for raw, score in await c.zrange(
+                    self._keys.runs(shard), 0, -1, rev=True, withscores=True
+                ):
                     listed.append((float(score), _s(raw), shard))
             listed.sort(key=lambda x: x[0], reverse=True)
             out: list[RunRecord] = []

@@ -107,7 +107,7 @@ class ClusterSession(Session):
                 if held is not None:
                     pool.release(held[1])
                     del self.conns[where]
-                conn = await pool.get_connection(node)
+                conn: BaseConnection = await pool.get_connection(node)
                 self.conns[where] = (node, conn)
                 return conn
             return held[1]

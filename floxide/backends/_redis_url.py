@@ -98,7 +98,9 @@ def parse_redis_url(url: str) -> RedisTarget:
             password = unquote(parts.password) if parts.password is not None else None
     except ValueError:
         if cluster:
-            raise bad("expected redis[s]+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]") from None
+            raise bad(
+                "expected redis[s]+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"
+            ) from None
         raise bad("expected redis[s]://[USER[:PASSWORD]@]HOST:PORT/DB") from None
     db_text = parts.path.strip("/") or "0"
     if not db_text.isdigit():
