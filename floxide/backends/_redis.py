@@ -508,15 +508,10 @@ class RedisBackend:
             return RunContext(data, int(_s(version) or 0))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
-        col = self._rk(run_id, ":col")
         async with self._conn("collected") as c:
-            count = _s(await c.hget(col, key))
-            with self._reading(run_id, f"collected {key}"):
-                n = int(count or 0)
-            if n <= 0:
-                return []
-            values = await c.hmget(col, [f"{key}{SEP}{j}" for j in range(1, n + 1)])
-        return [v for v in values if v is not None]
+            entries = await c.lrange(self._rk(run_id, ":col"), 0, -1)
+        head = key.encode() + SEP.encode()
+        return [e[len(head) :] for e in entries if e.startswith(head)]
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:

@@ -10,7 +10,7 @@ run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
                           state, token, worker, last error, expired); the run's live items
   3 P:{S}:run:R:scopes    HASH open join scope id -> live items carrying it
   4 P:{S}:run:R:fired     HASH open join scope id -> JSON of the join items it fires
-  5 P:{S}:run:R:col       HASH collection key K -> count, K\\x1fJ -> J-th collected value
+  5 P:{S}:run:R:col       LIST of "K\\x1fVALUE": the values collected for join key K
   6 P:{S}:run:R:outputs   LIST of outputs;  7 :errors LIST of errors
   8 P:{S}:run:R:done      LIST holding the final status once finished (waiters BLMOVE it)
   9 P:{S}:leases          ZSET "R\\x1fI\\x1fTOKEN" -> lease deadline (the reaper scans it)
@@ -56,6 +56,7 @@ local RK, ITEMS, SCOPES, FIRED, COL = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5
 local OUTPUTS, ERRORS, DONE, LEASES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local READY, DELAYED, WAKE, RUNS, EXPIRING = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local RUN = ARGV[2]
+local COMMITTED = nil  -- the id of the item a commit ended, until its record is dropped
 -- item record fields
 local NODE, PAYLOAD, ATTEMPT, STATE, TOKEN, WORKER, LAST_ERROR, EXPIRED = 1, 2, 3, 4, 5, 6, 7, 8
 
@@ -76,9 +77,10 @@ local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
 
--- an item record; false if it cannot be read, nil if there is none
+-- an item record; false if it cannot be read, nil if there is none (or it is done: the
+-- record 'd' a commit leaves when it leases the next item in the same HSET)
 local function read_item(raw)
-  if not raw then return nil end
+  if not raw or raw == 'd' then return nil end
   local ok, it = pcall(cmsgpack.unpack, raw)
   if not ok or type(it) ~= 'table' or type(it[NODE]) ~= 'string'
       or type(it[PAYLOAD]) ~= 'string' or type(it[ATTEMPT]) ~= 'number'
@@ -125,6 +127,10 @@ local function add_error(node, item, attempt, kind, msg, tb, handled)
 end
 
 local function finish(status, err, kind)
+  if COMMITTED then
+    redis.call('HDEL', ITEMS, COMMITTED)
+    COMMITTED = nil
+  end
   local fields = {'status', status, 'updated_at', tostring(NOW), 'finished_at', tostring(NOW),
                   'pending', 0}
   if err then
@@ -180,7 +186,12 @@ end
 local function grant(r, seq, id, it, worker, lease, out)
   local deadline = NOW + lease
   it[STATE], it[TOKEN], it[WORKER] = 'leased', seq, worker
-  redis.call('HSET', ITEMS, id, cmsgpack.pack(it))
+  if COMMITTED then  -- the committed item's record is marked done in the same command
+    redis.call('HSET', ITEMS, COMMITTED, 'd', id, cmsgpack.pack(it))
+    COMMITTED = nil
+  else
+    redis.call('HSET', ITEMS, id, cmsgpack.pack(it))
+  end
   redis.call('ZADD', LEASES, deadline, held(id, seq))
   for _, v in ipairs({RUN, id, it[NODE], it[PAYLOAD], tostring(it[ATTEMPT]),
                       string.format('%d', seq), tostring(deadline), it[LAST_ERROR] or '',
@@ -230,13 +241,13 @@ local function take(r, worker, limit, lease, out)
   local status = r[1]
   local prefix = RUN .. SEP
   while got < limit and scanned < limit * 4 + 64 do
-    local m = redis.call('LINDEX', READY, 0)
+    local m = redis.call('LPOP', READY)
     if not m then break end
-    if string.sub(m, 1, #prefix) ~= prefix then
+    if string.sub(m, 1, #prefix) ~= prefix then  -- another run's: back to the head
+      redis.call('LPUSH', READY, m)
       other = m
       break
     end
-    redis.call('LPOP', READY)
     scanned = scanned + 1
     if status and is_live(status) then
       local id = string.sub(m, (string.find(m, SEP, #prefix + 1, true) or #m) + 1)
@@ -427,11 +438,11 @@ if fmsg ~= '' or keep then
     it[STATE] = 'failed'
     redis.call('HSET', ITEMS, item_id, cmsgpack.pack(it))
   elseif not keep then
-    redis.call('HDEL', ITEMS, item_id)
+    COMMITTED = item_id
   end
 else
   if redis.call('ZREM', LEASES, held(item_id, token)) == 0 then return 'lost' end
-  redis.call('HDEL', ITEMS, item_id)
+  COMMITTED = item_id  -- dropped with the next lease's HSET, or at the end
 end
 -- join scopes (a garbled count or list of join items fails the run): register the one
 -- this step opened, then floxide._step.count_scopes
@@ -451,21 +462,23 @@ if fmsg == '' then
   end
 end
 for j = 0, n_out - 1 do redis.call('RPUSH', OUTPUTS, ARGV[outs_at + j]) end
-for j = 0, n_col - 1 do
-  local key = ARGV[cols_at + j * 2]
-  local ok, at = pcall(redis.call, 'HINCRBY', COL, key, 1)
-  if not ok then
-    fail_unreadable('collected ' .. key)
-    return 'inactive'
+if n_col > 0 then
+  local entries = {}
+  for j = 0, n_col - 1 do
+    entries[j + 1] = ARGV[cols_at + j * 2] .. SEP .. ARGV[cols_at + j * 2 + 1]
   end
-  redis.call('HSET', COL, key .. SEP .. at, ARGV[cols_at + j * 2 + 1])
+  redis.call('RPUSH', COL, unpack(entries))
 end
-for j = 0, n_drop - 1 do
-  local key = ARGV[drops_at + j]
-  local count = tonumber(redis.call('HGET', COL, key) or '0') or 0
-  local fields = {key}
-  for c = 1, count do fields[c + 1] = key .. SEP .. c end
-  chunked('HDEL', COL, fields, 1)
+if n_drop > 0 then  -- a join fired: its collection goes (the others are kept, in order)
+  local drop = {}
+  for j = 0, n_drop - 1 do drop[ARGV[drops_at + j] .. SEP] = true end
+  local kept = {}
+  for _, e in ipairs(redis.call('LRANGE', COL, 0, -1)) do
+    local sep = string.find(e, SEP, 1, true)
+    if not (sep and drop[string.sub(e, 1, sep)]) then table.insert(kept, e) end
+  end
+  redis.call('DEL', COL)
+  if #kept > 0 then chunked('RPUSH', COL, kept, 1) end
 end
 local failed = tonumber(r[8] or '0') + n_handled
 for j = 1, n_handled do redis.call('RPUSH', ERRORS, ARGV[handled_at + j - 1]) end
@@ -477,6 +490,12 @@ if mode ~= '0' then
   table.insert(fields, 'context'); table.insert(fields, ARGV[6])
   table.insert(fields, 'version'); table.insert(fields, version)
   r[5], r[3] = ARGV[6], string.format('%d', version)
+end
+local function drop_committed()
+  if COMMITTED then
+    redis.call('HDEL', ITEMS, COMMITTED)
+    COMMITTED = nil
+  end
 end
 if fmsg ~= '' then
   fields[10] = failed + 1
@@ -539,6 +558,7 @@ if take_n > got then
   woken = woken - more
 end
 if status == 'failed' then  -- leasing found the run past its deadline or garbled
+  drop_committed()
   if take_n > 0 then return out end
   return 'committed'
 end
@@ -548,6 +568,7 @@ if r[1] == 'pending' and got > 0 then
   table.insert(fields, 'status'); table.insert(fields, 'running')
 end
 redis.call('HSET', RK, unpack(fields))
+drop_committed()
 wake(woken)
 if take_n <= 0 then return 'committed' end
 return out
@@ -762,7 +783,11 @@ COUNTS = (
 local leased, queued = 0, 0
 for _, raw in ipairs(redis.call('HVALS', ITEMS)) do
   local it = read_item(raw)
-  if it and it[STATE] == 'leased' then leased = leased + 1 else queued = queued + 1 end
+  if it and it[STATE] == 'leased' then
+    leased = leased + 1
+  elseif raw ~= 'd' then
+    queued = queued + 1
+  end
 end
 return {leased, queued}
 """
