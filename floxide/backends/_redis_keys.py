@@ -1,8 +1,10 @@
-"""Run ids as the Redis backend's keys and queue members hold them.
+"""The Redis backend's key names, and run ids as its keys and queue members hold them.
 
-A run's keys are `P:run:R...` and `P:item:R:I`, its queue members `R\x1fI`: escaping `%`,
-`:` and the member separator in R (`rid`) means no run id, whatever it holds ("a",
-"a:done", "a\x1fb", "a%3Adone"), can name another run's keys or members.
+A run's keys are `P:{S}:run:R...` (S the queue shard it is pinned to, `shard_of`), its
+queue entries `R\x1fT\x1fI`: escaping `%`, `:` and the member separator in R (`rid`)
+means no run id, whatever it holds ("a", "a:done", "a\x1fb", "a%3Adone", "{a}"), can name
+another run's keys or members. The hash tag `{S}` comes first in every key (a prefix
+holds no braces on a cluster), so all keys of a run and of its queue shard share a slot.
 """
 
 from __future__ import annotations
