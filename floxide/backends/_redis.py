@@ -91,8 +91,6 @@ _Client = Any
 """`coredis.Redis[bytes]` or `coredis.RedisCluster[bytes]`."""
 _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
-_CLUSTER_BLOCK = 0.1
-"""On a cluster, how long an idle worker blocks on one shard's wake-up list before the next."""
 _PROMOTE_EVERY = 0.05
 """How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
@@ -159,8 +157,6 @@ class RedisBackend:
         self._keys = Keys(prefix, self.shards)
         self._queue_of: dict[str, str] = {}
         """Run id (as keys hold it) -> its queue, as leases showed it (bounded)."""
-        self._cursor: dict[str, int] = {}
-        """Queue -> the shard whose wake-up list an idle worker blocks on next (cluster)."""
         self._guess: dict[str, str] = {}
         """Queue -> the run last seen at the head of its ready list (one shard)."""
         self._promoted: dict[int, float] = {}
@@ -180,6 +176,7 @@ class RedisBackend:
                 "REAP_SCAN",
                 "REAP_RUN",
                 "REAP_WORKERS",
+                "WAKE",
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
@@ -371,6 +368,7 @@ class RedisBackend:
         result = _s(await self._script("CREATE", keys, args))
         if result == "exists":
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
+        await self._wake(run.queue, stored, len(run.items))
 
     def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
         """The run record in hash `h`; a record that cannot be read shows the run failed,
@@ -447,6 +445,8 @@ class RedisBackend:
                 return await self.control(run_id, action)
         if _s(await self._run_script("CONTROL", _rid(run_id), [action])) == "missing":
             raise KeyError(run_id)
+        if action == "resume":
+            await self._wake(None, _rid(run_id), 8)
         rec = await self.get_run(run_id)
         if rec is None:
             raise KeyError(run_id)
@@ -470,6 +470,7 @@ class RedisBackend:
         args = ["" if deadline is None else repr(deadline)]
         if _s(await self._run_script("RETRY_RUN", _rid(run_id), args)) == "missing":
             raise KeyError(run_id)
+        await self._wake(None, _rid(run_id), 8)
         rec = await self.get_run(run_id)
         if rec is None:
             raise KeyError(run_id)
@@ -580,15 +581,20 @@ class RedisBackend:
             pause = remaining
             if next_due is not None:
                 pause = min(pause, max(0.01, next_due - time.time()))
-            if self.cluster_nodes:  # one slot per blocking command: each shard in turn
-                start = self._cursor.get(queue, 0)
-                wakes = [self._keys.wake(start, queue)]
-                pause = min(pause, _CLUSTER_BLOCK)
-                self._cursor[queue] = (start + 1) % n
+            if self.cluster_nodes:  # a blocking command takes keys of one slot
+                wakes = [self._keys.wake_all(queue)]
             else:
                 wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
                 await c.blpop(wakes, timeout=max(pause, 0.01))
+
+    async def _wake(self, queue: str | None, stored: str, n: int) -> None:
+        """On a cluster, wake up to `n` idle workers of `queue` (the run's if None)."""
+        if not self.cluster_nodes or n <= 0:
+            return
+        if queue is None:
+            queue = self._queue_of.get(stored, "")
+        await self._script("WAKE", [self._keys.wake_all(queue)], [n])
 
     async def _lease_once(
         self, queue: str, worker_id: str, limit: int, lease_seconds: float
@@ -722,7 +728,8 @@ class RedisBackend:
             head = [lease.item_id, lease.token, mode, value, base]
             raw = await self._run_script("COMMIT", rid, [*head, *rest])
             if isinstance(raw, list):  # committed, with the leases taken
-                return CommitResult.COMMITTED, _leases(raw, 1)
+                await self._wake(None, rid, int(raw[1]))
+                return CommitResult.COMMITTED, _leases(raw, 2)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []
@@ -742,11 +749,17 @@ class RedisBackend:
             error.message,
             error.traceback or "",
         ]
-        return CommitResult(_s(await self._run_script("RETRY", _rid(lease.run_id), args)))
+        result = CommitResult(_s(await self._run_script("RETRY", _rid(lease.run_id), args)))
+        if result is CommitResult.COMMITTED and delay <= 0:
+            await self._wake(None, _rid(lease.run_id), 1)
+        return result
 
     async def release(self, lease: Lease) -> CommitResult:
         args = [lease.item_id, lease.token]
-        return CommitResult(_s(await self._run_script("RELEASE", _rid(lease.run_id), args)))
+        result = CommitResult(_s(await self._run_script("RELEASE", _rid(lease.run_id), args)))
+        if result is CommitResult.COMMITTED:
+            await self._wake(None, _rid(lease.run_id), 1)
+        return result
 
     async def reap(self) -> int:
         """Requeue expired leases, shard by shard (a scan, then one script per run), and
@@ -764,7 +777,9 @@ class RedisBackend:
                 item_id, _, token = rest.rpartition(SEP)
                 by_run.setdefault(stored, []).extend([item_id, token])
             for stored, pairs in by_run.items():
-                count += int(await self._run_script("REAP_RUN", stored, pairs))
+                requeued = int(await self._run_script("REAP_RUN", stored, pairs))
+                await self._wake(None, stored, requeued)
+                count += requeued
         await self._script("REAP_WORKERS", [self._keys.workers], [repr(self.worker_ttl)])
         return count
 

@@ -72,6 +72,11 @@ class Keys:
     def wake(self, shard: int, queue: str) -> str:
         return f"{self.tag(shard)}:q:{queue}:wake"
 
+    def wake_all(self, queue: str) -> str:
+        """A queue's wake-up list outside every shard: on a cluster, idle workers block on
+        it and the client pushes it after a script made items ready (`WAKE`)."""
+        return f"{self.prefix}:q:{queue}:wake"
+
     def script_keys(self, stored: str, queue: str, shard: int | None = None) -> tuple[str, ...]:
         """KEYS of a run script (see `_redis_lua`); `shard` defaults to the run's."""
         if shard is None:

@@ -381,8 +381,8 @@ return out
 #       then take (leases to take after the commit, 0 = none), lease_seconds, worker,
 #       handled errors (counted), traceback, keep ('1' keeps the failing item), promote
 #       ('1' moves due delayed items to the ready list first)
-# returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 13 fields per lease taken, as LEASE}
+# returns {'committed', how many items it made ready for other workers, then 13 fields per
+#       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict'
 COMMIT = (
     PRELUDE
     + COUNT_SCOPES
@@ -502,13 +502,12 @@ if fmsg ~= '' then
   redis.call('HSET', RK, unpack(fields))
   add_error(node, item_id, attempt, fkind, fmsg, tb, 0)
   finish('failed', fmsg, fkind)
-  if take_n > 0 then return {'committed'} end
-  return 'committed'
+  return {'committed', 0}
 end
 local pending = tonumber(r[4] or '0') + n_items + #fired - 1
 table.insert(fields, 'done'); table.insert(fields, tonumber(r[7] or '0') + 1)
 -- the new items; the first ready one is leased to this worker at once when it has room
-local out = {'committed'}
+local out = {'committed', 0}
 local records, ready, delayed = {}, {}, {}
 local seq = tonumber(r[6] or '0')
 local own = nil
@@ -539,8 +538,7 @@ if pending <= 0 then
   table.insert(fields, 'pending'); table.insert(fields, pending)
   redis.call('HSET', RK, unpack(fields))
   finish('completed', nil, nil)
-  if take_n > 0 then return out end
-  return 'committed'
+  return out
 end
 local got, status = 0, r[1]
 if own then
@@ -559,8 +557,7 @@ if take_n > got then
 end
 if status == 'failed' then  -- leasing found the run past its deadline or garbled
   drop_committed()
-  if take_n > 0 then return out end
-  return 'committed'
+  return out
 end
 table.insert(fields, 'pending'); table.insert(fields, pending)
 table.insert(fields, 'seq'); table.insert(fields, seq)
@@ -570,7 +567,7 @@ end
 redis.call('HSET', RK, unpack(fields))
 drop_committed()
 wake(woken)
-if take_n <= 0 then return 'committed' end
+out[2] = math.max(woken, 0)
 return out
 """
 )
@@ -679,6 +676,17 @@ end
 return count
 """
 )
+
+# KEYS: P:q:Q:wake (a queue's wake-up list on a cluster, outside every shard); ARGV: TTL, n
+WAKE = r"""
+local w = {}
+for j = 1, math.min(tonumber(ARGV[2]), 8) do w[j] = '1' end
+if #w > 0 then
+  redis.call('LPUSH', KEYS[1], unpack(w))
+  redis.call('LTRIM', KEYS[1], 0, 63)
+end
+return #w
+"""
 
 # KEYS: P:workers; ARGV: TTL, worker_ttl -> drops workers not seen within it (or unreadable)
 REAP_WORKERS = r"""
