@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 import uuid
 from typing import Any
@@ -143,3 +144,40 @@ async def test_runs_spread_over_the_masters_and_keep_to_one_slot(
                 pattern = f"{prefix}:*:run:{run_id}*".encode()
                 slots |= {hash_slot(k) async for k in c.scan_iter(pattern)}
         assert len(slots) == 1, (run_id, slots)
+
+
+def _cli(*args: str) -> str:
+    return subprocess.run(["redis-cli", *args], capture_output=True, text=True, check=True).stdout
+
+
+async def test_scripts_follow_a_slot_moved_mid_session(redis_cluster: RedisCluster) -> None:
+    """Resharding: the slot of a run's keys moves to another master while a worker's
+    session holds connections; its next commits follow the MOVED reply and succeed."""
+    from floxide.testing._harness import QUEUE, item, new_run, plan
+
+    backend = open_backend(f"{redis_cluster.url}?prefix=mv{uuid.uuid4().hex[:8]}&shards=1")
+    ports = redis_cluster.ports
+    async with backend.connected():
+        run = new_run(item(1), item(2), item(3))
+        await backend.create_run(run)
+        lease = (await backend.lease(QUEUE, "w", limit=1, lease_seconds=30, wait=0))[0]
+        slot = hash_slot(f"{backend.prefix}:{{0}}".encode())  # type: ignore[attr-defined]
+        ids = {p: _cli("-p", str(p), "cluster", "myid").strip() for p in ports}
+        owner = next(
+            p for p in ports if _cli("-p", str(p), "cluster", "countkeysinslot", str(slot)) != "0\n"
+        )
+        target = next(p for p in ports if p != owner)
+        _cli("-p", str(target), "cluster", "setslot", str(slot), "importing", ids[owner])
+        _cli("-p", str(owner), "cluster", "setslot", str(slot), "migrating", ids[target])
+        for key in _cli("-p", str(owner), "cluster", "getkeysinslot", str(slot), "1000").split():
+            _cli("-p", str(owner), "migrate", "127.0.0.1", str(target), key, "0", "5000")
+        for p in ports:
+            _cli("-p", str(p), "cluster", "setslot", str(slot), "node", ids[target])
+        for _ in range(3):
+            result, got = await backend.commit_and_lease(lease, plan(), limit=1, lease_seconds=30)
+            assert result.value == "committed"
+            if not got:
+                break
+            lease = got[0]
+    rec = await backend.get_run(run.run_id)
+    assert rec is not None and rec.status.value == "completed"
