@@ -36,11 +36,10 @@ import contextvars
 import json
 import math
 import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import coredis
@@ -49,7 +48,7 @@ import trio
 from coredis.commands.script import Script
 
 from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
-from floxide.backends import _redis_lua as lua
+from floxide.backends import _redis_lua, _redis_lua_ops
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
@@ -64,18 +63,24 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
     unreadable,
-    unreadable_record,
 )
 from floxide.backends._redis_conn import ClusterSession, Session
 from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
+from floxide.backends._redis_reply import FIELDS as _FIELDS
+from floxide.backends._redis_reply import describe as _describe
+from floxide.backends._redis_reply import error_entry as _error_entry
+from floxide.backends._redis_reply import f as _f
+from floxide.backends._redis_reply import leases as _leases
+from floxide.backends._redis_reply import leaves as _leaves
+from floxide.backends._redis_reply import record as _record
+from floxide.backends._redis_reply import s as _s
 from floxide.backends._redis_url import TlsOptions, parse_redis_url
 from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
-T = TypeVar("T")
 _LOST = (
     coredis.exceptions.ConnectionError,
     ConnectionError,
@@ -95,23 +100,10 @@ _PROMOTE_EVERY = 0.05
 """How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
 
-def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
-    """Field `name` of hash `h`, read by `parse`; `UnreadableDataError` if it cannot be."""
-    try:
-        return parse(h.get(name))
-    except (ValueError, UnicodeDecodeError):
-        raise UnreadableDataError(name.decode()) from None
-
-
-def _s(v: bytes | str | None) -> str:
-    if v is None:
-        return ""
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _f(v: bytes | str | None) -> float | None:
-    text = _s(v)
-    return float(text) if text else None
+def _script_text(name: str) -> str:
+    text = getattr(_redis_lua, name, None) or getattr(_redis_lua_ops, name)
+    assert isinstance(text, str)
+    return text
 
 
 class RedisBackend:
@@ -165,7 +157,7 @@ class RedisBackend:
             f"floxide_redis_{id(self)}", default=None
         )
         self._scripts: dict[str, Script[bytes]] = {
-            name: Script(script=getattr(lua, name).encode())
+            name: Script(script=_script_text(name).encode())
             for name in (
                 "CREATE",
                 "LEASE",
@@ -269,21 +261,7 @@ class RedisBackend:
         return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
-        errors = coredis.exceptions
-        if isinstance(e, errors.AuthenticationRequiredError):
-            return (
-                f"Redis at {self.url} needs a password ({what}): "
-                "give it in the URL, redis://USER:PASSWORD@HOST:PORT/DB"
-            )
-        if isinstance(e, errors.AuthenticationError):
-            return f"Redis at {self.url} refused the user or password ({what})"
-        if isinstance(e, errors.AuthorizationError):
-            return f"Redis at {self.url} does not allow this user to {what}: {e}"
-        if isinstance(e, (*_LOST, OSError)):
-            tls = _tls_cause(e)
-            why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
-            return f"Redis at {self.url} is unreachable ({what}): {why}"
-        return f"Redis at {self.url} failed ({what}): {type(e).__name__}: {e}"
+        return _describe(self.url, what, e, _LOST)
 
     @asynccontextmanager
     async def _conn(self, what: str) -> AsyncIterator[_Client]:
@@ -370,50 +348,12 @@ class RedisBackend:
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
         await self._wake(run.queue, stored, len(run.items))
 
-    def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
-        """The run record in hash `h`; a record that cannot be read shows the run failed,
-        naming the field (the scripts fail it for good when a worker meets it)."""
-        try:
-            return RunRecord(
-                run_id=run_id,
-                workflow=_field(h, b"workflow", _s),
-                queue=_field(h, b"queue", _s),
-                fingerprint=_field(h, b"fingerprint", _s),
-                status=_field(h, b"status", lambda v: RunStatus(_s(v))),
-                input=h.get(b"input", b""),
-                created_at=_field(h, b"created_at", _f) or 0.0,
-                updated_at=_field(h, b"updated_at", _f) or 0.0,
-                finished_at=_field(h, b"finished_at", _f),
-                deadline=_field(h, b"deadline", _f),
-                error=_field(h, b"error", _s) or None,
-                error_kind=_field(h, b"error_kind", _s) or None,
-                pending=_field(h, b"pending", lambda v: int(_s(v) or 0)),
-            )
-        except UnreadableDataError as e:
-            workflow = h.get(b"workflow", b"?").decode(errors="replace")
-            return unreadable_record(run_id, e.what, workflow)
-
-    _FIELDS = (
-        b"workflow",
-        b"queue",
-        b"fingerprint",
-        b"status",
-        b"input",
-        b"created_at",
-        b"updated_at",
-        b"finished_at",
-        b"deadline",
-        b"error",
-        b"error_kind",
-        b"pending",
-    )
-
     async def _get(self, c: _Client, run_id: str) -> RunRecord | None:
-        values = await c.hmget(self._rk(run_id), self._FIELDS)
-        h = {k: v for k, v in zip(self._FIELDS, values, strict=True) if v is not None}
+        values = await c.hmget(self._rk(run_id), _FIELDS)
+        h = {k: v for k, v in zip(_FIELDS, values, strict=True) if v is not None}
         if not h.get(b"status"):
             return None
-        return self._record(run_id, h)
+        return _record(run_id, h)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._conn("get run") as c:
@@ -818,55 +758,3 @@ class RedisBackend:
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )
-
-
-def _error_entry(e: ErrorRecord) -> str:
-    """An error log entry as the scripts' `add_error` writes it."""
-    return json.dumps(
-        [e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback or "", int(e.handled)],
-        ensure_ascii=False,
-    )
-
-
-def _deadline(v: bytes | str | None) -> float:
-    d = _f(v)
-    return math.inf if d is None else d
-
-
-def _leases(raw: list[Any], start: int) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, from `start`."""
-    return [
-        Lease(
-            run_id=_unrid(_s(raw[i])),
-            item_id=_s(raw[i + 1]),
-            node=_s(raw[i + 2]),
-            payload=raw[i + 3],
-            attempt=int(raw[i + 4]),
-            token=int(raw[i + 5]),
-            deadline=float(raw[i + 6]),
-            last_error=_s(raw[i + 7]) or None,
-            expired=_s(raw[i + 8]) == "1",
-            worker_id=_s(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11])),
-            run_deadline=_deadline(raw[i + 12]),
-        )
-        for i in range(start, len(raw), 13)
-    ]
-
-
-def _tls_cause(e: BaseException) -> str | None:
-    """What a TLS failure behind a connection error said, if one is behind it."""
-    seen: BaseException | None = e
-    for _ in range(8):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLError):
-            return seen.reason or str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _leaves(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
-    return [e]
