@@ -96,6 +96,10 @@ _Client = Any
 """`coredis.Redis[bytes]` or `coredis.RedisCluster[bytes]`."""
 _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
+_POLL = 0.02
+"""On a cluster, how often an idle worker looks at its queue's wake-up list and a waiter at
+a run's `done` list: a blocking command cancelled there costs the cluster client's pool a
+connection for good (coredis drops it without a placeholder), so they are polled."""
 _PROMOTE_EVERY = 0.05
 """How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
@@ -420,7 +424,10 @@ class RedisBackend:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
                 done = self._rk(run_id, ":done")
-                if not await c.exists([done]):
+                if self.cluster_nodes:  # no blocking commands on a cluster (see _POLL)
+                    while not await c.exists([done]):
+                        await trio.sleep(_POLL)
+                elif not await c.exists([done]):
                     await c.blmove(
                         done,
                         done,
@@ -526,7 +533,12 @@ class RedisBackend:
             else:
                 wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
-                await c.blpop(wakes, timeout=max(pause, 0.01))
+                if not self.cluster_nodes:
+                    await c.blpop(wakes, timeout=max(pause, 0.01))
+                    continue
+                end = trio.current_time() + pause  # no blocking commands on a cluster
+                while await c.lpop(wakes[0]) is None and trio.current_time() < end:
+                    await trio.sleep(min(_POLL, max(end - trio.current_time(), 0)))
 
     async def _wake(self, queue: str | None, stored: str, n: int) -> None:
         """On a cluster, wake up to `n` idle workers of `queue` (the run's if None)."""

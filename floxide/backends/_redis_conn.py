@@ -103,10 +103,10 @@ class ClusterSession(Session):
         async with self._lock:
             held = self.conns.get(where)
             if held is None or not held[1].usable:
-                pool = self.client.connection_pool
                 if held is not None:
-                    pool.release(held[1])
+                    self._release(held[1])
                     del self.conns[where]
+                pool = self.client.connection_pool
                 conn: BaseConnection = await pool.get_connection(node)
                 self.conns[where] = (node, conn)
                 return conn
@@ -131,13 +131,24 @@ class ClusterSession(Session):
             await self.client.script_load(script.script)
             return await self.client.evalsha(script.sha, keys, argv)
 
+    def _release(self, conn: BaseConnection) -> None:
+        """Give `conn` back to the pool; a lost one leaves a free slot in its place (the
+        cluster pool would otherwise lose the slot for good)."""
+        pool = self.client.connection_pool
+        pool.release(conn)
+        if not conn.usable:
+            try:
+                pool._node_pool(conn.location).append_nowait(None)
+            except Exception:
+                pass
+
     def drop(self, conn: BaseConnection) -> None:
         for where, (_, held) in list(self.conns.items()):
             if held is conn:
-                self.client.connection_pool.release(conn)
+                self._release(conn)
                 del self.conns[where]
 
     def close(self) -> None:
         for _, conn in self.conns.values():
-            self.client.connection_pool.release(conn)
+            self._release(conn)
         self.conns.clear()
