@@ -6,9 +6,9 @@ reap, control, fail), so it is atomic on the server; see `_redis_lua` for the ke
 Every key a script touches is passed in KEYS, and a run's keys share the hash tag of the
 queue shard the run is pinned to (`_redis_keys`): a script touches one slot of a cluster,
 and a deployment's queues are spread over `shards` slots. Workers lease from the shards
-in turn; idle ones block on the shards' wake-up lists (`BLPOP`: all of them at once on one
-server, one at a time briefly on a cluster), never sleep-poll; the wait is bounded by the
-next delayed retry. Waiting for a run blocks on its `done` list. Finished runs expire
+in turn; on one server idle ones block on the shards' wake-up lists (`BLPOP`), never
+sleep-poll, and waiting for a run blocks on its `done` list; on a cluster both poll (see
+`_POLL`). The wait is bounded by the next delayed retry. Finished runs expire
 after `ttl` seconds. Keys live under `prefix` (several deployments can share a server).
 Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
 keeps its own keys.
