@@ -2,7 +2,7 @@
 
     python child.py --lib NAME --workloads chain,fanout,ckpt-mem,ckpt-sqlite [--n 1000]
     python child.py --lib NAME --memory 100000
-    python child.py --lib floxide --distributed sqlite|redis|redis-chain|postgres|postgres-chain
+    python child.py --lib floxide --distributed sqlite|redis[-cluster][-chain]|postgres[-chain]
 
 run.py starts one of these per library and mode, so no library shares a process (or its
 threads, caches, logging and garbage) with another.
@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--memory", type=int, default=0, help="peak RSS of one fan-out of this size")
     ap.add_argument("--limit", type=float, default=90.0, help="seconds before a memory run stops")
     ap.add_argument("--distributed", default="",
-                    help="sqlite | redis | redis-chain | postgres | postgres-chain")
+                    help="sqlite | redis[-cluster] | redis[-cluster]-chain | postgres[-chain]")
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     emit = Emitter(a.lib)

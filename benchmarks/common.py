@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,6 +236,31 @@ def redis_server(scratch: Scratch) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def redis_cluster(scratch: Scratch) -> Iterator[str]:
+    """A throw-away 3-master Redis Cluster (the tests' helper); its redis+cluster:// URL."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    try:
+        from tests.redis_cluster import RedisCluster
+    except ImportError as e:
+        raise NotAvailable(f"the Redis Cluster test helper needs pytest ({e})") from e
+    exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if exe is None or cli is None:
+        raise NotAvailable("redis-server or redis-cli is not on PATH")
+    cluster = RedisCluster(exe, cli, Path(scratch.path) / "cluster")
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def redis_nodes(url: str) -> list[str]:
+    """redis:// URLs of each server a redis:// or redis+cluster:// URL names."""
+    hosts = url.split("//", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    return [f"redis://{h}/0" for h in hosts.split(",")]
 
 
 @contextlib.contextmanager

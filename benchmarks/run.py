@@ -158,7 +158,8 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
         extra = ["--workloads", ""] if a.distributed_only else []
         recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
-        for mode in ("sqlite", "redis", "redis-chain", "postgres", "postgres-chain"):
+        for mode in ("sqlite", "redis", "redis-chain", "redis-cluster", "redis-cluster-chain",
+                     "postgres", "postgres-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
     if not a.skip_memory and not a.distributed_only:
@@ -335,6 +336,11 @@ def build_table(recs: list[dict[str, Any]], n: int, memory_n: int) -> dict[str, 
         rtt, (f"<= {ten_x:.0f} (10x Celery)", ten_x * 1.0000001), celery)
     add("Redis chain, 100 steps: p99", "us/step", "dist-redis-chain", _get("p99_us"), True,
         rtt, None, celery)
+    add(f"distributed fan-out {n}, Redis Cluster (3 masters), 2 workers", "items/s",
+        "dist-redis-cluster", _get("items_per_s"), False, None, None)
+    for q in ("p50", "p99"):
+        add(f"Redis Cluster chain, 100 steps: {q}", "us/step", "dist-redis-cluster-chain",
+            _get(f"{q}_us"), True, rtt, None)
     add(f"peak RSS, fan-out of {memory_n} branches", "MB", "memory", _get("peak_mb"), True,
         None, ("< 200", 200.0))
     return {"libs": libs, "rows": rows, "meta": meta, "by": by}
@@ -412,7 +418,7 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
             f"woken, the first lease) median {num(d['first_step_p50_us'])} us; p99 of the "
             f"other gaps {num(d['later_steps_p99_us'])} us."
         )
-    for w in ("dist-redis", "dist-redis-chain"):
+    for w in ("dist-redis", "dist-redis-chain", "dist-redis-cluster", "dist-redis-cluster-chain"):
         d = by.get(("floxide", w), {})
         if "redis_commands_per_item" in d:
             scripts = d["redis_commands"].get("evalsha", 0) / d["items_total"]

@@ -1,7 +1,8 @@
 """Shared pytest configuration for floxide's tests (trio mode is set in pyproject).
 
 The backend fixtures live here, once: `backend_kind` is parametrized over the built-in
-backends (a test narrows it with `@pytest.mark.parametrize("backend_kind", [...])`),
+backends, Redis twice: one server and a 3-master Redis Cluster ("redis-cluster"); a test
+narrows it with `@pytest.mark.parametrize("backend_kind", [...])`;
 `make_backend_url` gives a URL of a fresh, empty store of that kind at each call,
 `backend_url` one such URL and `backend` a backend opened on it (closed afterwards).
 """
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from floxide.backends import Backend, open_backend
 from tests.postgres_server import PostgresServer, postgres_bin_dir
+from tests.redis_cluster import RedisCluster, redis_cli_path
 from tests.redis_server import RedisServer, redis_server_path
 
 settings.register_profile(
@@ -29,7 +31,7 @@ settings.register_profile(
 )
 settings.load_profile("floxide")
 
-BACKEND_KINDS = ["memory", "sqlite", "redis", "postgres"]
+BACKEND_KINDS = ["memory", "sqlite", "redis", "redis-cluster", "postgres"]
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +47,26 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster on free loopback ports for the whole session.
+
+    Skipped when redis-server or redis-cli is missing, unless FLOXIDE_REQUIRE_REDIS=1.
+    """
+    exe = redis_server_path()
+    cli = redis_cli_path()
+    if exe is None or cli is None:
+        if os.environ.get("FLOXIDE_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-cli is not installed but FLOXIDE_REQUIRE_REDIS=1")
+        pytest.skip("redis-server or redis-cli is not installed")
+    cluster = RedisCluster(exe, cli, tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +87,8 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(params=BACKEND_KINDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    """Which built-in backend a test runs on: "memory", "sqlite", "redis" or "postgres"."""
+    """Which built-in backend a test runs on: "memory", "sqlite", "redis", "redis-cluster"
+    or "postgres"."""
     return str(request.param)
 
 
@@ -79,6 +102,9 @@ def make_backend_url(
     server: RedisServer | None = None
     if backend_kind == "redis":
         server = request.getfixturevalue("redis_server")
+    if backend_kind == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return lambda: f"{cluster.url}?prefix=t{uuid.uuid4().hex[:8]}"
     if backend_kind == "postgres":
         pg: PostgresServer = request.getfixturevalue("postgres_server")
         return lambda: f"{pg.url}?floxide_schema=t{uuid.uuid4().hex[:10]}"

@@ -144,6 +144,7 @@ def test_unknown_scheme_lists_the_known_ones(registry: None) -> None:
     assert msg.startswith("unknown backend URL 'ftp://x': use ")
     assert msg.endswith(
         "memory://, sqlite:///PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB,"
+        " redis+cluster://HOST:PORT[,HOST:PORT...], rediss+cluster://HOST:PORT[,...],"
         " postgresql://USER@HOST:PORT/DB, postgres://USER@HOST:PORT/DB or mystore://"
     )
 

@@ -140,8 +140,13 @@ async def test_redis_index_of_runs_and_token_expire(redis_server: RedisServer) -
         await orch.wait(second, timeout=30)
         client = coredis.Redis("127.0.0.1", redis_server.port, decode_responses=True)
         async with client:
-            members = await client.zrange(f"{prefix}:runs", 0, -1)
+            members = await client.zrange(f"{prefix}:{{0}}:runs", 0, -1)
             assert first not in members and second in members
-            assert 0 < await client.pttl(f"{prefix}:token") <= 300
+            # a finished run's keys (its token sequence is in its record) expire with it
+            assert [k async for k in client.scan_iter(f"{prefix}:*{first}*")] == []
+            second_keys = [k async for k in client.scan_iter(f"{prefix}:*{second}*")]
+            assert second_keys
+            for key in second_keys:
+                assert 0 < await client.pttl(key) <= 300, key
 
     await with_workers(wf, backend, body)

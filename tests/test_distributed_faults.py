@@ -64,7 +64,7 @@ async def _wait_marker(marker: Path) -> None:
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "redis-cluster", "postgres"])
 async def test_sigkill_mid_node_reruns_item_elsewhere(
     backend_url: str,
     tmp_path: Path,
@@ -96,7 +96,7 @@ async def test_sigkill_mid_node_reruns_item_elsewhere(
     await backend.aclose()
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "redis-cluster", "postgres"])
 async def test_sigterm_is_graceful(
     backend_url: str,
     tmp_path: Path,
@@ -190,7 +190,7 @@ async def test_postgres_restart_mid_run(tmp_path: Path, workers_factory: list[Wo
         server.cleanup()
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "redis-cluster", "postgres"])
 async def test_cancel_and_pause_with_worker_processes(
     backend_url: str,
     tmp_path: Path,

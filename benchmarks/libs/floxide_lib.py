@@ -27,7 +27,9 @@ from common import (
     postgres_commit_us,
     postgres_server,
     redis_call,
+    redis_cluster,
     redis_command_counts,
+    redis_nodes,
     redis_server,
     timed,
 )
@@ -159,8 +161,9 @@ def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Ite
 
 
 def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
-    """`sqlite` / `redis` / `postgres`: n-branch fan-out, items/s; `redis-chain` /
-    `postgres-chain`: 100-step chain latency (with PostgreSQL's raw-commit floor)."""
+    """`sqlite` / `redis` / `redis-cluster` / `postgres`: n-branch fan-out, items/s;
+    `redis-chain` / `redis-cluster-chain` / `postgres-chain`: 100-step chain latency
+    (with PostgreSQL's raw-commit floor)."""
     try:
         from floxide.backends import open_backend
         from floxide.distributed import Orchestrator
@@ -183,6 +186,8 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 url = "sqlite:///dist.db"
             elif mode in ("redis", "redis-chain"):
                 url = stack.enter_context(redis_server(scratch))
+            elif mode in ("redis-cluster", "redis-cluster-chain"):
+                url = stack.enter_context(redis_cluster(scratch))
             elif mode in ("postgres", "postgres-chain"):
                 url = stack.enter_context(postgres_server())
             else:
@@ -214,13 +219,17 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                     await _close(backend)
 
             if url.startswith("redis"):
-                redis_call(url, "CONFIG", "RESETSTAT")
+                for node in redis_nodes(url):
+                    redis_call(node, "CONFIG", "RESETSTAT")
             floor = postgres_commit_us(url) if url.startswith("postgres") else None
             rec: dict[str, Any] = trio.run(go)
             if floor is not None:
                 rec["raw_commit_us"] = floor
             if url.startswith("redis"):
-                calls = redis_command_counts(url)
+                calls: dict[str, int] = {}
+                for node in redis_nodes(url):  # a cluster's: summed over its nodes
+                    for name, count in redis_command_counts(node).items():
+                        calls[name] = calls.get(name, 0) + count
                 rec["redis_commands"] = calls
                 rec["redis_commands_per_item"] = sum(calls.values()) / rec["items_total"]
             rec.update(workers=workers, concurrency=concurrency, backend=url.split(":")[0])

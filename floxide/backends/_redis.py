@@ -1,29 +1,33 @@
-"""The Redis backend (coredis, trio-native): many worker processes on many machines.
+"""The Redis backend (coredis, trio-native): many worker processes on many machines, on
+one Redis server (`redis[s]://`) or a Redis Cluster (`redis[s]+cluster://`).
 
 Every change to a run is one Lua script (create, lease, heartbeat, commit, retry, release,
 reap, control, fail), so it is atomic on the server; see `_redis_lua` for the key layout.
-Idle workers block on a per-queue wake-up list (`BLPOP`), never sleep-poll; the wait is
-bounded by the next delayed retry. Waiting for a run blocks on its `done` list. Finished
-runs expire after `ttl` seconds. Keys live under `prefix` (several deployments can share a
-server). Redis Cluster is not supported (the scripts compute their keys). Run ids are
-escaped where keys and queue members hold them (`_rid`), so every run id keeps its own keys.
+Every key a script touches is passed in KEYS, and a run's keys share the hash tag of the
+queue shard the run is pinned to (`_redis_keys`): a script touches one slot of a cluster,
+and a deployment's queues are spread over `shards` slots. Workers lease from the shards
+in turn; on one server idle ones block on the shards' wake-up lists (`BLPOP`), never
+sleep-poll, and waiting for a run blocks on its `done` list; on a cluster both poll (see
+`_POLL`). The wait is bounded by the next delayed retry. Finished runs expire
+after `ttl` seconds. Keys live under `prefix` (several deployments can share a server).
+Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
+keeps its own keys.
 
-Join scopes are counted inside the commit script, so concurrent commits of one fan-out
-never contend. A step that changed the context commits optimistically: the script writes
-it only if the stored context is still the version the step read; otherwise the step's
-context is merged into the fresh one (the context's `merge`) and the commit sent again.
+A chain step is one round trip: the commit leases the item it made to the committing
+worker (`commit_and_lease`). Join scopes are counted inside the commit script, so
+concurrent commits of one fan-out never contend. A step that changed the context commits
+optimistically: the script writes it only if the stored context is still the version the
+step read; otherwise the step's context is merged into the fresh one (the context's
+`merge`) and the commit sent again.
 
-Connections: inside `async with backend.connected():` operations share one connection pool (workers
+Connections: inside `async with backend.connected():` operations share one client (workers
 and the orchestrator hold one while they run); outside it, each operation opens its own.
-Scripts, the hot path, go straight to one pooled connection held for the whole block
-(`BaseConnection.create_request`, multiplexed as coredis multiplexes its own commands): the
-client's per-command layers (argument checks, retry wrappers, telemetry, pool checkout)
-cost more than the round trip itself. Blocking waits (`BLPOP`, `BLMOVE`) keep to the client,
-which gives them connections of their own.
+Scripts go straight to held connections (`_redis_conn`); blocking waits (`BLPOP`, `BLMOVE`)
+keep to the client, which gives them connections of their own.
 
 Why over 700 lines: this is the whole `Backend` protocol for one engine, one method per
-operation, each a thin call of its script; the URL (`_redis_url`), the key escaping
-(`_redis_keys`) and the scripts (`_redis_lua`) already live apart.
+operation, each a thin call of its script; the URL (`_redis_url`), the keys
+(`_redis_keys`), the connections (`_redis_conn`) and the scripts (`_redis_lua`) live apart.
 """
 
 from __future__ import annotations
@@ -32,21 +36,19 @@ import contextvars
 import json
 import math
 import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import coredis
 import coredis.exceptions
 import trio
 from coredis.commands.script import Script
-from coredis.connection import BaseConnection
 
 from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
-from floxide.backends import _redis_lua as lua
+from floxide.backends import _redis_lua, _redis_lua_ops
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
@@ -61,16 +63,24 @@ from floxide.backends._base import (
     RunStatus,
     WorkerInfo,
     unreadable,
-    unreadable_record,
 )
+from floxide.backends._redis_conn import ClusterSession, Session
+from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
+from floxide.backends._redis_reply import FIELDS as _FIELDS
+from floxide.backends._redis_reply import describe as _describe
+from floxide.backends._redis_reply import error_entry as _error_entry
+from floxide.backends._redis_reply import f as _f
+from floxide.backends._redis_reply import leases as _leases
+from floxide.backends._redis_reply import leaves as _leaves
+from floxide.backends._redis_reply import record as _record
+from floxide.backends._redis_reply import s as _s
 from floxide.backends._redis_url import TlsOptions, parse_redis_url
 from floxide.backends._registry import masked_url
 
 __all__ = ["RedisBackend"]
 
-T = TypeVar("T")
 _LOST = (
     coredis.exceptions.ConnectionError,
     ConnectionError,
@@ -82,74 +92,22 @@ _LOST = (
 """A connection lost or refused (coredis' streams closed under it included)."""
 _REDIS_ERRORS = (coredis.exceptions.RedisError, *_LOST)
 """What counts as the server failing (a plain TimeoutError raised by a caller does not)."""
-_Client = coredis.Redis[bytes]
+_Client = Any
+"""`coredis.Redis[bytes]` or `coredis.RedisCluster[bytes]`."""
 _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
+_POLL = 0.02
+"""On a cluster, how often an idle worker looks at its queue's wake-up list and a waiter at
+a run's `done` list: a blocking command cancelled there costs the cluster client's pool a
+connection for good (coredis drops it without a placeholder), so they are polled."""
+_PROMOTE_EVERY = 0.05
+"""How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
 
-class _Session:
-    """One `connected()` block: its client, and the connection its scripts are sent on.
-
-    The connection is checked out of the client's pool for the whole block, so the pool
-    never hands it to a blocking command (whose reply would hold up the scripts behind it).
-    """
-
-    def __init__(self, client: _Client) -> None:
-        self.client = client
-        self.conn: BaseConnection | None = None
-        self._lock = trio.Lock()
-
-    async def connection(self) -> BaseConnection:
-        conn = self.conn
-        if conn is not None and conn.usable:
-            return conn
-        async with self._lock:
-            conn = self.conn
-            if conn is None or not conn.usable:
-                pool = self.client.connection_pool
-                if conn is not None:
-                    pool.release(conn)  # an unusable connection is dropped, not pooled
-                    self.conn = None
-                conn = self.conn = await pool.get_connection()
-            return conn
-
-    def drop(self, conn: BaseConnection) -> None:
-        """Forget `conn` (lost): the next script gets a fresh connection."""
-        if self.conn is conn:
-            self.client.connection_pool.release(conn)
-            self.conn = None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.client.connection_pool.release(self.conn)
-            self.conn = None
-
-
-def _field(h: dict[bytes, bytes], name: bytes, parse: Callable[[bytes | None], T]) -> T:
-    """Field `name` of hash `h`, read by `parse`; `UnreadableDataError` if it cannot be."""
-    try:
-        return parse(h.get(name))
-    except (ValueError, UnicodeDecodeError):
-        raise UnreadableDataError(name.decode()) from None
-
-
-def _s(v: bytes | str | None) -> str:
-    if v is None:
-        return ""
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _shown(v: bytes | str | None) -> str:
-    """A stored text only shown or logged (a lease's node, last error, worker): garbled
-    bytes read as U+FFFD; what the step runs comes from its checked payload."""
-    if v is None:
-        return ""
-    return v.decode(errors="replace") if isinstance(v, bytes) else v
-
-
-def _f(v: bytes | str | None) -> float | None:
-    text = _s(v)
-    return float(text) if text else None
+def _script_text(name: str) -> str:
+    text = getattr(_redis_lua, name, None) or getattr(_redis_lua_ops, name)
+    assert isinstance(text, str)
+    return text
 
 
 class RedisBackend:
@@ -169,12 +127,22 @@ class RedisBackend:
         worker_ttl: float = 30.0,
         connect_timeout: float = 5.0,
         tls: TlsOptions | None = None,
+        cluster_nodes: Sequence[tuple[str, int]] = (),
+        shards: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.db = db
+        self.cluster_nodes = tuple(cluster_nodes)
+        """Seed nodes of a Redis Cluster (empty: one server)."""
+        self.shards = shards if shards is not None else (16 if self.cluster_nodes else 1)
         scheme = "redis" if tls is None else "rediss"
-        self.url = masked_url(url or f"{scheme}://{host}:{port}/{db}")
+        if self.cluster_nodes:
+            seeds = ",".join(f"{h}:{p}" for h, p in self.cluster_nodes)
+            default = f"{scheme}+cluster://{seeds}"
+        else:
+            default = f"{scheme}://{host}:{port}/{db}"
+        self.url = masked_url(url or default)
         self._ssl = None if tls is None else tls.context()
         self._password = password
         self._username = username
@@ -182,11 +150,18 @@ class RedisBackend:
         self.ttl = ttl
         self.worker_ttl = worker_ttl
         self.connect_timeout = connect_timeout
-        self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
+        self._keys = Keys(prefix, self.shards)
+        self._queue_of: dict[str, str] = {}
+        """Run id (as keys hold it) -> its queue, as leases showed it (bounded)."""
+        self._guess: dict[str, str] = {}
+        """Queue -> the run last seen at the head of its ready list (one shard)."""
+        self._promoted: dict[int, float] = {}
+        """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
+        self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
         self._scripts: dict[str, Script[bytes]] = {
-            name: Script(script=getattr(lua, name).encode())
+            name: Script(script=_script_text(name).encode())
             for name in (
                 "CREATE",
                 "LEASE",
@@ -194,7 +169,10 @@ class RedisBackend:
                 "COMMIT",
                 "RETRY",
                 "RELEASE",
-                "REAP",
+                "REAP_SCAN",
+                "REAP_RUN",
+                "REAP_WORKERS",
+                "WAKE",
                 "CONTROL",
                 "FAIL",
                 "COUNTS",
@@ -205,7 +183,7 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, *, ttl: float = 7 * 86400) -> RedisBackend:
-        """A backend for a `redis://` or `rediss://` URL (see `_redis_url`)."""
+        """A backend for a `redis[s]://` or `redis[s]+cluster://` URL (see `_redis_url`)."""
         target = parse_redis_url(url)
         return cls(
             target.host,
@@ -217,6 +195,8 @@ class RedisBackend:
             prefix=target.prefix,
             ttl=ttl,
             tls=target.tls,
+            cluster_nodes=target.nodes,
+            shards=target.shards,
         )
 
     def __repr__(self) -> str:
@@ -224,6 +204,15 @@ class RedisBackend:
 
     # -- connections --------------------------------------------------------------------
     def _new_client(self) -> _Client:
+        if self.cluster_nodes:
+            return coredis.RedisCluster(
+                startup_nodes=[coredis.connection.TCPLocation(h, p) for h, p in self.cluster_nodes],
+                username=self._username,
+                password=self._password,
+                connect_timeout=self.connect_timeout,
+                decode_responses=False,
+                ssl_context=self._ssl,
+            )
         return coredis.Redis(
             self.host,
             self.port,
@@ -242,7 +231,7 @@ class RedisBackend:
             yield
             return
         async with self._wrap("connect"), self._new_client() as client:
-            session = _Session(client)
+            session = ClusterSession(client) if self.cluster_nodes else Session(client)
             token = self._session.set(session)
             try:
                 yield
@@ -277,21 +266,7 @@ class RedisBackend:
         return BackendError(self._describe(what, e))
 
     def _describe(self, what: str, e: BaseException) -> str:
-        errors = coredis.exceptions
-        if isinstance(e, errors.AuthenticationRequiredError):
-            return (
-                f"Redis at {self.url} needs a password ({what}): "
-                "give it in the URL, redis://USER:PASSWORD@HOST:PORT/DB"
-            )
-        if isinstance(e, errors.AuthenticationError):
-            return f"Redis at {self.url} refused the user or password ({what})"
-        if isinstance(e, errors.AuthorizationError):
-            return f"Redis at {self.url} does not allow this user to {what}: {e}"
-        if isinstance(e, (*_LOST, OSError)):
-            tls = _tls_cause(e)
-            why = f"TLS: {tls}" if tls is not None else f"{type(e).__name__}: {e}"
-            return f"Redis at {self.url} is unreachable ({what}): {why}"
-        return f"Redis at {self.url} failed ({what}): {type(e).__name__}: {e}"
+        return _describe(self.url, what, e, _LOST)
 
     @asynccontextmanager
     async def _conn(self, what: str) -> AsyncIterator[_Client]:
@@ -303,33 +278,43 @@ class RedisBackend:
         async with self._wrap(what), self._new_client() as fresh:
             yield fresh
 
-    async def _script(self, name: str, args: Sequence[Any]) -> Any:
-        """Run script `name` (EVALSHA, loading it first if the server lacks it)."""
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script `name` on `keys` (EVALSHA, loading it first if the server lacks it)."""
         session = self._session.get()
         if session is None:
             async with self.connected():
-                return await self._script(name, args)
+                return await self._script(name, keys, args)
         script = self._scripts[name]
-        argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
+        argv = [max(1, int(self.ttl * 1000)), *args]
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
-            conn: BaseConnection | None = None
             try:
-                conn = await session.connection()
-                try:
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
-                except coredis.exceptions.NoScriptError:  # a new or flushed server
-                    await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
+                return await session.evalsha(script, keys, argv)
             except _LOST as e:
                 await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
-                if conn is not None:
-                    session.drop(conn)
                 if attempt == _SCRIPT_ATTEMPTS:
                     raise self._error(name.lower(), e) from e
                 await trio.sleep(0.01)
             except _REDIS_ERRORS as e:
                 raise self._error(name.lower(), e) from e
         raise AssertionError("unreachable")
+
+    async def _run_script(self, name: str, stored: str, args: Sequence[Any]) -> Any:
+        """Run script `name` on the keys of run `stored` (its queue looked up if unknown)."""
+        queue = self._queue_of.get(stored)
+        if queue is None and self._session.get() is None:
+            async with self.connected():
+                return await self._run_script(name, stored, args)
+        if queue is None:
+            async with self._conn(name.lower()) as c:
+                queue = _s(await c.hget(self._keys.run(stored), "queue"))
+            self._remember(stored, queue)
+        return await self._script(name, self._keys.script_keys(stored, queue), [stored, *args])
+
+    def _remember(self, stored: str, queue: str) -> None:
+        if stored not in self._queue_of:
+            if len(self._queue_of) >= 8192:
+                del self._queue_of[next(iter(self._queue_of))]
+            self._queue_of[stored] = queue
 
     @contextmanager
     def _reading(self, run_id: str, what: str) -> Iterator[None]:
@@ -339,16 +324,18 @@ class RedisBackend:
         except (ValueError, TypeError, UnicodeDecodeError, AttributeError):
             raise UnreadableDataError(what, f"{unreadable(run_id, what)} (in {self.url})") from None
 
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+    def _rk(self, run_id: str, suffix: str = "") -> str:
+        """Key of run `run_id` (`suffix`: `:items`, `:outputs`, ...)."""
+        return self._keys.run(_rid(run_id)) + suffix
 
     async def aclose(self) -> None:
         return None
 
     # -- runs ---------------------------------------------------------------------------
     async def create_run(self, run: NewRun) -> None:
+        stored = _rid(run.run_id)
         args: list[Any] = [
-            _rid(run.run_id),
+            stored,
             run.workflow,
             run.queue,
             run.fingerprint,
@@ -359,54 +346,19 @@ class RedisBackend:
         ]
         for it in run.items:
             args += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
-        result = _s(await self._script("CREATE", args))
+        self._remember(stored, run.queue)
+        keys = self._keys.script_keys(stored, run.queue)
+        result = _s(await self._script("CREATE", keys, args))
         if result == "exists":
             raise BackendError(f"run {run.run_id!r} already exists in {self.url}")
-
-    def _record(self, run_id: str, h: dict[bytes, bytes]) -> RunRecord:
-        """The run record in hash `h`; a record that cannot be read shows the run failed,
-        naming the field (the scripts fail it for good when a worker meets it)."""
-        try:
-            return RunRecord(
-                run_id=run_id,
-                workflow=_field(h, b"workflow", _s),
-                queue=_field(h, b"queue", _s),
-                fingerprint=_field(h, b"fingerprint", _s),
-                status=_field(h, b"status", lambda v: RunStatus(_s(v))),
-                input=h.get(b"input", b""),
-                created_at=_field(h, b"created_at", _f) or 0.0,
-                updated_at=_field(h, b"updated_at", _f) or 0.0,
-                finished_at=_field(h, b"finished_at", _f),
-                deadline=_field(h, b"deadline", _f),
-                error=_field(h, b"error", _s) or None,
-                error_kind=_field(h, b"error_kind", _s) or None,
-                pending=_field(h, b"pending", lambda v: int(_s(v) or 0)),
-            )
-        except UnreadableDataError as e:
-            workflow = h.get(b"workflow", b"?").decode(errors="replace")
-            return unreadable_record(run_id, e.what, workflow)
-
-    _FIELDS = (
-        b"workflow",
-        b"queue",
-        b"fingerprint",
-        b"status",
-        b"input",
-        b"created_at",
-        b"updated_at",
-        b"finished_at",
-        b"deadline",
-        b"error",
-        b"error_kind",
-        b"pending",
-    )
+        await self._wake(run.queue, stored, len(run.items))
 
     async def _get(self, c: _Client, run_id: str) -> RunRecord | None:
-        values = await c.hmget(self._k("run", _rid(run_id)), self._FIELDS)
-        h = {k: v for k, v in zip(self._FIELDS, values, strict=True) if v is not None}
+        values = await c.hmget(self._rk(run_id), _FIELDS)
+        h = {k: v for k, v in zip(_FIELDS, values, strict=True) if v is not None}
         if not h.get(b"status"):
             return None
-        return self._record(run_id, h)
+        return _record(run_id, h)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         async with self._conn("get run") as c:
@@ -414,46 +366,57 @@ class RedisBackend:
 
     async def list_runs(self, queue: str | None = None) -> list[RunRecord]:
         async with self._conn("list runs") as c:
-            ids = await c.zrange(self._k("runs"), 0, -1, rev=True)
+            listed: list[tuple[float, str, int]] = []
+            for shard in range(self.shards):
+                for raw, score in await c.zrange(
+                    self._keys.runs(shard), 0, -1, rev=True, withscores=True
+                ):
+                    listed.append((float(score), _s(raw), shard))
+            listed.sort(key=lambda x: x[0], reverse=True)
             out: list[RunRecord] = []
-            gone: list[bytes] = []
-            for raw in ids:
-                if not isinstance(raw, bytes):
-                    continue
-                rec = await self._get(c, _unrid(_s(raw)))
+            for _, stored, shard in listed:
+                rec = await self._get(c, _unrid(stored))
                 if rec is None:
-                    gone.append(raw)
+                    await c.zrem(self._keys.runs(shard), [stored])
                 elif queue is None or rec.queue == queue:
                     out.append(rec)
-            if gone:
-                await c.zrem(self._k("runs"), gone)
             return out
 
     async def list_runs_page(
         self, status: str | None, offset: int, limit: int
     ) -> tuple[list[RunRecord], int]:
         """A page of `list_runs()` (all queues), optionally of one status, and how many
-        runs that listing holds in all."""
+        runs that listing holds in all: the newest `offset + limit` of each shard, merged."""
         if status is not None:
             recs = [r for r in await self.list_runs() if r.status == status]
             return recs[offset : offset + limit], len(recs)
         async with self._conn("list runs") as c:
-            total = int(await c.zcard(self._k("runs")))
-            last = max(offset, offset + limit - 1)
-            ids = await c.zrange(self._k("runs"), offset, last, rev=True)
+            total = 0
+            listed: list[tuple[float, str]] = []
+            for shard in range(self.shards):
+                key = self._keys.runs(shard)
+                total += int(await c.zcard(key))
+                if limit > 0:
+                    top = await c.zrange(key, 0, offset + limit - 1, rev=True, withscores=True)
+                    listed += [(float(score), _s(raw)) for raw, score in top]
+            listed.sort(key=lambda x: x[0], reverse=True)
             out: list[RunRecord] = []
-            for raw in ids if limit > 0 else ():
-                if isinstance(raw, bytes):
-                    rec = await self._get(c, _unrid(_s(raw)))
-                    if rec is not None:
-                        out.append(rec)
+            for _, stored in listed[offset : offset + limit]:
+                rec = await self._get(c, _unrid(stored))
+                if rec is not None:
+                    out.append(rec)
             return out, total
 
     async def control(self, run_id: str, action: str) -> RunRecord:
         if action not in ("cancel", "pause", "resume"):
             raise ValueError(f"unknown run action {action!r} (cancel, pause or resume)")
-        if _s(await self._script("CONTROL", [_rid(run_id), action])) == "missing":
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.control(run_id, action)
+        if _s(await self._run_script("CONTROL", _rid(run_id), [action])) == "missing":
             raise KeyError(run_id)
+        if action == "resume":
+            await self._wake(None, _rid(run_id), 8)
         rec = await self.get_run(run_id)
         if rec is None:
             raise KeyError(run_id)
@@ -461,7 +424,6 @@ class RedisBackend:
 
     async def fail_run(self, run_id: str, error: ErrorRecord) -> bool:
         args = [
-            _rid(run_id),
             error.node,
             error.item_id,
             error.attempt,
@@ -469,12 +431,16 @@ class RedisBackend:
             error.message,
             error.traceback or "",
         ]
-        return bool(await self._script("FAIL", args))
+        return bool(await self._run_script("FAIL", _rid(run_id), args))
 
     async def retry_run(self, run_id: str, deadline: float | None) -> RunRecord:
-        args = [_rid(run_id), "" if deadline is None else repr(deadline)]
-        if _s(await self._script("RETRY_RUN", args)) == "missing":
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.retry_run(run_id, deadline)
+        args = ["" if deadline is None else repr(deadline)]
+        if _s(await self._run_script("RETRY_RUN", _rid(run_id), args)) == "missing":
             raise KeyError(run_id)
+        await self._wake(None, _rid(run_id), 8)
         rec = await self.get_run(run_id)
         if rec is None:
             raise KeyError(run_id)
@@ -483,8 +449,11 @@ class RedisBackend:
     async def wait_run(self, run_id: str, timeout: float) -> RunRecord | None:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
-                done = self._k("run", _rid(run_id), "done")
-                if not await c.exists([done]):
+                done = self._rk(run_id, ":done")
+                if self.cluster_nodes:  # no blocking commands on a cluster (see _POLL)
+                    while not await c.exists([done]):
+                        await trio.sleep(_POLL)
+                elif not await c.exists([done]):
                     await c.blmove(
                         done,
                         done,
@@ -496,7 +465,7 @@ class RedisBackend:
 
     async def outputs(self, run_id: str) -> list[Output]:
         async with self._conn("outputs") as c:
-            raws = await c.lrange(self._k("run", _rid(run_id), "outputs"), 0, -1)
+            raws = await c.lrange(self._rk(run_id, ":outputs"), 0, -1)
         outs = []
         for n, raw in enumerate(raws):
             with self._reading(run_id, f"outputs[{n}]"):
@@ -506,7 +475,7 @@ class RedisBackend:
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
-            data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
+            data, version = await c.hmget(self._rk(run_id), [b"context", b"version"])
         if data is None:
             return None
         with self._reading(run_id, "version"):
@@ -514,11 +483,13 @@ class RedisBackend:
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
-            return list(await c.lrange(self._k("run", _rid(run_id), "col", key), 0, -1))
+            entries = await c.lrange(self._rk(run_id, ":col"), 0, -1)
+        head = key.encode() + SEP.encode()
+        return [e[len(head) :] for e in entries if e.startswith(head)]
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:
-            raws = await c.lrange(self._k("run", _rid(run_id), "errors"), 0, -1)
+            raws = await c.lrange(self._rk(run_id, ":errors"), 0, -1)
         out = []
         for n, raw in enumerate(raws):
             with self._reading(run_id, f"errors[{n}]"):
@@ -532,19 +503,24 @@ class RedisBackend:
         return out
 
     async def metrics(self, run_id: str) -> RunMetrics:
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.metrics(run_id)
         rid = _rid(run_id)
         async with self._conn("metrics") as c:
-            values = await c.hmget(self._k("run", rid), [b"done", b"failed", b"retried", b"status"])
-            if values[0] is None:
-                return RunMetrics()
-            raw = await c.hgetall(self._k("run", rid, "metrics"))
+            raw = await c.hgetall(self._keys.run(rid))
+        if raw.get(b"done") is None:
+            return RunMetrics()
+        values = [raw.get(b"done"), raw.get(b"failed"), raw.get(b"retried")]
         leased, queued = 0, 0
-        if _s(values[3]) != RunStatus.FAILED:  # a failed run's kept items wait for a retry
-            leased, queued = await self._script("COUNTS", [rid])
+        if _s(raw.get(b"status")) != RunStatus.FAILED:  # its kept items wait for a retry
+            leased, queued = await self._run_script("COUNTS", rid, [])
         per: dict[str, dict[str, float]] = {}
         with self._reading(run_id, "metrics"):
             for k, v in raw.items():
-                node, _, field = _s(k).rpartition("|")
+                if not k.startswith(b"m|"):
+                    continue
+                node, _, field = _s(k)[2:].rpartition("|")
                 per.setdefault(node, {})[field] = float(_s(v))
             return RunMetrics(
                 done=int(_s(values[0]) or 0),
@@ -560,12 +536,16 @@ class RedisBackend:
 
     async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:
         """Items not yet done per node, as (queued, in flight); empty unless the run is live."""
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.node_load(run_id)
         rid = _rid(run_id)
         async with self._conn("node load") as c:
-            status = await c.hget(self._k("run", rid), b"status")
-        if status is None or RunStatus(_s(status)).finished:
-            return {}
-        raw = await self._script("NODE_COUNTS", [rid])
+            status = await c.hget(self._keys.run(rid), b"status")
+        with self._reading(run_id, "node load"):
+            if status is None or RunStatus(_s(status)).finished:
+                return {}
+        raw = await self._run_script("NODE_COUNTS", rid, [])
         with self._reading(run_id, "node load"):
             return {
                 _s(raw[i]): (int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
@@ -575,29 +555,117 @@ class RedisBackend:
     async def lease(
         self, queue: str, worker_id: str, *, limit: int, lease_seconds: float, wait: float
     ) -> list[Lease]:
+        async with self.connected():  # one client for all the shards' scripts
+            return await self._lease(queue, worker_id, limit, lease_seconds, wait)
+
+    async def _lease(
+        self, queue: str, worker_id: str, limit: int, lease_seconds: float, wait: float
+    ) -> list[Lease]:
         deadline = trio.current_time() + wait
-        wake = self._k("q", queue, "wake")
+        n = self.shards
         while True:
-            with trio.CancelScope(shield=True):
-                raw = await self._script("LEASE", [queue, worker_id, limit, repr(lease_seconds)])
-            leases = _leases(raw)
+            leases, next_due = await self._lease_once(queue, worker_id, limit, lease_seconds)
             remaining = deadline - trio.current_time()
             if leases or remaining <= 0:
                 return leases
             pause = remaining
-            next_due = _f(raw[0])
             if next_due is not None:
                 pause = min(pause, max(0.01, next_due - time.time()))
+            if self.cluster_nodes:  # a blocking command takes keys of one slot
+                wakes = [self._keys.wake_all(queue)]
+            else:
+                wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
-                await c.blpop([wake], timeout=max(pause, 0.01))
+                if not self.cluster_nodes:
+                    await c.blpop(wakes, timeout=max(pause, 0.01))
+                    continue
+                end = trio.current_time() + pause  # no blocking commands on a cluster
+                while await c.lpop(wakes[0]) is None and trio.current_time() < end:
+                    await trio.sleep(min(_POLL, max(end - trio.current_time(), 0)))
+
+    async def _wake(self, queue: str | None, stored: str, n: int) -> None:
+        """On a cluster, wake up to `n` idle workers of `queue` (the run's if None)."""
+        if not self.cluster_nodes or n <= 0:
+            return
+        if queue is None:
+            queue = self._queue_of.get(stored, "")
+        await self._script("WAKE", [self._keys.wake_all(queue)], [n])
+
+    async def _lease_once(
+        self, queue: str, worker_id: str, limit: int, lease_seconds: float
+    ) -> tuple[list[Lease], float | None]:
+        """Up to `limit` leases, oldest ready items first across the shards, and when the
+        next delayed item is due. A script leases only the items of the run whose keys it
+        is given: it names the run at the head of its queue, asked next with its keys."""
+        heads: dict[int, tuple[float, str]] = {}  # shard -> (ready since, run at its head)
+        dues: list[float] = []
+
+        def note(shard: int, raw: list[Any]) -> None:
+            head = _s(raw[0])
+            if head:
+                stored, _, rest = head.partition(SEP)
+                heads[shard] = (float(rest.partition(SEP)[0] or 0), stored)
+            else:
+                heads.pop(shard, None)
+                due = _f(raw[1])
+                if due is not None:
+                    dues.append(due)
+
+        if self.shards == 1:
+            heads[0] = (0.0, self._guess.get(queue, ""))
+        else:  # look at every shard's head first (concurrently)
+
+            async def look(shard: int) -> None:
+                note(shard, await self._lease_script(queue, shard, "", worker_id, 0, 0.0))
+
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    for shard in range(self.shards):
+                        nursery.start_soon(look, shard)
+        out: list[Lease] = []
+        for _ in range(64):
+            if len(out) >= limit or not heads:
+                break
+            shard = min(heads, key=lambda k: heads[k])
+            stored = heads[shard][1]
+            raw = await self._lease_script(
+                queue, shard, stored, worker_id, limit - len(out), lease_seconds
+            )
+            got = _leases(raw, 2)
+            out += got
+            note(shard, raw)
+            if self.shards == 1 and shard in heads:
+                self._guess[queue] = heads[shard][1]
+            if got:
+                self._remember(stored, queue)
+        return out, min(dues) if dues else None
+
+    async def _lease_script(
+        self, queue: str, shard: int, stored: str, worker_id: str, limit: int, seconds: float
+    ) -> list[Any]:
+        keys = self._keys.script_keys(stored, queue, shard)
+        with trio.CancelScope(shield=True):
+            raw: list[Any] = await self._script(
+                "LEASE", keys, [stored, worker_id, limit, repr(seconds)]
+            )
+        return raw
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
-        if not leases:
-            return []
-        args: list[Any] = [repr(lease_seconds)]
-        for le in leases:
-            args += [_rid(le.run_id), le.item_id, le.token]
-        return [bool(x) for x in await self._script("HEARTBEAT", args)]
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.heartbeat(leases, lease_seconds)
+        by_run: dict[str, list[int]] = {}
+        for n, le in enumerate(leases):
+            by_run.setdefault(le.run_id, []).append(n)
+        held = [False] * len(leases)
+        for run_id, where in by_run.items():
+            args: list[Any] = [repr(lease_seconds)]
+            for n in where:
+                args += [leases[n].item_id, leases[n].token]
+            got = await self._run_script("HEARTBEAT", _rid(run_id), args)
+            for n, ok in zip(where, got, strict=True):
+                held[n] = bool(ok)
+        return held
 
     async def commit(self, lease: Lease, plan: CommitPlan) -> CommitResult:
         result, _ = await self.commit_and_lease(lease, plan, limit=0, lease_seconds=0.0)
@@ -606,6 +674,11 @@ class RedisBackend:
     async def commit_and_lease(
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
+        if self._session.get() is None:  # one client for the commit and its retries
+            async with self.connected():
+                return await self.commit_and_lease(
+                    lease, plan, limit=limit, lease_seconds=lease_seconds
+                )
         update = plan.context
         mode, value, base = "0", b"", ""
         if update is not None:
@@ -639,11 +712,19 @@ class RedisBackend:
         rest += [_error_entry(e) for e in plan.handled]
         rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
         rid = _rid(lease.run_id)
+        shard = self._keys.shard(rid)
+        now = trio.current_time()
+        promote = "0"
+        if limit > 0 and now - self._promoted.get(shard, -math.inf) >= _PROMOTE_EVERY:
+            self._promoted[shard] = now
+            promote = "1"
+        rest.append(promote)
         while True:
-            head = [rid, lease.item_id, lease.token, mode, value, base]
-            raw = await self._script("COMMIT", [*head, *rest])
+            head = [lease.item_id, lease.token, mode, value, base]
+            raw = await self._run_script("COMMIT", rid, [*head, *rest])
             if isinstance(raw, list):  # committed, with the leases taken
-                return CommitResult.COMMITTED, _leases(raw)
+                await self._wake(None, rid, int(raw[1]))
+                return CommitResult.COMMITTED, _leases(raw, 2)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []
@@ -656,7 +737,6 @@ class RedisBackend:
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
-            _rid(lease.run_id),
             lease.item_id,
             lease.token,
             repr(delay),
@@ -664,14 +744,39 @@ class RedisBackend:
             error.message,
             error.traceback or "",
         ]
-        return CommitResult(_s(await self._script("RETRY", args)))
+        result = CommitResult(_s(await self._run_script("RETRY", _rid(lease.run_id), args)))
+        if result is CommitResult.COMMITTED and delay <= 0:
+            await self._wake(None, _rid(lease.run_id), 1)
+        return result
 
     async def release(self, lease: Lease) -> CommitResult:
-        args = [_rid(lease.run_id), lease.item_id, lease.token]
-        return CommitResult(_s(await self._script("RELEASE", args)))
+        args = [lease.item_id, lease.token]
+        result = CommitResult(_s(await self._run_script("RELEASE", _rid(lease.run_id), args)))
+        if result is CommitResult.COMMITTED:
+            await self._wake(None, _rid(lease.run_id), 1)
+        return result
 
     async def reap(self) -> int:
-        return int(await self._script("REAP", [repr(self.worker_ttl)]))
+        """Requeue expired leases, shard by shard (a scan, then one script per run), and
+        forget workers not seen within `worker_ttl`."""
+        if self._session.get() is None:
+            async with self.connected():
+                return await self.reap()
+        count = 0
+        for shard in range(self.shards):
+            expired = await self._script("REAP_SCAN", [self._keys.leases(shard)], [])
+            by_run: dict[str, list[Any]] = {}
+            for raw in expired:
+                member = _s(raw)
+                stored, _, rest = member.partition(SEP)
+                item_id, _, token = rest.rpartition(SEP)
+                by_run.setdefault(stored, []).extend([item_id, token])
+            for stored, pairs in by_run.items():
+                requeued = int(await self._run_script("REAP_RUN", stored, pairs))
+                await self._wake(None, stored, requeued)
+                count += requeued
+        await self._script("REAP_WORKERS", [self._keys.workers], [repr(self.worker_ttl)])
+        return count
 
     # -- workers ------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
@@ -689,15 +794,15 @@ class RedisBackend:
             ]
         )
         async with self._conn("register worker") as c:
-            await c.hset(self._k("workers"), {info.worker_id: data})
+            await c.hset(self._keys.workers, {info.worker_id: data})
 
     async def unregister_worker(self, worker_id: str) -> None:
         async with self._conn("unregister worker") as c:
-            await c.hdel(self._k("workers"), [worker_id])
+            await c.hdel(self._keys.workers, [worker_id])
 
     async def workers(self) -> list[WorkerInfo]:
         async with self._conn("workers") as c:
-            raw = await c.hgetall(self._k("workers"))
+            raw = await c.hgetall(self._keys.workers)
         now = time.time()
         out = []
         for v in raw.values():
@@ -708,55 +813,3 @@ class RedisBackend:
         return sorted(
             (w for w in out if now - w.last_seen <= self.worker_ttl), key=lambda w: w.started_at
         )
-
-
-def _error_entry(e: ErrorRecord) -> str:
-    """An error log entry as the scripts' `add_error` writes it."""
-    return json.dumps(
-        [e.node, e.item_id, e.attempt, e.kind, e.message, e.at, e.traceback or "", int(e.handled)],
-        ensure_ascii=False,
-    )
-
-
-def _deadline(v: bytes | str | None) -> float:
-    d = _f(v)
-    return math.inf if d is None else d
-
-
-def _leases(raw: list[Any]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, after one leading field."""
-    return [
-        Lease(
-            run_id=_unrid(_s(raw[i])),
-            item_id=_s(raw[i + 1]),
-            node=_shown(raw[i + 2]),
-            payload=raw[i + 3],
-            attempt=int(raw[i + 4]),
-            token=int(raw[i + 5]),
-            deadline=float(raw[i + 6]),
-            last_error=_shown(raw[i + 7]) or None,
-            expired=_s(raw[i + 8]) == "1",
-            worker_id=_shown(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11])),
-            run_deadline=_deadline(raw[i + 12]),
-        )
-        for i in range(1, len(raw), 13)
-    ]
-
-
-def _tls_cause(e: BaseException) -> str | None:
-    """What a TLS failure behind a connection error said, if one is behind it."""
-    seen: BaseException | None = e
-    for _ in range(8):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLError):
-            return seen.reason or str(seen)
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _leaves(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
-    return [e]

@@ -1,23 +1,29 @@
 """Lua scripts of the Redis backend: each operation that changes a run is one script.
 
-Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
-  P:token                 fencing-token counter (expires TTL after the last lease)
-  P:leases                ZSET M -> lease deadline (all queues; the reaper scans it)
-  P:runs                  ZSET R -> created time (listing)
-  P:expiring              ZSET R -> time its keys expire (finished runs; trims P:runs)
-  P:workers               HASH worker id -> JSON info
-  P:q:Q:ready             LIST of M ready to lease
-  P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
-  P:q:Q:wake              LIST of wake-up tokens idle workers block on (BLPOP)
-  P:run:R                 HASH run record, context, version, counters
-  P:run:R:live            SET of item ids not yet done
-  P:run:R:parked          LIST of item ids leased while the run was paused
-  P:run:R:scopes          HASH open join scope id -> live items carrying it
-  P:run:R:fired           HASH open join scope id -> JSON of the join items it fires
-  P:run:R:cols / :col:K   SET of join collection keys / LIST of collected values
-  P:run:R:outputs         LIST of outputs, :errors LIST of errors, :metrics HASH
-  P:run:R:done            LIST holding the final status once finished (waiters BLMOVE it)
-  P:item:R:I              HASH node, payload, attempt, state, token, worker, deadline, ...
+Every key a script touches is passed in KEYS (one layout for a single server and a
+cluster); a run's keys and its queue shard's keys share the hash tag `{S}` of the shard
+the run is pinned to (`_redis_keys`), so each script touches one hash slot. KEYS of a
+run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
+  1 P:{S}:run:R           HASH run record, context, version, counters, token sequence,
+                          metrics (`m|NODE|count|total|max`)
+  2 P:{S}:run:R:items     HASH item id -> item record (msgpack: node, payload, attempt,
+                          state, token, worker, last error, expired); the run's live items
+  3 P:{S}:run:R:scopes    HASH open join scope id -> live items carrying it
+  4 P:{S}:run:R:fired     HASH open join scope id -> JSON of the join items it fires
+  5 P:{S}:run:R:col       LIST of "K\\x1fVALUE": the values collected for join key K
+  6 P:{S}:run:R:outputs   LIST of outputs;  7 :errors LIST of errors
+  8 P:{S}:run:R:done      LIST holding the final status once finished (waiters BLMOVE it)
+  9 P:{S}:leases          ZSET "R\\x1fI\\x1fTOKEN" -> lease deadline (the reaper scans it)
+ 10 P:{S}:q:Q:ready       LIST of "R\\x1fT\\x1fI" ready to lease (T: when it became ready)
+ 11 P:{S}:q:Q:delayed     ZSET "R\\x1fI" -> due time (durable delayed retries)
+ 12 P:{S}:q:Q:wake        LIST of wake-up tokens idle workers block on (BLPOP)
+ 13 P:{S}:runs            ZSET R -> created time (listing)
+ 14 P:{S}:expiring        ZSET R -> time its keys expire (finished runs; trims P:{S}:runs)
+P:workers (HASH worker id -> JSON info) has scripts of its own. ARGV[1] is the TTL of
+finished runs (ms), ARGV[2] the run id (as keys hold it). A lease's member in P:{S}:leases
+carries its token, so one ZREM both checks a lease and ends it. A script leases only
+items of the run whose keys it was given: LEASE answers `{'run', R}` when the head of the
+queue belongs to another run, and the caller asks again with that run's keys.
 Times come from the server (TIME), so hosts with skewed clocks agree on lease deadlines.
 """
 
@@ -34,6 +40,7 @@ local function count_scopes(scopes_key, fired_key, ids, n_new)
       local f = cjson.decode(redis.call('HGET', fired_key, sid))
       redis.call('HDEL', scopes_key, sid)
       redis.call('HDEL', fired_key, sid)
+      if type(f) ~= 'table' then error('garbled join items') end
       for _, x in ipairs(f) do table.insert(fired, x) end
     end
   end
@@ -42,11 +49,17 @@ end
 """
 
 PRELUDE = r"""
-local P = ARGV[1]
-local TTL = tonumber(ARGV[2])  -- milliseconds
+local TTL = tonumber(ARGV[1])  -- milliseconds
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local SEP = '\31'
+local RK, ITEMS, SCOPES, FIRED, COL = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local OUTPUTS, ERRORS, DONE, LEASES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local READY, DELAYED, WAKE, RUNS, EXPIRING = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local RUN = ARGV[2]
+local COMMITTED = nil  -- the id of the item a commit ended, until its record is dropped
+-- item record fields
+local NODE, PAYLOAD, ATTEMPT, STATE, TOKEN, WORKER, LAST_ERROR, EXPIRED = 1, 2, 3, 4, 5, 6, 7, 8
 
 local function is_int(v)
   local n = tonumber(v)
@@ -61,605 +74,507 @@ local function num_ok(v, integral, optional)
   return n ~= nil and (not integral or n == math.floor(n))
 end
 
--- the first of `fields` of hash `key` whose value is set but not a number (nil if none)
-local function bad_number(key, fields, integral)
-  local values = redis.call('HMGET', key, unpack(fields))
-  for j, f in ipairs(fields) do
-    local v = values[j]
-    if v and (tonumber(v) == nil or (integral and not is_int(v))) then return f end
-  end
-  return nil
-end
-
--- whether `s` is the JSON of a list of join items (each a list of strings: id, node, payload)
-local function join_items_ok(s)
-  local ok, v = pcall(cjson.decode, s)
-  if not ok or type(v) ~= 'table' then return false end
-  for _, x in ipairs(v) do
-    if type(x) ~= 'table' or type(x[1]) ~= 'string' or type(x[2]) ~= 'string'
-       or type(x[3]) ~= 'string' then return false end
-  end
-  return true
-end
-
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
 
-local function wake(queue, n)
-  if n <= 0 then return end
-  local key = P .. ':q:' .. queue .. ':wake'
-  for _ = 1, math.min(n, 8) do redis.call('LPUSH', key, '1') end
-  redis.call('LTRIM', key, 0, 63)
+-- an item record; false if it cannot be read, nil if there is none (or it is done: the
+-- record 'd' a commit leaves when it leases the next item in the same HSET)
+local function read_item(raw)
+  if not raw or raw == 'd' then return nil end
+  local ok, it = pcall(cmsgpack.unpack, raw)
+  if not ok or type(it) ~= 'table' or type(it[NODE]) ~= 'string'
+      or type(it[PAYLOAD]) ~= 'string' or type(it[ATTEMPT]) ~= 'number'
+      or type(it[STATE]) ~= 'string' or type(it[TOKEN]) ~= 'number' then
+    return false
+  end
+  return it
 end
 
-local function add_error(rk, node, item, attempt, kind, msg, tb, handled)
+local function new_item(node, payload, attempt)
+  return cmsgpack.pack({node, payload, tonumber(attempt), 'queued', 0, '', '', 0})
+end
+
+-- a ready-list entry: run id, the time it became ready (orders shards' heads), item id
+local function entry(id, at)
+  return RUN .. SEP .. string.format('%.6f', at or NOW) .. SEP .. id
+end
+
+local function held(id, token)
+  return RUN .. SEP .. id .. SEP .. string.format('%d', token)
+end
+
+-- commands with many arguments, in chunks Lua's stack takes
+local function chunked(cmd, key, values, width)
+  local n = #values
+  local step = 4000 * width
+  for a = 1, n, step do
+    redis.call(cmd, key, unpack(values, a, math.min(n, a + step - 1)))
+  end
+end
+
+local function wake(n)
+  if n <= 0 then return end
+  local w = {}
+  for j = 1, math.min(n, 8) do w[j] = '1' end
+  redis.call('LPUSH', WAKE, unpack(w))
+  redis.call('LTRIM', WAKE, 0, 63)
+end
+
+local function add_error(node, item, attempt, kind, msg, tb, handled)
   local entry = cjson.encode({node, item, tonumber(attempt), kind, msg, NOW, tb or '',
                               handled or 0})
-  redis.call('RPUSH', rk .. ':errors', entry)
+  redis.call('RPUSH', ERRORS, entry)
 end
 
-local function finish(run_id, status, err, kind)
-  local rk = P .. ':run:' .. run_id
-  redis.call('HSET', rk, 'status', status, 'updated_at', tostring(NOW),
-             'finished_at', tostring(NOW), 'pending', 0)
-  if err then redis.call('HSET', rk, 'error', err, 'error_kind', kind) end
+local function finish(status, err, kind)
+  if COMMITTED then
+    redis.call('HDEL', ITEMS, COMMITTED)
+    COMMITTED = nil
+  end
+  local fields = {'status', status, 'updated_at', tostring(NOW), 'finished_at', tostring(NOW),
+                  'pending', 0}
+  if err then
+    table.insert(fields, 'error'); table.insert(fields, err)
+    table.insert(fields, 'error_kind'); table.insert(fields, kind)
+  end
+  redis.call('HSET', RK, unpack(fields))
+  local all = redis.call('HGETALL', ITEMS)
+  local leases, kept = {}, {}
+  for j = 1, #all, 2 do
+    local it = read_item(all[j + 1])
+    if it and it[STATE] == 'leased' then table.insert(leases, held(all[j], it[TOKEN])) end
+    if it and status == 'failed' then
+      it[STATE] = 'failed'
+      table.insert(kept, all[j]); table.insert(kept, cmsgpack.pack(it))
+    end
+  end
+  if #leases > 0 then chunked('ZREM', LEASES, leases, 1) end
   if status == 'failed' then  -- its work state is kept (expiring) for RETRY_RUN
-    for _, id in ipairs(redis.call('SMEMBERS', rk .. ':live')) do
-      local ik = P .. ':item:' .. run_id .. ':' .. id
-      redis.call('HSET', ik, 'state', 'failed')
-      redis.call('PEXPIRE', ik, TTL)
-      redis.call('ZREM', P .. ':leases', run_id .. SEP .. id)
-    end
-    for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
-      redis.call('PEXPIRE', rk .. ':col:' .. c, TTL)
-    end
-    for _, suffix in ipairs({':live', ':scopes', ':fired', ':cols'}) do
-      redis.call('PEXPIRE', rk .. suffix, TTL)
-    end
-    redis.call('DEL', rk .. ':parked', rk .. ':done')
-    redis.call('RPUSH', rk .. ':done', status)
-    for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
-      redis.call('PEXPIRE', rk .. suffix, TTL)
-    end
-    return
+    if #kept > 0 then chunked('HSET', ITEMS, kept, 2) end
+    for _, k in ipairs({ITEMS, SCOPES, FIRED, COL}) do redis.call('PEXPIRE', k, TTL) end
+  else
+    redis.call('DEL', ITEMS, SCOPES, FIRED, COL)
+    redis.call('ZADD', EXPIRING, NOW + TTL / 1000, RUN)
   end
-  for _, id in ipairs(redis.call('SMEMBERS', rk .. ':live')) do
-    redis.call('DEL', P .. ':item:' .. run_id .. ':' .. id)
-    redis.call('ZREM', P .. ':leases', run_id .. SEP .. id)
-  end
-  for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
-    redis.call('DEL', rk .. ':col:' .. c)
-  end
-  redis.call('DEL', rk .. ':live', rk .. ':scopes', rk .. ':fired', rk .. ':parked', rk .. ':cols',
-             rk .. ':done')
-  redis.call('RPUSH', rk .. ':done', status)
-  for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
-    redis.call('PEXPIRE', rk .. suffix, TTL)
-  end
-  redis.call('ZADD', P .. ':expiring', NOW + TTL / 1000, run_id)
+  redis.call('DEL', DONE)
+  redis.call('RPUSH', DONE, status)
+  for _, k in ipairs({RK, OUTPUTS, ERRORS, DONE}) do redis.call('PEXPIRE', k, TTL) end
 end
 
--- drop expired runs from the index of runs (a few per call: amortised)
-local function trim_index()
-  local gone = redis.call('ZRANGEBYSCORE', P .. ':expiring', '-inf', NOW, 'LIMIT', 0, 16)
-  if #gone > 0 then
-    redis.call('ZREM', P .. ':runs', unpack(gone))
-    redis.call('ZREM', P .. ':expiring', unpack(gone))
-  end
-end
-
--- fail a run whose stored `what` cannot be read (before anything else is written); the
--- message is floxide.backends._redis.unreadable
-local function fail_unreadable(run_id, what)
-  local msg = 'stored data of run ' .. run_id .. ' cannot be read: ' .. what
-  finish(run_id, 'failed', msg, 'backend')
+-- fail the run when its stored `what` cannot be read (before anything else is written);
+-- the message is floxide.backends._redis.unreadable
+local function fail_unreadable(what)
+  local msg = 'stored data of run ' .. RUN .. ' cannot be read: ' .. what
+  finish('failed', msg, 'backend')
   return msg
 end
 
-local function enqueue(run_id, queue, id, node, payload, attempt, delay)
-  local ik = P .. ':item:' .. run_id .. ':' .. id
-  redis.call('HSET', ik, 'node', node, 'payload', payload, 'attempt', attempt,
-             'state', 'queued', 'queue', queue, 'token', 0, 'expired', 0)
-  redis.call('SADD', P .. ':run:' .. run_id .. ':live', id)
-  local m = run_id .. SEP .. id
-  if delay > 0 then
-    redis.call('ZADD', P .. ':q:' .. queue .. ':delayed', NOW + delay, m)
-    return 0
-  end
-  redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', m)
-  return 1
+-- the run's record fields a lease needs, checked: (r, bad) with r = {status, deadline,
+-- version, pending, context, seq}
+local function read_run()
+  local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context',
+                       'seq')
+  local bad = nil
+  if not num_ok(r[2], false, true) then bad = 'deadline'
+  elseif not num_ok(r[3], true) then bad = 'version'
+  elseif not num_ok(r[4], true) then bad = 'pending'
+  elseif not num_ok(r[6], true) then bad = 'seq' end
+  return r, bad
 end
 
--- returns (rk, ik, code, attempt): code is nil when the lease is still held and the run live
-local function check_lease(run_id, item_id, token)
-  local rk = P .. ':run:' .. run_id
-  local status = redis.call('HGET', rk, 'status')
-  if not status or not is_live(status) then return rk, nil, 'inactive' end
-  local ik = P .. ':item:' .. run_id .. ':' .. item_id
-  local f = redis.call('HMGET', ik, 'state', 'token', 'attempt')
-  if f[1] ~= 'leased' or f[2] ~= token then return rk, ik, 'lost' end
-  return rk, ik, nil, f[3]
+-- lease item `id` (record `it`, queued) of this run to `worker`; appends 13 fields to `out`
+local function grant(r, seq, id, it, worker, lease, out)
+  local deadline = NOW + lease
+  it[STATE], it[TOKEN], it[WORKER] = 'leased', seq, worker
+  if COMMITTED then  -- the committed item's record is marked done in the same command
+    redis.call('HSET', ITEMS, COMMITTED, 'd', id, cmsgpack.pack(it))
+    COMMITTED = nil
+  else
+    redis.call('HSET', ITEMS, id, cmsgpack.pack(it))
+  end
+  redis.call('ZADD', LEASES, deadline, held(id, seq))
+  for _, v in ipairs({RUN, id, it[NODE], it[PAYLOAD], tostring(it[ATTEMPT]),
+                      string.format('%d', seq), tostring(deadline), it[LAST_ERROR] or '',
+                      tostring(it[EXPIRED] or 0), worker, r[5] or '', r[3] or '0',
+                      r[2] or ''}) do
+    table.insert(out, v)
+  end
+end
+
+-- whether the run's deadline passed (then it is failed here, as floxide._step says)
+local function past_deadline(r, node, id, attempt)
+  if r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
+    -- the message is floxide._step.DEADLINE_PASSED
+    add_error(node, id, attempt, 'timeout', 'run deadline passed')
+    finish('failed', 'run deadline passed', 'timeout')
+    return true
+  end
+  return false
 end
 """
 
-# ARGV: P, TTL, run_id, workflow, queue, fingerprint, input, context, deadline ('' = none),
+TAKE = r"""
+-- move due delayed items to the ready list
+local function promote()
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, 1000)
+  if #due > 0 then
+    local entries, members = {}, {}
+    for j = 1, #due, 2 do
+      local m = due[j]
+      local sep = string.find(m, SEP, 1, true)
+      table.insert(members, m)
+      table.insert(entries, string.sub(m, 1, sep) .. string.format('%.6f', tonumber(due[j + 1]))
+                   .. string.sub(m, sep))
+    end
+    chunked('RPUSH', READY, entries, 1)
+    chunked('ZREM', DELAYED, members, 1)
+  end
+  return #due / 2
+end
+
+-- lease up to `limit` ready items at the head of the queue that belong to this run,
+-- appending 13 fields per lease to `out`; returns (leased, the head entry when it is
+-- another run's, the run's token sequence after, its status after); the caller writes
+-- the sequence (and `running` for a pending run that got a lease) to the run record
+local function take(r, worker, limit, lease, out)
+  local got, scanned, seq, other = 0, 0, tonumber(r[6] or '0'), nil
+  local status = r[1]
+  local prefix = RUN .. SEP
+  while got < limit and scanned < limit * 4 + 64 do
+    local m = redis.call('LPOP', READY)
+    if not m then break end
+    if string.sub(m, 1, #prefix) ~= prefix then  -- another run's: back to the head
+      redis.call('LPUSH', READY, m)
+      other = m
+      break
+    end
+    scanned = scanned + 1
+    if status and is_live(status) then
+      local id = string.sub(m, (string.find(m, SEP, #prefix + 1, true) or #m) + 1)
+      local it = read_item(redis.call('HGET', ITEMS, id))
+      if it == false then
+        fail_unreadable('item ' .. id); status = 'failed'
+      elseif it and it[STATE] ~= 'queued' and it[STATE] ~= 'leased' and it[STATE] ~= 'parked'
+          and it[STATE] ~= 'failed' then
+        fail_unreadable('state of item ' .. id); status = 'failed'
+      elseif it and it[STATE] == 'queued' then
+        if past_deadline(r, it[NODE], id, it[ATTEMPT]) then
+          status = 'failed'
+        elseif status == 'paused' then
+          it[STATE] = 'parked'
+          redis.call('HSET', ITEMS, id, cmsgpack.pack(it))
+        else
+          seq = seq + 1
+          grant(r, seq, id, it, worker, lease, out)
+          got = got + 1
+        end
+      end
+    end
+  end
+  return got, other, seq, status
+end
+"""
+
+# ARGV: TTL, run_id, workflow, queue, fingerprint, input, context, deadline ('' = none),
 #       n, then n * (item_id, node, payload, attempt, delay)
 CREATE = (
     PRELUDE
     + r"""
-local run_id, queue = ARGV[3], ARGV[5]
-local rk = P .. ':run:' .. run_id
-if redis.call('EXISTS', rk) == 1 then return 'exists' end
-local n = tonumber(ARGV[10])
+if redis.call('EXISTS', RK) == 1 then return 'exists' end
+local n = tonumber(ARGV[9])
 local status = 'pending'
 if n == 0 then status = 'completed' end
-redis.call('HSET', rk, 'workflow', ARGV[4], 'queue', queue, 'fingerprint', ARGV[6],
-           'input', ARGV[7], 'context', ARGV[8], 'deadline', ARGV[9], 'status', status,
+redis.call('HSET', RK, 'workflow', ARGV[3], 'queue', ARGV[4], 'fingerprint', ARGV[5],
+           'input', ARGV[6], 'context', ARGV[7], 'deadline', ARGV[8], 'status', status,
            'version', 0, 'created_at', tostring(NOW), 'updated_at', tostring(NOW),
-           'pending', n, 'done', 0, 'failed', 0, 'retried', 0)
-trim_index()
-redis.call('ZADD', P .. ':runs', NOW, run_id)
-redis.call('ZREM', P .. ':expiring', run_id)
-local ready = 0
-for k = 0, n - 1 do
-  local b = 11 + k * 5
-  ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
-                          tonumber(ARGV[b + 4]))
+           'pending', n, 'done', 0, 'failed', 0, 'retried', 0, 'seq', 0)
+local gone = redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', NOW, 'LIMIT', 0, 16)
+if #gone > 0 then  -- drop expired runs from the index of runs (a few per call: amortised)
+  redis.call('ZREM', RUNS, unpack(gone))
+  redis.call('ZREM', EXPIRING, unpack(gone))
 end
-if n == 0 then finish(run_id, 'completed', nil, nil) end
-wake(queue, ready)
+redis.call('ZADD', RUNS, NOW, RUN)
+redis.call('ZREM', EXPIRING, RUN)
+local records, ready, delayed = {}, {}, {}
+for k = 0, n - 1 do
+  local b = 10 + k * 5
+  local id, delay = ARGV[b], tonumber(ARGV[b + 4])
+  table.insert(records, id); table.insert(records, new_item(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]))
+  if delay > 0 then
+    table.insert(delayed, NOW + delay); table.insert(delayed, RUN .. SEP .. id)
+  else
+    table.insert(ready, entry(id))
+  end
+end
+if n > 0 then chunked('HSET', ITEMS, records, 2) end
+if #ready > 0 then chunked('RPUSH', READY, ready, 1) end
+if #delayed > 0 then chunked('ZADD', DELAYED, delayed, 2) end
+if n == 0 then finish('completed', nil, nil) end
+wake(#ready)
 return 'ok'
 """
 )
 
-TAKE = r"""
--- lease up to `limit` ready items of `queue` to `worker`, appending 13 fields per lease to
--- `out` (due delayed items become ready first); returns how many were leased
-local function take(queue, worker, limit, lease, out)
-  local ready = P .. ':q:' .. queue .. ':ready'
-  local delayed = P .. ':q:' .. queue .. ':delayed'
-  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, 1000)
-  for _, m in ipairs(due) do
-    redis.call('RPUSH', ready, m)
-    redis.call('ZREM', delayed, m)
-  end
-  local got, scanned = 0, 0
-  while got < limit and scanned < limit * 4 + 64 do
-    local m = redis.call('LPOP', ready)
-    if not m then break end
-    scanned = scanned + 1
-    local sep = string.find(m, SEP, 1, true)
-    local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-    local rk = P .. ':run:' .. run_id
-    local ik = P .. ':item:' .. run_id .. ':' .. item_id
-    -- one read of the run and one of the item, checked before anything is written
-    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context')
-    local f = redis.call('HMGET', ik, 'state', 'node', 'payload', 'attempt', 'last_error',
-                         'expired')
-    local status, state = r[1], f[1]
-    if status and is_live(status) and state and state ~= 'queued' and state ~= 'leased'
-        and state ~= 'parked' then
-      fail_unreadable(run_id, 'state of item ' .. item_id)
-    elseif status and is_live(status) and state == 'queued' then
-      local bad = nil
-      if not num_ok(r[2], false, true) then bad = 'deadline'
-      elseif not num_ok(r[3], true) then bad = 'version'
-      elseif not num_ok(r[4], true) then bad = 'pending'
-      elseif not num_ok(f[4], true) then bad = 'attempt' end
-      if bad then
-        fail_unreadable(run_id, bad)
-      elseif r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
-        -- the message is floxide._step.DEADLINE_PASSED
-        add_error(rk, f[2], item_id, f[4], 'timeout', 'run deadline passed')
-        finish(run_id, 'failed', 'run deadline passed', 'timeout')
-      elseif status == 'paused' then
-        redis.call('HSET', ik, 'state', 'parked')
-        redis.call('RPUSH', rk .. ':parked', item_id)
-      else
-        if status == 'pending' then
-          redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
-        end
-        local token = redis.call('INCR', P .. ':token')
-        redis.call('PEXPIRE', P .. ':token', TTL)
-        local deadline = NOW + lease
-        redis.call('HSET', ik, 'state', 'leased', 'worker', worker, 'token', token,
-                   'deadline', tostring(deadline))
-        redis.call('ZADD', P .. ':leases', deadline, m)
-        for _, v in ipairs({run_id, item_id, f[2], f[3], f[4], tostring(token),
-                            tostring(deadline), f[5] or '', f[6] or '0', worker,
-                            r[5], r[3], r[2] or ''}) do
-          table.insert(out, v)
-        end
-        got = got + 1
-      end
-    end
-  end
-  return got
-end
-"""
-
-# ARGV: P, TTL, queue, worker, limit, lease_seconds
-# returns {next_due or '', then 13 fields per lease}
+# ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds
+# returns {the head entry when it is another run's (else ''), next due or '', then 13
+# fields per lease}: when another run is at the head, ask again with its keys
 LEASE = (
     PRELUDE
     + TAKE
     + r"""
-local queue, worker, limit, lease = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local out = {''}
-if take(queue, worker, limit, lease, out) == 0 then
-  local first = redis.call('ZRANGE', P .. ':q:' .. queue .. ':delayed', 0, 0, 'WITHSCORES')
-  if first[2] then out[1] = first[2] end
+local worker, limit, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+promote()
+local out = {'', ''}
+local got, other = 0, nil
+if RUN == '' then
+  other = redis.call('LINDEX', READY, 0)
+else
+  local r, bad = read_run()
+  if bad and r[1] and is_live(r[1]) then
+    fail_unreadable(bad)
+    r[1] = 'failed'
+  end
+  local seq, after
+  got, other, seq, after = take(r, worker, limit, lease, out)
+  if got > 0 and after == 'pending' then
+    redis.call('HSET', RK, 'seq', seq, 'status', 'running', 'updated_at', tostring(NOW))
+  elseif got > 0 then
+    redis.call('HSET', RK, 'seq', seq)
+  end
+end
+if other then out[1] = other end
+if got == 0 and not other then
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if first[2] then out[2] = first[2] end
 end
 return out
 """
 )
 
-# ARGV: P, TTL, lease_seconds, then n * (run_id, item_id, token)
+# ARGV: TTL, run_id, lease_seconds, then n * (item_id, token)
 HEARTBEAT = (
     PRELUDE
     + r"""
 local lease = tonumber(ARGV[3])
+local status = redis.call('HGET', RK, 'status')
 local out = {}
 local k = 4
 while ARGV[k] do
-  local run_id, item_id, token = ARGV[k], ARGV[k + 1], ARGV[k + 2]
-  local rk, ik, bad = check_lease(run_id, item_id, token)
-  if bad then
-    table.insert(out, 0)
-  else
-    redis.call('HSET', ik, 'deadline', tostring(NOW + lease))
-    redis.call('ZADD', P .. ':leases', NOW + lease, run_id .. SEP .. item_id)
+  local m = held(ARGV[k], tonumber(ARGV[k + 1]))
+  local live = status and is_live(status)
+  if live and redis.call('ZADD', LEASES, 'XX', 'CH', NOW + lease, m) == 1 then
     table.insert(out, 1)
+  else
+    table.insert(out, 0)
   end
-  k = k + 3
+  k = k + 2
 end
 return out
 """
 )
 
-# ARGV: P, TTL, run_id, item_id, token, context mode ('0' unchanged, '1' write if the version
-#       is still the base version, else answer 'conflict', '2' write), context, base version,
-#       node, duration, opened scope ('0' | '1', id, open count, fired JSON), then counted
-#       lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs entry*,
-#       collect (key, data)*, drop key*; then failure kind, message ('' = none); then
-#       take (leases to take after the commit, 0 = none), lease_seconds, worker
-# returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 13 fields per lease taken, as LEASE}
+# ARGV: TTL, run_id, item_id, token, context mode ('0' unchanged, '1' write if the version
+#       is still the base version, else answer 'conflict', '2' write), context, base
+#       version, node, duration, opened scope ('0' | '1', id, open count, fired JSON), then
+#       counted lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs
+#       entry*, collect (key, data)*, drop key*; then failure kind, message ('' = none);
+#       then take (leases to take after the commit, 0 = none), lease_seconds, worker,
+#       handled errors (counted), traceback, keep ('1' keeps the failing item), promote
+#       ('1' moves due delayed items to the ready list first)
+# returns {'committed', how many items it made ready for other workers, then 13 fields per
+#       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict'
 COMMIT = (
     PRELUDE
     + COUNT_SCOPES
     + TAKE
     + r"""
-local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
-local rk, ik, lost, attempt = check_lease(run_id, item_id, token)
-if lost then return lost end
-local mode = ARGV[6]
-local node, duration = ARGV[9], tonumber(ARGV[10])
+local item_id, token = ARGV[3], tonumber(ARGV[4])
+local mode = ARGV[5]
+local node, duration = ARGV[8], tonumber(ARGV[9])
+local mc, mt, mx = 'm|' .. node .. '|count', 'm|' .. node .. '|total', 'm|' .. node .. '|max'
 -- everything this commit reads is checked before it writes anything
-local mk = rk .. ':metrics'
-local r = redis.call('HMGET', rk, 'version', 'pending', 'done', 'failed', 'queue')
-local mf = redis.call('HMGET', mk, node .. '|count', node .. '|total', node .. '|max')
+local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context', 'seq',
+                     'done', 'failed', mc, mt, mx)
+if not r[1] or not is_live(r[1]) then return 'inactive' end
 local bad = nil
-if not num_ok(attempt, true) then bad = 'attempt' end
-for j, name in ipairs({'version', 'pending', 'done', 'failed'}) do
-  if not bad and not num_ok(r[j], true) then bad = name end
-end
-for j, name in ipairs({'count', 'total', 'max'}) do
-  if not bad and not num_ok(mf[j], j == 1) then bad = 'metrics ' .. node .. '|' .. name end
-end
-local n_check = tonumber(ARGV[15])
-if not bad and n_check > 0 then
-  local sids = {}
-  for j = 1, n_check do sids[j] = ARGV[15 + j] end
-  local counts = redis.call('HMGET', rk .. ':scopes', unpack(sids))
-  local fired_at = redis.call('HMGET', rk .. ':fired', unpack(sids))
-  for j, sid in ipairs(sids) do
-    if counts[j] and not is_int(counts[j]) then bad = 'join scope ' .. sid; break end
-    if fired_at[j] and not join_items_ok(fired_at[j]) then
-      bad = 'join items of scope ' .. sid; break
-    end
-  end
+local checks = {{2, 'deadline', false, true}, {3, 'version', true}, {4, 'pending', true},
+                {6, 'seq', true}, {7, 'done', true}, {8, 'failed', true},
+                {9, 'metrics ' .. node .. '|count', true}, {10, 'metrics ' .. node .. '|total'},
+                {11, 'metrics ' .. node .. '|max'}}
+for _, c in ipairs(checks) do
+  if not bad and not num_ok(r[c[1]], c[3], c[4]) then bad = c[2] end
 end
 if bad then
-  fail_unreadable(run_id, bad)
+  fail_unreadable(bad)
   return 'inactive'
 end
-if mode == '1' and r[1] ~= ARGV[8] then return 'conflict' end
-local queue = r[5]
-local keep = ARGV[#ARGV] == '1'  -- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1')
-if keep then
-  redis.call('HSET', ik, 'state', 'failed')
-else
-  redis.call('DEL', ik)
-  redis.call('SREM', rk .. ':live', item_id)
-end
-redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
-if mode ~= '0' then
-  redis.call('HSET', rk, 'context', ARGV[7])
-  redis.call('HINCRBY', rk, 'version', 1)
-end
-local has_open, open_id, open_n, open_fired = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
-local k = 15
+if mode == '1' and (r[3] or '0') ~= ARGV[7] then return 'conflict' end
+local has_open, open_id, open_n, open_fired = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local k = 14
 local n_scopes = tonumber(ARGV[k]); k = k + 1
-local scopes_at = k
+local scope_ids = {}
+for j = 0, n_scopes - 1 do scope_ids[j + 1] = ARGV[k + j] end
 k = k + n_scopes
 local n_items = tonumber(ARGV[k]); k = k + 1
 local items_at = k
 k = k + n_items * 5
-local n = tonumber(ARGV[k]); k = k + 1
-for _ = 1, n do redis.call('RPUSH', rk .. ':outputs', ARGV[k]); k = k + 1 end
-n = tonumber(ARGV[k]); k = k + 1
-for _ = 1, n do
-  redis.call('RPUSH', rk .. ':col:' .. ARGV[k], ARGV[k + 1])
-  redis.call('SADD', rk .. ':cols', ARGV[k])
-  k = k + 2
-end
-n = tonumber(ARGV[k]); k = k + 1
-for _ = 1, n do
-  redis.call('DEL', rk .. ':col:' .. ARGV[k]); redis.call('SREM', rk .. ':cols', ARGV[k]); k = k + 1
-end
+local n_out = tonumber(ARGV[k]); local outs_at = k + 1; k = k + 1 + n_out
+local n_col = tonumber(ARGV[k]); local cols_at = k + 1; k = k + 1 + n_col * 2
+local n_drop = tonumber(ARGV[k]); local drops_at = k + 1; k = k + 1 + n_drop
 local fkind, fmsg = ARGV[k], ARGV[k + 1]
 local take_n, take_lease, worker = tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3]), ARGV[k + 4]
--- failures a fallback took over (encoded entries), then the failure's traceback
 local n_handled = tonumber(ARGV[k + 5])
-for j = 1, n_handled do redis.call('RPUSH', rk .. ':errors', ARGV[k + 5 + j]) end
-if n_handled > 0 then redis.call('HINCRBY', rk, 'failed', n_handled) end
-redis.call('HINCRBY', mk, node .. '|count', 1)
-redis.call('HINCRBYFLOAT', mk, node .. '|total', duration)
-local mx = tonumber(mf[3] or '0') or 0
-if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
-local ready = 0
-if fmsg ~= '' then
-  add_error(rk, node, item_id, attempt, fkind, fmsg, ARGV[#ARGV - 1], 0)
-  redis.call('HINCRBY', rk, 'failed', 1)
-  finish(run_id, 'failed', fmsg, fkind)
-else
-  redis.call('HINCRBY', rk, 'done', 1)
-  for j = 0, n_items - 1 do
-    local b = items_at + j * 5
-    ready = ready + enqueue(run_id, queue, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
-                            tonumber(ARGV[b + 4]))
+local handled_at = k + 6
+local tb = ARGV[handled_at + n_handled]
+local keep = ARGV[handled_at + n_handled + 1] == '1'
+local want_promote = ARGV[handled_at + n_handled + 2] == '1'
+-- the lease: one ZREM checks that it is still held and ends it
+local attempt = 1
+if fmsg ~= '' or keep then
+  local it = read_item(redis.call('HGET', ITEMS, item_id))
+  if it then attempt = it[ATTEMPT] end
+  if redis.call('ZREM', LEASES, held(item_id, token)) == 0 then return 'lost' end
+  if keep and it then
+    it[STATE] = 'failed'
+    redis.call('HSET', ITEMS, item_id, cmsgpack.pack(it))
+  elseif not keep then
+    COMMITTED = item_id
   end
-  -- join scopes: register the one this step opened, then floxide._step.count_scopes
+else
+  if redis.call('ZREM', LEASES, held(item_id, token)) == 0 then return 'lost' end
+  COMMITTED = item_id  -- dropped with the next lease's HSET, or at the end
+end
+-- join scopes (a garbled count or list of join items fails the run): register the one
+-- this step opened, then floxide._step.count_scopes
+local fired = {}
+if fmsg == '' then
   if has_open == '1' then
-    redis.call('HSET', rk .. ':scopes', open_id, open_n)
-    redis.call('HSET', rk .. ':fired', open_id, open_fired)
+    redis.call('HSET', SCOPES, open_id, open_n)
+    redis.call('HSET', FIRED, open_id, open_fired)
   end
-  local scope_ids = {}
-  for j = 0, n_scopes - 1 do scope_ids[j + 1] = ARGV[scopes_at + j] end
-  local fired = count_scopes(rk .. ':scopes', rk .. ':fired', scope_ids, n_items)
-  for _, f in ipairs(fired) do
-    ready = ready + enqueue(run_id, queue, f[1], f[2], f[3], 1, 0)
-  end
-  local fired_n = #fired
-  local pending = redis.call('HINCRBY', rk, 'pending', n_items + fired_n - 1)
-  if pending <= 0 then
-    finish(run_id, 'completed', nil, nil)
-  else
-    redis.call('HSET', rk, 'updated_at', tostring(NOW))
-  end
-end
-if take_n <= 0 then
-  wake(queue, ready)
-  return 'committed'
-end
--- the committing worker has room: lease to it now, and wake others only for what is left
-local out = {'committed'}
-local got = take(queue, worker, take_n, take_lease, out)
-wake(queue, ready - got)
-return out
-"""
-)
-
-# ARGV: P, TTL, run_id, item_id, token, delay, kind, message, traceback
-RETRY = (
-    PRELUDE
-    + r"""
-local run_id, item_id, token, delay = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local rk, ik, bad = check_lease(run_id, item_id, token)
-if bad then return bad end
-local bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
-if bad then
-  fail_unreadable(run_id, bad)
-  return 'inactive'
-end
-local f = redis.call('HMGET', ik, 'node', 'attempt', 'queue')
-add_error(rk, f[1], item_id, f[2], ARGV[7], ARGV[8], ARGV[9], 1)
-redis.call('HINCRBY', rk, 'retried', 1)
-redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[2]) + 1, 'last_error', ARGV[8],
-           'expired', 0, 'worker', '')
-local m = run_id .. SEP .. item_id
-redis.call('ZREM', P .. ':leases', m)
-if delay > 0 then
-  redis.call('ZADD', P .. ':q:' .. f[3] .. ':delayed', NOW + delay, m)
-else
-  redis.call('RPUSH', P .. ':q:' .. f[3] .. ':ready', m)
-  wake(f[3], 1)
-end
-redis.call('HSET', rk, 'updated_at', tostring(NOW))
-return 'committed'
-"""
-)
-
-# ARGV: P, TTL, run_id, item_id, token
-RELEASE = (
-    PRELUDE
-    + r"""
-local run_id, item_id, token = ARGV[3], ARGV[4], ARGV[5]
-local rk, ik, bad = check_lease(run_id, item_id, token)
-if bad then return bad end
-local queue = redis.call('HGET', ik, 'queue')
-redis.call('HSET', ik, 'state', 'queued', 'worker', '')
-local m = run_id .. SEP .. item_id
-redis.call('ZREM', P .. ':leases', m)
-redis.call('LPUSH', P .. ':q:' .. queue .. ':ready', m)
-wake(queue, 1)
-return 'committed'
-"""
-)
-
-# ARGV: P, TTL, worker_ttl
-REAP = (
-    PRELUDE
-    + r"""
-local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', NOW, 'LIMIT', 0, 500)
-local count = 0
-for _, m in ipairs(expired) do
-  redis.call('ZREM', P .. ':leases', m)
-  local sep = string.find(m, SEP, 1, true)
-  local run_id, item_id = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
-  local rk = P .. ':run:' .. run_id
-  local ik = P .. ':item:' .. run_id .. ':' .. item_id
-  local status = redis.call('HGET', rk, 'status')
-  local f = redis.call('HMGET', ik, 'state', 'node', 'attempt', 'worker', 'queue')
-  local bad = nil
-  if status and is_live(status) and f[1] == 'leased' then
-    bad = bad_number(ik, {'attempt'}, true) or bad_number(rk, {'retried'}, true)
-  end
-  if bad then
-    fail_unreadable(run_id, bad)
-  elseif status and is_live(status) and f[1] == 'leased' then
-    local msg = 'lease expired: worker ' .. (f[4] or '?') .. ' did not finish in time'
-    add_error(rk, f[2], item_id, f[3], 'lease', msg, '', 1)
-    redis.call('HINCRBY', rk, 'retried', 1)
-    redis.call('HSET', ik, 'state', 'queued', 'attempt', tonumber(f[3]) + 1,
-               'last_error', msg, 'expired', 1, 'worker', '')
-    redis.call('RPUSH', P .. ':q:' .. f[5] .. ':ready', m)
-    wake(f[5], 1)
-    count = count + 1
-  end
-end
-local wk = P .. ':workers'
-local limit = NOW - tonumber(ARGV[3])
-local all = redis.call('HGETALL', wk)
-for j = 1, #all, 2 do
-  local ok, info = pcall(cjson.decode, all[j + 1])
-  if not ok or type(info) ~= 'table' or type(info[6]) ~= 'number' or info[6] < limit then
-    redis.call('HDEL', wk, all[j])  -- gone, or unreadable
-  end
-end
-return count
-"""
-)
-
-# ARGV: P, TTL, run_id, action
-CONTROL = (
-    PRELUDE
-    + r"""
-local run_id, action = ARGV[3], ARGV[4]
-local rk = P .. ':run:' .. run_id
-local status = redis.call('HGET', rk, 'status')
-if not status then return 'missing' end
-if action == 'cancel' and is_live(status) then
-  finish(run_id, 'cancelled', 'cancelled', 'cancelled')
-elseif action == 'pause' and (status == 'pending' or status == 'running') then
-  redis.call('HSET', rk, 'status', 'paused', 'updated_at', tostring(NOW))
-elseif action == 'resume' and status == 'paused' then
-  redis.call('HSET', rk, 'status', 'running', 'updated_at', tostring(NOW))
-  local queue = redis.call('HGET', rk, 'queue')
-  local parked = redis.call('LRANGE', rk .. ':parked', 0, -1)
-  for _, id in ipairs(parked) do
-    local ik = P .. ':item:' .. run_id .. ':' .. id
-    if redis.call('HGET', ik, 'state') == 'parked' then
-      redis.call('HSET', ik, 'state', 'queued')
-      redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', run_id .. SEP .. id)
+  if n_scopes > 0 then
+    local ok, got = pcall(count_scopes, SCOPES, FIRED, scope_ids, n_items)
+    if ok then  -- each join item a list of strings: its id, node and payload
+      for _, x in ipairs(got) do
+        if type(x) ~= 'table' or type(x[1]) ~= 'string' or type(x[2]) ~= 'string'
+           or type(x[3]) ~= 'string' then ok = false end
+      end
     end
+    if not ok then
+      fail_unreadable('join scopes ' .. table.concat(scope_ids, ','))
+      return 'inactive'
+    end
+    fired = got
   end
-  redis.call('DEL', rk .. ':parked')
-  wake(queue, #parked)
 end
-return 'ok'
-"""
-)
-
-# ARGV: P, TTL, run_id, node, item_id, attempt, kind, message, traceback
-FAIL = (
-    PRELUDE
-    + r"""
-local run_id = ARGV[3]
-local rk = P .. ':run:' .. run_id
-local status = redis.call('HGET', rk, 'status')
-if not status or not is_live(status) then return 0 end
-add_error(rk, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], 0)
-finish(run_id, 'failed', ARGV[8], ARGV[7])
-return 1
-"""
-)
-
-# ARGV: P, TTL, run_id, deadline ('' = none) -> the run's status before ('missing')
-RETRY_RUN = (
-    PRELUDE
-    + r"""
-local run_id = ARGV[3]
-local rk = P .. ':run:' .. run_id
-local status = redis.call('HGET', rk, 'status')
-if not status then return 'missing' end
-if status ~= 'failed' then return status end
-local queue = redis.call('HGET', rk, 'queue')
-local ids = redis.call('SMEMBERS', rk .. ':live')
-for _, id in ipairs(ids) do
-  local ik = P .. ':item:' .. run_id .. ':' .. id
-  redis.call('HSET', ik, 'state', 'queued', 'attempt', 1, 'expired', 0, 'last_error', '',
-             'worker', '', 'token', 0)
-  redis.call('PERSIST', ik)
-  redis.call('RPUSH', P .. ':q:' .. queue .. ':ready', run_id .. SEP .. id)
+for j = 0, n_out - 1 do redis.call('RPUSH', OUTPUTS, ARGV[outs_at + j]) end
+if n_col > 0 then
+  local entries = {}
+  for j = 0, n_col - 1 do
+    entries[j + 1] = ARGV[cols_at + j * 2] .. SEP .. ARGV[cols_at + j * 2 + 1]
+  end
+  redis.call('RPUSH', COL, unpack(entries))
 end
-for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
-  redis.call('PERSIST', rk .. ':col:' .. c)
+if n_drop > 0 then  -- a join fired: its collection goes (the others are kept, in order)
+  local drop = {}
+  for j = 0, n_drop - 1 do drop[ARGV[drops_at + j] .. SEP] = true end
+  local kept = {}
+  for _, e in ipairs(redis.call('LRANGE', COL, 0, -1)) do
+    local sep = string.find(e, SEP, 1, true)
+    if not (sep and drop[string.sub(e, 1, sep)]) then table.insert(kept, e) end
+  end
+  redis.call('DEL', COL)
+  if #kept > 0 then chunked('RPUSH', COL, kept, 1) end
 end
-for _, suffix in ipairs({'', ':live', ':scopes', ':fired', ':cols', ':outputs', ':errors',
-                         ':metrics'}) do
-  redis.call('PERSIST', rk .. suffix)
+local failed = tonumber(r[8] or '0') + n_handled
+for j = 1, n_handled do redis.call('RPUSH', ERRORS, ARGV[handled_at + j - 1]) end
+local fields = {mc, tonumber(r[9] or '0') + 1, mt, tostring(tonumber(r[10] or '0') + duration),
+                mx, tostring(math.max(tonumber(r[11] or '0'), duration)),
+                'updated_at', tostring(NOW), 'failed', failed}
+if mode ~= '0' then
+  local version = tonumber(r[3] or '0') + 1
+  table.insert(fields, 'context'); table.insert(fields, ARGV[6])
+  table.insert(fields, 'version'); table.insert(fields, version)
+  r[5], r[3] = ARGV[6], string.format('%d', version)
 end
-redis.call('DEL', rk .. ':done')
-redis.call('ZREM', P .. ':expiring', run_id)  -- live again: its keys no longer expire
-redis.call('HDEL', rk, 'error', 'error_kind', 'finished_at')
-local next_status = 'running'
-if #ids == 0 then next_status = 'completed' end
-redis.call('HSET', rk, 'status', next_status, 'deadline', ARGV[4], 'pending', #ids,
-           'updated_at', tostring(NOW))
-if #ids == 0 then finish(run_id, 'completed', nil, nil) end
-wake(queue, #ids)
-return status
-"""
-)
-
-# ARGV: P, TTL, run_id -> {leased, queued}
-COUNTS = (
-    PRELUDE
-    + r"""
-local run_id = ARGV[3]
-local leased, queued = 0, 0
-for _, id in ipairs(redis.call('SMEMBERS', P .. ':run:' .. run_id .. ':live')) do
-  if redis.call('HGET', P .. ':item:' .. run_id .. ':' .. id, 'state') == 'leased' then
-    leased = leased + 1
+local function drop_committed()
+  if COMMITTED then
+    redis.call('HDEL', ITEMS, COMMITTED)
+    COMMITTED = nil
+  end
+end
+if fmsg ~= '' then
+  fields[10] = failed + 1
+  redis.call('HSET', RK, unpack(fields))
+  add_error(node, item_id, attempt, fkind, fmsg, tb, 0)
+  finish('failed', fmsg, fkind)
+  return {'committed', 0}
+end
+local pending = tonumber(r[4] or '0') + n_items + #fired - 1
+table.insert(fields, 'done'); table.insert(fields, tonumber(r[7] or '0') + 1)
+-- the new items; the first ready one is leased to this worker at once when it has room
+local out = {'committed', 0}
+local records, ready, delayed = {}, {}, {}
+local seq = tonumber(r[6] or '0')
+local own = nil
+-- (oldest first: only when nothing else is ready)
+local can_own = take_n > 0 and pending > 0 and n_items + #fired > 0 and r[1] ~= 'paused'
+  and not (r[2] and r[2] ~= '' and NOW > tonumber(r[2])) and redis.call('LLEN', READY) == 0
+local function add(id, it_node, payload, attempt_n, delay)
+  if delay <= 0 and can_own and own == nil then
+    own = {id, {it_node, payload, tonumber(attempt_n), 'queued', 0, '', '', 0}}
+    return
+  end
+  table.insert(records, id); table.insert(records, new_item(it_node, payload, attempt_n))
+  if delay > 0 then
+    table.insert(delayed, NOW + delay); table.insert(delayed, RUN .. SEP .. id)
   else
-    queued = queued + 1
+    table.insert(ready, entry(id))
   end
 end
-return {leased, queued}
-"""
-)
-
-# ARGV: P, TTL, run_id -> {node, queued, leased, node, queued, leased, ...}
-NODE_COUNTS = (
-    PRELUDE
-    + r"""
-local run_id = ARGV[3]
-local counts, order = {}, {}
-for _, id in ipairs(redis.call('SMEMBERS', P .. ':run:' .. run_id .. ':live')) do
-  local f = redis.call('HMGET', P .. ':item:' .. run_id .. ':' .. id, 'node', 'state')
-  if f[1] then
-    local c = counts[f[1]]
-    if not c then c = {0, 0}; counts[f[1]] = c; table.insert(order, f[1]) end
-    if f[2] == 'leased' then c[2] = c[2] + 1 else c[1] = c[1] + 1 end
-  end
+for j = 0, n_items - 1 do
+  local b = items_at + j * 5
+  add(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]))
 end
-local out = {}
-for _, node in ipairs(order) do
-  table.insert(out, node); table.insert(out, counts[node][1]); table.insert(out, counts[node][2])
+for _, f in ipairs(fired) do add(f[1], f[2], f[3], 1, 0) end
+if #records > 0 then chunked('HSET', ITEMS, records, 2) end
+if #ready > 0 then chunked('RPUSH', READY, ready, 1) end
+if #delayed > 0 then chunked('ZADD', DELAYED, delayed, 2) end
+if pending <= 0 then
+  table.insert(fields, 'pending'); table.insert(fields, pending)
+  redis.call('HSET', RK, unpack(fields))
+  finish('completed', nil, nil)
+  return out
 end
+local got, status = 0, r[1]
+if own then
+  seq = seq + 1
+  grant(r, seq, own[1], own[2], worker, take_lease, out)
+  got = 1
+end
+local woken = #ready
+if want_promote then woken = woken + promote() end
+if take_n > got then
+  r[6] = string.format('%d', seq)
+  local more, other_run
+  more, other_run, seq, status = take(r, worker, take_n - got, take_lease, out)
+  got = got + more
+  woken = woken - more
+end
+if status == 'failed' then  -- leasing found the run past its deadline or garbled
+  drop_committed()
+  return out
+end
+table.insert(fields, 'pending'); table.insert(fields, pending)
+table.insert(fields, 'seq'); table.insert(fields, seq)
+if r[1] == 'pending' and got > 0 then
+  table.insert(fields, 'status'); table.insert(fields, 'running')
+end
+redis.call('HSET', RK, unpack(fields))
+drop_committed()
+wake(woken)
+out[2] = math.max(woken, 0)
 return out
 """
 )

@@ -1,9 +1,13 @@
-"""Redis backend URLs: `redis[s]://[USER[:PASSWORD]@]HOST:PORT/DB?prefix=...&ttl=...`.
+"""Redis backend URLs: `redis[s]://[USER[:PASSWORD]@]HOST:PORT/DB?prefix=...&ttl=...` and
+`redis[s]+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]?prefix=...` (Redis Cluster:
+any reachable node is a seed; no database number).
 
 User and password are percent-decoded (so a password may hold `@ / ? # %`). `rediss://`
 speaks TLS and takes `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` (paths) and
 `ssl_cert_reqs` (`required` by default, `optional`, `none`), as redis-py names them.
-Every error names the URL with its password masked.
+`shards=N` spreads a deployment's queues over N hash slots (runs are pinned to one by their
+id): 1 by default on one server, 16 on a cluster; every client of a deployment must use
+the same number. Every error names the URL with its password masked.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ _CERT_REQS = {
     "none": ssl.CERT_NONE,
 }
 _TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
-_KNOWN = {"prefix", "ttl", *_TLS_OPTIONS}
+_KNOWN = {"prefix", "ttl", "shards", *_TLS_OPTIONS}
+CLUSTER_SHARDS = 16
+"""Queue shards on a cluster unless the URL says `shards=N`."""
+_MAX_SHARDS = 1024
 
 
 @dataclass(frozen=True, repr=False)
@@ -60,47 +67,92 @@ class RedisTarget:
     password: str | None
     prefix: str
     tls: TlsOptions | None
+    nodes: tuple[tuple[str, int], ...] = ()
+    """The seed nodes of a cluster (empty for one server)."""
+    shards: int = 1
 
     def __repr__(self) -> str:
         return f"RedisTarget({self.url!r})"
 
 
 def parse_redis_url(url: str) -> RedisTarget:
-    """The target of a `redis://` or `rediss://` URL; `BackendError` if it is malformed."""
+    """The target of a `redis[s]://` or `redis[s]+cluster://` URL; `BackendError` if it is
+    malformed."""
     shown = masked_url(url.split("?", 1)[0])
 
     def bad(why: str) -> BackendError:
         return BackendError(f"backend URL {shown!r}: {why}")
 
+    scheme = url.split("://", 1)[0].lower()
+    cluster = scheme.endswith("+cluster")
+    nodes: tuple[tuple[str, int], ...] = ()
     try:
         parts = urlsplit(url)
-        port = parts.port or 6379
-        host = parts.hostname or "127.0.0.1"
+        if cluster:
+            user, password, nodes = _cluster_netloc(parts.netloc)
+            host, port = nodes[0]
+        else:
+            port = parts.port or 6379
+            host = parts.hostname or "127.0.0.1"
+            user = unquote(parts.username) if parts.username else None
+            password = unquote(parts.password) if parts.password is not None else None
     except ValueError:
+        if cluster:
+            raise bad(
+                "expected redis[s]+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]"
+            ) from None
         raise bad("expected redis[s]://[USER[:PASSWORD]@]HOST:PORT/DB") from None
     db_text = parts.path.strip("/") or "0"
     if not db_text.isdigit():
         raise bad(f"the database must be a number, got {db_text!r}")
+    if cluster and db_text != "0":
+        raise bad("a Redis Cluster has one database: leave the path out")
     params = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(params) - _KNOWN)
     if unknown:
         raise bad(f"unknown option {unknown[0]!r} (known: {', '.join(sorted(_KNOWN))})")
     options = {k: v[-1] for k, v in params.items()}
     tls: TlsOptions | None = None
-    if parts.scheme.lower() == "rediss":
+    if scheme.startswith("rediss"):
         tls = _tls(options, bad)
     elif any(k in options for k in _TLS_OPTIONS):
         raise bad("TLS options need a rediss:// URL")
+    prefix = options.get("prefix") or "floxide"
+    if "{" in prefix or "}" in prefix:
+        raise bad(f"prefix={prefix!r}: '{{' and '}}' are kept for the keys' hash tags")
+    shards_text = options.get("shards") or str(CLUSTER_SHARDS if cluster else 1)
+    if not shards_text.isdigit() or not 1 <= int(shards_text) <= _MAX_SHARDS:
+        raise bad(f"shards={shards_text!r}: a whole number from 1 to {_MAX_SHARDS}")
     return RedisTarget(
         url=shown,
         host=host,
         port=port,
         db=int(db_text),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        prefix=options.get("prefix") or "floxide",
+        username=user,
+        password=password,
+        prefix=prefix,
         tls=tls,
+        nodes=nodes,
+        shards=int(shards_text),
     )
+
+
+def _cluster_netloc(netloc: str) -> tuple[str | None, str | None, tuple[tuple[str, int], ...]]:
+    """User, password and seed nodes of a cluster URL's `USER:PASSWORD@H:P,H:P`."""
+    userinfo, _, hosts = netloc.rpartition("@")
+    user: str | None = None
+    password: str | None = None
+    if userinfo:
+        name, sep, secret = userinfo.partition(":")
+        user = unquote(name) or None
+        password = unquote(secret) if sep else None
+    nodes = []
+    for entry in hosts.split(","):
+        split = urlsplit(f"//{entry.strip()}")
+        if not split.hostname:
+            raise ValueError(entry)
+        nodes.append((split.hostname, split.port or 6379))
+    return user, password, tuple(nodes)
 
 
 def _tls(options: dict[str, str], make: Callable[[str], BackendError]) -> TlsOptions:

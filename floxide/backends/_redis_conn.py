@@ -1,0 +1,154 @@
+"""The Redis backend's script fast path: sessions holding connections, on one server or a
+cluster.
+
+Inside `connected()` the scripts, the hot path, go straight to pooled connections held for
+the whole block (`BaseConnection.create_request`, multiplexed as coredis multiplexes its
+own commands): the client's per-command layers (argument checks, retry wrappers,
+telemetry, pool checkout) cost more than the round trip itself. On a cluster the session
+holds one connection per node and sends a script to the node that owns the slot of its
+first key (`ClusterLayout`); a MOVED or ASK reply (resharding) reports the error to the
+layout and sends the script again through the cluster client, which follows redirects.
+Connections are checked out for the whole block, so the pool never hands them to a
+blocking command (whose reply would hold up the scripts behind it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis._utils import hash_slot
+from coredis.commands.script import Script
+from coredis.connection import BaseConnection
+
+__all__ = ["ClusterSession", "Session"]
+
+_Script = Script[bytes]
+
+
+class Session:
+    """One `connected()` block on one server: its client, and the connection its scripts
+    are sent on."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.conn: BaseConnection | None = None
+        self._lock = trio.Lock()
+
+    async def connection(self, key: str) -> BaseConnection:
+        conn = self.conn
+        if conn is not None and conn.usable:
+            return conn
+        async with self._lock:
+            conn = self.conn
+            if conn is None or not conn.usable:
+                pool = self.client.connection_pool
+                if conn is not None:
+                    pool.release(conn)  # an unusable connection is dropped, not pooled
+                    self.conn = None
+                conn = self.conn = await pool.get_connection()
+            return conn
+
+    async def evalsha(self, script: _Script, keys: Sequence[str], argv: Sequence[Any]) -> Any:
+        """EVALSHA on the connection for `keys[0]`, loading the script first if the server
+        lacks it (a new or flushed server)."""
+        conn = await self.connection(keys[0])
+        try:
+            try:
+                return await conn.create_request(
+                    b"EVALSHA", script.sha, len(keys), *keys, *argv, decode=False
+                )
+            except coredis.exceptions.NoScriptError:
+                await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
+                return await conn.create_request(
+                    b"EVALSHA", script.sha, len(keys), *keys, *argv, decode=False
+                )
+        except BaseException:
+            if not conn.usable:
+                self.drop(conn)
+            raise
+
+    def drop(self, conn: BaseConnection) -> None:
+        """Forget `conn` (lost): the next script gets a fresh connection."""
+        if self.conn is conn:
+            self.client.connection_pool.release(conn)
+            self.conn = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.client.connection_pool.release(self.conn)
+            self.conn = None
+
+
+class ClusterSession(Session):
+    """One `connected()` block on a cluster: a held connection per node."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.conns: dict[tuple[str, int], tuple[Any, BaseConnection]] = {}
+
+    def _node(self, key: str) -> Any:
+        layout = self.client.connection_pool.cluster_layout
+        return layout.node_for_slot(hash_slot(key.encode()))
+
+    async def connection(self, key: str) -> BaseConnection:
+        node = self._node(key)
+        where = (node.host, node.port)
+        held = self.conns.get(where)
+        if held is not None and held[1].usable:
+            return held[1]
+        async with self._lock:
+            held = self.conns.get(where)
+            if held is None or not held[1].usable:
+                if held is not None:
+                    self._release(held[1])
+                    del self.conns[where]
+                pool = self.client.connection_pool
+                conn: BaseConnection = await pool.get_connection(node)
+                self.conns[where] = (node, conn)
+                return conn
+            return held[1]
+
+    async def evalsha(self, script: _Script, keys: Sequence[str], argv: Sequence[Any]) -> Any:
+        try:
+            return await super().evalsha(script, keys, argv)
+        except coredis.exceptions.AskError as e:  # MOVED too: the slot moved (resharding)
+            if isinstance(e, coredis.exceptions.MovedError):  # the layout learns the new owner
+                layout = self.client.connection_pool.cluster_layout
+                layout.report_errors(self._node(keys[0]), e)
+        return await self._through_client(script, keys, argv)
+
+    async def _through_client(
+        self, script: _Script, keys: Sequence[str], argv: Sequence[Any]
+    ) -> Any:
+        """The script sent by the cluster client (which follows MOVED and ASK)."""
+        try:
+            return await self.client.evalsha(script.sha, keys, argv)
+        except coredis.exceptions.NoScriptError:
+            await self.client.script_load(script.script)
+            return await self.client.evalsha(script.sha, keys, argv)
+
+    def _release(self, conn: BaseConnection) -> None:
+        """Give `conn` back to the pool; a lost one leaves a free slot in its place (the
+        cluster pool would otherwise lose the slot for good)."""
+        pool = self.client.connection_pool
+        pool.release(conn)
+        if not conn.usable:
+            try:
+                pool._node_pool(conn.location).append_nowait(None)
+            except Exception:
+                pass
+
+    def drop(self, conn: BaseConnection) -> None:
+        for where, (_, held) in list(self.conns.items()):
+            if held is conn:
+                self._release(conn)
+                del self.conns[where]
+
+    def close(self) -> None:
+        for _, conn in self.conns.values():
+            self._release(conn)
+        self.conns.clear()
