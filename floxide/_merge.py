@@ -13,11 +13,17 @@ twice.
 - `EventLog`: an append-only log in causal and branch order, deduplicated by event id.
 - `Fixed`: a value every branch must agree on (disagreement raises `MergeConflictError`).
 - `Mergeable`: a base class giving an attrs class a field-wise `merge`.
+
+`contribution(read, mine)` is what a work item added to a context it read: small (a
+Counter's own entry, a set's new elements, a log's new events), and merging it into any
+context that has grown from `read` gives the same as merging `mine`. Distributed runs
+commit contributions instead of whole contexts, so concurrent items never conflict.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -38,7 +44,9 @@ __all__ = [
     "Mergeable",
     "Min",
     "SetUnion",
+    "contribution",
     "merge_values",
+    "private_copy",
 ]
 
 T = TypeVar("T")
@@ -491,3 +499,134 @@ def _merge_field(cls: type, field: attrs.Attribute[Any], mine: Any, theirs: Any)
         f"{cls.__name__}.{field.name} differs between copies ({mine!r} != {theirs!r}) and has "
         "no merge; use a merge value (Counter, Max, Min, SetUnion, EventLog, Fixed)"
     )
+
+
+# --------------------------------------------------------------------------- contributions
+
+_FROZEN_VALUES = (Counter, Max, Min, SetUnion, EventLog, Fixed)
+"""Merge values a step replaces rather than mutates (`add`, `update`, `append` return new
+ones): a copy of a context may share them."""
+
+
+class _NotGrown(Exception):
+    """`mine` did not grow from `read` by merging."""
+
+
+def contribution(read: T, mine: T) -> tuple[T, bool] | None:
+    """What a step that read context `read` and left `mine` added to it, and whether it
+    changed anything: a value `d` with `read.merge(d) == mine`, usually far smaller than
+    `mine`, so that merging `d` into any context grown from `read` (by merges) gives the
+    same as merging `mine`. None when `mine` did not grow from `read` by merging (a field
+    that must agree changed, a Counter entry shrank, an event was dropped): such a change
+    is committed whole. `read` must be a value the step could not mutate."""
+    try:
+        return _delta(read, mine)
+    except _NotGrown:
+        return None
+    except Exception:  # a custom merge or a class that cannot be rebuilt: commit it whole
+        return None
+
+
+def private_copy(ctx: T) -> T:
+    """A copy of context `ctx` a step may mutate without touching `ctx`: built-in merge
+    values are shared (steps replace them), anything else is deep-copied."""
+    if isinstance(ctx, Mergeable) and attrs.has(type(ctx)):
+        new = copy.copy(ctx)
+        fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(type(ctx))  # type: ignore[arg-type]
+        for field in fields:
+            value = getattr(ctx, field.name)
+            if not isinstance(value, _IMMUTABLE):
+                object.__setattr__(new, field.name, copy.deepcopy(value))
+        return new
+    return copy.deepcopy(ctx)
+
+
+_IMMUTABLE = (*_FROZEN_VALUES, str, int, float, bool, bytes, type(None), frozenset)
+
+
+def _delta(read: Any, mine: Any) -> tuple[Any, bool]:
+    if type(read) is not type(mine):
+        raise _NotGrown
+    if isinstance(mine, Counter):
+        return _counter_delta(read, mine)
+    if isinstance(mine, SetUnion):
+        if not read.items <= mine.items:
+            raise _NotGrown
+        added = mine.items - read.items
+        return SetUnion(added), bool(added)
+    if isinstance(mine, EventLog):
+        return _log_delta(read, mine)
+    if isinstance(mine, Max):
+        if mine.value < read.value:
+            raise _NotGrown
+        return mine, read.value < mine.value
+    if isinstance(mine, Min):
+        if read.value < mine.value:
+            raise _NotGrown
+        return mine, mine.value < read.value
+    if isinstance(mine, Fixed):
+        if read.value is not None and mine.value != read.value:
+            raise _NotGrown
+        return mine, mine.value != read.value
+    if isinstance(mine, Mergeable) and attrs.has(type(mine)):
+        return _fields_delta(read, mine)
+    if mine is read or mine == read:
+        return read, False
+    if callable(getattr(read, "merge", None)) and read.merge(mine) == mine:
+        return mine, True
+    raise _NotGrown
+
+
+def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool]:
+    if mine is read:
+        return Counter(), False
+    parts = []
+    for old, new in ((read.increments, mine.increments), (read.decrements, mine.decrements)):
+        for key, n in old.items():
+            if new.get(key, -1) < n:
+                raise _NotGrown
+        parts.append({k: n for k, n in new.items() if old.get(k) != n})
+    return _counter(parts[0], parts[1], object()), bool(parts[0] or parts[1])
+
+
+def _log_delta(read: EventLog[Any], mine: EventLog[Any]) -> tuple[EventLog[Any], bool]:
+    if mine is read:
+        return EventLog(), False
+    by_id = {e.id: e for e in mine.events}
+    for event in read.events:
+        if by_id.pop(event.id, None) != event:
+            raise _NotGrown
+    return EventLog(tuple(by_id.values())), bool(by_id)
+
+
+def _fields_delta(read: Any, mine: Any) -> tuple[Any, bool]:
+    cls = type(mine)
+    init: dict[str, Any] = {}
+    later: dict[str, Any] = {}
+    changed = False
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+    for field in fields:
+        old, new = getattr(read, field.name), getattr(mine, field.name)
+        custom: Callable[[Any, Any], Any] | None = field.metadata.get(MERGE_WITH)
+        if custom is not None:
+            if new is old or new == old:
+                part, moved = old, False
+            elif custom(old, new) == new:
+                part, moved = new, True
+            else:
+                raise _NotGrown
+        elif callable(getattr(new, "merge", None)):
+            part, moved = _delta(old, new)
+        elif new is old or new == old:
+            part, moved = old, False
+        else:
+            raise _NotGrown
+        changed = changed or moved
+        if field.init:
+            init[field.alias or field.name] = part
+        else:
+            later[field.name] = part
+    result = cls(**init)
+    for name, value in later.items():
+        object.__setattr__(result, name, value)
+    return result, changed

@@ -22,6 +22,7 @@ from floxide.backends._base import (
     CommitPlan,
     CommitResult,
     ContextUpdate,
+    Contribution,
     ErrorRecord,
     Lease,
     NewItem,
@@ -35,6 +36,7 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
     count_scopes,
+    stores_contributions,
 )
 from floxide.backends._memory import MemoryBackend
 from floxide.backends._registry import open_backend, register_backend
@@ -46,6 +48,7 @@ __all__ = [
     "CommitPlan",
     "CommitResult",
     "ContextUpdate",
+    "Contribution",
     "ErrorRecord",
     "Lease",
     "MemoryBackend",
@@ -65,6 +68,7 @@ __all__ = [
     "count_scopes",
     "open_backend",
     "register_backend",
+    "stores_contributions",
 ]
 
 

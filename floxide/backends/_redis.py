@@ -147,6 +147,8 @@ def _f(v: bytes | str | None) -> float | None:
 class RedisBackend:
     """Backend on a Redis 7 server (`redis://HOST:PORT/DB?prefix=floxide&ttl=SECONDS`)."""
 
+    stores_contributions = True
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -191,6 +193,7 @@ class RedisBackend:
                 "FAIL",
                 "COUNTS",
                 "RETRY_RUN",
+                "CONTEXT",
             )
         }
 
@@ -476,12 +479,16 @@ class RedisBackend:
         return sorted(outs, key=lambda o: o.position)
 
     async def context(self, run_id: str) -> RunContext | None:
-        async with self._conn("context") as c:
-            data, version = await c.hmget(self._k("run", _rid(run_id)), [b"context", b"version"])
-        if data is None:
+        raw = await self._script("CONTEXT", [_rid(run_id)])
+        if not raw:
             return None
+        data, version, contrib = raw
         with self._reading(run_id, "version"):
-            return RunContext(data, int(_s(version) or 0))
+            number = int(_s(version) or 0)
+        with self._reading(run_id, "context contributions"):
+            if not isinstance(contrib, list):
+                raise ValueError("contributions")
+            return RunContext(data, number, _pairs(contrib))
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -569,6 +576,13 @@ class RedisBackend:
         if update is not None:
             mode = "1" if update.merge is not None else "2"
             value, base = update.value, str(update.base_version)
+            if update.folded and update.merge is not None:
+                mode, base = "4", _folded(update.base_version, None, update.folded)
+        elif plan.contribution is not None:  # see COMMIT's modes '3' and '4'
+            mode, value = "3", plan.contribution.data or b""
+            compact = plan.contribution.compact
+            if compact is not None:
+                base = _folded(compact.base_version, compact.value, compact.folded)
         rest: list[Any] = [lease.node, repr(plan.duration)]
         opened = plan.open_scope
         if opened is None:
@@ -606,11 +620,12 @@ class RedisBackend:
             if result != "conflict":
                 return CommitResult(result), []
             # another step changed the context since this one read it: merge into the fresh one
+            # (its contributions stay stored: they fold on top of the merged base)
             assert update is not None and update.merge is not None
             current = await self.context(lease.run_id)
             if current is None:
                 return CommitResult.INACTIVE, []
-            value, base = update.merge(current.data), str(current.version)
+            mode, value, base = "1", update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
@@ -681,8 +696,23 @@ def _deadline(v: bytes | str | None) -> float:
     return math.inf if d is None else d
 
 
+def _folded(version: int, base: bytes | None, folded: Sequence[tuple[str, bytes]]) -> str:
+    """COMMIT's ARGV[8] for modes '3' and '4': [version, (base,) key1, data1, ...]."""
+    parts: list[str] = [str(version)]
+    if base is not None:
+        parts.append(base.decode())
+    for key, data in folded:
+        parts += [key, data.decode()]
+    return json.dumps(parts, ensure_ascii=False)
+
+
+def _pairs(flat: list[Any]) -> tuple[tuple[str, bytes], ...]:
+    """(item id, contribution) pairs from a flat HGETALL reply."""
+    return tuple((_s(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2))
+
+
 def _leases(raw: list[Any]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, after one leading field."""
+    """The leases in a LEASE (or COMMIT) reply: 14 fields each, after one leading field."""
     return [
         Lease(
             run_id=_unrid(_s(raw[i])),
@@ -695,10 +725,10 @@ def _leases(raw: list[Any]) -> list[Lease]:
             last_error=_s(raw[i + 7]) or None,
             expired=_s(raw[i + 8]) == "1",
             worker_id=_s(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11])),
+            context=RunContext(raw[i + 10], int(raw[i + 11]), _pairs(raw[i + 13])),
             run_deadline=_deadline(raw[i + 12]),
         )
-        for i in range(1, len(raw), 13)
+        for i in range(1, len(raw), 14)
     ]
 
 

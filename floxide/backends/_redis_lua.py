@@ -9,7 +9,10 @@ Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
   P:q:Q:ready             LIST of M ready to lease
   P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
   P:q:Q:wake              LIST of wake-up tokens idle workers block on (BLPOP)
-  P:run:R                 HASH run record, context, version, counters
+  P:run:R                 HASH run record, context, version, counters; 'contrib' is set
+                          once the run has stored a contribution
+  P:run:R:contrib         HASH item id -> its contribution to the context (not yet
+                          folded into 'context'; see COMMIT's modes '3' and '4')
   P:run:R:live            SET of item ids not yet done
   P:run:R:parked          LIST of item ids leased while the run was paused
   P:run:R:scopes          HASH open join scope id -> live items carrying it
@@ -108,7 +111,8 @@ local function finish(run_id, status, err, kind)
     end
     redis.call('DEL', rk .. ':parked', rk .. ':done')
     redis.call('RPUSH', rk .. ':done', status)
-    for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
+    for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done',
+                            ':contrib'}) do
       redis.call('PEXPIRE', rk .. suffix, TTL)
     end
     return
@@ -123,7 +127,8 @@ local function finish(run_id, status, err, kind)
   redis.call('DEL', rk .. ':live', rk .. ':scopes', rk .. ':fired', rk .. ':parked', rk .. ':cols',
              rk .. ':done')
   redis.call('RPUSH', rk .. ':done', status)
-  for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done'}) do
+  for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done',
+                            ':contrib'}) do
     redis.call('PEXPIRE', rk .. suffix, TTL)
   end
   redis.call('ZADD', P .. ':expiring', NOW + TTL / 1000, run_id)
@@ -203,7 +208,7 @@ return 'ok'
 )
 
 TAKE = r"""
--- lease up to `limit` ready items of `queue` to `worker`, appending 13 fields per lease to
+-- lease up to `limit` ready items of `queue` to `worker`, appending 14 fields per lease to
 -- `out` (due delayed items become ready first); returns how many were leased
 local function take(queue, worker, limit, lease, out)
   local ready = P .. ':q:' .. queue .. ':ready'
@@ -223,7 +228,8 @@ local function take(queue, worker, limit, lease, out)
     local rk = P .. ':run:' .. run_id
     local ik = P .. ':item:' .. run_id .. ':' .. item_id
     -- one read of the run and one of the item, checked before anything is written
-    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context')
+    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context',
+                         'contrib')
     local f = redis.call('HMGET', ik, 'state', 'node', 'payload', 'attempt', 'last_error',
                          'expired')
     local status, state = r[1], f[1]
@@ -236,6 +242,12 @@ local function take(queue, worker, limit, lease, out)
       elseif not num_ok(r[3], true) then bad = 'version'
       elseif not num_ok(r[4], true) then bad = 'pending'
       elseif not num_ok(f[4], true) then bad = 'attempt' end
+      -- the contributions not yet folded into the context go with the lease (14th field)
+      local contrib = {}
+      if not bad and r[6] then
+        contrib = redis.pcall('HGETALL', rk .. ':contrib')
+        if type(contrib) ~= 'table' or contrib.err then bad = 'context contributions' end
+      end
       if bad then
         fail_unreadable(run_id, bad)
       elseif r[2] and r[2] ~= '' and NOW > tonumber(r[2]) then
@@ -260,6 +272,7 @@ local function take(queue, worker, limit, lease, out)
                             r[5], r[3], r[2] or ''}) do
           table.insert(out, v)
         end
+        table.insert(out, contrib)
         got = got + 1
       end
     end
@@ -269,7 +282,7 @@ end
 """
 
 # ARGV: P, TTL, queue, worker, limit, lease_seconds
-# returns {next_due or '', then 13 fields per lease}
+# returns {next_due or '', then 14 fields per lease (the 14th: the contributions, flat)}
 LEASE = (
     PRELUDE
     + TAKE
@@ -314,7 +327,17 @@ return out
 #       collect (key, data)*, drop key*; then failure kind, message ('' = none); then
 #       take (leases to take after the commit, 0 = none), lease_seconds, worker
 # returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 13 fields per lease taken, as LEASE}
+#       {'committed', then 14 fields per lease taken, as LEASE}
+# Context modes '3' and '4' (a backend storing contributions: floxide.backends._base's
+#       context_write is the rule this ports): ARGV[8] is '' or a JSON array
+#       [version, (base,) key1, data1, ...] naming the contributions the step's read folded.
+#       '3': ARGV[7] is the step's contribution ('' = none), stored under its item id with
+#       no version check, so concurrent steps never conflict and a duplicate item
+#       overwrites its own; with ARGV[8], the base given there is written and the folded
+#       contributions still stored unchanged are removed, only if the version is still the
+#       one given (a compaction: else skipped, a concurrent one won). '4': ARGV[7] replaces
+#       the base if the version is still the one in ARGV[8] (else 'conflict', as '1'), and
+#       the folded contributions still stored unchanged are removed.
 COMMIT = (
     PRELUDE
     + COUNT_SCOPES
@@ -327,7 +350,7 @@ local mode = ARGV[6]
 local node, duration = ARGV[9], tonumber(ARGV[10])
 -- everything this commit reads is checked before it writes anything
 local mk = rk .. ':metrics'
-local r = redis.call('HMGET', rk, 'version', 'pending', 'done', 'failed', 'queue')
+local r = redis.call('HMGET', rk, 'version', 'pending', 'done', 'failed', 'queue', 'contrib')
 local mf = redis.call('HMGET', mk, node .. '|count', node .. '|total', node .. '|max')
 local bad = nil
 if not num_ok(attempt, true) then bad = 'attempt' end
@@ -350,11 +373,18 @@ if not bad and n_check > 0 then
     end
   end
 end
+local folded = nil
+if not bad and (mode == '3' or mode == '4') then
+  local t = redis.call('TYPE', rk .. ':contrib')['ok']
+  if t ~= 'hash' and t ~= 'none' then bad = 'context contributions' end
+  if ARGV[8] ~= '' then folded = cjson.decode(ARGV[8]) end
+end
 if bad then
   fail_unreadable(run_id, bad)
   return 'inactive'
 end
 if mode == '1' and r[1] ~= ARGV[8] then return 'conflict' end
+if mode == '4' and r[1] ~= folded[1] then return 'conflict' end
 local queue = r[5]
 local keep = ARGV[#ARGV] == '1'  -- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1')
 if keep then
@@ -364,9 +394,26 @@ else
   redis.call('SREM', rk .. ':live', item_id)
 end
 redis.call('ZREM', P .. ':leases', run_id .. SEP .. item_id)
-if mode ~= '0' then
+if mode == '1' or mode == '2' then
   redis.call('HSET', rk, 'context', ARGV[7])
   redis.call('HINCRBY', rk, 'version', 1)
+elseif folded and (mode == '4' or r[1] == folded[1]) then  -- write the base, drop the folded
+  local first = 2
+  if mode == '4' then
+    redis.call('HSET', rk, 'context', ARGV[7])
+  else
+    redis.call('HSET', rk, 'context', folded[2])
+    first = 3
+  end
+  redis.call('HINCRBY', rk, 'version', 1)
+  local ck = rk .. ':contrib'
+  for j = first, #folded - 1, 2 do
+    if redis.call('HGET', ck, folded[j]) == folded[j + 1] then redis.call('HDEL', ck, folded[j]) end
+  end
+end
+if mode == '3' and ARGV[7] ~= '' then
+  redis.call('HSET', rk .. ':contrib', item_id, ARGV[7])
+  if not r[6] then redis.call('HSET', rk, 'contrib', '1') end
 end
 local has_open, open_id, open_n, open_fired = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 local k = 15
@@ -598,7 +645,7 @@ for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
   redis.call('PERSIST', rk .. ':col:' .. c)
 end
 for _, suffix in ipairs({'', ':live', ':scopes', ':fired', ':cols', ':outputs', ':errors',
-                         ':metrics'}) do
+                         ':metrics', ':contrib'}) do
   redis.call('PERSIST', rk .. suffix)
 end
 redis.call('DEL', rk .. ':done')
@@ -628,5 +675,22 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. ':run:' .. run_id .. ':live')) d
   end
 end
 return {leased, queued}
+"""
+)
+
+# ARGV: P, TTL, run_id -> {} (no run) or {context, version, contributions (flat list), or
+#       false when they cannot be read}: one atomic read of the base and its contributions
+CONTEXT = (
+    PRELUDE
+    + r"""
+local rk = P .. ':run:' .. ARGV[3]
+local r = redis.call('HMGET', rk, 'context', 'version', 'contrib')
+if not r[1] then return {} end
+local contrib = {}
+if r[3] then
+  contrib = redis.pcall('HGETALL', rk .. ':contrib')
+  if type(contrib) ~= 'table' or contrib.err then contrib = false end
+end
+return {r[1], r[2] or '', contrib}
 """
 )
