@@ -105,6 +105,11 @@ class Counter:
     increments: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
     decrements: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
     _lineage: object = attrs.field(init=False, eq=False, repr=False, factory=object)
+    _origin: tuple[Counter, frozenset[str]] | None = attrs.field(
+        init=False, eq=False, repr=False, default=None
+    )
+    """The counter `add` started from and the keys it changed since (`contribution` then
+    looks at those keys only)."""
 
     @property
     def value(self) -> int:
@@ -133,7 +138,11 @@ class Counter:
             inc[key] = inc.get(key, 0) + n
         else:
             dec[key] = dec.get(key, 0) - n
-        return _counter(inc, dec, self._lineage)
+        new = _counter(inc, dec, self._lineage)
+        origin = self._origin
+        touched = (self, frozenset((key,))) if origin is None else (origin[0], origin[1] | {key})
+        object.__setattr__(new, "_origin", touched)
+        return new
 
     def merge(self, other: Counter) -> Counter:
         """Per item id, keep the larger contribution."""
@@ -149,6 +158,7 @@ def _counter(inc: dict[str, int], dec: dict[str, int], lineage: object) -> Count
     object.__setattr__(new, "increments", inc)
     object.__setattr__(new, "decrements", dec)
     object.__setattr__(new, "_lineage", lineage)
+    object.__setattr__(new, "_origin", None)
     return new
 
 
@@ -580,12 +590,19 @@ def _delta(read: Any, mine: Any) -> tuple[Any, bool]:
 def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool]:
     if mine is read:
         return Counter(), False
+    origin = mine._origin
     parts = []
     for old, new in ((read.increments, mine.increments), (read.decrements, mine.decrements)):
-        for key, n in old.items():
+        if origin is not None and origin[0] is read:  # made by `add` from `read`: its keys
+            changed = {k: new[k] for k in sorted(origin[1]) if k in new and new[k] != old.get(k)}
+            dropped = [(k, old[k]) for k in origin[1] if k in old]
+        else:
+            changed = dict(sorted(new.items() - old.items()))
+            dropped = list(old.items() - new.items())  # entries the step changed or dropped
+        for key, n in dropped:
             if new.get(key, -1) < n:
                 raise _NotGrown
-        parts.append({k: n for k, n in new.items() if old.get(k) != n})
+        parts.append(changed)
     return _counter(parts[0], parts[1], object()), bool(parts[0] or parts[1])
 
 

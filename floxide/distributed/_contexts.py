@@ -48,9 +48,6 @@ class _Fold:
     base: bytes
     seen: dict[str, bytes]
     value: Any
-    encoded: bytes | None = None
-    compacting: bool = False
-    """True once a step of this worker sent this fold as a compaction."""
 
 
 @attrs.frozen
@@ -58,6 +55,7 @@ class StepRead:
     """What a step read: the stored context, the step's own copy, and (contributions
     only) the fold the copy was made from."""
 
+    run_id: str
     stored: RunContext
     ctx: Any
     fold: _Fold | None = None
@@ -71,31 +69,38 @@ class StepContexts:
         ctx_type = codec.types.ctx_type
         self.contributions = contributions and callable(getattr(ctx_type, "merge", None))
         self._folds: dict[str, _Fold] = {}
+        self._compacted: dict[str, tuple[int, int, _Fold]] = {}
+        """Per run, the last compaction this worker sent: the version it was made at, how
+        many contributions it folded, and the fold it makes the base (if it wins)."""
 
     def read(self, run_id: str, stored: RunContext) -> StepRead:
         """The context a step of run `run_id` runs on (`PayloadError` if it cannot be read)."""
         if not self.contributions:
-            return StepRead(stored, self.codec.decode_context(stored.data, run_id))
+            return StepRead(run_id, stored, self.codec.decode_context(stored.data, run_id))
         fold = self._fold(run_id, stored)
-        return StepRead(stored, private_copy(fold.value), fold)
+        return StepRead(run_id, stored, private_copy(fold.value), fold)
 
     def _fold(self, run_id: str, stored: RunContext) -> _Fold:
         decode = self.codec.decode_context
         fold = self._folds.get(run_id)
-        given = dict(stored.contributions)
+        # A fold made from a later read (a higher version, or more contributions) serves
+        # an earlier read too: all it holds was committed, and merging is idempotent.
         if (
             fold is None
-            or fold.version != stored.version
-            or fold.base != stored.data
-            or any(given.get(k) != v for k, v in fold.seen.items())
+            or fold.version < stored.version
+            or (fold.version == stored.version and fold.base != stored.data)
         ):
-            fold = _Fold(stored.version, stored.data, {}, decode(stored.data, run_id))
-        new = [(k, v) for k, v in given.items() if k not in fold.seen]
+            fold = self._after_compaction(run_id, stored) or _Fold(
+                stored.version, stored.data, {}, decode(stored.data, run_id)
+            )
+        seen = fold.seen
+        new = [(k, v) for k, v in stored.contributions if seen.get(k) != v]
         if new:
             value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
-            fold = _Fold(stored.version, stored.data, given, value)
+            fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
         if len(self._folds) >= _MAX_RUNS and run_id not in self._folds:
             self._folds.clear()
+            self._compacted.clear()
         self._folds[run_id] = fold
         return fold
 
@@ -110,7 +115,7 @@ class StepContexts:
             if got is not None:
                 delta, changed = got
                 data = self.codec.encode_context(delta) if changed else None
-                compact = self._compaction(fold) if changed else None
+                compact = self._compaction(read.run_id, fold) if changed else None
                 return None, (Contribution(data, compact) if data is not None else None)
         codec = self.codec
         stored = read.stored
@@ -127,16 +132,30 @@ class StepContexts:
 
         return ContextUpdate(mine, stored.version, merge, stored.contributions), None
 
-    def _compaction(self, fold: _Fold) -> ContextUpdate | None:
-        """The fold as the new base, when the step read enough contributions (sent once
-        per fold by this worker, and again at every further `COMPACT_AFTER`)."""
+    def _compaction(self, run_id: str, fold: _Fold) -> ContextUpdate | None:
+        """The fold as the new base, when the step read enough contributions: sent once
+        per version by this worker, again only once `COMPACT_AFTER` more have come."""
         n = len(fold.seen)
-        if not compacts(n) or (fold.compacting and n % COMPACT_AFTER):
+        if not compacts(n):
             return None
-        if fold.encoded is None:
-            fold.encoded = self.codec.encode_context(fold.value)
-        fold.compacting = True
-        return ContextUpdate(fold.encoded, fold.version, None, tuple(fold.seen.items()))
+        sent = self._compacted.get(run_id)
+        if sent is not None and sent[0] == fold.version and n < sent[1] + COMPACT_AFTER:
+            return None
+        encoded = self.codec.encode_context(fold.value)
+        after = _Fold(fold.version + 1, encoded, {}, fold.value)
+        self._compacted[run_id] = (fold.version, n, after)
+        return ContextUpdate(encoded, fold.version, None, tuple(fold.seen.items()))
+
+    def _after_compaction(self, run_id: str, stored: RunContext) -> _Fold | None:
+        """The fold this worker's compaction made the base, if `stored` has it (saves
+        decoding it)."""
+        sent = self._compacted.get(run_id)
+        if sent is None:
+            return None
+        fold = sent[2]
+        if fold.version != stored.version or fold.base != stored.data:
+            return None
+        return _Fold(fold.version, fold.base, {}, fold.value)
 
     def _same(self, ctx: Any, stored: bytes) -> bool:
         """Whether `ctx` equals the stored context (sets may serialize in another order)."""
