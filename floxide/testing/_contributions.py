@@ -164,6 +164,7 @@ async def compaction(b: Backend) -> None:
     expect(fold(again) == want, f"the fold after compactions is {fold(again)}")
     # a whole write at the current version replaces what it read (the contributions it
     # folded go); one committed after its read stays
+    assert again is not None
     read = again
     await b.commit(leases[7], plan(contribution=_gives(_data(after=1))))
     whole = ContextUpdate(b'{"whole": 1}', read.version, lambda s: s, read.contributions)
