@@ -518,10 +518,6 @@ _FROZEN_VALUES = (Counter, Max, Min, SetUnion, EventLog, Fixed)
 ones): a copy of a context may share them."""
 
 
-class _NotGrown(Exception):
-    """`mine` did not grow from `read` by merging."""
-
-
 def contribution(read: T, mine: T) -> tuple[T, bool] | None:
     """What a step that read context `read` and left `mine` added to it, and whether it
     changed anything: a value `d` with `read.merge(d) == mine`, usually far smaller than
@@ -531,8 +527,6 @@ def contribution(read: T, mine: T) -> tuple[T, bool] | None:
     is committed whole. `read` must be a value the step could not mutate."""
     try:
         return _delta(read, mine)
-    except _NotGrown:
-        return None
     except Exception:  # a custom merge or a class that cannot be rebuilt: commit it whole
         return None
 
@@ -554,29 +548,30 @@ def private_copy(ctx: T) -> T:
 _IMMUTABLE = (*_FROZEN_VALUES, str, int, float, bool, bytes, type(None), frozenset)
 
 
-def _delta(read: Any, mine: Any) -> tuple[Any, bool]:
+def _delta(read: Any, mine: Any) -> tuple[Any, bool] | None:
+    """`contribution`, None when `mine` did not grow from `read`."""
     if type(read) is not type(mine):
-        raise _NotGrown
+        return None
     if isinstance(mine, Counter):
         return _counter_delta(read, mine)
     if isinstance(mine, SetUnion):
         if not read.items <= mine.items:
-            raise _NotGrown
+            return None
         added = mine.items - read.items
         return SetUnion(added), bool(added)
     if isinstance(mine, EventLog):
         return _log_delta(read, mine)
     if isinstance(mine, Max):
         if mine.value < read.value:
-            raise _NotGrown
+            return None
         return mine, read.value < mine.value
     if isinstance(mine, Min):
         if read.value < mine.value:
-            raise _NotGrown
+            return None
         return mine, mine.value < read.value
     if isinstance(mine, Fixed):
         if read.value is not None and mine.value != read.value:
-            raise _NotGrown
+            return None
         return mine, mine.value != read.value
     if isinstance(mine, Mergeable) and attrs.has(type(mine)):
         return _fields_delta(read, mine)
@@ -584,10 +579,10 @@ def _delta(read: Any, mine: Any) -> tuple[Any, bool]:
         return read, False
     if callable(getattr(read, "merge", None)) and read.merge(mine) == mine:
         return mine, True
-    raise _NotGrown
+    return None
 
 
-def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool]:
+def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool] | None:
     if mine is read:
         return Counter(), False
     origin = mine._origin
@@ -601,22 +596,22 @@ def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool]:
             dropped = list(old.items() - new.items())  # entries the step changed or dropped
         for key, n in dropped:
             if new.get(key, -1) < n:
-                raise _NotGrown
+                return None
         parts.append(changed)
     return _counter(parts[0], parts[1], object()), bool(parts[0] or parts[1])
 
 
-def _log_delta(read: EventLog[Any], mine: EventLog[Any]) -> tuple[EventLog[Any], bool]:
+def _log_delta(read: EventLog[Any], mine: EventLog[Any]) -> tuple[EventLog[Any], bool] | None:
     if mine is read:
         return EventLog(), False
     by_id = {e.id: e for e in mine.events}
     for event in read.events:
         if by_id.pop(event.id, None) != event:
-            raise _NotGrown
+            return None
     return EventLog(tuple(by_id.values())), bool(by_id)
 
 
-def _fields_delta(read: Any, mine: Any) -> tuple[Any, bool]:
+def _fields_delta(read: Any, mine: Any) -> tuple[Any, bool] | None:
     cls = type(mine)
     init: dict[str, Any] = {}
     later: dict[str, Any] = {}
@@ -631,13 +626,16 @@ def _fields_delta(read: Any, mine: Any) -> tuple[Any, bool]:
             elif custom(old, new) == new:
                 part, moved = new, True
             else:
-                raise _NotGrown
+                return None
         elif callable(getattr(new, "merge", None)):
-            part, moved = _delta(old, new)
+            got = _delta(old, new)
+            if got is None:
+                return None
+            part, moved = got
         elif new is old or new == old:
             part, moved = old, False
         else:
-            raise _NotGrown
+            return None
         changed = changed or moved
         if field.init:
             init[field.alias or field.name] = part

@@ -557,9 +557,9 @@ def fold_context(base: M, contributions: Iterable[M]) -> M:
     return base if acc is None else base.merge(acc)
 
 
-def compacts(contributions: int) -> bool:
+def compacts(contributions: int, after: int = COMPACT_AFTER) -> bool:
     """Whether a reader that saw `contributions` folds them into the base."""
-    return contributions >= COMPACT_AFTER
+    return contributions >= after
 
 
 def never_same() -> bool:

@@ -64,8 +64,11 @@ class StepRead:
 class StepContexts:
     """Reads the context of each step and makes the change it commits."""
 
-    def __init__(self, codec: Codec, contributions: bool) -> None:
+    def __init__(
+        self, codec: Codec, contributions: bool, compact_after: int = COMPACT_AFTER
+    ) -> None:
         self.codec = codec
+        self.compact_after = compact_after
         ctx_type = codec.types.ctx_type
         self.contributions = contributions and callable(getattr(ctx_type, "merge", None))
         self._folds: dict[str, _Fold] = {}
@@ -136,10 +139,10 @@ class StepContexts:
         """The fold as the new base, when the step read enough contributions: sent once
         per version by this worker, again only once `COMPACT_AFTER` more have come."""
         n = len(fold.seen)
-        if not compacts(n):
+        if not compacts(n, self.compact_after):
             return None
         sent = self._compacted.get(run_id)
-        if sent is not None and sent[0] == fold.version and n < sent[1] + COMPACT_AFTER:
+        if sent is not None and sent[0] == fold.version and n < sent[1] + self.compact_after:
             return None
         encoded = self.codec.encode_context(fold.value)
         after = _Fold(fold.version + 1, encoded, {}, fold.value)
