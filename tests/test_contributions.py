@@ -9,6 +9,8 @@ merged into the first context) gives. The backend side is in the conformance kit
 
 from __future__ import annotations
 
+import inspect
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +214,29 @@ def test_random_interleavings_give_the_reference_context_sqlite(
     async def go() -> None:
         path = tmp_path / f"i{len(list(tmp_path.iterdir()))}.db"
         backend = open_backend(f"sqlite:///{path}")
+        try:
+            await _interleave(backend, changes, list(order), workers, compact_after)
+        finally:
+            await backend.aclose()
+
+    trio.run(go)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(schedule=schedules)
+def test_random_interleavings_give_the_reference_context_redis(
+    schedule: Any, redis_server: Any
+) -> None:
+    changes, order, workers, compact_after = schedule
+
+    async def go() -> None:
+        backend = open_backend(f"{redis_server.url}?prefix=t{uuid.uuid4().hex[:8]}")
+        if inspect.isawaitable(backend):
+            backend = await backend
         try:
             await _interleave(backend, changes, list(order), workers, compact_after)
         finally:
