@@ -179,6 +179,9 @@ class RedisBackend:
         self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
+        self._bases: dict[str, tuple[bytes, bytes]] = {}
+        """Per run (escaped id), the last context base a lease gave and its version: the
+        scripts leave out a base the backend already holds (TAKE's `known`)."""
         self._scripts: dict[str, Script[bytes]] = {
             name: Script(script=getattr(lua, name).encode())
             for name in (
@@ -486,7 +489,7 @@ class RedisBackend:
         with self._reading(run_id, "version"):
             number = int(_s(version) or 0)
         with self._reading(run_id, "context contributions"):
-            if not isinstance(contrib, list):
+            if not isinstance(contrib, bytes):
                 raise ValueError("contributions")
             return RunContext(data, number, _pairs(contrib))
 
@@ -544,8 +547,11 @@ class RedisBackend:
         wake = self._k("q", queue, "wake")
         while True:
             with trio.CancelScope(shield=True):
-                raw = await self._script("LEASE", [queue, worker_id, limit, repr(lease_seconds)])
-            leases = _leases(raw)
+                known = self._known()
+                raw = await self._script(
+                    "LEASE", [queue, worker_id, limit, repr(lease_seconds), _known_arg(known)]
+                )
+            leases = self._leases(raw, known)
             remaining = deadline - trio.current_time()
             if leases or remaining <= 0:
                 return leases
@@ -572,7 +578,8 @@ class RedisBackend:
         self, lease: Lease, plan: CommitPlan, *, limit: int, lease_seconds: float
     ) -> tuple[CommitResult, list[Lease]]:
         update = plan.context
-        mode, value, base = "0", b"", ""
+        mode, value = "0", b""
+        base: str | bytes = ""
         if update is not None:
             mode = "1" if update.merge is not None else "2"
             value, base = update.value, str(update.base_version)
@@ -611,11 +618,13 @@ class RedisBackend:
         rest += [_error_entry(e) for e in plan.handled]
         rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
         rid = _rid(lease.run_id)
+        known = self._known(rid) if limit > 0 else {}
+        rest.append(_known_arg(known))
         while True:
             head = [rid, lease.item_id, lease.token, mode, value, base]
             raw = await self._script("COMMIT", [*head, *rest])
             if isinstance(raw, list):  # committed, with the leases taken
-                return CommitResult.COMMITTED, _leases(raw)
+                return CommitResult.COMMITTED, self._leases(raw, known)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []
@@ -626,6 +635,30 @@ class RedisBackend:
             if current is None:
                 return CommitResult.INACTIVE, []
             mode, value, base = "1", update.merge(current.data), str(current.version)
+
+    def _known(self, rid: str | None = None) -> dict[str, tuple[bytes, bytes]]:
+        """The bases a script may leave out of its leases: of run `rid` and of the few
+        runs leased last."""
+        bases = self._bases
+        known = {k: bases[k] for k in list(bases)[-4:]}
+        if rid is not None and rid in bases:
+            known[rid] = bases[rid]
+        return known
+
+    def _leases(self, raw: list[Any], known: dict[str, tuple[bytes, bytes]]) -> list[Lease]:
+        """The leases of a reply, their left-out bases filled in from `known`; the bases
+        given are remembered."""
+        leases = _leases(raw, known)
+        bases = self._bases
+        for n, le in enumerate(leases):
+            tag = raw[15 + 15 * n]
+            if le.context is not None and bases.get(_rid(le.run_id), (None,))[0] != tag:
+                if len(bases) >= 256:
+                    bases.clear()
+                rid = _rid(le.run_id)
+                bases.pop(rid, None)
+                bases[rid] = (tag, le.context.data)
+        return leases
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
@@ -696,23 +729,52 @@ def _deadline(v: bytes | str | None) -> float:
     return math.inf if d is None else d
 
 
-def _folded(version: int, base: bytes | None, folded: Sequence[tuple[str, bytes]]) -> str:
-    """COMMIT's ARGV[8] for modes '3' and '4': [version, (base,) key1, data1, ...]."""
-    parts: list[str] = [str(version)]
+_SEP = b"\x1f"
+
+
+def _folded(version: int, base: bytes | None, folded: Sequence[tuple[str, bytes]]) -> bytes:
+    """COMMIT's ARGV[8] for modes '3' and '4': version, (base,) key1, data1, ... joined by
+    the separator."""
+    parts: list[bytes] = [str(version).encode()]
     if base is not None:
-        parts.append(base.decode())
+        parts.append(base)
     for key, data in folded:
-        parts += [key, data.decode()]
-    return json.dumps(parts, ensure_ascii=False)
+        parts += [key.encode(), data]
+    return _SEP.join(parts)
 
 
-def _pairs(flat: list[Any]) -> tuple[tuple[str, bytes], ...]:
-    """(item id, contribution) pairs from a flat HGETALL reply."""
-    return tuple((_s(flat[i]), flat[i + 1]) for i in range(0, len(flat) - 1, 2))
+def _pairs(joined: bytes) -> tuple[tuple[str, bytes], ...]:
+    """(item id, contribution) pairs from the contributions a script joined by the
+    separator (a garbled one that holds it splits wrongly: decoding it fails its run)."""
+    if not joined:
+        return ()
+    flat = joined.split(_SEP)
+    return tuple(
+        (flat[i].decode(errors="replace"), flat[i + 1]) for i in range(0, len(flat) - 1, 2)
+    )
 
 
-def _leases(raw: list[Any]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 14 fields each, after one leading field."""
+def _known_arg(known: dict[str, tuple[bytes, bytes]]) -> bytes:
+    """TAKE's `known`: run id, tag, ... joined by the separator."""
+    return _SEP.join(part for rid, (tag, _) in known.items() for part in (rid.encode(), tag))
+
+
+def _context(
+    raw: list[Any], i: int, known: dict[str, tuple[bytes, bytes]]
+) -> RunContext | None:
+    """The context of the lease at `raw[i]`; a base left out (None) is the one `known`
+    holds under the lease's tag (else None: the worker reads the context)."""
+    data = raw[i + 10]
+    if data is None:
+        held = known.get(_s(raw[i]))
+        if held is None or held[0] != raw[i + 14]:
+            return None
+        data = held[1]
+    return RunContext(data, int(raw[i + 11]), _pairs(raw[i + 13]))
+
+
+def _leases(raw: list[Any], known: dict[str, tuple[bytes, bytes]]) -> list[Lease]:
+    """The leases in a LEASE (or COMMIT) reply: 15 fields each, after one leading field."""
     return [
         Lease(
             run_id=_unrid(_s(raw[i])),
@@ -725,10 +787,10 @@ def _leases(raw: list[Any]) -> list[Lease]:
             last_error=_s(raw[i + 7]) or None,
             expired=_s(raw[i + 8]) == "1",
             worker_id=_s(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11]), _pairs(raw[i + 13])),
+            context=_context(raw, i, known),
             run_deadline=_deadline(raw[i + 12]),
         )
-        for i in range(1, len(raw), 14)
+        for i in range(1, len(raw), 15)
     ]
 
 

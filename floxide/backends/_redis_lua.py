@@ -74,6 +74,17 @@ local function bad_number(key, fields, integral)
   return nil
 end
 
+-- the parts of a string joined by SEP
+local function split(s)
+  local parts, at = {}, 1
+  while true do
+    local j = string.find(s, SEP, at, true)
+    if not j then table.insert(parts, string.sub(s, at)); return parts end
+    table.insert(parts, string.sub(s, at, j - 1))
+    at = j + 1
+  end
+end
+
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
@@ -208,9 +219,21 @@ return 'ok'
 )
 
 TAKE = r"""
--- lease up to `limit` ready items of `queue` to `worker`, appending 14 fields per lease to
+-- lease up to `limit` ready items of `queue` to `worker`, appending 15 fields per lease to
 -- `out` (due delayed items become ready first); returns how many were leased
-local function take(queue, worker, limit, lease, out)
+-- `known` maps run ids to the base the caller already holds, as 'version/created_at' (a
+-- run re-created under the same id differs): a lease of such a run gives false instead
+-- of the base (a big base is not copied out of the run hash for every lease), and every
+-- lease ends with that tag (15th field); see RedisBackend._bases
+local function known_bases(s)
+  local known = {}
+  if s == '' then return known end
+  local parts = split(s)
+  for j = 1, #parts - 1, 2 do known[parts[j]] = parts[j + 1] end
+  return known
+end
+
+local function take(queue, worker, limit, lease, out, known)
   local ready = P .. ':q:' .. queue .. ':ready'
   local delayed = P .. ':q:' .. queue .. ':delayed'
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -228,8 +251,8 @@ local function take(queue, worker, limit, lease, out)
     local rk = P .. ':run:' .. run_id
     local ik = P .. ':item:' .. run_id .. ':' .. item_id
     -- one read of the run and one of the item, checked before anything is written
-    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'context',
-                         'contrib')
+    local r = redis.call('HMGET', rk, 'status', 'deadline', 'version', 'pending', 'contrib',
+                         'created_at')
     local f = redis.call('HMGET', ik, 'state', 'node', 'payload', 'attempt', 'last_error',
                          'expired')
     local status, state = r[1], f[1]
@@ -242,11 +265,13 @@ local function take(queue, worker, limit, lease, out)
       elseif not num_ok(r[3], true) then bad = 'version'
       elseif not num_ok(r[4], true) then bad = 'pending'
       elseif not num_ok(f[4], true) then bad = 'attempt' end
-      -- the contributions not yet folded into the context go with the lease (14th field)
-      local contrib = {}
-      if not bad and r[6] then
-        contrib = redis.pcall('HGETALL', rk .. ':contrib')
-        if type(contrib) ~= 'table' or contrib.err then bad = 'context contributions' end
+      -- the contributions not yet folded into the context go with the lease (14th field:
+      -- key SEP data SEP ..., one string, cheaper to send and parse than a nested list)
+      local contrib = ''
+      if not bad and r[5] then
+        local c = redis.pcall('HGETALL', rk .. ':contrib')
+        if type(c) ~= 'table' or c.err then bad = 'context contributions'
+        else contrib = table.concat(c, SEP) end
       end
       if bad then
         fail_unreadable(run_id, bad)
@@ -269,10 +294,14 @@ local function take(queue, worker, limit, lease, out)
         redis.call('ZADD', P .. ':leases', deadline, m)
         for _, v in ipairs({run_id, item_id, f[2], f[3], f[4], tostring(token),
                             tostring(deadline), f[5] or '', f[6] or '0', worker,
-                            r[5], r[3], r[2] or ''}) do
+                            false, r[3], r[2] or ''}) do
           table.insert(out, v)
         end
+        local tag = (r[3] or '0') .. '/' .. (r[6] or '')
+        if known[run_id] == tag then out[#out - 2] = false
+        else out[#out - 2] = redis.call('HGET', rk, 'context') end
         table.insert(out, contrib)
+        table.insert(out, tag)
         got = got + 1
       end
     end
@@ -281,15 +310,16 @@ local function take(queue, worker, limit, lease, out)
 end
 """
 
-# ARGV: P, TTL, queue, worker, limit, lease_seconds
-# returns {next_due or '', then 14 fields per lease (the 14th: the contributions, flat)}
+# ARGV: P, TTL, queue, worker, limit, lease_seconds, known bases (see take)
+# returns {next_due or '', then 15 fields per lease (the 14th: the contributions, joined
+#         by SEP: key, data, key, data...; the 15th: the base's tag, see take)}
 LEASE = (
     PRELUDE
     + TAKE
     + r"""
 local queue, worker, limit, lease = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {''}
-if take(queue, worker, limit, lease, out) == 0 then
+if take(queue, worker, limit, lease, out, known_bases(ARGV[7])) == 0 then
   local first = redis.call('ZRANGE', P .. ':q:' .. queue .. ':delayed', 0, 0, 'WITHSCORES')
   if first[2] then out[1] = first[2] end
 end
@@ -325,12 +355,14 @@ return out
 #       node, duration, opened scope ('0' | '1', id, open count, fired JSON), then counted
 #       lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs entry*,
 #       collect (key, data)*, drop key*; then failure kind, message ('' = none); then
-#       take (leases to take after the commit, 0 = none), lease_seconds, worker
+#       take (leases to take after the commit, 0 = none), lease_seconds, worker, ...,
+#       and last the known bases (see take)
 # returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 14 fields per lease taken, as LEASE}
+#       {'committed', then 15 fields per lease taken, as LEASE}
 # Context modes '3' and '4' (a backend storing contributions: floxide.backends._base's
-#       context_write is the rule this ports): ARGV[8] is '' or a JSON array
-#       [version, (base,) key1, data1, ...] naming the contributions the step's read folded.
+#       context_write is the rule this ports): ARGV[8] is '' or the strings
+#       version, (base,) key1, data1, ... joined by SEP (none holds it: keys are item ids,
+#       the rest is JSON), naming the contributions the step's read folded.
 #       '3': ARGV[7] is the step's contribution ('' = none), stored under its item id with
 #       no version check, so concurrent steps never conflict and a duplicate item
 #       overwrites its own; with ARGV[8], the base given there is written and the folded
@@ -377,7 +409,7 @@ local folded = nil
 if not bad and (mode == '3' or mode == '4') then
   local t = redis.call('TYPE', rk .. ':contrib')['ok']
   if t ~= 'hash' and t ~= 'none' then bad = 'context contributions' end
-  if ARGV[8] ~= '' then folded = cjson.decode(ARGV[8]) end
+  if ARGV[8] ~= '' then folded = split(ARGV[8]) end
 end
 if bad then
   fail_unreadable(run_id, bad)
@@ -386,7 +418,8 @@ end
 if mode == '1' and r[1] ~= ARGV[8] then return 'conflict' end
 if mode == '4' and r[1] ~= folded[1] then return 'conflict' end
 local queue = r[5]
-local keep = ARGV[#ARGV] == '1'  -- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1')
+-- a failing item is kept for RETRY_RUN (ARGV ends: tb, '1', known bases)
+local keep = ARGV[#ARGV - 1] == '1'
 if keep then
   redis.call('HSET', ik, 'state', 'failed')
 else
@@ -447,7 +480,7 @@ local mx = tonumber(mf[3] or '0') or 0
 if duration > mx then redis.call('HSET', mk, node .. '|max', tostring(duration)) end
 local ready = 0
 if fmsg ~= '' then
-  add_error(rk, node, item_id, attempt, fkind, fmsg, ARGV[#ARGV - 1], 0)
+  add_error(rk, node, item_id, attempt, fkind, fmsg, ARGV[#ARGV - 2], 0)
   redis.call('HINCRBY', rk, 'failed', 1)
   finish(run_id, 'failed', fmsg, fkind)
 else
@@ -482,7 +515,7 @@ if take_n <= 0 then
 end
 -- the committing worker has room: lease to it now, and wake others only for what is left
 local out = {'committed'}
-local got = take(queue, worker, take_n, take_lease, out)
+local got = take(queue, worker, take_n, take_lease, out, known_bases(ARGV[#ARGV]))
 wake(queue, ready - got)
 return out
 """
@@ -678,18 +711,18 @@ return {leased, queued}
 """
 )
 
-# ARGV: P, TTL, run_id -> {} (no run) or {context, version, contributions (flat list), or
-#       false when they cannot be read}: one atomic read of the base and its contributions
+# ARGV: P, TTL, run_id -> {} (no run) or {context, version, contributions (joined by SEP,
+#       as LEASE gives them), or false when they cannot be read}: one atomic read
 CONTEXT = (
     PRELUDE
     + r"""
 local rk = P .. ':run:' .. ARGV[3]
 local r = redis.call('HMGET', rk, 'context', 'version', 'contrib')
 if not r[1] then return {} end
-local contrib = {}
+local contrib = ''
 if r[3] then
-  contrib = redis.pcall('HGETALL', rk .. ':contrib')
-  if type(contrib) ~= 'table' or contrib.err then contrib = false end
+  local c = redis.pcall('HGETALL', rk .. ':contrib')
+  if type(c) ~= 'table' or c.err then contrib = false else contrib = table.concat(c, SEP) end
 end
 return {r[1], r[2] or '', contrib}
 """
