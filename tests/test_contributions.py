@@ -10,23 +10,42 @@ merged into the first context) gives. The backend side is in the conformance kit
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
+import coredis
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from floxide import Counter, EventLog, Max, Mergeable, Next, Node, SetUnion, Transition, Workflow
+from floxide import (
+    Counter,
+    EventLog,
+    FloxideError,
+    Max,
+    Mergeable,
+    Next,
+    Node,
+    SetUnion,
+    Transition,
+    Workflow,
+)
 from floxide import workflow as make_workflow
 from floxide._merge import contribution, private_copy
 from floxide._running import enter_item, exit_item
 from floxide._step import fold_context
 from floxide.backends import Backend, CommitPlan, NewItem, NewRun, open_backend
+from floxide.backends._redis_keys import rid as redis_rid
+from floxide.distributed import Orchestrator, RunStatus
 from floxide.distributed._codec import payload_codec
 from floxide.distributed._contexts import StepContexts, read_context
+from tests.distributed_workflows import Ctx as DCtx
+from tests.distributed_workflows import fan_join
+from tests.test_distributed import with_workers
 
 
 @attrs.define
@@ -243,3 +262,54 @@ def test_random_interleavings_give_the_reference_context_redis(
             await backend.aclose()
 
     trio.run(go)
+
+
+# -- a garbled contribution fails its own run only ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_garbled_contribution_fails_its_run_only(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        prefix = f"g{uuid.uuid4().hex[:8]}"
+        url = f"{server.url}?prefix={prefix}"
+    else:
+        path = tmp_path / "runs.db"
+        url = f"sqlite:///{path}"
+
+    async def garble(run_id: str) -> None:
+        if kind == "redis":
+            client = coredis.Redis.from_url(server.url, decode_responses=False)
+            async with client:
+                key = f"{prefix}:run:{redis_rid(run_id)}"
+                await client.hset(f"{key}:contrib", {"x": b"\xff garbage"})
+                await client.hset(key, {"contrib": "1"})
+        else:
+            db = sqlite3.connect(path)
+            with db:
+                db.execute("INSERT INTO contributions VALUES (?, 'x', 'garbage')", (run_id,))
+            db.close()
+
+    async def main() -> None:
+        backend = open_backend(url)
+        wf = fan_join()
+        orch = Orchestrator(wf, backend)
+        bad = await orch.start_run(DCtx(), 5)
+        good = await orch.start_run(DCtx(), 6)
+        await garble(bad)
+
+        async def body(_: object) -> None:
+            with trio.fail_after(30):
+                assert await orch.wait(good, timeout=20) == sum(i * i for i in range(6))
+                assert (await orch.context(good)).squared.value == 6
+                with pytest.raises(FloxideError, match="context") as failed:
+                    await orch.wait(bad, timeout=20)
+                assert "Traceback" not in str(failed.value)
+                assert await orch.status(bad) is RunStatus.FAILED
+
+        await with_workers(wf, backend, body, n=2)
+        await backend.aclose()
+
+    trio.run(main)
