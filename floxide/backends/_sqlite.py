@@ -92,6 +92,11 @@ _RUN_POLL_MAX = 0.05
 """Longest pause (s) between two reads of a run that `wait_run` waits for."""
 
 
+def _base(conn: sqlite3.Connection, run_id: str) -> bytes:
+    """The stored context (base) of a run."""
+    return bytes(conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+
 def _contributions(conn: sqlite3.Connection, run_id: str) -> tuple[tuple[str, bytes], ...]:
     """The contributions of a run not yet folded into its stored context (a garbled one is
     given as text: decoding it fails that run only)."""
@@ -543,7 +548,7 @@ class SqliteBackend:
     @staticmethod
     def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
         run = conn.execute(
-            "SELECT status, context, version, pending, queue, EXISTS (SELECT 1 FROM items"
+            "SELECT status, version, pending, queue, EXISTS (SELECT 1 FROM items"
             " WHERE run_id = ? AND item_id = ? AND state = 'leased' AND token = ?) AS held"
             " FROM runs WHERE run_id = ?",
             (lease.run_id, lease.item_id, lease.token, lease.run_id),
@@ -568,7 +573,7 @@ class SqliteBackend:
                 plan,
                 lease.item_id,
                 run["version"],
-                lambda: bytes(run["context"]),
+                lambda: _base(conn, lease.run_id),  # read only to merge a stale update
                 _Stored(conn, lease.run_id).get,
             )
             made = self._apply(conn, lease, plan, run["queue"], run["pending"], write)
