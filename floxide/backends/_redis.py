@@ -637,10 +637,10 @@ class RedisBackend:
             mode, value, base = "1", update.merge(current.data), str(current.version)
 
     def _known(self, rid: str | None = None) -> dict[str, tuple[bytes, bytes]]:
-        """The bases a script may leave out of its leases: of run `rid` and of the few
-        runs leased last."""
+        """The bases a script may leave out of its leases: of run `rid` and of the runs
+        leased last (a batch often holds items of several runs)."""
         bases = self._bases
-        known = {k: bases[k] for k in list(bases)[-4:]}
+        known = {k: bases[k] for k in list(bases)[-32:]}
         if rid is not None and rid in bases:
             known[rid] = bases[rid]
         return known
