@@ -39,6 +39,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 import coredis
 import coredis.exceptions
 import trio
@@ -179,9 +180,9 @@ class RedisBackend:
         self._session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
             f"floxide_redis_{id(self)}", default=None
         )
-        self._bases: dict[str, tuple[bytes, bytes]] = {}
-        """Per run (escaped id), the last context base a lease gave and its version: the
-        scripts leave out a base the backend already holds (TAKE's `known`)."""
+        self._bases: dict[str, _Held] = {}
+        """Per run (escaped id), the context the last lease gave: the scripts leave out
+        the base and the contributions the backend already holds (TAKE's `known`)."""
         self._scripts: dict[str, Script[bytes]] = {
             name: Script(script=getattr(lua, name).encode())
             for name in (
@@ -636,7 +637,7 @@ class RedisBackend:
                 return CommitResult.INACTIVE, []
             mode, value, base = "1", update.merge(current.data), str(current.version)
 
-    def _known(self, rid: str | None = None) -> dict[str, tuple[bytes, bytes]]:
+    def _known(self, rid: str | None = None) -> dict[str, _Held]:
         """The bases a script may leave out of its leases: of run `rid` and of the runs
         leased last (a batch often holds items of several runs)."""
         bases = self._bases
@@ -645,19 +646,21 @@ class RedisBackend:
             known[rid] = bases[rid]
         return known
 
-    def _leases(self, raw: list[Any], known: dict[str, tuple[bytes, bytes]]) -> list[Lease]:
+    def _leases(self, raw: list[Any], known: dict[str, _Held]) -> list[Lease]:
         """The leases of a reply, their left-out bases filled in from `known`; the bases
         given are remembered."""
         leases = _leases(raw, known)
         bases = self._bases
         for n, le in enumerate(leases):
-            tag = raw[15 + 15 * n]
-            if le.context is not None and bases.get(_rid(le.run_id), (None,))[0] != tag:
-                if len(bases) >= 256:
-                    bases.clear()
-                rid = _rid(le.run_id)
-                bases.pop(rid, None)
-                bases[rid] = (tag, le.context.data)
+            context = le.context
+            if context is None:
+                continue
+            rid = _rid(le.run_id)
+            if len(bases) >= 256 and rid not in bases:
+                bases.clear()
+            bases.pop(rid, None)
+            at = 1 + 16 * n
+            bases[rid] = _Held(raw[at + 14], context.data, context.contributions, raw[at + 15])
         return leases
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
@@ -754,27 +757,47 @@ def _pairs(joined: bytes) -> tuple[tuple[str, bytes], ...]:
     )
 
 
-def _known_arg(known: dict[str, tuple[bytes, bytes]]) -> bytes:
-    """TAKE's `known`: run id, tag, ... joined by the separator."""
-    return _SEP.join(part for rid, (tag, _) in known.items() for part in (rid.encode(), tag))
+@attrs.frozen
+class _Held:
+    """A run's context as the backend last got it with a lease (see TAKE's `known`)."""
+
+    tag: bytes
+    """The base's version and the run's creation time."""
+    base: bytes
+    contributions: Sequence[tuple[str, bytes]]
+    seq: bytes
+    """The sequence number of the last contribution the run had stored then."""
 
 
-def _context(
-    raw: list[Any], i: int, known: dict[str, tuple[bytes, bytes]]
-) -> RunContext | None:
+def _known_arg(known: dict[str, _Held]) -> bytes:
+    """TAKE's `known`: run id, tag, sequence number, ... joined by the separator."""
+    return _SEP.join(
+        part for rid, held in known.items() for part in (rid.encode(), held.tag, held.seq)
+    )
+
+
+def _context(raw: list[Any], i: int, known: dict[str, _Held]) -> RunContext | None:
     """The context of the lease at `raw[i]`; a base left out (None) is the one `known`
-    holds under the lease's tag (else None: the worker reads the context)."""
+    holds under the lease's tag, and the contributions given are those stored since
+    (else None: the worker reads the context)."""
     data = raw[i + 10]
+    given = _pairs(raw[i + 13])
     if data is None:
         held = known.get(_s(raw[i]))
-        if held is None or held[0] != raw[i + 14]:
+        if held is None or held.tag != raw[i + 14]:
             return None
-        data = held[1]
-    return RunContext(data, int(raw[i + 11]), _pairs(raw[i + 13]))
+        data = held.base
+        if given:
+            merged = dict(held.contributions)
+            merged.update(given)
+            given = tuple(merged.items())
+        else:
+            given = tuple(held.contributions)
+    return RunContext(data, int(raw[i + 11]), given)
 
 
-def _leases(raw: list[Any], known: dict[str, tuple[bytes, bytes]]) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 15 fields each, after one leading field."""
+def _leases(raw: list[Any], known: dict[str, _Held]) -> list[Lease]:
+    """The leases in a LEASE (or COMMIT) reply: 16 fields each, after one leading field."""
     return [
         Lease(
             run_id=_unrid(_s(raw[i])),
@@ -790,7 +813,7 @@ def _leases(raw: list[Any], known: dict[str, tuple[bytes, bytes]]) -> list[Lease
             context=_context(raw, i, known),
             run_deadline=_deadline(raw[i + 12]),
         )
-        for i in range(1, len(raw), 15)
+        for i in range(1, len(raw), 16)
     ]
 
 

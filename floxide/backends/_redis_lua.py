@@ -9,8 +9,9 @@ Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
   P:q:Q:ready             LIST of M ready to lease
   P:q:Q:delayed           ZSET M -> due time (durable delayed retries)
   P:q:Q:wake              LIST of wake-up tokens idle workers block on (BLPOP)
-  P:run:R                 HASH run record, context, version, counters; 'contrib' is set
-                          once the run has stored a contribution
+  P:run:R                 HASH run record, context, version, counters; 'contrib' counts
+                          the contributions the run ever stored (their sequence numbers)
+  P:run:R:cseq            ZSET item id -> sequence number of its stored contribution
   P:run:R:contrib         HASH item id -> its contribution to the context (not yet
                           folded into 'context'; see COMMIT's modes '3' and '4')
   P:run:R:live            SET of item ids not yet done
@@ -22,6 +23,9 @@ Keys (P = prefix, R = run id, I = item id, Q = queue, M = "R\\x1fI"):
   P:run:R:done            LIST holding the final status once finished (waiters BLMOVE it)
   P:item:R:I              HASH node, payload, attempt, state, token, worker, deadline, ...
 Times come from the server (TIME), so hosts with skewed clocks agree on lease deadlines.
+
+Why over 700 lines: one script per operation of the `Backend` protocol, each atomic and
+self-contained (a script cannot call another), sharing only the PRELUDE helpers.
 """
 
 # A labelled port of `floxide._step.count_scopes`, the one join arithmetic (innermost scope
@@ -85,6 +89,28 @@ local function split(s)
   end
 end
 
+-- the contributions of run `rk` (joined by SEP: key, data, ...), all of them or those
+-- stored after sequence number `after`; nil when they cannot be read
+local function contributions(rk, after)
+  if not after then
+    local c = redis.pcall('HGETALL', rk .. ':contrib')
+    if type(c) ~= 'table' or c.err then return nil end
+    return table.concat(c, SEP)
+  end
+  local ids = redis.pcall('ZRANGEBYSCORE', rk .. ':cseq', '(' .. after, '+inf')
+  if type(ids) ~= 'table' or ids.err then return nil end
+  if #ids == 0 then return '' end
+  local data = redis.pcall('HMGET', rk .. ':contrib', unpack(ids))
+  if type(data) ~= 'table' or data.err then return nil end
+  local out = {}
+  for j, id in ipairs(ids) do
+    if not data[j] then return nil end
+    out[2 * j - 1] = id
+    out[2 * j] = data[j]
+  end
+  return table.concat(out, SEP)
+end
+
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
 end
@@ -123,7 +149,7 @@ local function finish(run_id, status, err, kind)
     redis.call('DEL', rk .. ':parked', rk .. ':done')
     redis.call('RPUSH', rk .. ':done', status)
     for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done',
-                            ':contrib'}) do
+                            ':contrib', ':cseq'}) do
       redis.call('PEXPIRE', rk .. suffix, TTL)
     end
     return
@@ -139,7 +165,7 @@ local function finish(run_id, status, err, kind)
              rk .. ':done')
   redis.call('RPUSH', rk .. ':done', status)
   for _, suffix in ipairs({'', ':outputs', ':errors', ':metrics', ':done',
-                            ':contrib'}) do
+                            ':contrib', ':cseq'}) do
     redis.call('PEXPIRE', rk .. suffix, TTL)
   end
   redis.call('ZADD', P .. ':expiring', NOW + TTL / 1000, run_id)
@@ -219,17 +245,19 @@ return 'ok'
 )
 
 TAKE = r"""
--- lease up to `limit` ready items of `queue` to `worker`, appending 15 fields per lease to
+-- lease up to `limit` ready items of `queue` to `worker`, appending 16 fields per lease to
 -- `out` (due delayed items become ready first); returns how many were leased
--- `known` maps run ids to the base the caller already holds, as 'version/created_at' (a
--- run re-created under the same id differs): a lease of such a run gives false instead
--- of the base (a big base is not copied out of the run hash for every lease), and every
--- lease ends with that tag (15th field); see RedisBackend._bases
+-- `known` maps run ids to the base the caller already holds, tagged 'version/created_at'
+-- (a run re-created under the same id differs), and the sequence number of the last
+-- contribution it holds: a lease of such a run gives false instead of the base, and only
+-- the contributions stored since (a big base and many contributions are not copied out
+-- for every lease); every lease ends with the tag and the run's sequence number (15th
+-- and 16th fields); see RedisBackend._bases
 local function known_bases(s)
   local known = {}
   if s == '' then return known end
   local parts = split(s)
-  for j = 1, #parts - 1, 2 do known[parts[j]] = parts[j + 1] end
+  for j = 1, #parts - 2, 3 do known[parts[j]] = {parts[j + 1], parts[j + 2]} end
   return known
 end
 
@@ -266,12 +294,16 @@ local function take(queue, worker, limit, lease, out, known)
       elseif not num_ok(r[4], true) then bad = 'pending'
       elseif not num_ok(f[4], true) then bad = 'attempt' end
       -- the contributions not yet folded into the context go with the lease (14th field:
-      -- key SEP data SEP ..., one string, cheaper to send and parse than a nested list)
+      -- key SEP data SEP ..., one string, cheaper to send and parse than a nested list),
+      -- only those the caller lacks when it holds the base (see known_bases)
+      local tag = (r[3] or '0') .. '/' .. (r[6] or '')
+      local held = known[run_id]
+      if held and held[1] ~= tag then held = nil end
       local contrib = ''
+      if not bad and not num_ok(r[5], true) then bad = 'context contributions' end
       if not bad and r[5] then
-        local c = redis.pcall('HGETALL', rk .. ':contrib')
-        if type(c) ~= 'table' or c.err then bad = 'context contributions'
-        else contrib = table.concat(c, SEP) end
+        contrib = contributions(rk, held and held[2])
+        if not contrib then bad = 'context contributions' end
       end
       if bad then
         fail_unreadable(run_id, bad)
@@ -297,11 +329,11 @@ local function take(queue, worker, limit, lease, out, known)
                             false, r[3], r[2] or ''}) do
           table.insert(out, v)
         end
-        local tag = (r[3] or '0') .. '/' .. (r[6] or '')
-        if known[run_id] == tag then out[#out - 2] = false
+        if held then out[#out - 2] = false
         else out[#out - 2] = redis.call('HGET', rk, 'context') end
         table.insert(out, contrib)
         table.insert(out, tag)
+        table.insert(out, r[5] or '0')
         got = got + 1
       end
     end
@@ -311,8 +343,8 @@ end
 """
 
 # ARGV: P, TTL, queue, worker, limit, lease_seconds, known bases (see take)
-# returns {next_due or '', then 15 fields per lease (the 14th: the contributions, joined
-#         by SEP: key, data, key, data...; the 15th: the base's tag, see take)}
+# returns {next_due or '', then 16 fields per lease (the 14th: the contributions, joined
+#         by SEP: key, data, key, data...; the 15th and 16th: see known_bases)}
 LEASE = (
     PRELUDE
     + TAKE
@@ -358,7 +390,7 @@ return out
 #       take (leases to take after the commit, 0 = none), lease_seconds, worker, ...,
 #       and last the known bases (see take)
 # returns 'committed' (or 'lost', 'inactive', 'conflict'); with take > 0, a commit returns
-#       {'committed', then 15 fields per lease taken, as LEASE}
+#       {'committed', then 16 fields per lease taken, as LEASE}
 # Context modes '3' and '4' (a backend storing contributions: floxide.backends._base's
 #       context_write is the rule this ports): ARGV[8] is '' or the strings
 #       version, (base,) key1, data1, ... joined by SEP (none holds it: keys are item ids,
@@ -409,6 +441,9 @@ local folded = nil
 if not bad and (mode == '3' or mode == '4') then
   local t = redis.call('TYPE', rk .. ':contrib')['ok']
   if t ~= 'hash' and t ~= 'none' then bad = 'context contributions' end
+  t = redis.call('TYPE', rk .. ':cseq')['ok']
+  if t ~= 'zset' and t ~= 'none' then bad = 'context contributions' end
+  if not num_ok(r[6], true) then bad = 'context contributions' end
   if ARGV[8] ~= '' then folded = split(ARGV[8]) end
 end
 if bad then
@@ -441,12 +476,15 @@ elseif folded and (mode == '4' or r[1] == folded[1]) then  -- write the base, dr
   redis.call('HINCRBY', rk, 'version', 1)
   local ck = rk .. ':contrib'
   for j = first, #folded - 1, 2 do
-    if redis.call('HGET', ck, folded[j]) == folded[j + 1] then redis.call('HDEL', ck, folded[j]) end
+    if redis.call('HGET', ck, folded[j]) == folded[j + 1] then
+      redis.call('HDEL', ck, folded[j])
+      redis.call('ZREM', rk .. ':cseq', folded[j])
+    end
   end
 end
 if mode == '3' and ARGV[7] ~= '' then
   redis.call('HSET', rk .. ':contrib', item_id, ARGV[7])
-  if not r[6] then redis.call('HSET', rk, 'contrib', '1') end
+  redis.call('ZADD', rk .. ':cseq', redis.call('HINCRBY', rk, 'contrib', 1), item_id)
 end
 local has_open, open_id, open_n, open_fired = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 local k = 15
@@ -678,7 +716,7 @@ for _, c in ipairs(redis.call('SMEMBERS', rk .. ':cols')) do
   redis.call('PERSIST', rk .. ':col:' .. c)
 end
 for _, suffix in ipairs({'', ':live', ':scopes', ':fired', ':cols', ':outputs', ':errors',
-                         ':metrics', ':contrib'}) do
+                         ':metrics', ':contrib', ':cseq'}) do
   redis.call('PERSIST', rk .. suffix)
 end
 redis.call('DEL', rk .. ':done')
@@ -720,10 +758,7 @@ local rk = P .. ':run:' .. ARGV[3]
 local r = redis.call('HMGET', rk, 'context', 'version', 'contrib')
 if not r[1] then return {} end
 local contrib = ''
-if r[3] then
-  local c = redis.pcall('HGETALL', rk .. ':contrib')
-  if type(c) ~= 'table' or c.err then contrib = false else contrib = table.concat(c, SEP) end
-end
+if r[3] then contrib = contributions(rk, nil) or false end
 return {r[1], r[2] or '', contrib}
 """
 )
