@@ -541,15 +541,40 @@ def contribution(read: T, mine: T) -> tuple[T, bool] | None:
 def private_copy(ctx: T) -> T:
     """A copy of context `ctx` a step may mutate without touching `ctx`: built-in merge
     values are shared (steps replace them), anything else is deep-copied."""
-    if isinstance(ctx, Mergeable) and attrs.has(type(ctx)):
-        new = copy.copy(ctx)
-        fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(type(ctx))  # type: ignore[arg-type]
-        for field in fields:
-            value = getattr(ctx, field.name)
-            if not isinstance(value, _IMMUTABLE):
-                object.__setattr__(new, field.name, copy.deepcopy(value))
-        return new
-    return copy.deepcopy(ctx)
+    cls = type(ctx)
+    names = _copied_fields(cls) if isinstance(ctx, Mergeable) else None
+    if names is None:
+        return copy.deepcopy(ctx)
+    new = object.__new__(cls)
+    extra = getattr(ctx, "__dict__", None)
+    if extra:
+        new.__dict__.update(extra)
+    for name in names:
+        value = getattr(ctx, name)
+        if not isinstance(value, _IMMUTABLE):
+            value = copy.deepcopy(value)
+        object.__setattr__(new, name, value)
+    return new
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _copied_fields(cls: type) -> tuple[str, ...] | None:
+    """The attributes `private_copy` copies for attrs class `cls` (its fields), or None
+    when it has slots of its own beyond them (then it is deep-copied whole)."""
+    if cls not in _FIELDS:
+        names: tuple[str, ...] | None = None
+        if attrs.has(cls):
+            names = tuple(f.name for f in attrs.fields(cls))
+            slots: set[str] = set()
+            for c in cls.__mro__:
+                own = getattr(c, "__slots__", ())
+                slots.update((own,) if isinstance(own, str) else own)
+            if not slots <= {*names, "__weakref__", "__dict__"}:
+                names = None
+        _FIELDS[cls] = names
+    return _FIELDS[cls]
 
 
 _IMMUTABLE = (*_FROZEN_VALUES, str, int, float, bool, bytes, type(None), frozenset)

@@ -313,3 +313,21 @@ def test_a_garbled_contribution_fails_its_run_only(
         await backend.aclose()
 
     trio.run(main)
+
+
+@attrs.define
+class WithList(Mergeable):
+    names: list[str] = attrs.field(factory=list)
+    count: Counter = attrs.field(factory=Counter)
+
+
+def test_a_step_mutating_its_copy_leaves_the_read_alone_and_goes_whole() -> None:
+    read = WithList(["a"])
+    mine = private_copy(read)
+    mine.names.append("b")  # a field that must agree, changed in place
+    assert read.names == ["a"]
+    assert contribution(read, mine) is None  # committed whole, as before contributions
+    grown = private_copy(read)
+    grown.count = grown.count.add(2, key="k")
+    got = contribution(read, grown)
+    assert got is not None and got[0].count.increments == {"k": 2} and got[0].names == ["a"]
