@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from floxide import Next, NextAll, Node, Transition, Workflow, workflow
+from floxide import Counter, Mergeable, Next, NextAll, Node, Transition, Workflow, workflow
 
 
 @attrs.define
@@ -121,11 +121,58 @@ def fanout() -> FanOut:
     return FanOut(split=Split(), w=Work(), total=Total())
 
 
-def by_name(name: str) -> Workflow[BenchCtx, Any, Any]:
-    """A workflow instance from a spec such as `fanout`, `chain:1000`, `stamp:100`."""
+@attrs.define
+class CountCtx(Mergeable):
+    """A mergeable context whose `Counter` every branch of the Counter fan-out adds 1 to."""
+
+    seen: Counter = attrs.field(factory=Counter)
+
+
+@attrs.frozen
+class CountSplit(Node[CountCtx, int, int]):
+    async def process(self, ctx: CountCtx, input: int) -> Transition[int]:
+        return NextAll(range(input))
+
+
+@attrs.frozen
+class CountWork(Node[CountCtx, int, int]):
+    """One branch: counts itself in the context, passes its value on."""
+
+    async def process(self, ctx: CountCtx, input: int) -> Transition[int]:
+        ctx.seen = ctx.seen.add(1)
+        return Next(input)
+
+
+@attrs.frozen
+class CountTotal(Node[CountCtx, Sequence[int], int]):
+    async def process(self, ctx: CountCtx, input: Sequence[int]) -> Transition[int]:
+        return Next(sum(input))
+
+
+@workflow
+class CounterFanOut(Workflow[CountCtx, int, int]):
+    """`FanOut` whose every branch also adds 1 to the context's `Counter`."""
+
+    split: CountSplit
+    w: CountWork
+    total: CountTotal
+
+    start = "split"
+    edges = {"split": ["w"], "w": ["total"], "total": []}
+    joins = {"total": "split"}
+
+
+def counter_fanout() -> CounterFanOut:
+    return CounterFanOut(split=CountSplit(), w=CountWork(), total=CountTotal())
+
+
+def by_name(name: str) -> Workflow[Any, Any, Any]:
+    """A workflow instance from a spec such as `fanout`, `counter`, `chain:1000`, `stamp:100`."""
     kind, _, size = name.partition(":")
     if kind == "fanout":
         return fanout()
+    if kind == "counter":
+        return counter_fanout()
     if kind == "chain":
         return chain(int(size))
     if kind == "stamp":

@@ -158,7 +158,8 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
         extra = ["--workloads", ""] if a.distributed_only else []
         recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
-        for mode in ("sqlite", "redis", "redis-chain", "redis-cluster", "redis-cluster-chain",
+        for mode in ("sqlite", "sqlite-counter", "redis", "redis-counter", "redis-chain",
+                     "redis-cluster", "redis-cluster-chain",
                      "postgres", "postgres-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
@@ -317,6 +318,12 @@ def build_table(recs: list[dict[str, Any]], n: int, memory_n: int) -> dict[str, 
         _get("items_per_s"), False, None, None)
     add(f"distributed fan-out {n}, Redis, 2 workers", "items/s", "dist-redis",
         _get("items_per_s"), False, None, None)
+    for kind, name in (("sqlite", "SQLite"), ("redis", "Redis")):  # contention-free merges
+        plain = by.get(("floxide", f"dist-{kind}"), {}).get("items_per_s")
+        add(f"distributed Counter fan-out {n}, {name}, 2 workers", "items/s",
+            f"dist-{kind}-counter", _get("items_per_s"), False, None,
+            (f">= 70% of the plain fan-out ({num(0.7 * plain)})" if plain else ">= 70% of plain",
+             0.7 * plain if plain else None))
     sqlite_rate = by.get(("floxide", "dist-sqlite"), {}).get("items_per_s")
     add(f"distributed fan-out {n}, PostgreSQL, 2 workers", "items/s", "dist-postgres",
         _get("items_per_s"), False, None,

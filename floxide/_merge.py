@@ -13,11 +13,17 @@ twice.
 - `EventLog`: an append-only log in causal and branch order, deduplicated by event id.
 - `Fixed`: a value every branch must agree on (disagreement raises `MergeConflictError`).
 - `Mergeable`: a base class giving an attrs class a field-wise `merge`.
+
+`contribution(read, mine)` is what a work item added to a context it read: small (a
+Counter's own entry, a set's new elements, a log's new events), and merging it into any
+context that has grown from `read` gives the same as merging `mine`. Distributed runs
+commit contributions instead of whole contexts, so concurrent items never conflict.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -38,7 +44,9 @@ __all__ = [
     "Mergeable",
     "Min",
     "SetUnion",
+    "contribution",
     "merge_values",
+    "private_copy",
 ]
 
 T = TypeVar("T")
@@ -97,6 +105,11 @@ class Counter:
     increments: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
     decrements: dict[str, int] = attrs.field(factory=dict, validator=_check_counts)
     _lineage: object = attrs.field(init=False, eq=False, repr=False, factory=object)
+    _origin: tuple[Counter, frozenset[str]] | None = attrs.field(
+        init=False, eq=False, repr=False, default=None
+    )
+    """The counter `add` started from and the keys it changed since (`contribution` then
+    looks at those keys only)."""
 
     @property
     def value(self) -> int:
@@ -125,13 +138,23 @@ class Counter:
             inc[key] = inc.get(key, 0) + n
         else:
             dec[key] = dec.get(key, 0) - n
-        return _counter(inc, dec, self._lineage)
+        new = _counter(inc, dec, self._lineage)
+        origin = self._origin
+        touched = (self, frozenset((key,))) if origin is None else (origin[0], origin[1] | {key})
+        object.__setattr__(new, "_origin", touched)
+        return new
 
     def merge(self, other: Counter) -> Counter:
         """Per item id, keep the larger contribution."""
-        return Counter(
+        if type(other) is not Counter:  # a subclass or a stranger: validated as before
+            return Counter(
+                _max_per_key(self.increments, other.increments),
+                _max_per_key(self.decrements, other.decrements),
+            )
+        return _counter(  # both are valid counters: so is their merge
             _max_per_key(self.increments, other.increments),
             _max_per_key(self.decrements, other.decrements),
+            object(),
         )
 
 
@@ -141,6 +164,7 @@ def _counter(inc: dict[str, int], dec: dict[str, int], lineage: object) -> Count
     object.__setattr__(new, "increments", inc)
     object.__setattr__(new, "decrements", dec)
     object.__setattr__(new, "_lineage", lineage)
+    object.__setattr__(new, "_origin", None)
     return new
 
 
@@ -149,7 +173,8 @@ def _max_per_key(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     for key, n in b.items():
         if n > out.get(key, n - 1):
             out[key] = n
-    return dict(sorted(out.items()))
+    keys = sorted(out)  # sorting the keys alone, then zipping, is cheaper
+    return dict(zip(keys, map(out.__getitem__, keys), strict=True))
 
 
 # --------------------------------------------------------------------------- Max / Min
@@ -491,3 +516,164 @@ def _merge_field(cls: type, field: attrs.Attribute[Any], mine: Any, theirs: Any)
         f"{cls.__name__}.{field.name} differs between copies ({mine!r} != {theirs!r}) and has "
         "no merge; use a merge value (Counter, Max, Min, SetUnion, EventLog, Fixed)"
     )
+
+
+# --------------------------------------------------------------------------- contributions
+
+_FROZEN_VALUES = (Counter, Max, Min, SetUnion, EventLog, Fixed)
+"""Merge values a step replaces rather than mutates (`add`, `update`, `append` return new
+ones): a copy of a context may share them."""
+
+
+def contribution(read: T, mine: T) -> tuple[T, bool] | None:
+    """What a step that read context `read` and left `mine` added to it, and whether it
+    changed anything: a value `d` with `read.merge(d) == mine`, usually far smaller than
+    `mine`, so that merging `d` into any context grown from `read` (by merges) gives the
+    same as merging `mine`. None when `mine` did not grow from `read` by merging (a field
+    that must agree changed, a Counter entry shrank, an event was dropped): such a change
+    is committed whole. `read` must be a value the step could not mutate."""
+    try:
+        return _delta(read, mine)
+    except Exception:  # a custom merge or a class that cannot be rebuilt: commit it whole
+        return None
+
+
+def private_copy(ctx: T) -> T:
+    """A copy of context `ctx` a step may mutate without touching `ctx`: built-in merge
+    values are shared (steps replace them), anything else is deep-copied."""
+    cls = type(ctx)
+    names = _copied_fields(cls) if isinstance(ctx, Mergeable) else None
+    if names is None:
+        return copy.deepcopy(ctx)
+    new = object.__new__(cls)
+    extra = getattr(ctx, "__dict__", None)
+    if extra:
+        new.__dict__.update(extra)
+    for name in names:
+        value = getattr(ctx, name)
+        if not isinstance(value, _IMMUTABLE):
+            value = copy.deepcopy(value)
+        object.__setattr__(new, name, value)
+    return new
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _copied_fields(cls: type) -> tuple[str, ...] | None:
+    """The attributes `private_copy` copies for attrs class `cls` (its fields), or None
+    when it has slots of its own beyond them (then it is deep-copied whole)."""
+    if cls not in _FIELDS:
+        names: tuple[str, ...] | None = None
+        if attrs.has(cls):
+            names = tuple(f.name for f in attrs.fields(cls))
+            slots: set[str] = set()
+            for c in cls.__mro__:
+                own = getattr(c, "__slots__", ())
+                slots.update((own,) if isinstance(own, str) else own)
+            if not slots <= {*names, "__weakref__", "__dict__"}:
+                names = None
+        _FIELDS[cls] = names
+    return _FIELDS[cls]
+
+
+_IMMUTABLE = (*_FROZEN_VALUES, str, int, float, bool, bytes, type(None), frozenset)
+
+
+def _delta(read: Any, mine: Any) -> tuple[Any, bool] | None:
+    """`contribution`, None when `mine` did not grow from `read`."""
+    if type(read) is not type(mine):
+        return None
+    if isinstance(mine, Counter):
+        return _counter_delta(read, mine)
+    if isinstance(mine, SetUnion):
+        if not read.items <= mine.items:
+            return None
+        added = mine.items - read.items
+        return SetUnion(added), bool(added)
+    if isinstance(mine, EventLog):
+        return _log_delta(read, mine)
+    if isinstance(mine, Max):
+        if mine.value < read.value:
+            return None
+        return mine, read.value < mine.value
+    if isinstance(mine, Min):
+        if read.value < mine.value:
+            return None
+        return mine, mine.value < read.value
+    if isinstance(mine, Fixed):
+        if read.value is not None and mine.value != read.value:
+            return None
+        return mine, mine.value != read.value
+    if isinstance(mine, Mergeable) and attrs.has(type(mine)):
+        return _fields_delta(read, mine)
+    if mine is read or mine == read:
+        return read, False
+    if callable(getattr(read, "merge", None)) and read.merge(mine) == mine:
+        return mine, True
+    return None
+
+
+def _counter_delta(read: Counter, mine: Counter) -> tuple[Counter, bool] | None:
+    if mine is read:
+        return Counter(), False
+    origin = mine._origin
+    parts = []
+    for old, new in ((read.increments, mine.increments), (read.decrements, mine.decrements)):
+        if origin is not None and origin[0] is read:  # made by `add` from `read`: its keys
+            changed = {k: new[k] for k in sorted(origin[1]) if k in new and new[k] != old.get(k)}
+            dropped = [(k, old[k]) for k in origin[1] if k in old]
+        else:
+            changed = dict(sorted(new.items() - old.items()))
+            dropped = list(old.items() - new.items())  # entries the step changed or dropped
+        for key, n in dropped:
+            if new.get(key, -1) < n:
+                return None
+        parts.append(changed)
+    return _counter(parts[0], parts[1], object()), bool(parts[0] or parts[1])
+
+
+def _log_delta(read: EventLog[Any], mine: EventLog[Any]) -> tuple[EventLog[Any], bool] | None:
+    if mine is read:
+        return EventLog(), False
+    by_id = {e.id: e for e in mine.events}
+    for event in read.events:
+        if by_id.pop(event.id, None) != event:
+            return None
+    return EventLog(tuple(by_id.values())), bool(by_id)
+
+
+def _fields_delta(read: Any, mine: Any) -> tuple[Any, bool] | None:
+    cls = type(mine)
+    init: dict[str, Any] = {}
+    later: dict[str, Any] = {}
+    changed = False
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+    for field in fields:
+        old, new = getattr(read, field.name), getattr(mine, field.name)
+        custom: Callable[[Any, Any], Any] | None = field.metadata.get(MERGE_WITH)
+        if custom is not None:
+            if new is old or new == old:
+                part, moved = old, False
+            elif custom(old, new) == new:
+                part, moved = new, True
+            else:
+                return None
+        elif callable(getattr(new, "merge", None)):
+            got = _delta(old, new)
+            if got is None:
+                return None
+            part, moved = got
+        elif new is old or new == old:
+            part, moved = old, False
+        else:
+            return None
+        changed = changed or moved
+        if field.init:
+            init[field.alias or field.name] = part
+        else:
+            later[field.name] = part
+    result = cls(**init)
+    for name, value in later.items():
+        object.__setattr__(result, name, value)
+    return result, changed

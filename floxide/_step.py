@@ -29,7 +29,15 @@ is a labelled port of it). The rules, in the order a step meets them:
 6. **Deadlines.** A run with a timeout fails once its deadline passes (`deadline_passed`,
    messages `timeout_message` / `DEADLINE_PASSED`); an in-process run is cancelled.
 7. **Context.** A step's context change is committed with the step when its encoding
-   differs from the stored one and it does not decode equal (`context_changed`).
+   differs from the stored one and it does not decode equal (`context_changed`). A
+   mergeable context (one with `merge`) in a backend that stores contributions is
+   committed as the step's `contribution` (what it added, `floxide._merge.contribution`),
+   stored under its item id without a version check (concurrent steps never conflict; a
+   duplicate of the item overwrites its own, so it counts once); the run's context is its
+   base merged with every contribution not yet compacted into it (`fold_context`, in any
+   order: merges are semilattices), and a reader that sees `COMPACT_AFTER` of them folds
+   them into the base (`compacts`). A change merging cannot express (a field that must
+   agree changed) is committed whole, as for a context without `merge`.
 8. **Run ids.** Any non-empty string of at most `MAX_RUN_ID` characters that is valid
    Unicode names a run (`check_run_id`); backends keep every such id's state apart.
 """
@@ -48,6 +56,7 @@ from floxide._running import ItemInfo
 T = TypeVar("T")
 
 __all__ = [
+    "COMPACT_AFTER",
     "DEADLINE_GRACE",
     "DEADLINE_PASSED",
     "ROOT_ID",
@@ -62,6 +71,7 @@ __all__ = [
     "WorkItem",
     "advance",
     "chain_step",
+    "compacts",
     "context_changed",
     "count_scopes",
     "deadline_passed",
@@ -69,6 +79,7 @@ __all__ = [
     "fire",
     "fires_at_once",
     "first_output",
+    "fold_context",
     "in_branch_order",
     "innermost_first",
     "never_same",
@@ -524,6 +535,31 @@ def context_changed(mine: bytes | str, stored: bytes | str, same: Callable[[], b
     and (`same()`, asked only then) it does not decode equal (a set may encode in another
     order). A changed context is committed with the step that changed it."""
     return mine != stored and not same()
+
+
+COMPACT_AFTER: Final = 32
+"""Contributions a reader folds into the stored base context once it sees that many."""
+
+
+class _Merging(Protocol):
+    def merge(self, other: Any, /) -> Any: ...
+
+
+M = TypeVar("M", bound=_Merging)
+
+
+def fold_context(base: M, contributions: Iterable[M]) -> M:
+    """A run's context: its stored base merged with its contributions. The contributions
+    (small) are merged together first, then into the base once."""
+    acc: M | None = None
+    for c in contributions:
+        acc = c if acc is None else acc.merge(c)
+    return base if acc is None else base.merge(acc)
+
+
+def compacts(contributions: int, after: int = COMPACT_AFTER) -> bool:
+    """Whether a reader that saw `contributions` folds them into the base."""
+    return contributions >= after
 
 
 def never_same() -> bool:

@@ -62,6 +62,7 @@ def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> 
                 ("scopes", ["open", "fired"]),
                 ("outputs", ["position", "value"]),
                 ("node_metrics", ["count", "total", "max"]),
+                ("contributions", ["data", "key"]),
             ]
         )
         column = pick(columns)

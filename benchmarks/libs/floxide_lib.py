@@ -161,9 +161,11 @@ def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Ite
 
 
 def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
-    """`sqlite` / `redis` / `redis-cluster` / `postgres`: n-branch fan-out, items/s;
-    `redis-chain` / `redis-cluster-chain` / `postgres-chain`: 100-step chain latency
-    (with PostgreSQL's raw-commit floor)."""
+    """`sqlite` / `redis` / `redis-cluster` / `postgres`: n-branch fan-out, items/s
+    (`sqlite-counter` / `redis-counter`: the same fan-out, every branch adding 1 to a
+    `Counter` of a `Mergeable` context, checked exact); `redis-chain` /
+    `redis-cluster-chain` / `postgres-chain`: 100-step chain latency (with PostgreSQL's
+    raw-commit floor)."""
     try:
         from floxide.backends import open_backend
         from floxide.distributed import Orchestrator
@@ -182,6 +184,8 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
     os.chdir(scratch.path)  # sqlite:///dist.db is relative: same file for every process
     try:
         with contextlib.ExitStack() as stack:
+            counter = mode.endswith("-counter")
+            mode = mode.removesuffix("-counter")
             if mode == "sqlite":
                 url = "sqlite:///dist.db"
             elif mode in ("redis", "redis-chain"):
@@ -194,16 +198,22 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 raise ValueError(f"unknown distributed mode {mode!r}")
             chain_steps = 100
             chained = mode.endswith("-chain")
-            spec = f"stamp:{chain_steps}" if chained else "fanout"
+            spec = f"stamp:{chain_steps}" if chained else "counter" if counter else "fanout"
             concurrency = 1 if chained else 16
             wf = flows.by_name(spec)
 
             async def one(orch: Any, arg: Any) -> tuple[float, Any]:
                 t0 = time.perf_counter()
-                run_id = await orch.start_run(flows.BenchCtx(), arg)
+                ctx = flows.CountCtx() if counter else flows.BenchCtx()
+                run_id = await orch.start_run(ctx, arg)
                 with trio.fail_after(300):
                     out = await orch.wait(run_id)
-                return time.perf_counter() - t0, out
+                took = time.perf_counter() - t0
+                if counter and isinstance(arg, int):  # exact, checked outside the timing
+                    seen = (await orch.context(run_id)).seen.value
+                    if seen != arg:
+                        raise AssertionError(f"Counter fan-out of {arg} counted {seen}")
+                return took, out
 
             async def go() -> dict[str, Any]:
                 backend = open_backend(url)

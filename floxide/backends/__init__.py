@@ -10,6 +10,11 @@ Other backends plug in by URL scheme: `register_backend(scheme, opener)` at impo
 entry point in the `floxide.backends` group (name: the scheme, object: the opener), loaded
 when a URL of that scheme is first opened. `floxide.testing.check_backend` checks that a
 backend keeps the contract.
+
+A backend may store contributions (`stores_contributions`): a step's change to a mergeable
+context kept under its item id and folded by readers, so concurrent steps never conflict
+(`Contribution`, `RunContext.contributions`, `context_write`). Memory, SQLite and Redis do;
+a backend that does not is given whole contexts and stays correct.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from floxide.backends._base import (
     CommitPlan,
     CommitResult,
     ContextUpdate,
+    Contribution,
     ErrorRecord,
     Lease,
     NewItem,
@@ -35,6 +41,7 @@ from floxide.backends._base import (
     ScopeOpen,
     WorkerInfo,
     count_scopes,
+    stores_contributions,
 )
 from floxide.backends._memory import MemoryBackend
 from floxide.backends._registry import open_backend, register_backend
@@ -46,6 +53,7 @@ __all__ = [
     "CommitPlan",
     "CommitResult",
     "ContextUpdate",
+    "Contribution",
     "ErrorRecord",
     "Lease",
     "MemoryBackend",
@@ -65,6 +73,7 @@ __all__ = [
     "count_scopes",
     "open_backend",
     "register_backend",
+    "stores_contributions",
 ]
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "CommitPlan",
     "CommitResult",
     "ContextUpdate",
+    "ContextWrite",
+    "Contribution",
     "ErrorRecord",
     "Lease",
     "NewItem",
@@ -40,8 +42,10 @@ __all__ = [
     "ScopeOpen",
     "ScopeTable",
     "WorkerInfo",
+    "context_write",
     "count_scopes",
     "missing_scope",
+    "stores_contributions",
     "unreadable",
     "unreadable_error",
     "unreadable_record",
@@ -138,10 +142,17 @@ class RunRecord:
 
 @attrs.frozen
 class RunContext:
-    """A run's stored context and its version (bumped by every commit that changes it)."""
+    """A run's stored context and its version (bumped by every commit that writes it).
+
+    In a backend that stores contributions (`stores_contributions`), `data` is the base
+    and `contributions` the (item id, contribution) pairs not yet folded into it; the run's
+    context is their fold (`floxide._step.fold_context`), which readers compute. Other
+    backends always give no contributions.
+    """
 
     data: bytes
     version: int = 0
+    contributions: Sequence[tuple[str, bytes]] = ()
 
 
 @attrs.frozen
@@ -180,6 +191,27 @@ class ContextUpdate:
     value: bytes
     base_version: int
     merge: Callable[[bytes], bytes] | None = None
+    folded: Sequence[tuple[str, bytes]] = ()
+    """The contributions the step's read folded into `value` (backends that store
+    contributions): when `value` is written at `base_version`, those still stored unchanged
+    are removed; when it is merged (a stale base), they are kept."""
+
+
+@attrs.frozen
+class Contribution:
+    """A step's change to a mergeable context as what it added (backends that store
+    contributions only; see `RunContext`).
+
+    `data` (None: nothing) is stored under the item's id with no version check, replacing
+    that item's earlier contribution, so concurrent steps never conflict and a duplicate
+    counts once. `compact`, when given, is the context the step read folded whole, with
+    the contributions folded into it: written as the base, and those contributions still
+    stored unchanged removed, only if the base is still at `compact.base_version` (else
+    skipped: a concurrent compaction won). Its `merge` is unused.
+    """
+
+    data: bytes | None
+    compact: ContextUpdate | None = None
 
 
 @attrs.frozen
@@ -236,6 +268,9 @@ class CommitPlan:
 
     context: ContextUpdate | None = None
     open_scope: ScopeOpen | None = None
+    contribution: Contribution | None = None
+    """Instead of `context`: the step's contribution (only given to a backend that
+    `stores_contributions`)."""
     scopes: Sequence[str] = ()
     items: Sequence[NewItem] = ()
     outputs: Sequence[Output] = ()
@@ -268,6 +303,49 @@ def count_scopes(plan: CommitPlan, table: ScopeTable) -> list[NewItem]:
         scope = plan.open_scope
         table.open(scope.scope_id, scope.open, scope.fired)
     return _step.count_scopes(table, plan.scopes, len(plan.items))
+
+
+@attrs.frozen
+class ContextWrite:
+    """What a commit does to a stored context: write `base` (bumping the version; None:
+    keep it), then remove the contributions `drop`, then store `put` (item id, data)."""
+
+    base: bytes | None = None
+    drop: Sequence[str] = ()
+    put: tuple[str, bytes] | None = None
+
+
+def context_write(
+    plan: CommitPlan,
+    item_id: str,
+    version: int,
+    base: Callable[[], bytes],
+    stored: Callable[[str], bytes | None],
+) -> ContextWrite | None:
+    """How `plan` changes a context stored at `version` (`base()` reads the base,
+    `stored(key)` a contribution): the one rule of `ContextUpdate` and `Contribution`,
+    applied by the in-process backends (the Redis commit script ports it). Errors of the
+    context's merge propagate (nothing is applied)."""
+    update = plan.context
+    if update is not None:
+        if update.merge is not None and version != update.base_version:
+            return ContextWrite(update.merge(base()))  # contributions stay: they fold on top
+        return ContextWrite(update.value, [k for k, v in update.folded if stored(k) == v])
+    contribution = plan.contribution
+    if contribution is None:
+        return None
+    put = None if contribution.data is None else (item_id, contribution.data)
+    compact = contribution.compact
+    if compact is None or compact.base_version != version:
+        return ContextWrite(None, (), put)
+    return ContextWrite(compact.value, [k for k, v in compact.folded if stored(k) == v], put)
+
+
+def stores_contributions(backend: object) -> bool:
+    """Whether `backend` stores contributions (its class sets `stores_contributions =
+    True`): it applies `CommitPlan.contribution` and gives `RunContext.contributions`.
+    Workers send contributions only to such backends, so any other stays correct."""
+    return getattr(backend, "stores_contributions", False) is True
 
 
 UNREADABLE_KIND = "backend"

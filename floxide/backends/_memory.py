@@ -24,6 +24,7 @@ from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
+    ContextWrite,
     ErrorRecord,
     Lease,
     NewItem,
@@ -35,6 +36,7 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    context_write,
     count_scopes,
 )
 
@@ -65,6 +67,7 @@ class _Run:
     scopes: dict[str, tuple[int, Sequence[NewItem]]] = attrs.Factory(dict)
     collected: dict[str, list[bytes]] = attrs.Factory(dict)
     version: int = 0
+    contributions: dict[str, bytes] = attrs.Factory(dict)
     outputs: list[Output] = attrs.Factory(list)
     errors: list[ErrorRecord] = attrs.Factory(list)
     done: int = 0
@@ -73,6 +76,10 @@ class _Run:
     per_node: dict[str, NodeMetrics] = attrs.Factory(dict)
     live_items: set[str] = attrs.Factory(set)
     parked: list[str] = attrs.Factory(list)
+
+
+def _context(run: _Run) -> RunContext:
+    return RunContext(run.context, run.version, tuple(run.contributions.items()))
 
 
 def add_latency(per_node: dict[str, NodeMetrics], node: str, seconds: float) -> None:
@@ -119,6 +126,8 @@ _NAMED: dict[str, _Store] = {}
 
 class MemoryBackend:
     """Backend keeping runs in process memory (`memory://` or `memory://NAME`)."""
+
+    stores_contributions = True
 
     def __init__(
         self, url: str = "memory://", *, ttl: float = 7 * 86400, worker_ttl: float = 30.0
@@ -327,7 +336,7 @@ class MemoryBackend:
 
     async def context(self, run_id: str) -> RunContext | None:
         run = self._s.runs.get(run_id)
-        return None if run is None else RunContext(run.context, run.version)
+        return None if run is None else _context(run)
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         run = self._s.runs.get(run_id)
@@ -429,7 +438,7 @@ class MemoryBackend:
                     deadline=item.deadline,
                     last_error=item.last_error,
                     expired=item.expired,
-                    context=RunContext(run.context, run.version),
+                    context=_context(run),
                     run_deadline=math.inf if run.record.deadline is None else run.record.deadline,
                 )
             )
@@ -451,12 +460,11 @@ class MemoryBackend:
             return CommitResult.INACTIVE
         if item is None:
             return CommitResult.LOST
-        update = plan.context
-        context = None
-        if update is not None:  # merge first: if it raises, nothing is applied
-            stale = run.version != update.base_version and update.merge is not None
-            context = update.merge(run.context) if update.merge and stale else update.value
-        self._apply(run, item, plan, context)
+        # merge first: if it raises, nothing is applied
+        write = context_write(
+            plan, item.item_id, run.version, lambda: run.context, run.contributions.get
+        )
+        self._apply(run, item, plan, write)
         return CommitResult.COMMITTED
 
     async def commit_and_lease(
@@ -468,7 +476,7 @@ class MemoryBackend:
         queue = self._s.runs[lease.run_id].record.queue
         return result, self._take(queue, lease.worker_id, limit, lease_seconds)
 
-    def _apply(self, run: _Run, item: _Item, plan: CommitPlan, context: bytes | None) -> None:
+    def _apply(self, run: _Run, item: _Item, plan: CommitPlan, write: ContextWrite | None) -> None:
         now = time.time()
         key = (item.run_id, item.item_id)
         self._s.leased.pop(key, None)
@@ -476,9 +484,14 @@ class MemoryBackend:
             self._s.items.pop(key, None)
             item.state = "done"
             run.live_items.discard(item.item_id)
-        if context is not None:
-            run.context = context
-            run.version += 1
+        if write is not None:
+            if write.base is not None:
+                run.context = write.base
+                run.version += 1
+            for dropped in write.drop:
+                run.contributions.pop(dropped, None)
+            if write.put is not None:
+                run.contributions[write.put[0]] = write.put[1]
         for ckey, value in plan.collect:
             run.collected.setdefault(ckey, []).append(value)
         for ckey in plan.drop_collected:

@@ -46,6 +46,7 @@ from floxide.backends._base import (
     UNREADABLE_KIND,
     CommitPlan,
     CommitResult,
+    ContextWrite,
     ErrorRecord,
     Lease,
     NewRun,
@@ -56,6 +57,7 @@ from floxide.backends._base import (
     RunRecord,
     RunStatus,
     WorkerInfo,
+    context_write,
     count_scopes,
     unreadable,
     unreadable_error,
@@ -91,8 +93,35 @@ _RUN_POLL_MAX = 0.05
 """Longest pause (s) between two reads of a run that `wait_run` waits for."""
 
 
+def _base(conn: sqlite3.Connection, run_id: str) -> bytes:
+    """The stored context (base) of a run."""
+    return bytes(conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+
+def _contributions(conn: sqlite3.Connection, run_id: str) -> tuple[tuple[str, bytes], ...]:
+    """The contributions of a run not yet folded into its stored context (a garbled one is
+    given as text: decoding it fails that run only)."""
+    rows = conn.execute("SELECT key, data FROM contributions WHERE run_id = ?", (run_id,))
+    return tuple((str(k), d if isinstance(d, bytes) else str(d).encode()) for k, d in rows)
+
+
+class _Stored:
+    """The contributions of one run, read at the first lookup (a compaction's)."""
+
+    def __init__(self, conn: sqlite3.Connection, run_id: str) -> None:
+        self.conn, self.run_id = conn, run_id
+        self.found: dict[str, bytes] | None = None
+
+    def get(self, key: str) -> bytes | None:
+        if self.found is None:
+            self.found = dict(_contributions(self.conn, self.run_id))
+        return self.found.get(key)
+
+
 class SqliteBackend:
     """Backend on one SQLite file (`sqlite:///relative.db` or `sqlite:////abs/path.db`)."""
+
+    stores_contributions = True
 
     def __init__(
         self,
@@ -336,7 +365,7 @@ class SqliteBackend:
             with self._reading(run_id, "context"):
                 if not isinstance(row[1], int):
                     raise ValueError("version")
-                return RunContext(bytes(row[0]), row[1])
+                return RunContext(bytes(row[0]), row[1], _contributions(conn, run_id))
 
         return await self._file.read(q)
 
@@ -454,6 +483,14 @@ class SqliteBackend:
         timed_out: set[str] = set()
         started: set[str] = set()
         tokens = next_value(conn, "token", len(rows)) if rows else 0  # one update for all
+        folds: dict[str, tuple[tuple[str, bytes], ...]] = {}
+
+        def of_run(run_id: str) -> tuple[tuple[str, bytes], ...]:
+            found = folds.get(run_id)
+            if found is None:
+                found = folds[run_id] = _contributions(conn, run_id)
+            return found
+
         for k, r in enumerate(rows):
             run_id = r["run_id"]
             if run_id in timed_out:
@@ -505,7 +542,7 @@ class SqliteBackend:
                     deadline=now + lease_seconds,
                     last_error=r["last_error"],
                     expired=bool(r["expired"]),
-                    context=RunContext(bytes(r["context"]), r["version"]),
+                    context=RunContext(bytes(r["context"]), r["version"], of_run(run_id)),
                     run_deadline=math.inf if r["deadline"] is None else r["deadline"],
                 )
             )
@@ -543,7 +580,7 @@ class SqliteBackend:
     @staticmethod
     def _check(conn: sqlite3.Connection, lease: Lease) -> tuple[CommitResult | None, sqlite3.Row]:
         run = conn.execute(
-            "SELECT status, context, version, pending, queue, EXISTS (SELECT 1 FROM items"
+            "SELECT status, version, pending, queue, EXISTS (SELECT 1 FROM items"
             " WHERE run_id = ? AND item_id = ? AND state = 'leased' AND token = ?) AS held"
             " FROM runs WHERE run_id = ?",
             (lease.run_id, lease.item_id, lease.token, lease.run_id),
@@ -563,13 +600,15 @@ class SqliteBackend:
             bad, run = self._check(conn, lease)
             if bad is not None:
                 return bad, []
-            context = None
-            update = plan.context
-            if update is not None:  # merge first: if it raises, nothing is applied
-                stale = run["version"] != update.base_version and update.merge is not None
-                stored = bytes(run["context"])
-                context = update.merge(stored) if update.merge and stale else update.value
-            made = self._apply(conn, lease, plan, run["queue"], run["pending"], context)
+            # merge first: if it raises, nothing is applied
+            write = context_write(
+                plan,
+                lease.item_id,
+                run["version"],
+                lambda: _base(conn, lease.run_id),  # read only to merge a stale update
+                _Stored(conn, lease.run_id).get,
+            )
+            made = self._apply(conn, lease, plan, run["queue"], run["pending"], write)
             # Only a commit that made items ready leases here: a lease costs this
             # transaction more than its share of a batched `lease`, which the worker's
             # lease loop does when a commit made nothing (a fan-out branch, say).
@@ -593,7 +632,7 @@ class SqliteBackend:
         plan: CommitPlan,
         queue: str,
         pending: int,
-        context: bytes | None,
+        write: ContextWrite | None,
     ) -> int:
         """Apply a commit's effects; how many items it made ready (not delayed)."""
         now = time.time()
@@ -616,9 +655,19 @@ class SqliteBackend:
             " max = max(max, excluded.max)",
             (run_id, lease.node, plan.duration, plan.duration),
         )
-        if context is not None:
-            cols["context"] = context
-            counters.append("version")
+        if write is not None:
+            if write.base is not None:
+                cols["context"] = write.base
+                counters.append("version")
+            if write.drop:
+                conn.executemany(
+                    "DELETE FROM contributions WHERE run_id = ? AND key = ?",
+                    [(run_id, k) for k in write.drop],
+                )
+            if write.put is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO contributions VALUES (?, ?, ?)", (run_id, *write.put)
+                )
         if plan.collect:
             conn.executemany(
                 "INSERT INTO collected VALUES (?, ?, ?)", [(run_id, k, v) for k, v in plan.collect]

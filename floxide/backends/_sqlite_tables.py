@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS scopes (
 CREATE TABLE IF NOT EXISTS collected (
     run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS collected_key ON collected (run_id, key);
+CREATE TABLE IF NOT EXISTS contributions (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, position TEXT NOT NULL, node TEXT NOT NULL, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS outputs_run ON outputs (run_id);
@@ -95,6 +97,7 @@ _TABLES = frozenset(
         "items",
         "scopes",
         "collected",
+        "contributions",
         "outputs",
         "errors",
         "node_metrics",
@@ -152,7 +155,7 @@ RUN_COLS = (
     "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
     "finished_at, deadline, error, error_kind, pending"
 )
-RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "node_metrics")
+RUN_TABLES = ("items", "scopes", "collected", "contributions", "outputs", "errors", "node_metrics")
 
 
 def run_record(row: sqlite3.Row) -> RunRecord:

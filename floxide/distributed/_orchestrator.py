@@ -44,6 +44,7 @@ from floxide.backends._base import (
     WorkerInfo,
 )
 from floxide.distributed._codec import ROOT_ID, payload_codec
+from floxide.distributed._contexts import read_context
 from floxide.distributed._worker import queue_name
 from floxide.serde import check_exact
 
@@ -269,7 +270,7 @@ class Orchestrator(Generic[C, I, O]):
         raw = await self.backend.context(run_id)
         if raw is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.backend.url}")
-        ctx: C = self.codec.decode_context(raw.data, run_id)
+        ctx: C = read_context(self.codec, raw, run_id)
         return ctx
 
     async def _control(self, run_id: str, action: str) -> RunStatus:

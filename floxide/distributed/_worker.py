@@ -17,7 +17,9 @@ node's `on_failure` fallback or failing the run.
 
 Contexts: each step runs on its own copy of the run's context; the commit merges the copy
 back into the stored context with the context's `merge` (the semilattice `Merge` protocol),
-so a duplicated or re-run step never counts twice. A context class without `merge` is
+so a duplicated or re-run step never counts twice. In a backend that stores contributions,
+a step commits only what it added, with no version check, so concurrent steps of one run
+never conflict (`_contexts`). A context class without `merge` is
 written back whole when a step changed it (the last commit wins), so parallel branches
 should not mutate such a context.
 
@@ -50,7 +52,6 @@ from floxide._step import (
     Effects,
     WorkItem,
     advance,
-    context_changed,
     fire,
     fires_at_once,
     innermost_first,
@@ -64,17 +65,17 @@ from floxide.backends._base import (
     Backend,
     CommitPlan,
     CommitResult,
-    ContextUpdate,
     ErrorRecord,
     Lease,
     NewItem,
     Output,
-    RunContext,
     RunRecord,
     ScopeOpen,
     WorkerInfo,
+    stores_contributions,
 )
 from floxide.distributed._codec import collection_key, item_id, payload_codec
+from floxide.distributed._contexts import StepContexts, StepRead
 from floxide.distributed._records import describe, error_record, format_traceback
 
 __all__ = ["Worker", "queue_name"]
@@ -155,6 +156,7 @@ class Worker(Generic[C, I, O]):
         self.worker_id = worker_id or f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.queue = queue_name(workflow)
         self.codec = payload_codec(workflow.graph)
+        self._contexts = StepContexts(self.codec, stores_contributions(backend))
         self.graph = workflow.graph
         self.nodes = workflow.nodes
         self.steps = 0
@@ -445,11 +447,12 @@ class Worker(Generic[C, I, O]):
             if payload.collect is not None:
                 raws = await self.backend.collected(run_id, payload.collect)
                 item.input = codec.decode_collection(item.node, raws, run_id)
-            ctx_read = lease.context or await self.backend.context(run_id)
-            if ctx_read is None:
+            stored = lease.context or await self.backend.context(run_id)
+            if stored is None:
                 slot.finished = True
                 return
-            ctx = codec.decode_context(ctx_read.data, run_id)
+            ctx_read = self._contexts.read(run_id, stored)
+            ctx = ctx_read.ctx
         except PayloadError as e:
             log.error("cannot decode item %s: %s", lease.item_id, e)
             with self._shielded():
@@ -599,7 +602,7 @@ class Worker(Generic[C, I, O]):
         error: BaseException | None,
         consumed: str | None,
         ctx: Any,
-        ctx_read: RunContext,
+        ctx_read: StepRead,
         duration: float,
     ) -> CommitPlan:
         """The commit of one step: its effects (`advance`), encoded once."""
@@ -629,18 +632,10 @@ class Worker(Generic[C, I, O]):
                 items += fired  # nothing went into the fan-out: its joins fire at once
             else:
                 opened = ScopeOpen(str(scope.id), scope.open, fired)
-        update: ContextUpdate | None = None
-        mine = codec.encode_context(ctx)
-        if context_changed(mine, ctx_read.data, lambda: self._same_context(ctx, ctx_read.data)):
-            merge: Callable[[bytes], bytes] | None = None
-            if callable(getattr(ctx, "merge", None)):
-
-                def merge(stored: bytes) -> bytes:
-                    return codec.encode_context(codec.decode_context(stored).merge(ctx))
-
-            update = ContextUpdate(mine, ctx_read.version, merge)
+        update, contribution = self._contexts.change(ctx_read, ctx)
         return CommitPlan(
             context=update,
+            contribution=contribution,
             open_scope=opened,
             scopes=[str(sid) for sid in innermost_first(item)],
             items=items,
@@ -656,13 +651,6 @@ class Worker(Generic[C, I, O]):
             handled=handled,
             duration=duration,
         )
-
-    def _same_context(self, ctx: Any, stored: bytes) -> bool:
-        """Whether `ctx` equals the stored context (sets may serialize in another order)."""
-        try:
-            return bool(self.codec.decode_context(stored) == ctx)
-        except Exception:
-            return False
 
 
 async def _call(node: Node[Any, Any, Any], ctx: Any, item: WorkItem) -> object:

@@ -3,7 +3,8 @@
 The contract is what `floxide.backends.Backend` promises (see its docstrings): leases and
 their fencing tokens, heartbeats, reaping, `commit` applied atomically and at most once,
 join scopes counted innermost first with their fired items and collections, context
-merges, cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
+merges, contributions (for backends that store them: concurrent, re-run, compaction,
+isolation), cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
 for their TTL, isolation of runs, `commit_and_lease`, `release`, `list_runs` order,
 metrics, the errors the protocol names, the worker registry, tracebacks and handled
 failures in the error log, retrying a failed run, and calls cancelled at any point (only
@@ -30,7 +31,16 @@ from collections.abc import Callable
 
 from floxide._public import publish
 from floxide.backends._base import Backend
-from floxide.testing import _cancels, _commits, _failures, _harness, _joins, _leases, _runs
+from floxide.testing import (
+    _cancels,
+    _commits,
+    _contributions,
+    _failures,
+    _harness,
+    _joins,
+    _leases,
+    _runs,
+)
 
 __all__ = ["check_backend"]
 
@@ -38,6 +48,7 @@ _PROPERTIES: tuple[_harness.Property, ...] = (
     *_runs.PROPERTIES,
     *_leases.PROPERTIES,
     *_commits.PROPERTIES,
+    *_contributions.PROPERTIES,
     *_joins.PROPERTIES,
     *_failures.PROPERTIES,
     *_cancels.PROPERTIES,
