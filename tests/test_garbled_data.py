@@ -67,8 +67,12 @@ def _garble_sqlite(path: str, run_id: str, pick: Callable[[list[Any]], Any]) -> 
         )
         column = pick(columns)
         value = pick(["garbage", b"\xff\xfe", "[[", "-1", 3.5])
+        # one row of a key column (a contribution's key): no two rows may share a value
+        rows = "run_id = ?"
+        if column == "key":
+            rows = f"rowid IN (SELECT rowid FROM {table} WHERE run_id = ? LIMIT 1)"
         with db:
-            db.execute(f"UPDATE {table} SET {column} = ? WHERE run_id = ?", (value, run_id))
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE {rows}", (value, run_id))
         return f"{table}.{column}"
     finally:
         db.close()
