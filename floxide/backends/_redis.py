@@ -85,6 +85,8 @@ _REDIS_ERRORS = (coredis.exceptions.RedisError, *_LOST)
 _Client = coredis.Redis[bytes]
 _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
+_NO_DELAY = repr(0.0)
+"""A new item's delay when it has none (one string for all of a fan-out's items)."""
 
 
 class _Session:
@@ -301,16 +303,20 @@ class RedisBackend:
             async with self.connected():
                 return await self._script(name, args)
         script = self._scripts[name]
-        argv = [self.prefix, max(1, int(self.ttl * 1000)), *args]
+        ttl = max(1, int(self.ttl * 1000))
         for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
             conn: BaseConnection | None = None
             try:
                 conn = await session.connection()
                 try:
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
+                    return await conn.create_request(
+                        b"EVALSHA", script.sha, 0, self.prefix, ttl, *args, decode=False
+                    )
                 except coredis.exceptions.NoScriptError:  # a new or flushed server
                     await conn.create_request(b"SCRIPT LOAD", script.script, decode=False)
-                    return await conn.create_request(b"EVALSHA", script.sha, 0, *argv, decode=False)
+                    return await conn.create_request(
+                        b"EVALSHA", script.sha, 0, self.prefix, ttl, *args, decode=False
+                    )
             except _LOST as e:
                 await trio.lowlevel.checkpoint_if_cancelled()  # lost because we were cancelled
                 if conn is not None:
@@ -569,7 +575,9 @@ class RedisBackend:
         if update is not None:
             mode = "1" if update.merge is not None else "2"
             value, base = update.value, str(update.base_version)
-        rest: list[Any] = [lease.node, repr(plan.duration)]
+        # One argument list, built once (a 100,000-item fan-out's has 500,000 entries).
+        rest: list[Any] = [_rid(lease.run_id), lease.item_id, lease.token, mode, value, base]
+        rest += [lease.node, repr(plan.duration)]
         opened = plan.open_scope
         if opened is None:
             rest += ["0", "", 0, ""]
@@ -580,7 +588,8 @@ class RedisBackend:
         rest += list(plan.scopes)
         rest.append(len(plan.items))
         for it in plan.items:
-            rest += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
+            rest += [it.item_id, it.node, it.payload, it.attempt,
+                     _NO_DELAY if it.delay == 0 else repr(it.delay)]
         rest.append(len(plan.outputs))
         rest += [
             json.dumps([list(o.position), o.node, o.value.decode()], ensure_ascii=False)
@@ -596,10 +605,8 @@ class RedisBackend:
         rest += [max(limit, 0), repr(lease_seconds), lease.worker_id, len(plan.handled)]
         rest += [_error_entry(e) for e in plan.handled]
         rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
-        rid = _rid(lease.run_id)
         while True:
-            head = [rid, lease.item_id, lease.token, mode, value, base]
-            raw = await self._script("COMMIT", [*head, *rest])
+            raw = await self._script("COMMIT", rest)
             if isinstance(raw, list):  # committed, with the leases taken
                 return CommitResult.COMMITTED, _leases(raw)
             result = _s(raw)
@@ -610,7 +617,7 @@ class RedisBackend:
             current = await self.context(lease.run_id)
             if current is None:
                 return CommitResult.INACTIVE, []
-            value, base = update.merge(current.data), str(current.version)
+            rest[4], rest[5] = update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
