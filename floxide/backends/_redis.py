@@ -87,6 +87,8 @@ _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
 _NO_DELAY = repr(0.0)
 """A new item's delay when it has none (one string for all of a fan-out's items)."""
+_VALUE, _BASE = 4, 5
+"""Where COMMIT's arguments hold the context and its base version (rewritten on a conflict)."""
 
 
 class _Session:
@@ -576,37 +578,37 @@ class RedisBackend:
             mode = "1" if update.merge is not None else "2"
             value, base = update.value, str(update.base_version)
         # One argument list, built once (a 100,000-item fan-out's has 500,000 entries).
-        rest: list[Any] = [_rid(lease.run_id), lease.item_id, lease.token, mode, value, base]
-        rest += [lease.node, repr(plan.duration)]
+        argv: list[Any] = [_rid(lease.run_id), lease.item_id, lease.token, mode, value, base]
+        argv += [lease.node, repr(plan.duration)]
         opened = plan.open_scope
         if opened is None:
-            rest += ["0", "", 0, ""]
+            argv += ["0", "", 0, ""]
         else:
             fired = [[f.item_id, f.node, f.payload.decode()] for f in opened.fired]
-            rest += ["1", opened.scope_id, opened.open, json.dumps(fired, ensure_ascii=False)]
-        rest.append(len(plan.scopes))
-        rest += list(plan.scopes)
-        rest.append(len(plan.items))
+            argv += ["1", opened.scope_id, opened.open, json.dumps(fired, ensure_ascii=False)]
+        argv.append(len(plan.scopes))
+        argv += list(plan.scopes)
+        argv.append(len(plan.items))
         for it in plan.items:
-            rest += [it.item_id, it.node, it.payload, it.attempt,
+            argv += [it.item_id, it.node, it.payload, it.attempt,
                      _NO_DELAY if it.delay == 0 else repr(it.delay)]
-        rest.append(len(plan.outputs))
-        rest += [
+        argv.append(len(plan.outputs))
+        argv += [
             json.dumps([list(o.position), o.node, o.value.decode()], ensure_ascii=False)
             for o in plan.outputs
         ]
-        rest.append(len(plan.collect))
+        argv.append(len(plan.collect))
         for key, data in plan.collect:
-            rest += [key, data]
-        rest.append(len(plan.drop_collected))
-        rest += list(plan.drop_collected)
+            argv += [key, data]
+        argv.append(len(plan.drop_collected))
+        argv += list(plan.drop_collected)
         failure = plan.failure
-        rest += [failure.kind, failure.message] if failure is not None else ["", ""]
-        rest += [max(limit, 0), repr(lease_seconds), lease.worker_id, len(plan.handled)]
-        rest += [_error_entry(e) for e in plan.handled]
-        rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
+        argv += [failure.kind, failure.message] if failure is not None else ["", ""]
+        argv += [max(limit, 0), repr(lease_seconds), lease.worker_id, len(plan.handled)]
+        argv += [_error_entry(e) for e in plan.handled]
+        argv += [failure.traceback or "", "1"] if failure is not None else ["", ""]
         while True:
-            raw = await self._script("COMMIT", rest)
+            raw = await self._script("COMMIT", argv)
             if isinstance(raw, list):  # committed, with the leases taken
                 return CommitResult.COMMITTED, _leases(raw)
             result = _s(raw)
@@ -617,7 +619,7 @@ class RedisBackend:
             current = await self.context(lease.run_id)
             if current is None:
                 return CommitResult.INACTIVE, []
-            rest[4], rest[5] = update.merge(current.data), str(current.version)
+            argv[_VALUE], argv[_BASE] = update.merge(current.data), str(current.version)
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [
