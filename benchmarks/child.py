@@ -2,7 +2,9 @@
 
     python child.py --lib NAME --workloads chain,fanout,ckpt-mem,ckpt-sqlite [--n 1000]
     python child.py --lib NAME --memory 100000
-    python child.py --lib floxide --distributed sqlite|redis[-cluster][-chain]|postgres[-chain]
+    python child.py --lib floxide --distributed sqlite|redis[-cluster][-chain]|redis-big|postgres...
+    (modes: see floxide_lib.distributed)
+    python child.py --lib celery|dramatiq --distributed redis|redis-chain
 
 run.py starts one of these per library and mode, so no library shares a process (or its
 threads, caches, logging and garbage) with another.
@@ -45,6 +47,8 @@ MODULES = {
     "pydantic-graph": "libs.pydantic_graph_lib",
     "langgraph": "libs.langgraph_lib",
     "burr": "libs.burr_lib",
+    "celery": "libs.celery_lib",
+    "dramatiq": "libs.dramatiq_lib",
 }
 
 for var, val in {
@@ -173,6 +177,7 @@ def main() -> None:
     ap.add_argument("--distributed", default="",
                     help="sqlite | redis[-cluster] | redis[-cluster]-chain | postgres[-chain]")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--big-n", type=int, default=100_000, help="branches of the redis-big run")
     a = ap.parse_args()
     emit = Emitter(a.lib)
     try:
@@ -190,7 +195,8 @@ def main() -> None:
     elif a.distributed:
         rec: dict[str, Any] = {"workload": f"dist-{a.distributed}"}
         try:
-            rec.update(mod.distributed(a.distributed, a.n, a.reps, a.workers))
+            big = {"big_n": a.big_n} if a.distributed == "redis-big" else {}
+            rec.update(mod.distributed(a.distributed, a.n, a.reps, a.workers, **big))
         except NotAvailable as e:
             rec["na"] = str(e) or "not available"
         except AttributeError:

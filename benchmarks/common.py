@@ -7,6 +7,7 @@ standard library only.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -193,6 +194,60 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
+
+
+# ------------------------------------------------------------------ distributed records
+
+CHAIN_STEPS = 100
+"""Steps of the distributed chain (every library's)."""
+
+
+def fanout_record(times: list[float], n: int, warmup_items: int) -> dict[str, Any]:
+    """A fan-out row's record from each run's wall time: items are the split, the n
+    branches and the join (n + 2), best of the runs; `warmup_items` were run before."""
+    best = min(times)
+    return {
+        "n": n,
+        "items_total": warmup_items + len(times) * (n + 2),
+        "items_per_s": (n + 2) / best,
+        "branches_per_s": n / best,
+        "run_s": best,
+        "reps": len(times),
+    }
+
+
+def check_stamps(out: Any, steps: int) -> list[int]:
+    """A chain's result: its start clock and one increasing clock per step."""
+    if not (isinstance(out, list) and len(out) == steps + 1 and out == sorted(out)):
+        raise AssertionError(f"wrong result: {out!r:.200}")
+    return out
+
+
+def chain_record(outs: list[list[int]], walls: list[float], steps: int) -> dict[str, Any]:
+    """A chain row's record: per-step latency = the gap between consecutive steps' clocks
+    (ns stamps) over all runs; a run's first gap includes starting the run."""
+    gaps: list[float] = []
+    firsts: list[float] = []
+    later: list[float] = []
+    for out in outs:
+        run_gaps = [(b - a) / 1e3 for a, b in itertools.pairwise(out)]
+        gaps += run_gaps
+        firsts.append(run_gaps[0])
+        later += run_gaps[1:]
+    gaps.sort()
+    firsts.sort()
+    later.sort()
+    return {
+        "n": steps,
+        "p50_us": percentile(gaps, 50),
+        "p99_us": percentile(gaps, 99),
+        "first_step_p50_us": percentile(firsts, 50),
+        "later_steps_p99_us": percentile(later, 99),
+        "mean_us": min(walls) / steps * 1e6,
+        "samples": len(gaps),
+        "items_total": steps * (1 + len(walls)),
+        "reps": len(walls),
+    }
 
 
 # ------------------------------------------------------------------ redis-server

@@ -1,7 +1,8 @@
 """A distributed worker process for the benchmark: `dworker.py URL SPEC [--concurrency N]`.
 
 Builds workflow SPEC from flows.py (the same classes as the measuring process), prints
-"ready" and serves it from backend URL until SIGTERM.
+"ready" and serves it from backend URL until SIGTERM; then prints "peak_rss_mb N", its peak
+resident set size (ru_maxrss), for the big-run row.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +43,8 @@ def main() -> None:
         trio.run(serve)
     except KeyboardInterrupt:
         pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(f"peak_rss_mb {peak:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import inspect
-import itertools
 import os
 import signal
 import subprocess
@@ -20,10 +19,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from common import (
+    CHAIN_STEPS,
     NotAvailable,
     Run,
     Scratch,
-    percentile,
+    chain_record,
+    check_stamps,
+    fanout_record,
     postgres_commit_us,
     postgres_server,
     redis_call,
@@ -133,8 +135,10 @@ EXTRAS = {"ckpt-sqlite-normal": ckpt_sqlite_normal}
 
 
 @contextlib.contextmanager
-def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Iterator[None]:
-    """`count` worker processes (dworker.py) serving workflow `spec` from backend `url`."""
+def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str,
+             peaks: list[float] | None = None) -> Iterator[None]:
+    """`count` worker processes (dworker.py) serving workflow `spec` from backend `url`;
+    once they stopped, each one's peak RSS (MB) is appended to `peaks`."""
     cmd = [sys.executable, os.path.join(HERE, "dworker.py"), url, spec,
            "--concurrency", str(concurrency)]
     procs = [
@@ -154,18 +158,23 @@ def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str) -> Ite
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(timeout=10)
+                out, _ = p.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait()
+                out, _ = p.communicate()
+            if peaks is not None:
+                peaks += [float(ln.split()[1]) for ln in out.splitlines()
+                          if ln.startswith("peak_rss_mb ")]
 
 
-def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
+def distributed(mode: str, n: int, reps: int, workers: int,
+                big_n: int = 100_000) -> dict[str, Any]:
     """`sqlite` / `redis` / `redis-cluster` / `postgres`: n-branch fan-out, items/s
     (`sqlite-counter` / `redis-counter`: the same fan-out, every branch adding 1 to a
     `Counter` of a `Mergeable` context, checked exact); `redis-chain` /
     `redis-cluster-chain` / `postgres-chain`: 100-step chain latency (with PostgreSQL's
-    raw-commit floor)."""
+    raw-commit floor); `redis-big`: the n-branch rate, then one big_n-branch fan-out on the
+    same server, with each worker's peak RSS."""
     try:
         from floxide.backends import open_backend
         from floxide.distributed import Orchestrator
@@ -188,7 +197,7 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
             mode = mode.removesuffix("-counter")
             if mode == "sqlite":
                 url = "sqlite:///dist.db"
-            elif mode in ("redis", "redis-chain"):
+            elif mode in ("redis", "redis-chain", "redis-big"):
                 url = stack.enter_context(redis_server(scratch))
             elif mode in ("redis-cluster", "redis-cluster-chain"):
                 url = stack.enter_context(redis_cluster(scratch))
@@ -196,17 +205,19 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                 url = stack.enter_context(postgres_server())
             else:
                 raise ValueError(f"unknown distributed mode {mode!r}")
-            chain_steps = 100
+            chain_steps = CHAIN_STEPS
             chained = mode.endswith("-chain")
             spec = f"stamp:{chain_steps}" if chained else "counter" if counter else "fanout"
             concurrency = 1 if chained else 16
             wf = flows.by_name(spec)
 
-            async def one(orch: Any, arg: Any) -> tuple[float, Any]:
+            peaks: list[float] = []
+
+            async def one(orch: Any, arg: Any, limit: float = 300) -> tuple[float, Any]:
                 t0 = time.perf_counter()
                 ctx = flows.CountCtx() if counter else flows.BenchCtx()
                 run_id = await orch.start_run(ctx, arg)
-                with trio.fail_after(300):
+                with trio.fail_after(limit):
                     out = await orch.wait(run_id)
                 took = time.perf_counter() - t0
                 if counter and isinstance(arg, int):  # exact, checked outside the timing
@@ -221,10 +232,13 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
                     backend = await backend
                 try:
                     orch = Orchestrator(wf, backend)
-                    with _workers(url, spec, workers, concurrency, scratch.path):
+                    with _workers(url, spec, workers, concurrency, scratch.path, peaks):
                         if chained:
                             return await _chain_latency(one, orch, chain_steps, reps)
-                        return await _fanout_rate(one, orch, n, reps)
+                        rec = await _fanout_rate(one, orch, n, reps)
+                        if mode == "redis-big":
+                            rec.update(await _big_fanout(one, orch, big_n, rec))
+                        return rec
                 finally:
                     await _close(backend)
 
@@ -235,6 +249,9 @@ def distributed(mode: str, n: int, reps: int, workers: int) -> dict[str, Any]:
             rec: dict[str, Any] = trio.run(go)
             if floor is not None:
                 rec["raw_commit_us"] = floor
+            if mode == "redis-big":
+                rec["worker_peak_rss_mb"] = peaks
+                rec["peak_rss_mb"] = max(peaks, default=float("nan"))
             if url.startswith("redis"):
                 calls: dict[str, int] = {}
                 for node in redis_nodes(url):  # a cluster's: summed over its nodes
@@ -259,44 +276,35 @@ async def _fanout_rate(one: Any, orch: Any, n: int, reps: int) -> dict[str, Any]
         if out != n * (n - 1) // 2:
             raise AssertionError(f"wrong result at n={n}: {out!r}")
         times.append(dt)
-    best = min(times)
+    return fanout_record(times, n, 12)
+
+
+BIG_LIMIT_S = 240
+
+
+async def _big_fanout(one: Any, orch: Any, big_n: int, small: dict[str, Any]) -> dict[str, Any]:
+    """One big_n-branch fan-out after the small ones (a server that served other runs)."""
+    dt, out = await one(orch, big_n, BIG_LIMIT_S)
+    if out != big_n * (big_n - 1) // 2:
+        raise AssertionError(f"wrong result at n={big_n}: {out!r:.200}")
+    rate = (big_n + 2) / dt
     return {
-        "n": n,
-        "items_total": 12 + len(times) * (n + 2),
-        "items_per_s": (n + 2) / best,  # split + n branches + the join
-        "branches_per_s": n / best,
-        "run_s": best,
-        "reps": len(times),
+        "big_n": big_n,
+        "big_run_s": dt,
+        "big_items_per_s": rate,
+        "small_items_per_s": small["items_per_s"],
+        "big_over_small": rate / small["items_per_s"],
+        "items_total": small["items_total"] + big_n + 2,
     }
 
 
 async def _chain_latency(one: Any, orch: Any, steps: int, reps: int) -> dict[str, Any]:
     """Per-step latency = time between two consecutive nodes' clocks, over all runs."""
     await one(orch, [time.time_ns()])  # warm-up
-    gaps: list[float] = []
-    firsts: list[float] = []  # from start_run's clock to the first step: run creation included
-    later: list[float] = []
+    outs: list[list[int]] = []
     walls: list[float] = []
     for _ in range(max(reps, 5)):
         dt, out = await one(orch, [time.time_ns()])
-        if not (isinstance(out, list) and len(out) == steps + 1 and out == sorted(out)):
-            raise AssertionError(f"wrong result: {out!r:.200}")
-        run_gaps = [(b - a) / 1e3 for a, b in itertools.pairwise(out)]
-        gaps += run_gaps
-        firsts.append(run_gaps[0])
-        later += run_gaps[1:]
+        outs.append(check_stamps(out, steps))
         walls.append(dt)
-    gaps.sort()
-    firsts.sort()
-    later.sort()
-    return {
-        "n": steps,
-        "p50_us": percentile(gaps, 50),
-        "p99_us": percentile(gaps, 99),
-        "first_step_p50_us": percentile(firsts, 50),
-        "later_steps_p99_us": percentile(later, 99),
-        "mean_us": min(walls) / steps * 1e6,
-        "samples": len(gaps),
-        "items_total": steps * (1 + len(walls)),
-        "reps": len(walls),
-    }
+    return chain_record(outs, walls, steps)

@@ -107,7 +107,7 @@ end
 -- commands with many arguments, in chunks Lua's stack takes
 local function chunked(cmd, key, values, width)
   local n = #values
-  local step = 4000 * width
+  local step = 1000 * width  -- unpack gives at most 8000 values (LUAI_MAXCSTACK)
   for a = 1, n, step do
     redis.call(cmd, key, unpack(values, a, math.min(n, a + step - 1)))
   end
@@ -474,7 +474,7 @@ if n_col > 0 then
   for j = 0, n_col - 1 do
     entries[j + 1] = ARGV[cols_at + j * 2] .. SEP .. ARGV[cols_at + j * 2 + 1]
   end
-  redis.call('RPUSH', COL, unpack(entries))
+  chunked('RPUSH', COL, entries, 1)
 end
 if n_drop > 0 then  -- a join fired: its collection goes (the others are kept, in order)
   local drop = {}

@@ -43,6 +43,7 @@ import attrs
 import trio
 
 from floxide import _params
+from floxide._codec import Codec
 from floxide._errors import BackendError, FloxideError, LeaseExpiredError, PayloadError
 from floxide._logging import StepLogger, step_fields, step_span
 from floxide._node import Node
@@ -616,7 +617,7 @@ class Worker(Generic[C, I, O]):
             if error is not None
             else []
         )
-        items = [NewItem(str(i.id), i.node, codec.encode_item(i)) for i in fx.items]
+        items = _encoded(fx.items, codec)
         opened: ScopeOpen | None = None
         if fx.opened is not None:
             scope = fx.opened
@@ -651,6 +652,17 @@ class Worker(Generic[C, I, O]):
             handled=handled,
             duration=duration,
         )
+
+
+def _encoded(work: list[WorkItem], codec: Codec) -> list[NewItem]:
+    """The step's new items, encoded in order; each `WorkItem` is released once encoded, so a
+    big fan-out holds its items once (not as items and encodings at the same time)."""
+    work.reverse()
+    out: list[NewItem] = []
+    while work:
+        i = work.pop()
+        out.append(NewItem(str(i.id), i.node, codec.encode_item(i)))
+    return out
 
 
 async def _call(node: Node[Any, Any, Any], ctx: Any, item: WorkItem) -> object:
