@@ -59,6 +59,7 @@ from floxide.backends._base import (
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
+    CONTRIBUTED,
     RUN_COLS,
     RUN_TABLES,
     add_errors,
@@ -66,6 +67,7 @@ from floxide.backends._postgres_tables import (
     garbled_items,
     insert_items,
     migrate,
+    pairs,
     run_record,
 )
 from floxide.backends._registry import masked_url
@@ -81,6 +83,8 @@ transaction holds it (it is being leased or given back), so looking at once woul
 
 class PostgresBackend:
     """Backend on a PostgreSQL database (`postgresql://USER:PASSWORD@HOST:PORT/DB`)."""
+
+    stores_contributions = True
 
     def __init__(
         self,
@@ -340,9 +344,14 @@ class PostgresBackend:
     async def context(self, run_id: str) -> RunContext | None:
         def q(conn: Conn) -> RunContext | None:
             row = conn.execute(
-                "SELECT context, version FROM runs WHERE run_id = %s", (run_id,)
+                "SELECT r.context, r.version, contributed.keys, contributed.data FROM runs r "
+                + CONTRIBUTED.format(run="r.run_id")
+                + " WHERE r.run_id = %s",
+                (run_id,),
             ).fetchone()
-            return None if row is None else RunContext(bytes(row[0]), row[1])
+            if row is None:
+                return None
+            return RunContext(bytes(row[0]), row[1], pairs(row[2], row[3]))
 
         return await self._tx(q)
 

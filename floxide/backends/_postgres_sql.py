@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from floxide.backends._base import CommitPlan, Lease
+from floxide.backends._postgres_tables import CONTRIBUTED
 
 __all__ = ["BATCH", "batch_params", "batchable", "chain", "check", "params", "simple"]
 
@@ -66,13 +67,15 @@ FROM runs r WHERE r.run_id = %(run)s
 
 
 def simple(plan: CommitPlan) -> bool:
-    """A step with at most one join scope, no context change, handled error or failure:
+    """A step with at most one join scope, no context change (whole or contributed),
+    handled error or failure:
     the first statement also counts it in its scope (`add_open`) and, unless that closes
     the scope, in its run's row (nothing it needs is computed in between)."""
     return (
         plan.open_scope is None
         and len(plan.scopes) <= 1
         and plan.context is None
+        and plan.contribution is None
         and not plan.handled
         and plan.failure is None
     )
@@ -144,8 +147,9 @@ SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
        (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(%(run)s) < 7000
         THEN 'r:' || %(run)s ELSE '*' END)) FROM counted WHERE status = 'completed'),
        (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(queue) < 7000
-        THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s)
-FROM runs r WHERE r.run_id = %(run)s
+        THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s),
+       contributed.keys, contributed.data
+FROM runs r """ + CONTRIBUTED.format(run="r.run_id") + """ WHERE r.run_id = %(run)s
 """
 """A chain step alone (a `simple` plan without scopes): its first statement, which also
 leases the successors marked `mine` (when the run is running, not past its deadline, and,
