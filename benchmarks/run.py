@@ -160,7 +160,7 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
     if not a.skip_distributed and wanted("floxide"):
         for mode in ("sqlite", "sqlite-counter", "redis", "redis-counter", "redis-chain",
                      "redis-cluster", "redis-cluster-chain",
-                     "postgres", "postgres-chain"):
+                     "postgres", "postgres-counter", "postgres-chain"):
             recs += run_child(sys.executable, "floxide", [*base, "--distributed", mode],
                               DIST_TIMEOUT)
     if not a.skip_memory and not a.distributed_only:
@@ -318,7 +318,8 @@ def build_table(recs: list[dict[str, Any]], n: int, memory_n: int) -> dict[str, 
         _get("items_per_s"), False, None, None)
     add(f"distributed fan-out {n}, Redis, 2 workers", "items/s", "dist-redis",
         _get("items_per_s"), False, None, None)
-    for kind, name in (("sqlite", "SQLite"), ("redis", "Redis")):  # contention-free merges
+    for kind, name in (("sqlite", "SQLite"), ("redis", "Redis"),  # contention-free merges
+                       ("postgres", "PostgreSQL")):
         plain = by.get(("floxide", f"dist-{kind}"), {}).get("items_per_s")
         add(f"distributed Counter fan-out {n}, {name}, 2 workers", "items/s",
             f"dist-{kind}-counter", _get("items_per_s"), False, None,
