@@ -115,9 +115,14 @@ def _commit(
             raise Rollback((CommitResult.INACTIVE, [], False))
         return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
                       "completed", limit=limit, lease_seconds=lease_seconds)
-    stored, version, queue = bytes(row[1]), int(row[2]), row[3]
-    # if the merge raises, nothing is applied (rolled back)
-    write = context_write(plan, lease.item_id, version, lambda: stored, _Stored(conn, run_id).get)
+    stored, version, queue = bytes(row[1] or b""), int(row[2]), row[3]
+    # if the merge raises, nothing is applied (rolled back); a simple plan's contribution
+    # was stored by the first statement
+    write = (
+        None
+        if sql.simple(plan)
+        else context_write(plan, lease.item_id, version, lambda: stored, _Stored(conn, run_id).get)
+    )
     if plan.handled:
         add_errors(conn, run_id, plan.handled)
     if plan.failure is not None:
