@@ -47,12 +47,16 @@ WITH picked AS (
     FROM contributions c WHERE c.run_id IN (SELECT run_id FROM picked) GROUP BY c.run_id
 )
 SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, r.context, r.version, p.late, c.keys, c.data
-FROM picked p JOIN runs r ON r.run_id = p.run_id
+       r.status, r.deadline, CASE WHEN p.first THEN r.context END, r.version, p.late,
+       CASE WHEN p.first THEN c.keys END, CASE WHEN p.first THEN c.data END
+FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY due, seq) = 1 AS first
+      FROM picked) p JOIN runs r ON r.run_id = p.run_id
 LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
 LEFT JOIN contributed c ON c.run_id = p.run_id
 ORDER BY p.due, p.seq
 """
+"""The rows leased; a run's context and contributions only on its first row (its other
+rows share them: a big context is not sent once per item)."""
 
 FINISH = (
     "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
@@ -140,6 +144,7 @@ def taken(
     out: list[Lease] = []
     ended: list[str] = []
     pending: set[str] = set()
+    contexts: dict[str, RunContext] = {}
     for r in rows:
         run_id = r[0]
         if r[12]:
@@ -150,6 +155,9 @@ def taken(
             continue
         if r[8] == "pending":
             pending.add(run_id)
+        context = contexts.get(run_id)
+        if context is None:  # the run's first row
+            context = contexts[run_id] = RunContext(bytes(r[10]), r[11], pairs(r[13], r[14]))
         out.append(
             Lease(
                 run_id=run_id,
@@ -162,7 +170,7 @@ def taken(
                 deadline=now + lease_seconds,
                 last_error=r[5],
                 expired=bool(r[6]),
-                context=RunContext(bytes(r[10]), r[11], pairs(r[13], r[14])),
+                context=context,
                 run_deadline=math.inf if r[9] is None else r[9],
             )
         )
