@@ -163,7 +163,8 @@ def collect(a: argparse.Namespace, peers_problem: str | None) -> list[dict[str, 
         recs += run_child(py, lib, [*base, *extra], LOCAL_TIMEOUT)
     if not a.skip_distributed and wanted("floxide"):
         modes = ["sqlite", "sqlite-counter", "redis", "redis-counter", "redis-chain",
-                 "redis-cluster", "redis-cluster-chain", "postgres", "postgres-chain"]
+                 "redis-cluster", "redis-cluster-chain", "postgres", "postgres-counter",
+                 "postgres-chain"]
         if a.big_n:
             modes.append("redis-big")
         for mode in modes:
@@ -340,7 +341,8 @@ def build_table(recs: list[dict[str, Any]], n: int, memory_n: int) -> dict[str, 
         _get("items_per_s"), False, None, None)
     add(f"distributed fan-out {n}, Redis, 2 workers", "items/s", "dist-redis",
         _get("items_per_s"), False, None, None, ahead=True)
-    for kind, name in (("sqlite", "SQLite"), ("redis", "Redis")):  # contention-free merges
+    for kind, name in (("sqlite", "SQLite"), ("redis", "Redis"),  # contention-free merges
+                       ("postgres", "PostgreSQL")):
         plain = by.get(("floxide", f"dist-{kind}"), {}).get("items_per_s")
         add(f"distributed Counter fan-out {n}, {name}, 2 workers", "items/s",
             f"dist-{kind}-counter", _get("items_per_s"), False, None,

@@ -2,7 +2,7 @@
 
 The rule (`floxide._merge.contribution`) is checked against merging whole contexts, and
 random interleavings of reads, commits and compactions by several workers, over the
-memory and SQLite backends, must give the very context the reference (every item's copy
+memory, SQLite and PostgreSQL backends, must give the very context the reference (every item's copy
 merged into the first context) gives. The backend side is in the conformance kit
 (`floxide.testing._contributions`); real worker processes in test_distributed_faults.py.
 """
@@ -17,10 +17,12 @@ from typing import Any
 
 import attrs
 import coredis
+import psycopg
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
 from floxide import (
     Counter,
@@ -249,6 +251,29 @@ def test_random_interleavings_give_the_reference_context_sqlite(
 
 
 @settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(schedule=schedules)
+def test_random_interleavings_give_the_reference_context_postgres(
+    schedule: Any, postgres_server: Any
+) -> None:
+    changes, order, workers, compact_after = schedule
+
+    async def go() -> None:
+        backend = open_backend(f"{postgres_server.url}?floxide_schema=i{uuid.uuid4().hex[:10]}")
+        if inspect.isawaitable(backend):
+            backend = await backend
+        try:
+            await _interleave(backend, changes, list(order), workers, compact_after)
+        finally:
+            await backend.aclose()
+
+    trio.run(go)
+
+
+@settings(
     max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -274,7 +299,7 @@ def test_random_interleavings_give_the_reference_context_redis(
 # -- a garbled contribution fails its own run only ---------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sqlite"])  # the backends that store contributions
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # the backends that store them
 def test_a_garbled_contribution_fails_its_run_only(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -282,6 +307,10 @@ def test_a_garbled_contribution_fails_its_run_only(
         server = request.getfixturevalue("redis_server")
         prefix = f"g{uuid.uuid4().hex[:8]}"
         url = f"{server.url}?prefix={prefix}"
+    elif kind == "postgres":
+        pg = request.getfixturevalue("postgres_server")
+        schema = f"g{uuid.uuid4().hex[:10]}"
+        url = f"{pg.url}?floxide_schema={schema}"
     else:
         path = tmp_path / "runs.db"
         url = f"sqlite:///{path}"
@@ -293,6 +322,14 @@ def test_a_garbled_contribution_fails_its_run_only(
                 key = f"{prefix}:run:{redis_rid(run_id)}"
                 await client.hset(f"{key}:contrib", {"x": b"\xff garbage"})
                 await client.hset(key, {"contrib": "1"})
+        elif kind == "postgres":
+            with psycopg.connect(pg.url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("INSERT INTO {}.contributions VALUES (%s, 'x', %s)").format(
+                        sql.Identifier(schema)
+                    ),
+                    (run_id, b"\xff garbage"),
+                )
         else:
             db = sqlite3.connect(path)
             with db:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from floxide import BackendError
-from floxide.backends import open_backend
+from floxide.backends import CommitPlan, CommitResult, Contribution, NewItem, open_backend
 from floxide.backends._postgres import PostgresBackend
 from floxide.backends._postgres_tables import SCHEMA_VERSION
 from floxide.testing._harness import QUEUE, item, lease1, new_run, plan
@@ -217,4 +217,67 @@ async def test_an_older_schema_is_migrated(pg: PostgresServer) -> None:
             )
         }
         assert {"traceback", "handled"} <= cols
+    await b.aclose()
+
+
+async def test_a_version_3_schema_gains_contributions_in_place(pg: PostgresServer) -> None:
+    """Layout version 4 adds the `contributions` table: a version-3 schema is migrated on
+    open, its live run kept and going on with contributions."""
+    from floxide.backends._postgres_tables import _MIGRATIONS
+
+    schema = _schema()
+    with _admin(pg) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        for v in (1, 2, 3):
+            conn.execute(_MIGRATIONS[v])
+        conn.execute("INSERT INTO meta VALUES ('schema', 3)")
+        conn.execute(
+            "INSERT INTO runs (run_id, workflow, queue, fingerprint, status, input, context,"
+            " created_at, updated_at, pending) VALUES ('old', 'W', 'q', 'fp', 'running', '',"
+            " 'base', 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)"
+            " VALUES ('old', 'i', 'q', 'a', '', 1, 'queued', 0, 1)"
+        )
+    b = open_backend(f"{pg.url}?floxide_schema={schema}")
+    assert b.stores_contributions
+    (lease,) = await b.lease("q", "w", limit=1, lease_seconds=60, wait=0)
+    assert lease.context is not None and lease.context.data == b"base"
+    assert list(lease.context.contributions) == []
+    step = CommitPlan(items=[NewItem("j", "a", b"")], contribution=Contribution(b"mine"))
+    assert await b.commit(lease, step) is CommitResult.COMMITTED
+    stored = await b.context("old")
+    assert stored is not None and list(stored.contributions) == [("i", b"mine")]
+    with _admin(pg) as conn:
+        version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
+        assert version.fetchone() == (SCHEMA_VERSION,) == (4,)
+    await b.aclose()
+
+
+async def test_contributions_stay_with_a_completed_run_until_it_expires(
+    pg: PostgresServer,
+) -> None:
+    """A completed run's context is its base and contributions folded: they are kept with
+    it, and deleted with its other rows when it expires."""
+    schema = _schema()
+    b = open_backend(f"{pg.url}?floxide_schema={schema}")
+    assert isinstance(b, PostgresBackend)
+    await b.create_run(new_run(item("a"), item("b"), run_id="r"))
+    leases = await b.lease(QUEUE, "w", limit=2, lease_seconds=60, wait=0)
+    for le in leases:
+        step = CommitPlan(contribution=Contribution(le.item_id.encode()))
+        assert await b.commit(le, step) is CommitResult.COMMITTED
+    record = await b.get_run("r")
+    assert record is not None and record.status.finished
+    stored = await b.context("r")
+    assert stored is not None and sorted(stored.contributions) == [("a", b"a"), ("b", b"b")]
+    b.ttl = 0.0
+    time.sleep(0.01)
+    await b.reap()
+    assert await b.context("r") is None
+    with _admin(pg) as conn:
+        left = conn.execute(f'SELECT count(*) FROM "{schema}".contributions').fetchone()
+        assert left == (0,)
     await b.aclose()

@@ -170,8 +170,8 @@ def _workers(url: str, spec: str, count: int, concurrency: int, cwd: str,
 def distributed(mode: str, n: int, reps: int, workers: int,
                 big_n: int = 100_000) -> dict[str, Any]:
     """`sqlite` / `redis` / `redis-cluster` / `postgres`: n-branch fan-out, items/s
-    (`sqlite-counter` / `redis-counter`: the same fan-out, every branch adding 1 to a
-    `Counter` of a `Mergeable` context, checked exact); `redis-chain` /
+    (`sqlite-counter` / `redis-counter` / `postgres-counter`: the same fan-out, every
+    branch adding 1 to a `Counter` of a `Mergeable` context, checked exact); `redis-chain` /
     `redis-cluster-chain` / `postgres-chain`: 100-step chain latency (with PostgreSQL's
     raw-commit floor); `redis-big`: the n-branch rate, then one big_n-branch fan-out on the
     same server, with each worker's peak RSS."""

@@ -13,8 +13,8 @@ backend keeps the contract.
 
 A backend may store contributions (`stores_contributions`): a step's change to a mergeable
 context kept under its item id and folded by readers, so concurrent steps never conflict
-(`Contribution`, `RunContext.contributions`, `context_write`). Memory, SQLite and Redis do;
-a backend that does not is given whole contexts and stays correct.
+(`Contribution`, `RunContext.contributions`, `context_write`). Memory, SQLite, Redis and
+PostgreSQL do; a backend that does not is given whole contexts and stays correct.
 """
 
 from __future__ import annotations

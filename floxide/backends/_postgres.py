@@ -14,7 +14,13 @@ token) is still held, writes what the step made, counts its join scopes and, las
 its run's row (`... WHERE status is live`): that row is the only one every commit of a run
 meets, and it is held only for the end of the transaction (commits queued meanwhile in one
 process share a transaction and update it once: `_postgres_steps`). A context written over a
-newer version is merged with the stored one (the context's `merge`) under that row lock.
+newer version is merged with the stored one (the context's `merge`) under that row lock. A
+step's change to a mergeable context is a row of `contributions` under its item id, written
+with no version check by the step's first statement (so such a step needs neither the run's
+version nor its row's lock before the end); a compaction writes the base by a compare-and-
+set on the version. Leases and `context` carry the run's contributions, read in the same
+statement as its base. They are kept with the run (a finished run's context is their fold)
+and deleted when it expires.
 Finishing a run (completion, cancel) updates its row; its work state (items, scopes,
 collected values) is deleted by a second transaction, and by `reap` should that one never
 run, so no transaction waits for item rows while it holds a run's row. A failed run (a
@@ -59,6 +65,7 @@ from floxide.backends._base import (
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Listener, Pool, Rollback
 from floxide.backends._postgres_tables import (
+    CONTRIBUTED,
     RUN_COLS,
     RUN_TABLES,
     add_errors,
@@ -66,6 +73,7 @@ from floxide.backends._postgres_tables import (
     garbled_items,
     insert_items,
     migrate,
+    pairs,
     run_record,
 )
 from floxide.backends._registry import masked_url
@@ -81,6 +89,8 @@ transaction holds it (it is being leased or given back), so looking at once woul
 
 class PostgresBackend:
     """Backend on a PostgreSQL database (`postgresql://USER:PASSWORD@HOST:PORT/DB`)."""
+
+    stores_contributions = True
 
     def __init__(
         self,
@@ -340,9 +350,14 @@ class PostgresBackend:
     async def context(self, run_id: str) -> RunContext | None:
         def q(conn: Conn) -> RunContext | None:
             row = conn.execute(
-                "SELECT context, version FROM runs WHERE run_id = %s", (run_id,)
+                "SELECT r.context, r.version, contributed.keys, contributed.data FROM runs r "
+                + CONTRIBUTED.format(run="r.run_id")
+                + " WHERE r.run_id = %s",
+                (run_id,),
             ).fetchone()
-            return None if row is None else RunContext(bytes(row[0]), row[1])
+            if row is None:
+                return None
+            return RunContext(bytes(row[0]), row[1], pairs(row[2], row[3]))
 
         return await self._tx(q)
 

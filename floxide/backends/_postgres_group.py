@@ -4,9 +4,10 @@
 that drops no collected values returns a `Step` instead of applying itself, and
 `Step.settle` applies all of them in two round trips of one pipeline:
 
-1. BEGIN; apply every step's own writes in one statement (`_postgres_sql.BATCH`); lease
-   the slots they free (one `take` per worker); lock the join scopes and then the rows of
-   their runs (one order for every transaction: scopes first, by run and id).
+1. BEGIN; apply every step's own writes (contributions too) in one statement
+   (`_postgres_sql.batch`); lease the slots they free (one `take` per worker); lock the
+   join scopes and then the rows of their runs (one order for every transaction: scopes
+   first, by run and id).
 2. Each step counted by the rulebook over the scopes read (`_GroupScopes`, in memory),
    the joins that fire queued, every scope's and run's count written once; COMMIT.
 
@@ -93,7 +94,7 @@ class Step(Deferred):
         # first round trip: the steps' own writes, the leases for their slots, then (held
         # from here to the COMMIT only) the locks of the rows they share
         own = sql.batch_params([(st.lease, st.plan, st.now) for st in steps])
-        batch = conn.execute(sql.BATCH, own)
+        batch = conn.execute(sql.batch([st.plan for st in steps]), own)
         takes = _send_takes(conn, steps)
         locked_scopes = (
             conn.execute(_LOCK_SCOPES, ([r for r, _ in pairs], [s for _, s in pairs]))

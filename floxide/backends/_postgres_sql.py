@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from floxide.backends._base import CommitPlan, Lease
+from floxide.backends._base import CommitPlan, Lease, context_write
+from floxide.backends._postgres_tables import CONTRIBUTED
 
-__all__ = ["BATCH", "batch_params", "batchable", "chain", "check", "params", "simple"]
+__all__ = ["batch", "batch_params", "batchable", "chain", "check", "params", "simple"]
 
 _HELD = """
 WITH held AS (
@@ -46,6 +47,10 @@ _OUTS = """, outs AS (
            unnest(%(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
            AS o(position, node, value)
 )"""
+_PUT = """, put AS (
+    INSERT INTO contributions (run_id, key, data) SELECT run_id, %(pkey)s, %(pdata)s FROM held
+    ON CONFLICT (run_id, key) DO UPDATE SET data = excluded.data
+)"""
 _SCOPE = """, sc AS (
     UPDATE scopes SET open = open + %(delta)s
     WHERE run_id = %(run)s AND scope_id = %(scope)s AND EXISTS (SELECT 1 FROM held)
@@ -60,19 +65,22 @@ _COUNTED = """, counted AS (
     RETURNING status
 )"""
 _RUN = """
-SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held), {counted}, {open}
+SELECT r.status, {context}, r.version, r.queue, (SELECT count(*) FROM held), {counted},
+       {open}
 FROM runs r WHERE r.run_id = %(run)s
 """
 
 
 def simple(plan: CommitPlan) -> bool:
-    """A step with at most one join scope, no context change, handled error or failure:
-    the first statement also counts it in its scope (`add_open`) and, unless that closes
-    the scope, in its run's row (nothing it needs is computed in between)."""
+    """A step with at most one join scope, no whole context change nor compaction (a
+    contribution is stored by the first statement: no version check), no handled error or
+    failure: the first statement also counts it in its scope (`add_open`) and, unless that
+    closes the scope, in its run's row (nothing it needs is computed in between)."""
     return (
         plan.open_scope is None
         and len(plan.scopes) <= 1
         and plan.context is None
+        and (plan.contribution is None or plan.contribution.compact is None)
         and not plan.handled
         and plan.failure is None
     )
@@ -92,11 +100,13 @@ def check(plan: CommitPlan, defer: bool) -> str:
             _KEPT if plan.collect else "",
             _DROPPED if plan.drop_collected else "",
             _OUTS if plan.outputs else "",
+            _PUT if counts and _puts(plan) else "",
             _SCOPE if scoped else "",
             _COUNTED.format(unclosed=" AND (SELECT open FROM sc) <> 0" if scoped else "")
             if counts
             else "",
             _RUN.format(
+                context="NULL::bytea" if counts else "r.context",  # a simple plan's is unused
                 counted="(SELECT status FROM counted)" if counts else "NULL::text",
                 open="(SELECT open FROM sc)" if scoped else "NULL::int",
             ),
@@ -133,7 +143,7 @@ WITH run AS (
                   WITH ORDINALITY AS u(item_id, node, payload, attempt, due, mine, ord)
                   ORDER BY ord) u
     RETURNING item_id, node, payload, attempt, token, seq, state
-)""" + _KEPT + _DROPPED + _OUTS + _COUNTED.format(unclosed="") + """
+)""" + _KEPT + _DROPPED + _OUTS + "{put}" + _COUNTED.format(unclosed="") + """
 SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
        (SELECT status FROM counted), (SELECT count(*) FROM run), r.deadline,
        (SELECT array_agg(item_id ORDER BY seq) FROM made WHERE state = 'leased'),
@@ -144,8 +154,9 @@ SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
        (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(%(run)s) < 7000
         THEN 'r:' || %(run)s ELSE '*' END)) FROM counted WHERE status = 'completed'),
        (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(queue) < 7000
-        THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s)
-FROM runs r WHERE r.run_id = %(run)s
+        THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s),
+       contributed.keys, contributed.data
+FROM runs r """ + CONTRIBUTED.format(run="r.run_id") + """ WHERE r.run_id = %(run)s
 """
 """A chain step alone (a `simple` plan without scopes): its first statement, which also
 leases the successors marked `mine` (when the run is running, not past its deadline, and,
@@ -154,12 +165,34 @@ and sends the wake-ups. Each value of `run` lacking, nothing is done (and the st
 applied by the transaction of `check` instead)."""
 
 
+_CHAINS = (_CHAIN.replace("{put}", ""), _CHAIN.replace("{put}", _PUT))
+
+
 def chain(plan: CommitPlan) -> str | None:
     """The one statement that applies `plan` alone, if it can (see `_CHAIN`)."""
-    return _CHAIN if simple(plan) and not plan.scopes else None
+    return _CHAINS[_puts(plan)] if simple(plan) and not plan.scopes else None
 
 
-BATCH = """
+def _puts(plan: CommitPlan) -> bool:
+    """Whether a `simple` plan stores a contribution."""
+    return plan.contribution is not None and plan.contribution.data is not None
+
+
+def _put(lease: Lease, plan: CommitPlan) -> tuple[str, bytes] | None:
+    """The contribution a `simple` plan stores: `context_write`'s, which for a contribution
+    without compaction needs neither the version nor the stored context."""
+    if plan.contribution is None:
+        return None
+    write = context_write(plan, lease.item_id, -1, _unused, _unused)
+    assert write is not None and write.base is None and not write.drop
+    return write.put
+
+
+def _unused(*_: object) -> bytes:
+    raise AssertionError("a simple plan reads no stored context")
+
+
+_BATCH = """
 WITH l AS (
     SELECT * FROM unnest(%(runs)s::text[], %(items)s::text[], %(tokens)s::bigint[],
                          %(nodes)s::text[], %(secs)s::float8[]) WITH ORDINALITY
@@ -190,12 +223,25 @@ WITH l AS (
     SELECT h.run_id, o.position, o.node, o.value FROM held h
     JOIN unnest(%(ok)s::bigint[], %(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
     AS o(k, position, node, value) ON o.k = h.k
-)
+){put}
 SELECT r.status, r.queue, h.k IS NOT NULL
 FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id ORDER BY l.k
 """
 """The first statements of several `batchable` steps as one: for each (in order) its run's
 status and queue, and whether its lease was held (it was then applied, but for its counts)."""
+_BATCH_PUT = """, put AS (
+    INSERT INTO contributions (run_id, key, data)
+    SELECT h.run_id, p.key, p.data FROM held h
+    JOIN unnest(%(pk)s::bigint[], %(pkeys)s::text[], %(pdata)s::bytea[]) AS p(k, key, data)
+    ON p.k = h.k
+    ON CONFLICT (run_id, key) DO UPDATE SET data = excluded.data
+)"""
+_BATCHES = (_BATCH.replace("{put}", ""), _BATCH.replace("{put}", _BATCH_PUT))
+
+
+def batch(plans: list[CommitPlan]) -> str:
+    """`_BATCH` for steps of `plans`, storing their contributions if any has one."""
+    return _BATCHES[any(_puts(p) for p in plans)]
 
 
 def batchable(plan: CommitPlan) -> bool:
@@ -204,9 +250,10 @@ def batchable(plan: CommitPlan) -> bool:
 
 
 def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
-    """The parameters of `BATCH` for (lease, plan, time) of each step."""
+    """The parameters of `batch` for (lease, plan, time) of each step."""
     names = "runs items tokens nodes secs mk ids mnodes payloads attempts dues ck ckeys cdata"
-    args: dict[str, list[Any]] = {key: [] for key in (names + " ok opos onodes ovalues").split()}
+    more = " ok opos onodes ovalues pk pkeys pdata"
+    args: dict[str, list[Any]] = {key: [] for key in (names + more).split()}
     for k, (lease, plan, now) in enumerate(steps, 1):
         args["runs"].append(lease.run_id)
         args["items"].append(lease.item_id)
@@ -229,13 +276,21 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
             args["opos"].append(json.dumps(list(o.position)))
             args["onodes"].append(o.node)
             args["ovalues"].append(o.value)
+        put = _put(lease, plan)
+        if put is not None:
+            args["pk"].append(k)
+            args["pkeys"].append(put[0])
+            args["pdata"].append(put[1])
     return args
 
 
 def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
     """The parameters of `check` and `chain`."""
     items = plan.items
+    put = _put(lease, plan)
     return {
+        "pkey": None if put is None else put[0],
+        "pdata": None if put is None else put[1],
         "run": lease.run_id,
         "item": lease.item_id,
         "token": lease.token,

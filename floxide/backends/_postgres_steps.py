@@ -17,17 +17,25 @@ from floxide.backends import _postgres_sql as sql
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
+    ContextWrite,
     Lease,
     NewItem,
     RunContext,
     RunStatus,
     ScopeTable,
+    context_write,
     count_scopes,
     missing_scope,
 )
 from floxide.backends._postgres_conn import Conn, Deferred, Rollback
 from floxide.backends._postgres_group import Step
-from floxide.backends._postgres_tables import Scopes, add_errors, insert_items
+from floxide.backends._postgres_tables import (
+    Scopes,
+    add_errors,
+    contributions,
+    insert_items,
+    pairs,
+)
 from floxide.backends._postgres_take import FINISH, Committed, finish, notify, take
 
 __all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
@@ -107,17 +115,19 @@ def _commit(
             raise Rollback((CommitResult.INACTIVE, [], False))
         return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
                       "completed", limit=limit, lease_seconds=lease_seconds)
-    stored, version, queue = bytes(row[1]), int(row[2]), row[3]
-    update = plan.context
-    context = None
-    if update is not None:  # if the merge raises, nothing is applied (rolled back)
-        stale = version != update.base_version and update.merge is not None
-        context = update.merge(stored) if update.merge and stale else update.value
+    stored, version, queue = bytes(row[1] or b""), int(row[2]), row[3]
+    # if the merge raises, nothing is applied (rolled back); a simple plan's contribution
+    # was stored by the first statement
+    write = (
+        None
+        if sql.simple(plan)
+        else context_write(plan, lease.item_id, version, lambda: stored, _Stored(conn, run_id).get)
+    )
     if plan.handled:
         add_errors(conn, run_id, plan.handled)
     if plan.failure is not None:
-        if context is not None:
-            _write_context(conn, lease, plan, context, version)
+        if write is not None:
+            _write_context(conn, lease, plan, write, version)
         if not finish(conn, run_id, plan.failure, failed=1 + len(plan.handled)):
             raise Rollback((CommitResult.INACTIVE, [], False))
         conn.execute(  # kept, with the run's work state, for `retry_run`
@@ -130,7 +140,7 @@ def _commit(
     fired = count_scopes(plan, scopes)
     insert_items(conn, run_id, queue, fired, now)
     items = [*items, *fired]
-    status = _count(conn, lease, plan, context, version, len(items) - 1, now)
+    status = _count(conn, lease, plan, write, version, len(items) - 1, now)
     return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
                   limit=limit, lease_seconds=lease_seconds)
 
@@ -166,7 +176,7 @@ def _chain(
         return None
     if not row[4]:
         return CommitResult.LOST, [], False
-    context = RunContext(bytes(row[1]), row[2])
+    context = RunContext(bytes(row[1]), row[2], pairs(row[15], row[16]))
     run_deadline = math.inf if row[7] is None else row[7]
     leases = [
         Lease(
@@ -227,12 +237,13 @@ def _count(
     conn: Conn,
     lease: Lease,
     plan: CommitPlan,
-    context: bytes | None,
+    write: ContextWrite | None,
     version: int,
     delta: int,
     now: float,
 ) -> str:
-    """Update the run's row last (counters, context, completion); its new status."""
+    """Update the run's row last (counters, context, completion); its new status. A base
+    written over a version changed meanwhile is decided again on the locked row."""
     sets = (
         "pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,"
         " failed = failed + %(handled)s,"
@@ -246,29 +257,42 @@ def _count(
         "handled": len(plan.handled),
     }
     live = "run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
-    if context is None:
+    if write is None or write.base is None:
         row = conn.execute(
             f"UPDATE runs SET {sets} WHERE {live} RETURNING status", args
         ).fetchone()
     else:
-        args.update(context=context, version=version)
+        args.update(context=write.base, version=version)
         row = conn.execute(
             f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
             f" WHERE {live} AND version = %(version)s RETURNING status",
             args,
         ).fetchone()
-        if row is None:  # another commit changed the context since: merge into it
-            fresh = _locked_context(conn, lease.run_id)
-            args["context"] = _merged(plan, fresh, context)
-            args["version"] = fresh[1]
+        if row is None:  # another commit changed the base since: decide on the locked row
+            write = _fresh_write(conn, lease, plan)
+            base = ", context = %(context)s, version = version + 1" if write.base else ""
+            args["context"] = write.base
             row = conn.execute(
-                f"UPDATE runs SET {sets}, context = %(context)s, version = version + 1"
-                f" WHERE {live} RETURNING status",
-                args,
+                f"UPDATE runs SET {sets}{base} WHERE {live} RETURNING status", args
             ).fetchone()
     if row is None:
         raise Rollback((CommitResult.INACTIVE, [], False))
+    _contribute(conn, lease.run_id, plan, write)
     return str(row[0])
+
+
+class _Stored:
+    """The contributions of one run, read at the first lookup (a whole write's or a
+    compaction's, to drop those it folded)."""
+
+    def __init__(self, conn: Conn, run_id: str) -> None:
+        self.conn, self.run_id = conn, run_id
+        self.found: dict[str, bytes] | None = None
+
+    def get(self, key: str) -> bytes | None:
+        if self.found is None:
+            self.found = contributions(self.conn, self.run_id)
+        return self.found.get(key)
 
 
 def _locked_context(conn: Conn, run_id: str) -> tuple[bytes, int]:
@@ -281,20 +305,54 @@ def _locked_context(conn: Conn, run_id: str) -> tuple[bytes, int]:
     return bytes(row[0]), int(row[1])
 
 
-def _merged(plan: CommitPlan, fresh: tuple[bytes, int], context: bytes) -> bytes:
-    update = plan.context
-    assert update is not None
-    if update.merge is not None and fresh[1] != update.base_version:
-        return update.merge(fresh[0])
-    return context
+def _fresh_write(conn: Conn, lease: Lease, plan: CommitPlan) -> ContextWrite:
+    """The plan's context write decided again on the run's row, locked (`context_write`)."""
+    base, version = _locked_context(conn, lease.run_id)
+    write = context_write(
+        plan, lease.item_id, version, lambda: base, _Stored(conn, lease.run_id).get
+    )
+    assert write is not None
+    return write
+
+
+def _contribute(conn: Conn, run_id: str, plan: CommitPlan, write: ContextWrite | None) -> None:
+    """Remove the contributions `write` folded (if still stored unchanged), then store its
+    own (no version check: item ids never meet)."""
+    if write is None:
+        return
+    if write.drop:
+        folded = dict(
+            plan.context.folded
+            if plan.context is not None
+            else plan.contribution.compact.folded
+            if plan.contribution is not None and plan.contribution.compact is not None
+            else ()
+        )
+        keys = list(write.drop)
+        conn.execute(
+            "DELETE FROM contributions c USING unnest(%s::text[], %s::bytea[]) AS f(key, data)"
+            " WHERE c.run_id = %s AND c.key = f.key AND c.data = f.data",
+            (keys, [folded[k] for k in keys], run_id),
+        )
+    if write.put is not None:
+        conn.execute(
+            "INSERT INTO contributions VALUES (%s, %s, %s) ON CONFLICT (run_id, key)"
+            " DO UPDATE SET data = excluded.data",
+            (run_id, *write.put),
+        )
 
 
 def _write_context(
-    conn: Conn, lease: Lease, plan: CommitPlan, context: bytes, version: int
+    conn: Conn, lease: Lease, plan: CommitPlan, write: ContextWrite, version: int
 ) -> None:
-    fresh = _locked_context(conn, lease.run_id)
-    value = context if fresh[1] == version else _merged(plan, fresh, context)
-    conn.execute(
-        "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
-        (value, lease.run_id),
-    )
+    """A failing step's context change, applied before its run fails."""
+    if write.base is not None:
+        fresh = _locked_context(conn, lease.run_id)
+        if fresh[1] != version:
+            write = _fresh_write(conn, lease, plan)
+        if write.base is not None:
+            conn.execute(
+                "UPDATE runs SET context = %s, version = version + 1 WHERE run_id = %s",
+                (write.base, lease.run_id),
+            )
+    _contribute(conn, lease.run_id, plan, write)

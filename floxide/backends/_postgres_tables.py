@@ -7,7 +7,8 @@ processes by an advisory lock) and refuses a schema newer than this code underst
 
 Hot rows are avoided: lease tokens and queue order come from sequences, per-node latency is
 appended to `steps` (aggregated when read), so concurrent commits only meet on the rows they
-must (their run's counters, their join scopes).
+must (their run's counters, their join scopes). A step's change to a mergeable context is a
+row of `contributions` (keyed by run and item id), written with no version check.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from floxide.backends._base import (
 from floxide.backends._sqlite_tables import decode_fired, encode_fired
 
 __all__ = [
+    "CONTRIBUTED",
     "LIVE",
     "RUN_COLS",
     "RUN_TABLES",
@@ -37,13 +39,15 @@ __all__ = [
     "Scopes",
     "add_errors",
     "channel_name",
+    "contributions",
     "garbled_items",
     "insert_items",
     "migrate",
+    "pairs",
     "run_record",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -98,6 +102,10 @@ ALTER TABLE workers ADD COLUMN graph text NOT NULL DEFAULT '',
 CREATE INDEX items_garbled ON items (run_id) WHERE state NOT IN ('queued', 'leased', 'failed')
     OR (state = 'queued' AND due >= 'Infinity');
 """,
+    4: """
+CREATE TABLE contributions (
+    run_id text NOT NULL, key text NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, key));
+""",
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on
 the search path). A new layout adds a version; a released one is never edited."""
@@ -107,12 +115,33 @@ RUN_COLS = (
     "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
     "finished_at, deadline, error, error_kind, pending"
 )
-RUN_TABLES = ("items", "scopes", "collected", "outputs", "errors", "steps")
+RUN_TABLES = ("items", "scopes", "collected", "contributions", "outputs", "errors", "steps")
 
 
 def channel_name(schema: str) -> str:
     """The LISTEN/NOTIFY channel of a schema's backends (a short, valid identifier)."""
     return "floxide_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+
+
+CONTRIBUTED = (
+    "LEFT JOIN LATERAL (SELECT array_agg(c.key) AS keys, array_agg(c.data) AS data"
+    " FROM contributions c WHERE c.run_id = {run}) contributed ON true"
+)
+"""A join giving, per run row, `contributed.keys` and `contributed.data` (the arrays
+`pairs` reads) of its contributions."""
+
+
+def pairs(
+    keys: Sequence[str] | None, data: Sequence[bytes] | None
+) -> tuple[tuple[str, bytes], ...]:
+    """(item id, contribution) pairs from the arrays of `CONTRIBUTED` (None: none)."""
+    return tuple(zip(keys or (), (bytes(d) for d in data or ()), strict=True))
+
+
+def contributions(conn: psycopg.Connection[Any], run_id: str) -> dict[str, bytes]:
+    """The contributions of a run not yet folded into its stored context."""
+    rows = conn.execute("SELECT key, data FROM contributions WHERE run_id = %s", (run_id,))
+    return {str(k): bytes(d) for k, d in rows.fetchall()}
 
 
 def migrate(conn: psycopg.Connection[Any], schema: str) -> None:

@@ -1,5 +1,6 @@
 """Leasing on PostgreSQL, inside a transaction: `take` leases ready items (`SELECT ... FOR
-UPDATE SKIP LOCKED`, the runs' rows held in KEY SHARE mode) and fails the runs found past
+UPDATE SKIP LOCKED`, the runs' rows held in KEY SHARE mode, each lease carrying its run's
+context and contributions) and fails the runs found past
 their deadline, in two halves (`send_take`, `taken`) so a pipeline can send it with other
 statements; `finish` fails a run; `notify` queues the LISTEN/NOTIFY wake-ups that go out
 when the transaction commits.
@@ -17,7 +18,7 @@ import psycopg
 from floxide._step import DEADLINE_PASSED
 from floxide.backends._base import CommitResult, ErrorRecord, Lease, RunContext
 from floxide.backends._postgres_conn import Conn
-from floxide.backends._postgres_tables import add_errors
+from floxide.backends._postgres_tables import add_errors, pairs
 
 __all__ = ["FINISH", "Committed", "finish", "notify", "send_take", "take", "taken"]
 
@@ -41,13 +42,21 @@ WITH picked AS (
            deadline = %(until)s
     FROM picked p WHERE i.run_id = p.run_id AND i.item_id = p.item_id AND NOT p.late
     RETURNING i.run_id, i.item_id, i.token
+), contributed AS (
+    SELECT c.run_id, array_agg(c.key) AS keys, array_agg(c.data) AS data
+    FROM contributions c WHERE c.run_id IN (SELECT run_id FROM picked) GROUP BY c.run_id
 )
 SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, r.context, r.version, p.late
-FROM picked p JOIN runs r ON r.run_id = p.run_id
+       r.status, r.deadline, CASE WHEN p.first THEN r.context END, r.version, p.late,
+       CASE WHEN p.first THEN c.keys END, CASE WHEN p.first THEN c.data END
+FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY due, seq) = 1 AS first
+      FROM picked) p JOIN runs r ON r.run_id = p.run_id
 LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
+LEFT JOIN contributed c ON c.run_id = p.run_id
 ORDER BY p.due, p.seq
 """
+"""The rows leased; a run's context and contributions only on its first row (its other
+rows share them: a big context is not sent once per item)."""
 
 FINISH = (
     "UPDATE runs SET status = %(status)s, error = %(error)s, error_kind = %(kind)s,"
@@ -62,7 +71,6 @@ def notify(conn: Conn, channel: str, keys: Sequence[str]) -> None:
         conn.execute(
             "SELECT pg_notify(%s, %s)", (channel, key if len(key) <= _MAX_PAYLOAD else "*")
         )
-
 
 
 def finish(conn: Conn, run_id: str, error: ErrorRecord, *, failed: int) -> bool:
@@ -136,6 +144,7 @@ def taken(
     out: list[Lease] = []
     ended: list[str] = []
     pending: set[str] = set()
+    contexts: dict[str, RunContext] = {}
     for r in rows:
         run_id = r[0]
         if r[12]:
@@ -146,6 +155,9 @@ def taken(
             continue
         if r[8] == "pending":
             pending.add(run_id)
+        context = contexts.get(run_id)
+        if context is None:  # the run's first row
+            context = contexts[run_id] = RunContext(bytes(r[10]), r[11], pairs(r[13], r[14]))
         out.append(
             Lease(
                 run_id=run_id,
@@ -158,7 +170,7 @@ def taken(
                 deadline=now + lease_seconds,
                 last_error=r[5],
                 expired=bool(r[6]),
-                context=RunContext(bytes(r[10]), r[11]),
+                context=context,
                 run_deadline=math.inf if r[9] is None else r[9],
             )
         )
@@ -171,5 +183,3 @@ def taken(
     if ended:
         notify(conn, channel, [f"r:{rid}" for rid in ended])
     return out, ended
-
-
