@@ -184,7 +184,7 @@ async def test_run_timeout(backend: Backend) -> None:
 
 
 async def test_node_longer_than_lease_keeps_its_item(backend: Backend) -> None:
-    wf = Slow(spread=Spread(), sleep=Sleep(2.5))  # 2.5 leases long
+    wf = Slow(spread=Spread(), sleep=Sleep(5.0))  # 2.5 leases long
     orch = Orchestrator(wf, backend)
 
     async def body(_: object) -> None:
@@ -192,7 +192,7 @@ async def test_node_longer_than_lease_keeps_its_item(backend: Backend) -> None:
         assert await orch.results(run_id, timeout=30) == [0, 1]
         assert await orch.errors(run_id) == []  # heartbeats kept the leases: no re-run
 
-    await with_workers(wf, backend, body, lease_seconds=1.0, n=2)
+    await with_workers(wf, backend, body, lease_seconds=2.0, n=2)
 
 
 async def test_cancel_stops_commits(backend: Backend) -> None:
