@@ -46,6 +46,7 @@ from floxide.backends import (
     open_backend,
     stores_contributions,
 )
+from floxide.backends._redis_keys import Keys
 from floxide.backends._redis_keys import rid as redis_rid
 from floxide.distributed import Orchestrator, RunStatus
 from floxide.distributed._codec import payload_codec
@@ -274,7 +275,7 @@ def test_random_interleavings_give_the_reference_context_redis(
 # -- a garbled contribution fails its own run only ---------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sqlite"])  # the backends that store contributions
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])  # the backends that store contributions
 def test_a_garbled_contribution_fails_its_run_only(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -290,7 +291,7 @@ def test_a_garbled_contribution_fails_its_run_only(
         if kind == "redis":
             client = coredis.Redis.from_url(server.url, decode_responses=False)
             async with client:
-                key = f"{prefix}:run:{redis_rid(run_id)}"
+                key = Keys(prefix, 1).run(redis_rid(run_id))
                 await client.hset(f"{key}:contrib", {"x": b"\xff garbage"})
                 await client.hset(key, {"contrib": "1"})
         else:

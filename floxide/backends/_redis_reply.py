@@ -24,6 +24,7 @@ from floxide.backends._redis_keys import unrid as _unrid
 
 __all__ = [
     "FIELDS",
+    "contributions",
     "deadline",
     "describe",
     "error_entry",
@@ -80,8 +81,16 @@ def shown(v: bytes | str | None) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
+def contributions(flat: Any) -> tuple[tuple[str, bytes], ...]:
+    """(item id, contribution) pairs from a script's `{item id, data, ...}` (`ValueError`
+    when they are not that: a garbled key)."""
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ValueError("contributions")
+    return tuple((shown(flat[j]), flat[j + 1]) for j in range(0, len(flat), 2))
+
+
 def leases(raw: list[Any], start: int) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, from `start`."""
+    """The leases in a LEASE (or COMMIT) reply: 14 fields each, from `start`."""
     return [
         Lease(
             run_id=_unrid(s(raw[i])),
@@ -94,10 +103,10 @@ def leases(raw: list[Any], start: int) -> list[Lease]:
             last_error=shown(raw[i + 7]) or None,
             expired=s(raw[i + 8]) == "1",
             worker_id=shown(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11])),
+            context=RunContext(raw[i + 10], int(raw[i + 11]), contributions(raw[i + 13])),
             run_deadline=deadline(raw[i + 12]),
         )
-        for i in range(start, len(raw), 13)
+        for i in range(start, len(raw), 14)
     ]
 
 
