@@ -72,6 +72,7 @@ from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
 from floxide.backends._redis_reply import FIELDS as _FIELDS
+from floxide.backends._redis_reply import base_of as _base_of
 from floxide.backends._redis_reply import contributions as _contributions
 from floxide.backends._redis_reply import describe as _describe
 from floxide.backends._redis_reply import error_entry as _error_entry
@@ -161,6 +162,9 @@ class RedisBackend:
         """Run id (as keys hold it) -> its queue, as leases showed it (bounded)."""
         self._guess: dict[str, str] = {}
         """Queue -> the run last seen at the head of its ready list (one shard)."""
+        self._bases: dict[str, tuple[bytes, bytes]] = {}
+        """Run id (as keys hold it) -> the (tag, base context) its last lease here gave:
+        the scripts leave that base out of the next leases (their HELD; bounded)."""
         self._promoted: dict[int, float] = {}
         """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
@@ -648,10 +652,11 @@ class RedisBackend:
                 break
             shard = min(heads, key=lambda k: heads[k])
             stored = heads[shard][1]
+            held = self._bases.get(stored) if stored else None
             raw = await self._lease_script(
-                queue, shard, stored, worker_id, limit - len(out), lease_seconds
+                queue, shard, stored, worker_id, limit - len(out), lease_seconds, held
             )
-            got = _leases(raw, 2)
+            got = self._taken(stored, raw, held)
             out += got
             note(shard, raw)
             if self.shards == 1 and shard in heads:
@@ -661,14 +666,36 @@ class RedisBackend:
         return out, min(dues) if dues else None
 
     async def _lease_script(
-        self, queue: str, shard: int, stored: str, worker_id: str, limit: int, seconds: float
+        self,
+        queue: str,
+        shard: int,
+        stored: str,
+        worker_id: str,
+        limit: int,
+        seconds: float,
+        held: tuple[bytes, bytes] | None = None,
     ) -> list[Any]:
         keys = self._keys.script_keys(stored, queue, shard)
+        tag = held[0] if held is not None else b""
         with trio.CancelScope(shield=True):
             raw: list[Any] = await self._script(
-                "LEASE", keys, [stored, worker_id, limit, repr(seconds)]
+                "LEASE", keys, [stored, worker_id, limit, repr(seconds), tag]
             )
         return raw
+
+    def _taken(
+        self, stored: str, raw: list[Any], held: tuple[bytes, bytes] | None
+    ) -> list[Lease]:
+        """The leases of a LEASE or COMMIT reply (bases left out are `held`'s, the base
+        the script was told of); the base they give is remembered for the next ones."""
+        got = _leases(raw, 2, held)
+        given = _base_of(raw, 2)
+        if given is not None:
+            bases = self._bases
+            if stored not in bases and len(bases) >= 256:
+                del bases[next(iter(bases))]
+            bases[stored] = given
+        return got
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
         if self._session.get() is None:
@@ -747,16 +774,17 @@ class RedisBackend:
             self._promoted[shard] = now
             promote = "1"
         rest.append(promote)
+        held = self._bases.get(rid) if limit > 0 else None
         while True:
             tail: list[Any] = [len(folded)]
             for key, data in folded:
                 tail += [key, data]
-            tail.append(compacted)
+            tail += [compacted, held[0] if held is not None else b""]
             head = [lease.item_id, lease.token, mode, value, base]
             raw = await self._run_script("COMMIT", rid, [*head, *rest, *tail])
             if isinstance(raw, list):  # committed, with the leases taken
                 await self._wake(None, rid, int(raw[1]))
-                return CommitResult.COMMITTED, _leases(raw, 2)
+                return CommitResult.COMMITTED, self._taken(rid, raw, held)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []

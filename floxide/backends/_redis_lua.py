@@ -85,6 +85,11 @@ end
 -- the contributions leases carry ({item id, data, ...}: the 14th field of a lease), read
 -- before the first grant; none unless the run record counts some ('contrib')
 local CONTRIBS = {}
+-- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
+-- give false instead of that base (a big base is not copied out for every lease), and
+-- their 15th field is the tag of the base they stand for; CREATED is the run's creation
+-- time (a run created again under the same id starts at version 0 again)
+local HELD, CREATED = '', ''
 
 -- the run's contributions as {item id, data, ...}; nil when they cannot be read
 local function read_contributions()
@@ -190,7 +195,8 @@ end
 -- into CONTRIBS
 local function read_run()
   local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context',
-                       'seq', 'contrib')
+                       'seq', 'contrib', 'created_at')
+  CREATED = r[8] or ''
   local bad = nil
   if not num_ok(r[2], false, true) then bad = 'deadline'
   elseif not num_ok(r[3], true) then bad = 'version'
@@ -204,7 +210,7 @@ local function read_run()
   return r, bad
 end
 
--- lease item `id` (record `it`, queued) of this run to `worker`; appends 14 fields to `out`
+-- lease item `id` (record `it`, queued) of this run to `worker`; appends 15 fields to `out`
 local function grant(r, seq, id, it, worker, lease, out)
   local deadline = NOW + lease
   it[STATE], it[TOKEN], it[WORKER] = 'leased', seq, worker
@@ -221,7 +227,10 @@ local function grant(r, seq, id, it, worker, lease, out)
                       r[2] or ''}) do
     table.insert(out, v)
   end
+  local tag = (r[3] or '0') .. '/' .. CREATED
+  if tag == HELD then out[#out - 2] = false end
   table.insert(out, CONTRIBS)
+  table.insert(out, tag)
 end
 
 -- whether the run's deadline passed (then it is failed here, as floxide._step says)
@@ -256,7 +265,7 @@ local function promote()
 end
 
 -- lease up to `limit` ready items at the head of the queue that belong to this run,
--- appending 14 fields per lease to `out`; returns (leased, the head entry when it is
+-- appending 15 fields per lease to `out`; returns (leased, the head entry when it is
 -- another run's, the run's token sequence after, its status after); the caller writes
 -- the sequence (and `running` for a pending run that got a lease) to the run record
 local function take(r, worker, limit, lease, out)
@@ -338,15 +347,17 @@ return 'ok'
 """
 )
 
-# ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds
-# returns {the head entry when it is another run's (else ''), next due or '', then 14
-# fields per lease (the 14th: the run's contributions, {item id, data, ...})}: when
-# another run is at the head, ask again with its keys
+# ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds,
+#       the tag of the run's base the caller holds ('' = none; see HELD)
+# returns {the head entry when it is another run's (else ''), next due or '', then 15
+# fields per lease (the 14th: the run's contributions, {item id, data, ...}; the 15th:
+# the tag of its base)}: when another run is at the head, ask again with its keys
 LEASE = (
     PRELUDE
     + TAKE
     + r"""
 local worker, limit, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+HELD = ARGV[6] or ''
 promote()
 local out = {'', ''}
 local got, other = 0, nil
@@ -406,8 +417,9 @@ return out
 #       then take (leases to take after the commit, 0 = none), lease_seconds, worker,
 #       handled errors (counted), traceback, keep ('1' keeps the failing item), promote
 #       ('1' moves due delayed items to the ready list first), then counted folded
-#       contributions (item id, data)*, then the compacted base ('' = none)
-# returns {'committed', how many items it made ready for other workers, then 14 fields per
+#       contributions (item id, data)*, then the compacted base ('' = none), then the tag
+#       of the run's base the caller holds (see HELD)
+# returns {'committed', how many items it made ready for other workers, then 15 fields per
 #       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict'
 # The context part ports floxide.backends._base.context_write: a base written (modes '1',
 #       '2', and '3' with a compaction whose base version is still the stored one) drops
@@ -425,7 +437,9 @@ local node, duration = ARGV[8], tonumber(ARGV[9])
 local mc, mt, mx = 'm|' .. node .. '|count', 'm|' .. node .. '|total', 'm|' .. node .. '|max'
 -- everything this commit reads is checked before it writes anything
 local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context', 'seq',
-                     'done', 'failed', mc, mt, mx, 'contrib')
+                     'done', 'failed', mc, mt, mx, 'contrib', 'created_at')
+CREATED = r[13] or ''
+HELD = ARGV[#ARGV]
 if not r[1] or not is_live(r[1]) then return 'inactive' end
 local bad = nil
 local checks = {{2, 'deadline', false, true}, {3, 'version', true}, {4, 'pending', true},
