@@ -85,6 +85,8 @@ end
 -- the contributions leases carry ({item id, data, ...}: the 14th field of a lease), read
 -- before the first grant; none unless the run record counts some ('contrib')
 local CONTRIBS = {}
+-- whether the run has stored contributions (nil: not read yet; see finish)
+local HAS_CONTRIB = nil
 -- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
 -- give false instead of that base (a big base is not copied out for every lease), and
 -- their 15th field is the tag of the base they stand for; CREATED is the run's creation
@@ -179,7 +181,9 @@ local function finish(status, err, kind)
   end
   redis.call('DEL', DONE)
   redis.call('RPUSH', DONE, status)
-  for _, k in ipairs({RK, OUTPUTS, ERRORS, DONE, CONTRIB}) do redis.call('PEXPIRE', k, TTL) end
+  for _, k in ipairs({RK, OUTPUTS, ERRORS, DONE}) do redis.call('PEXPIRE', k, TTL) end
+  if HAS_CONTRIB == nil then HAS_CONTRIB = redis.call('HEXISTS', RK, 'contrib') == 1 end
+  if HAS_CONTRIB then redis.call('PEXPIRE', CONTRIB, TTL) end
 end
 
 -- fail the run when its stored `what` cannot be read (before anything else is written);
@@ -197,6 +201,7 @@ local function read_run()
   local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context',
                        'seq', 'contrib', 'created_at')
   CREATED = r[8] or ''
+  HAS_CONTRIB = r[7] ~= false
   local bad = nil
   if not num_ok(r[2], false, true) then bad = 'deadline'
   elseif not num_ok(r[3], true) then bad = 'version'
@@ -313,6 +318,7 @@ CREATE = (
     PRELUDE
     + r"""
 if redis.call('EXISTS', RK) == 1 then return 'exists' end
+HAS_CONTRIB = false
 local n = tonumber(ARGV[9])
 local status = 'pending'
 if n == 0 then status = 'completed' end
@@ -440,6 +446,7 @@ local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'c
                      'done', 'failed', mc, mt, mx, 'contrib', 'created_at')
 CREATED = r[13] or ''
 HELD = ARGV[#ARGV]
+HAS_CONTRIB = r[12] ~= false
 if not r[1] or not is_live(r[1]) then return 'inactive' end
 local bad = nil
 local checks = {{2, 'deadline', false, true}, {3, 'version', true}, {4, 'pending', true},
@@ -574,6 +581,7 @@ if mode == '3' and ARGV[6] ~= '' then
   redis.call('HSET', CONTRIB, item_id, ARGV[6])
   table.insert(fields, 'contrib'); table.insert(fields, tonumber(r[12] or '0') + 1)
   has_contrib = true
+  HAS_CONTRIB = true
 end
 local function drop_committed()
   if COMMITTED then
