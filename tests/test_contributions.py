@@ -2,8 +2,8 @@
 
 The rule (`floxide._merge.contribution`) is checked against merging whole contexts, and
 random interleavings of reads, commits and compactions by several workers, over the
-memory, SQLite and PostgreSQL backends, must give the very context the reference (every item's copy
-merged into the first context) gives. The backend side is in the conformance kit
+memory, SQLite, Redis and PostgreSQL backends, must give the very context the reference
+(every item's copy merged into the first context) gives. The backend side is in the conformance kit
 (`floxide.testing._contributions`); real worker processes in test_distributed_faults.py.
 """
 
@@ -48,6 +48,7 @@ from floxide.backends import (
     open_backend,
     stores_contributions,
 )
+from floxide.backends._redis_keys import Keys
 from floxide.backends._redis_keys import rid as redis_rid
 from floxide.distributed import Orchestrator, RunStatus
 from floxide.distributed._codec import payload_codec
@@ -299,7 +300,7 @@ def test_random_interleavings_give_the_reference_context_redis(
 # -- a garbled contribution fails its own run only ---------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # the backends that store them
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])  # the backends that store them
 def test_a_garbled_contribution_fails_its_run_only(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -319,7 +320,7 @@ def test_a_garbled_contribution_fails_its_run_only(
         if kind == "redis":
             client = coredis.Redis.from_url(server.url, decode_responses=False)
             async with client:
-                key = f"{prefix}:run:{redis_rid(run_id)}"
+                key = Keys(prefix, 1).run(redis_rid(run_id))
                 await client.hset(f"{key}:contrib", {"x": b"\xff garbage"})
                 await client.hset(key, {"contrib": "1"})
         elif kind == "postgres":
@@ -375,3 +376,37 @@ def test_a_step_mutating_its_copy_leaves_the_read_alone_and_goes_whole() -> None
     grown.count = grown.count.add(2, key="k")
     got = contribution(read, grown)
     assert got is not None and got[0].count.increments == {"k": 2} and got[0].names == ["a"]
+
+
+def test_redis_leases_leave_out_a_base_the_backend_holds(redis_server: Any) -> None:
+    """A lease of a run whose base this backend already got carries no copy of it (the
+    script gives false), yet the lease's context is the stored one; a new base comes
+    whole."""
+    from floxide.backends._base import ContextUpdate, Contribution
+    from floxide.backends._redis import RedisBackend
+
+    async def go() -> None:
+        backend = open_backend(f"{redis_server.url}?prefix=h{uuid.uuid4().hex[:8]}")
+        assert isinstance(backend, RedisBackend)
+        big = b'{"base": "' + b"x" * 10_000 + b'"}'
+        items = [NewItem(str(i), "a", b"p") for i in range(4)]
+        await backend.create_run(NewRun("r", "W", "q", "fp", b"0", big, items))
+        first = await backend.lease("q", "w", limit=1, lease_seconds=60, wait=0)
+        assert first[0].context == await backend.context("r")
+        stored = redis_rid("r")
+        tag = backend._bases[stored][0]
+        raw = await backend._lease_script("q", 0, stored, "w", 1, 60.0, backend._bases[stored])
+        assert raw[2 + 10] is None and raw[2 + 14] == tag  # the base was left out
+        second = backend._taken(stored, raw, (tag, big))
+        assert second[0].context is not None and second[0].context.data == big
+        plan = CommitPlan(contribution=Contribution(b'{"c": 1}'))
+        _, more = await backend.commit_and_lease(first[0], plan, limit=1, lease_seconds=60)
+        assert more[0].context == await backend.context("r")
+        assert more[0].context is not None and more[0].context.data == big
+        assert more[0].context.contributions == (("0", b'{"c": 1}'),)
+        whole = CommitPlan(context=ContextUpdate(b'{"new": 1}', 0, None, ()))
+        _, last = await backend.commit_and_lease(more[0], whole, limit=1, lease_seconds=60)
+        assert last[0].context is not None and last[0].context.data == b'{"new": 1}'
+        await backend.aclose()
+
+    trio.run(go)

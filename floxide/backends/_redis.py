@@ -15,10 +15,13 @@ keeps its own keys.
 
 A chain step is one round trip: the commit leases the item it made to the committing
 worker (`commit_and_lease`). Join scopes are counted inside the commit script, so
-concurrent commits of one fan-out never contend. A step that changed the context commits
-optimistically: the script writes it only if the stored context is still the version the
-step read; otherwise the step's context is merged into the fresh one (the context's
-`merge`) and the commit sent again.
+concurrent commits of one fan-out never contend. A step's change to a mergeable context
+is stored as its contribution, under its item id with no version check, so concurrent
+steps never conflict either (`stores_contributions`; leases carry the run's contributions,
+and readers fold them into the base). Any other change commits optimistically: the script
+writes it only if the stored context is still the version the step read; otherwise the
+step's context is merged into the fresh one (the context's `merge`) and the commit sent
+again.
 
 Connections: inside `async with backend.connected():` operations share one client (workers
 and the orchestrator hold one while they run); outside it, each operation opens its own.
@@ -69,6 +72,8 @@ from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
 from floxide.backends._redis_reply import FIELDS as _FIELDS
+from floxide.backends._redis_reply import base_of as _base_of
+from floxide.backends._redis_reply import contributions as _contributions
 from floxide.backends._redis_reply import describe as _describe
 from floxide.backends._redis_reply import error_entry as _error_entry
 from floxide.backends._redis_reply import f as _f
@@ -113,6 +118,8 @@ def _script_text(name: str) -> str:
 class RedisBackend:
     """Backend on a Redis 7 server (`redis://HOST:PORT/DB?prefix=floxide&ttl=SECONDS`)."""
 
+    stores_contributions = True
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -155,6 +162,9 @@ class RedisBackend:
         """Run id (as keys hold it) -> its queue, as leases showed it (bounded)."""
         self._guess: dict[str, str] = {}
         """Queue -> the run last seen at the head of its ready list (one shard)."""
+        self._bases: dict[str, tuple[bytes, bytes]] = {}
+        """Run id (as keys hold it) -> the (tag, base context) its last lease here gave:
+        the scripts leave that base out of the next leases (their HELD; bounded)."""
         self._promoted: dict[int, float] = {}
         """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
@@ -178,6 +188,7 @@ class RedisBackend:
                 "COUNTS",
                 "NODE_COUNTS",
                 "RETRY_RUN",
+                "CONTEXT",
             )
         }
 
@@ -475,11 +486,24 @@ class RedisBackend:
 
     async def context(self, run_id: str) -> RunContext | None:
         async with self._conn("context") as c:
-            data, version = await c.hmget(self._rk(run_id), [b"context", b"version"])
+            data, version, counted = await c.hmget(
+                self._rk(run_id), [b"context", b"version", b"contrib"]
+            )
         if data is None:
             return None
+        flat: Any = []
+        if counted is not None:  # base and contributions in one atomic read
+            stored = _rid(run_id)
+            keys = self._keys.script_keys(stored, self._queue_of.get(stored, ""))
+            raw = await self._script("CONTEXT", keys, [stored])
+            if not raw:
+                return None
+            data, version, counted, flat = raw
         with self._reading(run_id, "version"):
-            return RunContext(data, int(_s(version) or 0))
+            number = int(_s(version) or 0)
+        with self._reading(run_id, "context contributions"):
+            int(_s(counted) or 0)
+            return RunContext(data, number, _contributions(flat) if counted else ())
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -628,10 +652,11 @@ class RedisBackend:
                 break
             shard = min(heads, key=lambda k: heads[k])
             stored = heads[shard][1]
+            held = self._bases.get(stored) if stored else None
             raw = await self._lease_script(
-                queue, shard, stored, worker_id, limit - len(out), lease_seconds
+                queue, shard, stored, worker_id, limit - len(out), lease_seconds, held
             )
-            got = _leases(raw, 2)
+            got = self._taken(stored, raw, held)
             out += got
             note(shard, raw)
             if self.shards == 1 and shard in heads:
@@ -641,14 +666,36 @@ class RedisBackend:
         return out, min(dues) if dues else None
 
     async def _lease_script(
-        self, queue: str, shard: int, stored: str, worker_id: str, limit: int, seconds: float
+        self,
+        queue: str,
+        shard: int,
+        stored: str,
+        worker_id: str,
+        limit: int,
+        seconds: float,
+        held: tuple[bytes, bytes] | None = None,
     ) -> list[Any]:
         keys = self._keys.script_keys(stored, queue, shard)
+        tag = held[0] if held is not None else b""
         with trio.CancelScope(shield=True):
             raw: list[Any] = await self._script(
-                "LEASE", keys, [stored, worker_id, limit, repr(seconds)]
+                "LEASE", keys, [stored, worker_id, limit, repr(seconds), tag]
             )
         return raw
+
+    def _taken(
+        self, stored: str, raw: list[Any], held: tuple[bytes, bytes] | None
+    ) -> list[Lease]:
+        """The leases of a LEASE or COMMIT reply (bases left out are `held`'s, the base
+        the script was told of); the base they give is remembered for the next ones."""
+        got = _leases(raw, 2, held)
+        given = _base_of(raw, 2)
+        if given is not None:
+            bases = self._bases
+            if stored not in bases and len(bases) >= 256:
+                del bases[next(iter(bases))]
+            bases[stored] = given
+        return got
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[bool]:
         if self._session.get() is None:
@@ -681,9 +728,17 @@ class RedisBackend:
                 )
         update = plan.context
         mode, value, base = "0", b"", ""
+        folded: Sequence[tuple[str, bytes]] = ()
+        compacted = b""
         if update is not None:
             mode = "1" if update.merge is not None else "2"
             value, base = update.value, str(update.base_version)
+            folded = update.folded
+        elif plan.contribution is not None:  # see COMMIT's mode '3'
+            mode, value = "3", plan.contribution.data or b""
+            compact = plan.contribution.compact
+            if compact is not None:
+                base, compacted, folded = str(compact.base_version), compact.value, compact.folded
         rest: list[Any] = [lease.node, repr(plan.duration)]
         opened = plan.open_scope
         if opened is None:
@@ -719,21 +774,27 @@ class RedisBackend:
             self._promoted[shard] = now
             promote = "1"
         rest.append(promote)
+        held = self._bases.get(rid) if limit > 0 else None
         while True:
+            tail: list[Any] = [len(folded)]
+            for key, data in folded:
+                tail += [key, data]
+            tail += [compacted, held[0] if held is not None else b""]
             head = [lease.item_id, lease.token, mode, value, base]
-            raw = await self._run_script("COMMIT", rid, [*head, *rest])
+            raw = await self._run_script("COMMIT", rid, [*head, *rest, *tail])
             if isinstance(raw, list):  # committed, with the leases taken
                 await self._wake(None, rid, int(raw[1]))
-                return CommitResult.COMMITTED, _leases(raw, 2)
+                return CommitResult.COMMITTED, self._taken(rid, raw, held)
             result = _s(raw)
             if result != "conflict":
                 return CommitResult(result), []
-            # another step changed the context since this one read it: merge into the fresh one
+            # another step changed the context since this one read it: merge into the fresh
+            # base (its contributions stay: they fold on top)
             assert update is not None and update.merge is not None
             current = await self.context(lease.run_id)
             if current is None:
                 return CommitResult.INACTIVE, []
-            value, base = update.merge(current.data), str(current.version)
+            value, base, folded = update.merge(current.data), str(current.version), ()
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [

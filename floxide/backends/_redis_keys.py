@@ -102,6 +102,7 @@ class Keys:
             f"{q}:wake",
             f"{tag}:runs",
             f"{tag}:expiring",
+            f"{rk}:contrib",
         )
         if len(self._runs) >= 4096:  # bounded: drop the oldest
             del self._runs[next(iter(self._runs))]

@@ -19,6 +19,9 @@ run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
  12 P:{S}:q:Q:wake        LIST of wake-up tokens idle workers block on (BLPOP)
  13 P:{S}:runs            ZSET R -> created time (listing)
  14 P:{S}:expiring        ZSET R -> time its keys expire (finished runs; trims P:{S}:runs)
+ 15 P:{S}:run:R:contrib   HASH item id -> its contribution to the context, not yet folded
+                          into the base ('context'); the run record's 'contrib' counts the
+                          contributions ever stored (absent: none, nothing to read)
 P:workers (HASH worker id -> JSON info) has scripts of its own. ARGV[1] is the TTL of
 finished runs (ms), ARGV[2] the run id (as keys hold it). A lease's member in P:{S}:leases
 carries its token, so one ZREM both checks a lease and ends it. A script leases only
@@ -56,6 +59,7 @@ local SEP = '\31'
 local RK, ITEMS, SCOPES, FIRED, COL = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local OUTPUTS, ERRORS, DONE, LEASES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local READY, DELAYED, WAKE, RUNS, EXPIRING = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local CONTRIB = KEYS[15]
 local RUN = ARGV[2]
 local COMMITTED = nil  -- the id of the item a commit ended, until its record is dropped
 -- item record fields
@@ -76,6 +80,24 @@ end
 
 local function is_live(status)
   return status == 'pending' or status == 'running' or status == 'paused'
+end
+
+-- the contributions leases carry ({item id, data, ...}: the 14th field of a lease), read
+-- before the first grant; none unless the run record counts some ('contrib')
+local CONTRIBS = {}
+-- whether the run has stored contributions (nil: not read yet; see finish)
+local HAS_CONTRIB = nil
+-- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
+-- give false instead of that base (a big base is not copied out for every lease), and
+-- their 15th field is the tag of the base they stand for; CREATED is the run's creation
+-- time (a run created again under the same id starts at version 0 again)
+local HELD, CREATED = '', ''
+
+-- the run's contributions as {item id, data, ...}; nil when they cannot be read
+local function read_contributions()
+  local c = redis.pcall('HGETALL', CONTRIB)
+  if type(c) ~= 'table' or c.err then return nil end
+  return c
 end
 
 -- an item record; false if it cannot be read, nil if there is none (or it is done: the
@@ -160,6 +182,8 @@ local function finish(status, err, kind)
   redis.call('DEL', DONE)
   redis.call('RPUSH', DONE, status)
   for _, k in ipairs({RK, OUTPUTS, ERRORS, DONE}) do redis.call('PEXPIRE', k, TTL) end
+  if HAS_CONTRIB == nil then HAS_CONTRIB = redis.call('HEXISTS', RK, 'contrib') == 1 end
+  if HAS_CONTRIB then redis.call('PEXPIRE', CONTRIB, TTL) end
 end
 
 -- fail the run when its stored `what` cannot be read (before anything else is written);
@@ -171,19 +195,27 @@ local function fail_unreadable(what)
 end
 
 -- the run's record fields a lease needs, checked: (r, bad) with r = {status, deadline,
--- version, pending, context, seq}
+-- version, pending, context, seq, contrib}; the contributions of a live run are read
+-- into CONTRIBS
 local function read_run()
   local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context',
-                       'seq')
+                       'seq', 'contrib', 'created_at')
+  CREATED = r[8] or ''
+  HAS_CONTRIB = r[7] ~= false
   local bad = nil
   if not num_ok(r[2], false, true) then bad = 'deadline'
   elseif not num_ok(r[3], true) then bad = 'version'
   elseif not num_ok(r[4], true) then bad = 'pending'
-  elseif not num_ok(r[6], true) then bad = 'seq' end
+  elseif not num_ok(r[6], true) then bad = 'seq'
+  elseif not num_ok(r[7], true) then bad = 'context contributions' end
+  if not bad and r[7] and r[1] and is_live(r[1]) then
+    CONTRIBS = read_contributions()
+    if not CONTRIBS then bad = 'context contributions' end
+  end
   return r, bad
 end
 
--- lease item `id` (record `it`, queued) of this run to `worker`; appends 13 fields to `out`
+-- lease item `id` (record `it`, queued) of this run to `worker`; appends 15 fields to `out`
 local function grant(r, seq, id, it, worker, lease, out)
   local deadline = NOW + lease
   it[STATE], it[TOKEN], it[WORKER] = 'leased', seq, worker
@@ -200,6 +232,10 @@ local function grant(r, seq, id, it, worker, lease, out)
                       r[2] or ''}) do
     table.insert(out, v)
   end
+  local tag = (r[3] or '0') .. '/' .. CREATED
+  if tag == HELD then out[#out - 2] = false end
+  table.insert(out, CONTRIBS)
+  table.insert(out, tag)
 end
 
 -- whether the run's deadline passed (then it is failed here, as floxide._step says)
@@ -234,7 +270,7 @@ local function promote()
 end
 
 -- lease up to `limit` ready items at the head of the queue that belong to this run,
--- appending 13 fields per lease to `out`; returns (leased, the head entry when it is
+-- appending 15 fields per lease to `out`; returns (leased, the head entry when it is
 -- another run's, the run's token sequence after, its status after); the caller writes
 -- the sequence (and `running` for a pending run that got a lease) to the run record
 local function take(r, worker, limit, lease, out)
@@ -282,6 +318,7 @@ CREATE = (
     PRELUDE
     + r"""
 if redis.call('EXISTS', RK) == 1 then return 'exists' end
+HAS_CONTRIB = false
 local n = tonumber(ARGV[9])
 local status = 'pending'
 if n == 0 then status = 'completed' end
@@ -316,14 +353,17 @@ return 'ok'
 """
 )
 
-# ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds
-# returns {the head entry when it is another run's (else ''), next due or '', then 13
-# fields per lease}: when another run is at the head, ask again with its keys
+# ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds,
+#       the tag of the run's base the caller holds ('' = none; see HELD)
+# returns {the head entry when it is another run's (else ''), next due or '', then 15
+# fields per lease (the 14th: the run's contributions, {item id, data, ...}; the 15th:
+# the tag of its base)}: when another run is at the head, ask again with its keys
 LEASE = (
     PRELUDE
     + TAKE
     + r"""
 local worker, limit, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+HELD = ARGV[6] or ''
 promote()
 local out = {'', ''}
 local got, other = 0, nil
@@ -375,15 +415,23 @@ return out
 )
 
 # ARGV: TTL, run_id, item_id, token, context mode ('0' unchanged, '1' write if the version
-#       is still the base version, else answer 'conflict', '2' write), context, base
-#       version, node, duration, opened scope ('0' | '1', id, open count, fired JSON), then
-#       counted lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs
-#       entry*, collect (key, data)*, drop key*; then failure kind, message ('' = none);
+#       is still the base version, else answer 'conflict', '2' write, '3' contribute: see
+#       below), context, base version (mode '3': of the compaction, '' = none), node,
+#       duration, opened scope ('0' | '1', id, open count, fired JSON), then counted
+#       lists: scopes id*, items (id, node, payload, attempt, delay)*, outputs entry*,
+#       collect (key, data)*, drop key*; then failure kind, message ('' = none);
 #       then take (leases to take after the commit, 0 = none), lease_seconds, worker,
 #       handled errors (counted), traceback, keep ('1' keeps the failing item), promote
-#       ('1' moves due delayed items to the ready list first)
-# returns {'committed', how many items it made ready for other workers, then 13 fields per
+#       ('1' moves due delayed items to the ready list first), then counted folded
+#       contributions (item id, data)*, then the compacted base ('' = none), then the tag
+#       of the run's base the caller holds (see HELD)
+# returns {'committed', how many items it made ready for other workers, then 15 fields per
 #       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict'
+# The context part ports floxide.backends._base.context_write: a base written (modes '1',
+#       '2', and '3' with a compaction whose base version is still the stored one) drops
+#       the folded contributions still stored unchanged; mode '3' then stores the step's
+#       contribution (the context argument, '' = none) under its item id with no version
+#       check, so concurrent steps never conflict and a re-run replaces its own.
 COMMIT = (
     PRELUDE
     + COUNT_SCOPES
@@ -395,13 +443,16 @@ local node, duration = ARGV[8], tonumber(ARGV[9])
 local mc, mt, mx = 'm|' .. node .. '|count', 'm|' .. node .. '|total', 'm|' .. node .. '|max'
 -- everything this commit reads is checked before it writes anything
 local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context', 'seq',
-                     'done', 'failed', mc, mt, mx)
+                     'done', 'failed', mc, mt, mx, 'contrib', 'created_at')
+CREATED = r[13] or ''
+HELD = ARGV[#ARGV]
+HAS_CONTRIB = r[12] ~= false
 if not r[1] or not is_live(r[1]) then return 'inactive' end
 local bad = nil
 local checks = {{2, 'deadline', false, true}, {3, 'version', true}, {4, 'pending', true},
                 {6, 'seq', true}, {7, 'done', true}, {8, 'failed', true},
                 {9, 'metrics ' .. node .. '|count', true}, {10, 'metrics ' .. node .. '|total'},
-                {11, 'metrics ' .. node .. '|max'}}
+                {11, 'metrics ' .. node .. '|max'}, {12, 'context contributions', true}}
 for _, c in ipairs(checks) do
   if not bad and not num_ok(r[c[1]], c[3], c[4]) then bad = c[2] end
 end
@@ -429,6 +480,17 @@ local handled_at = k + 6
 local tb = ARGV[handled_at + n_handled]
 local keep = ARGV[handled_at + n_handled + 1] == '1'
 local want_promote = ARGV[handled_at + n_handled + 2] == '1'
+local n_folded = tonumber(ARGV[handled_at + n_handled + 3])
+local folded_at = handled_at + n_handled + 4
+local compacted = ARGV[folded_at + n_folded * 2]
+-- the contributions are read (leases carry them) or written: a garbled key fails the run
+if mode == '3' or n_folded > 0 or (r[12] and take_n > 0) then
+  local t = redis.call('TYPE', CONTRIB)['ok']
+  if t ~= 'hash' and t ~= 'none' then
+    fail_unreadable('context contributions')
+    return 'inactive'
+  end
+end
 -- the lease: one ZREM checks that it is still held and ends it
 local attempt = 1
 if fmsg ~= '' or keep then
@@ -492,11 +554,34 @@ for j = 1, n_handled do redis.call('RPUSH', ERRORS, ARGV[handled_at + j - 1]) en
 local fields = {mc, tonumber(r[9] or '0') + 1, mt, tostring(tonumber(r[10] or '0') + duration),
                 mx, tostring(math.max(tonumber(r[11] or '0'), duration)),
                 'updated_at', tostring(NOW), 'failed', failed}
-if mode ~= '0' then
+local base = nil
+if mode == '1' or mode == '2' then
+  base = ARGV[6]
+elseif mode == '3' and ARGV[7] ~= '' and (r[3] or '0') == ARGV[7] then
+  base = compacted
+end
+if base then
   local version = tonumber(r[3] or '0') + 1
-  table.insert(fields, 'context'); table.insert(fields, ARGV[6])
+  table.insert(fields, 'context'); table.insert(fields, base)
   table.insert(fields, 'version'); table.insert(fields, version)
-  r[5], r[3] = ARGV[6], string.format('%d', version)
+  r[5], r[3] = base, string.format('%d', version)
+  for a = 0, n_folded - 1, 4000 do  -- drop the folded contributions still stored unchanged
+    local ids = {}
+    for j = a, math.min(n_folded, a + 4000) - 1 do table.insert(ids, ARGV[folded_at + j * 2]) end
+    local now = redis.call('HMGET', CONTRIB, unpack(ids))
+    local gone = {}
+    for j, id in ipairs(ids) do
+      if now[j] == ARGV[folded_at + (a + j - 1) * 2 + 1] then table.insert(gone, id) end
+    end
+    if #gone > 0 then redis.call('HDEL', CONTRIB, unpack(gone)) end
+  end
+end
+local has_contrib = r[12] ~= false
+if mode == '3' and ARGV[6] ~= '' then
+  redis.call('HSET', CONTRIB, item_id, ARGV[6])
+  table.insert(fields, 'contrib'); table.insert(fields, tonumber(r[12] or '0') + 1)
+  has_contrib = true
+  HAS_CONTRIB = true
 end
 local function drop_committed()
   if COMMITTED then
@@ -548,6 +633,7 @@ if pending <= 0 then
   return out
 end
 local got, status = 0, r[1]
+if has_contrib and take_n > 0 then CONTRIBS = redis.call('HGETALL', CONTRIB) end
 if own then
   seq = seq + 1
   grant(r, seq, own[1], own[2], worker, take_lease, out)

@@ -200,7 +200,7 @@ if #ready > 0 then
   chunked('HSET', ITEMS, records, 2)
   chunked('RPUSH', READY, ready, 1)
 end
-for _, k in ipairs({RK, ITEMS, SCOPES, FIRED, COL, OUTPUTS, ERRORS}) do
+for _, k in ipairs({RK, ITEMS, SCOPES, FIRED, COL, OUTPUTS, ERRORS, CONTRIB}) do
   redis.call('PERSIST', k)
 end
 redis.call('DEL', DONE)
@@ -251,5 +251,18 @@ for _, node in ipairs(order) do
   table.insert(out, node); table.insert(out, counts[node][1]); table.insert(out, counts[node][2])
 end
 return out
+"""
+)
+
+# ARGV: TTL, run_id -> {} (no run) or {context, version, contrib, contributions ({item id,
+#       data, ...}, or false when they cannot be read)}: one atomic read
+CONTEXT = (
+    PRELUDE
+    + r"""
+local r = redis.call('HMGET', RK, 'context', 'version', 'contrib')
+if not r[1] then return {} end
+local c = {}
+if r[3] then c = read_contributions() or false end
+return {r[1], r[2] or '', r[3] or '', c}
 """
 )

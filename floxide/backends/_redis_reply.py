@@ -24,6 +24,8 @@ from floxide.backends._redis_keys import unrid as _unrid
 
 __all__ = [
     "FIELDS",
+    "base_of",
+    "contributions",
     "deadline",
     "describe",
     "error_entry",
@@ -80,8 +82,22 @@ def shown(v: bytes | str | None) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
-def leases(raw: list[Any], start: int) -> list[Lease]:
-    """The leases in a LEASE (or COMMIT) reply: 13 fields each, from `start`."""
+def contributions(flat: Any) -> tuple[tuple[str, bytes], ...]:
+    """(item id, contribution) pairs from a script's `{item id, data, ...}` (`ValueError`
+    when they are not that: a garbled key)."""
+    if not isinstance(flat, list) or len(flat) % 2:
+        raise ValueError("contributions")
+    if not flat:
+        return ()
+    return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True))
+
+
+def leases(
+    raw: list[Any], start: int, held: tuple[bytes, bytes] | None = None
+) -> list[Lease]:
+    """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
+    out (the script's HELD) is `held`'s (tag, base) when the tag matches; else the lease
+    carries no context (the worker reads it)."""
     return [
         Lease(
             run_id=_unrid(s(raw[i])),
@@ -94,11 +110,28 @@ def leases(raw: list[Any], start: int) -> list[Lease]:
             last_error=shown(raw[i + 7]) or None,
             expired=s(raw[i + 8]) == "1",
             worker_id=shown(raw[i + 9]),
-            context=RunContext(raw[i + 10], int(raw[i + 11])),
+            context=_context(raw, i, held),
             run_deadline=deadline(raw[i + 12]),
         )
-        for i in range(start, len(raw), 13)
+        for i in range(start, len(raw), 15)
     ]
+
+
+def _context(raw: list[Any], i: int, held: tuple[bytes, bytes] | None) -> RunContext | None:
+    data = raw[i + 10]
+    if data is None:
+        if held is None or held[0] != raw[i + 14]:
+            return None
+        data = held[1]
+    return RunContext(data, int(raw[i + 11]), contributions(raw[i + 13]))
+
+
+def base_of(raw: list[Any], start: int) -> tuple[bytes, bytes] | None:
+    """The (tag, base) the last lease of a reply gave, if it gave one (see `leases`)."""
+    for i in range(len(raw) - 15, start - 1, -15):
+        if raw[i + 10] is not None:
+            return raw[i + 14], raw[i + 10]
+    return None
 
 
 def tls_cause(e: BaseException) -> str | None:
