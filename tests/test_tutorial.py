@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -53,8 +54,10 @@ def test_tickets_json_is_the_tutorial_batch() -> None:
     assert [tickets.Ticket(**t) for t in raw] == tickets.TICKETS
 
 
-def test_command_line_session(tmp_path: Path) -> None:
-    env = dict(os.environ, DB=f"sqlite:///{tmp_path / 'tickets.db'}", FLOXIDE_LOG_LEVEL="ERROR")
+@pytest.mark.parametrize("backend_kind", ["sqlite", "redis", "postgres"], indirect=True)
+def test_command_line_session(backend_url: str) -> None:
+    """The tutorial's shell session, on the embedded default and on both servers."""
+    env = dict(os.environ, DB=backend_url, FLOXIDE_LOG_LEVEL="ERROR")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     done = subprocess.run(
         ["bash", str(ROOT / "examples" / "tutorial" / "cli.sh")],
