@@ -46,10 +46,7 @@ def add_backend(p: argparse.ArgumentParser) -> None:
         "--backend",
         default=DEFAULT_BACKEND,
         metavar="URL",
-        help=(
-            "backend URL: sqlite:///PATH, redis://HOST:PORT/DB, redis+cluster://HOST:PORT,"
-            " postgresql://USER@HOST:PORT/DB, memory://"
-        ),
+        help="backend URL: sqlite:///PATH, redis://, postgresql://, memory://",
     )
 
 
