@@ -13,6 +13,10 @@ after `ttl` seconds. Keys live under `prefix` (several deployments can share a s
 Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
 keeps its own keys.
 
+A commit of more than `_redis_stage.STAGE_OVER` items sends them first, in slices, to a
+staging list that the commit script applies whole (`_redis_stage`): no message holds them
+all, and a worker killed while staging changes nothing.
+
 A chain step is one round trip: the commit leases the item it made to the committing
 worker (`commit_and_lease`). Join scopes are counted inside the commit script, so
 concurrent commits of one fan-out never contend. A step's change to a mergeable context
@@ -515,7 +519,12 @@ class RedisBackend:
         async with self._conn("collected") as c:
             entries = await c.lrange(self._rk(run_id, ":col"), 0, -1)
         head = key.encode() + SEP.encode()
-        return [e[len(head) :] for e in entries if e.startswith(head)]
+        n, out = len(head), []
+        for k, e in enumerate(entries):  # each entry released as its value is cut out
+            entries[k] = b""
+            if e.startswith(head):
+                out.append(e[n:])
+        return out
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:

@@ -22,6 +22,8 @@ run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
  15 P:{S}:run:R:contrib   HASH item id -> its contribution to the context, not yet folded
                           into the base ('context'); the run record's 'contrib' counts the
                           contributions ever stored (absent: none, nothing to read)
+ 16 P:{S}:run:R:stage:TOKEN  LIST of a big commit's items, staged by the lease with TOKEN
+                          (COMMIT only, when given: see `_redis_stage`)
 P:workers (HASH worker id -> JSON info) has scripts of its own. ARGV[1] is the TTL of
 finished runs (ms), ARGV[2] the run id (as keys hold it). A lease's member in P:{S}:leases
 carries its token, so one ZREM both checks a lease and ends it. A script leases only

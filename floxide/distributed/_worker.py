@@ -534,9 +534,9 @@ class Worker(Generic[C, I, O]):
         if error is not None:
             note_attempts(error, lease.attempt)
 
-        fx: Effects = advance(self.graph, item, outcome, item_id)
-        outcome = None  # the node's output is held by its new items alone, released as encoded
         try:
+            fx: Effects = advance(self.graph, item, outcome, item_id)
+            outcome = None  # its values are held by the new items alone, released as encoded
             plan = self._plan(item, fx, error, payload.collect, ctx, ctx_read, duration)
         except FloxideError as e:  # a result or the context cannot be serialized
             log.error("cannot store the results of %s: %s", item.node, e)
