@@ -18,8 +18,9 @@ import trio
 
 from floxide import Next, NextAll, Node, Transition, Workflow, workflow
 from floxide._step import ScopeRef, WorkItem
-from floxide.backends import CommitResult, open_backend
+from floxide.backends import CommitResult, _redis_stage, open_backend
 from floxide.backends._redis import RedisBackend
+from floxide.backends._redis_keys import rid
 from floxide.distributed import Orchestrator, Worker
 from floxide.distributed._codec import payload_codec
 from floxide.distributed._worker import _encoded
@@ -266,9 +267,12 @@ async def test_sigkill_while_a_big_fan_out_commits_loses_and_duplicates_nothing(
     try:
         run_id = await orch.start_run(Empty(), n)
         procs.append(subprocess.Popen(cmd, env=env))
-        with trio.fail_after(60):  # the split step is staging its items
-            while not await _stage_keys(redis_server.url, prefix):
-                await trio.sleep(0.001)
+        assert isinstance(backend, RedisBackend)
+        staging = _redis_stage.key(backend._keys.run(rid(run_id)), 1)  # the first lease's
+        async with coredis.Redis(*_host_port(redis_server.url)) as c:
+            with trio.fail_after(60):  # the split step is staging its items
+                while not await c.exists([staging]):
+                    await trio.sleep(0.001)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait()
         m = await orch.metrics(run_id)
