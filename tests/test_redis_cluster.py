@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -34,6 +35,7 @@ class _Monitor:
     """MONITOR on a raw socket, read by a thread: every command the server runs."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.sendall(b"MONITOR\r\n")
         self.data = bytearray()
@@ -41,10 +43,26 @@ class _Monitor:
         self.thread.start()
 
     def _read(self) -> None:
-        while chunk := self.sock.recv(1 << 16):
-            self.data += chunk
+        try:
+            while chunk := self.sock.recv(1 << 16):
+                self.data += chunk
+        except OSError:  # closed by `stop` (or the server) while reading
+            pass
 
     def stop(self) -> list[bytes]:
+        """Everything monitored: once the reader has seen a marker sent last (on a loaded
+        machine it may lag behind the server by seconds), the connection is closed."""
+        marker = f"monitor-end-{uuid.uuid4().hex}".encode()
+        with socket.create_connection(("127.0.0.1", self.port)) as other:
+            other.sendall(b"ECHO " + marker + b"\r\n")
+            other.recv(1024)
+        deadline, seen = time.monotonic() + 60, 0
+        while time.monotonic() < deadline:
+            end = len(self.data)
+            if self.data.find(marker, max(0, seen - len(marker))) >= 0:
+                break
+            seen = end
+            time.sleep(0.01)
         self.sock.shutdown(socket.SHUT_RDWR)
         self.thread.join(5)
         self.sock.close()

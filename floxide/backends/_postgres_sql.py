@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from floxide.backends._base import CommitPlan, Lease, context_write
-from floxide.backends._postgres_tables import CONTRIBUTED
+from floxide.backends._postgres_tables import CONTRIBUTED, SLICE
 
-__all__ = ["batch", "batch_params", "batchable", "chain", "check", "params", "simple"]
+__all__ = ["batch", "batch_params", "batchable", "big", "chain", "check", "params", "simple"]
 
 _HELD = """
 WITH held AS (
@@ -71,11 +71,19 @@ FROM runs r WHERE r.run_id = %(run)s
 """
 
 
+def big(plan: CommitPlan) -> bool:
+    """A step making more items than one statement takes (`SLICE`): its first statement
+    writes none of them, `insert_items` then inserts them a slice at a time (same
+    transaction), so the commit never holds all their parameters at once."""
+    return len(plan.items) > SLICE
+
+
 def simple(plan: CommitPlan) -> bool:
     """A step with at most one join scope, no whole context change nor compaction (a
     contribution is stored by the first statement: no version check), no handled error or
-    failure: the first statement also counts it in its scope (`add_open`) and, unless that
-    closes the scope, in its run's row (nothing it needs is computed in between)."""
+    failure, not `big`: the first statement also counts it in its scope (`add_open`) and,
+    unless that closes the scope, in its run's row (nothing it needs is computed in
+    between)."""
     return (
         plan.open_scope is None
         and len(plan.scopes) <= 1
@@ -83,6 +91,7 @@ def simple(plan: CommitPlan) -> bool:
         and (plan.contribution is None or plan.contribution.compact is None)
         and not plan.handled
         and plan.failure is None
+        and not big(plan)
     )
 
 
@@ -96,7 +105,7 @@ def check(plan: CommitPlan, defer: bool) -> str:
     return "".join(
         (
             _HELD,
-            _MADE if plan.items and plan.failure is None else "",
+            _MADE if plan.items and plan.failure is None and not big(plan) else "",
             _KEPT if plan.collect else "",
             _DROPPED if plan.drop_collected else "",
             _OUTS if plan.outputs else "",
@@ -285,8 +294,8 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
 
 
 def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
-    """The parameters of `check` and `chain`."""
-    items = plan.items
+    """The parameters of `check` and `chain` (a `big` plan's items are inserted apart)."""
+    items = () if big(plan) else plan.items
     put = _put(lease, plan)
     return {
         "pkey": None if put is None else put[0],
@@ -307,7 +316,7 @@ def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
         "opos": [json.dumps(list(o.position)) for o in plan.outputs],
         "onodes": [o.node for o in plan.outputs],
         "ovalues": [o.value for o in plan.outputs],
-        "delta": len(items) - 1,
+        "delta": len(plan.items) - 1,
         "now": now,
         "scope": plan.scopes[0] if plan.scopes else "",
     }

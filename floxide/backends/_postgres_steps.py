@@ -105,6 +105,8 @@ def _commit(
     if refused is not None:
         raise Rollback(refused, clean=True)
     assert row is not None
+    if sql.big(plan) and plan.failure is None:  # not written by the first statement
+        insert_items(conn, run_id, row[3], items, now)
     scopes: ScopeTable = Scopes(conn, run_id)
     if sql.simple(plan) and plan.scopes and row[6] is None:
         raise missing_scope(plan.scopes[0])

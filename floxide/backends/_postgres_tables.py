@@ -36,6 +36,7 @@ __all__ = [
     "RUN_COLS",
     "RUN_TABLES",
     "SCHEMA_VERSION",
+    "SLICE",
     "Scopes",
     "add_errors",
     "channel_name",
@@ -276,6 +277,9 @@ def add_errors(conn: psycopg.Connection[Any], run_id: str, errors: Sequence[Erro
     )
 
 
+SLICE = 2000
+"""Items per statement of `insert_items`; a commit of more inserts them apart from its first
+statement (`_postgres_sql.big`)."""
 _INSERT_ITEMS = """
 INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
 SELECT %(run)s, u.item_id, %(queue)s, u.node, u.payload, u.attempt, 'queued', u.due,
@@ -289,18 +293,19 @@ FROM (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[], %(payloads)s::byt
 def insert_items(
     conn: psycopg.Connection[Any], run_id: str, queue: str, items: Sequence[NewItem], now: float
 ) -> None:
-    """Queue `items` of a run, in order (each is due after its delay): one statement."""
-    if not items:
-        return
-    conn.execute(
-        _INSERT_ITEMS,
-        {
-            "run": run_id,
-            "queue": queue,
-            "ids": [it.item_id for it in items],
-            "nodes": [it.node for it in items],
-            "payloads": [it.payload for it in items],
-            "attempts": [it.attempt for it in items],
-            "dues": [now + it.delay for it in items],
-        },
-    )
+    """Queue `items` of a run, in order (each is due after its delay): one statement per
+    `SLICE` of them, so a big fan-out's parameters are never all built (and sent) at once."""
+    for start in range(0, len(items), SLICE):
+        part = items[start : start + SLICE]
+        conn.execute(
+            _INSERT_ITEMS,
+            {
+                "run": run_id,
+                "queue": queue,
+                "ids": [it.item_id for it in part],
+                "nodes": [it.node for it in part],
+                "payloads": [it.payload for it in part],
+                "attempts": [it.attempt for it in part],
+                "dues": [now + it.delay for it in part],
+            },
+        )

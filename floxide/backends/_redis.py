@@ -13,6 +13,10 @@ after `ttl` seconds. Keys live under `prefix` (several deployments can share a s
 Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
 keeps its own keys.
 
+A commit of more than `_redis_stage.STAGE_OVER` items sends them first, in slices, to a
+staging list that the commit script applies whole (`_redis_stage`): no message holds them
+all, and a worker killed while staging changes nothing.
+
 A chain step is one round trip: the commit leases the item it made to the committing
 worker (`commit_and_lease`). Join scopes are counted inside the commit script, so
 concurrent commits of one fan-out never contend. A step's change to a mergeable context
@@ -51,12 +55,13 @@ import trio
 from coredis.commands.script import Script
 
 from floxide._errors import BackendError, BackendUnreachableError, UnreadableDataError
-from floxide.backends import _redis_lua, _redis_lua_ops
+from floxide.backends import _redis_lua, _redis_lua_ops, _redis_stage
 from floxide.backends._base import (
     CommitPlan,
     CommitResult,
     ErrorRecord,
     Lease,
+    NewItem,
     NewRun,
     NodeMetrics,
     Output,
@@ -189,6 +194,7 @@ class RedisBackend:
                 "NODE_COUNTS",
                 "RETRY_RUN",
                 "CONTEXT",
+                "STAGE",
             )
         }
 
@@ -309,17 +315,21 @@ class RedisBackend:
                 raise self._error(name.lower(), e) from e
         raise AssertionError("unreachable")
 
-    async def _run_script(self, name: str, stored: str, args: Sequence[Any]) -> Any:
-        """Run script `name` on the keys of run `stored` (its queue looked up if unknown)."""
+    async def _run_script(
+        self, name: str, stored: str, args: Sequence[Any], extra: tuple[str, ...] = ()
+    ) -> Any:
+        """Run script `name` on the keys of run `stored` (its queue looked up if unknown),
+        then `extra` keys (of the run's slot)."""
         queue = self._queue_of.get(stored)
         if queue is None and self._session.get() is None:
             async with self.connected():
-                return await self._run_script(name, stored, args)
+                return await self._run_script(name, stored, args, extra)
         if queue is None:
             async with self._conn(name.lower()) as c:
                 queue = _s(await c.hget(self._keys.run(stored), "queue"))
             self._remember(stored, queue)
-        return await self._script(name, self._keys.script_keys(stored, queue), [stored, *args])
+        keys = self._keys.script_keys(stored, queue)
+        return await self._script(name, keys + extra if extra else keys, [stored, *args])
 
     def _remember(self, stored: str, queue: str) -> None:
         if stored not in self._queue_of:
@@ -509,7 +519,12 @@ class RedisBackend:
         async with self._conn("collected") as c:
             entries = await c.lrange(self._rk(run_id, ":col"), 0, -1)
         head = key.encode() + SEP.encode()
-        return [e[len(head) :] for e in entries if e.startswith(head)]
+        n, out = len(head), []
+        for k, e in enumerate(entries):  # each entry released as its value is cut out
+            entries[k] = b""
+            if e.startswith(head):
+                out.append(e[n:])
+        return out
 
     async def errors(self, run_id: str) -> list[ErrorRecord]:
         async with self._conn("errors") as c:
@@ -571,9 +586,7 @@ class RedisBackend:
                 return {}
         raw = await self._run_script("NODE_COUNTS", rid, [])
         with self._reading(run_id, "node load"):
-            return {
-                _s(raw[i]): (int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)
-            }
+            return {_s(raw[i]): (int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw), 3)}
 
     # -- work ---------------------------------------------------------------------------
     async def lease(
@@ -683,9 +696,7 @@ class RedisBackend:
             )
         return raw
 
-    def _taken(
-        self, stored: str, raw: list[Any], held: tuple[bytes, bytes] | None
-    ) -> list[Lease]:
+    def _taken(self, stored: str, raw: list[Any], held: tuple[bytes, bytes] | None) -> list[Lease]:
         """The leases of a LEASE or COMMIT reply (bases left out are `held`'s, the base
         the script was told of); the base they give is remembered for the next ones."""
         got = _leases(raw, 2, held)
@@ -748,9 +759,18 @@ class RedisBackend:
             rest += ["1", opened.scope_id, opened.open, json.dumps(fired, ensure_ascii=False)]
         rest.append(len(plan.scopes))
         rest += list(plan.scopes)
-        rest.append(len(plan.items))
-        for it in plan.items:
-            rest += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
+        rid = _rid(lease.run_id)
+        items = plan.items
+        stage: tuple[
+            str, ...
+        ] = ()  # a big commit's items go to a staging list first (`_redis_stage`)
+        if len(items) > _redis_stage.STAGE_OVER:
+            stage = (_redis_stage.key(self._keys.run(rid), lease.token),)
+            await self._stage(stage[0], items)
+        rest.append(len(items))
+        if not stage:
+            for it in items:
+                rest += [it.item_id, it.node, it.payload, it.attempt, repr(it.delay)]
         rest.append(len(plan.outputs))
         rest += [
             json.dumps([list(o.position), o.node, o.value.decode()], ensure_ascii=False)
@@ -766,7 +786,6 @@ class RedisBackend:
         rest += [max(limit, 0), repr(lease_seconds), lease.worker_id, len(plan.handled)]
         rest += [_error_entry(e) for e in plan.handled]
         rest += [failure.traceback or "", "1"] if failure is not None else ["", ""]
-        rid = _rid(lease.run_id)
         shard = self._keys.shard(rid)
         now = trio.current_time()
         promote = "0"
@@ -775,18 +794,28 @@ class RedisBackend:
             promote = "1"
         rest.append(promote)
         held = self._bases.get(rid) if limit > 0 else None
+        restaged = 0
         while True:
             tail: list[Any] = [len(folded)]
             for key, data in folded:
                 tail += [key, data]
             tail += [compacted, held[0] if held is not None else b""]
             head = [lease.item_id, lease.token, mode, value, base]
-            raw = await self._run_script("COMMIT", rid, [*head, *rest, *tail])
+            raw = await self._run_script("COMMIT", rid, [*head, *rest, *tail], stage)
             if isinstance(raw, list):  # committed, with the leases taken
                 await self._wake(None, rid, int(raw[1]))
                 return CommitResult.COMMITTED, self._taken(rid, raw, held)
             result = _s(raw)
+            if result == "restage":  # the staged items did not all arrive (or expired)
+                restaged += 1
+                if restaged > _SCRIPT_ATTEMPTS:
+                    raise BackendError(f"{self.url}: commit: the staged items were lost")
+                await self._stage(stage[0], items)
+                continue
             if result != "conflict":
+                if stage:  # not applied: the staged items go
+                    async with self._conn("commit") as c:
+                        await c.delete(stage)
                 return CommitResult(result), []
             # another step changed the context since this one read it: merge into the fresh
             # base (its contributions stay: they fold on top)
@@ -795,6 +824,20 @@ class RedisBackend:
             if current is None:
                 return CommitResult.INACTIVE, []
             value, base, folded = update.merge(current.data), str(current.version), ()
+
+    async def _stage(self, key: str, items: Sequence[NewItem]) -> None:
+        """Send `items` to the staging list `key`, emptied first, a slice at a time."""
+        for attempt in range(1, _SCRIPT_ATTEMPTS + 1):
+            fresh, length = "1", 0
+            for values in _redis_stage.slices(items):
+                length = int(
+                    await self._script("STAGE", [key], [fresh, _redis_stage.EXPIRE_MS, *values])
+                )
+                fresh = "0"
+            if length == len(items) * 5:
+                return
+            if attempt == _SCRIPT_ATTEMPTS:  # a slice was sent twice (a retried call)
+                raise BackendError(f"{self.url}: commit: cannot stage its items")
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         args = [

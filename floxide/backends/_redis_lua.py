@@ -22,6 +22,8 @@ run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
  15 P:{S}:run:R:contrib   HASH item id -> its contribution to the context, not yet folded
                           into the base ('context'); the run record's 'contrib' counts the
                           contributions ever stored (absent: none, nothing to read)
+ 16 P:{S}:run:R:stage:TOKEN  LIST of a big commit's items, staged by the lease with TOKEN
+                          (COMMIT only, when given: see `_redis_stage`)
 P:workers (HASH worker id -> JSON info) has scripts of its own. ARGV[1] is the TTL of
 finished runs (ms), ARGV[2] the run id (as keys hold it). A lease's member in P:{S}:leases
 carries its token, so one ZREM both checks a lease and ends it. A script leases only
@@ -425,8 +427,11 @@ return out
 #       ('1' moves due delayed items to the ready list first), then counted folded
 #       contributions (item id, data)*, then the compacted base ('' = none), then the tag
 #       of the run's base the caller holds (see HELD)
+#       A 16th key, when given, is the staging list the items were sent to (STAGE) with
+#       none in ARGV but their count: read in slices and deleted, or 'restage' if it does
+#       not hold all of them (the caller sends them again; nothing was written).
 # returns {'committed', how many items it made ready for other workers, then 15 fields per
-#       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict'
+#       lease taken, as LEASE}, or 'lost', 'inactive', 'conflict', 'restage'
 # The context part ports floxide.backends._base.context_write: a base written (modes '1',
 #       '2', and '3' with a compaction whose base version is still the stored one) drops
 #       the folded contributions still stored unchanged; mode '3' then stores the step's
@@ -469,7 +474,8 @@ for j = 0, n_scopes - 1 do scope_ids[j + 1] = ARGV[k + j] end
 k = k + n_scopes
 local n_items = tonumber(ARGV[k]); k = k + 1
 local items_at = k
-k = k + n_items * 5
+local STAGED = KEYS[16]  -- the items were staged there (STAGE), not given in ARGV
+if not STAGED then k = k + n_items * 5 end
 local n_out = tonumber(ARGV[k]); local outs_at = k + 1; k = k + 1 + n_out
 local n_col = tonumber(ARGV[k]); local cols_at = k + 1; k = k + 1 + n_col * 2
 local n_drop = tonumber(ARGV[k]); local drops_at = k + 1; k = k + 1 + n_drop
@@ -491,6 +497,8 @@ if mode == '3' or n_folded > 0 or (r[12] and take_n > 0) then
     return 'inactive'
   end
 end
+-- staged items: all of them, or none are applied (the caller stages them again)
+if STAGED and redis.call('LLEN', STAGED) ~= n_items * 5 then return 'restage' end
 -- the lease: one ZREM checks that it is still held and ends it
 local attempt = 1
 if fmsg ~= '' or keep then
@@ -601,6 +609,7 @@ table.insert(fields, 'done'); table.insert(fields, tonumber(r[7] or '0') + 1)
 -- the new items; the first ready one is leased to this worker at once when it has room
 local out = {'committed', 0}
 local records, ready, delayed = {}, {}, {}
+local n_ready = 0
 local seq = tonumber(r[6] or '0')
 local own = nil
 -- (oldest first: only when nothing else is ready)
@@ -618,14 +627,28 @@ local function add(id, it_node, payload, attempt_n, delay)
     table.insert(ready, entry(id))
   end
 end
-for j = 0, n_items - 1 do
-  local b = items_at + j * 5
-  add(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]))
+local function flush()  -- write the items added so far
+  if #records > 0 then chunked('HSET', ITEMS, records, 2) end
+  if #ready > 0 then chunked('RPUSH', READY, ready, 1) end
+  if #delayed > 0 then chunked('ZADD', DELAYED, delayed, 2) end
+  n_ready = n_ready + #ready
+  records, ready, delayed = {}, {}, {}
+end
+if STAGED then  -- read in slices, each written before the next is read
+  for a = 0, n_items * 5 - 1, 5000 do
+    local v = redis.call('LRANGE', STAGED, a, a + 4999)
+    for b = 1, #v, 5 do add(v[b], v[b + 1], v[b + 2], v[b + 3], tonumber(v[b + 4])) end
+    flush()
+  end
+  redis.call('DEL', STAGED)
+else
+  for j = 0, n_items - 1 do
+    local b = items_at + j * 5
+    add(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]))
+  end
 end
 for _, f in ipairs(fired) do add(f[1], f[2], f[3], 1, 0) end
-if #records > 0 then chunked('HSET', ITEMS, records, 2) end
-if #ready > 0 then chunked('RPUSH', READY, ready, 1) end
-if #delayed > 0 then chunked('ZADD', DELAYED, delayed, 2) end
+flush()
 if pending <= 0 then
   table.insert(fields, 'pending'); table.insert(fields, pending)
   redis.call('HSET', RK, unpack(fields))
@@ -639,7 +662,7 @@ if own then
   grant(r, seq, own[1], own[2], worker, take_lease, out)
   got = 1
 end
-local woken = #ready
+local woken = n_ready
 if want_promote then woken = woken + promote() end
 if take_n > got then
   r[6] = string.format('%d', seq)

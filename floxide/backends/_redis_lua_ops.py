@@ -1,6 +1,6 @@
 """The Redis backend's scripts besides create, lease, heartbeat and commit (`_redis_lua`,
 which describes the keys): retry, release, reaping, wake-ups, control, failing, retrying
-a failed run, counting a run's items."""
+a failed run, counting a run's items, staging a big commit's items."""
 
 from floxide.backends._redis_lua import PRELUDE
 
@@ -266,3 +266,14 @@ if r[3] then c = read_contributions() or false end
 return {r[1], r[2] or '', r[3] or '', c}
 """
 )
+
+# KEYS: the staging list of one lease's commit (`_redis_stage`, in the run's slot);
+# ARGV: TTL, fresh ('1': empty it first), expiry (ms), values (at most 8000) -> its length.
+# Inert until COMMIT reads it: a worker that dies while staging leaves no change to the
+# run, and the list expires.
+STAGE = r"""
+if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end
+if #ARGV > 3 then redis.call('RPUSH', KEYS[1], unpack(ARGV, 4)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('LLEN', KEYS[1])
+"""

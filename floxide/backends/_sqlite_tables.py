@@ -325,11 +325,12 @@ def add_error(conn: sqlite3.Connection, run_id: str, e: ErrorRecord) -> None:
 def insert_items(
     conn: sqlite3.Connection, run_id: str, queue: str, items: Sequence[NewItem], now: float
 ) -> None:
-    """Queue `items` of a run, in order (each is due after its delay)."""
+    """Queue `items` of a run, in order (each is due after its delay). The rows are made
+    as they are inserted, never all at once (a big fan-out's are as big as its items)."""
     if not items:
         return
     seq = next_value(conn, "seq", len(items))
-    rows = [
+    rows = (
         (
             run_id,
             it.item_id,
@@ -342,7 +343,7 @@ def insert_items(
             seq + k,
         )
         for k, it in enumerate(items)
-    ]
+    )
     conn.executemany(
         "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

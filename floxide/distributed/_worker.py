@@ -535,7 +535,9 @@ class Worker(Generic[C, I, O]):
             note_attempts(error, lease.attempt)
 
         try:
-            plan = self._plan(item, outcome, error, payload.collect, ctx, ctx_read, duration)
+            fx: Effects = advance(self.graph, item, outcome, item_id)
+            outcome = None  # its values are held by the new items alone, released as encoded
+            plan = self._plan(item, fx, error, payload.collect, ctx, ctx_read, duration)
         except FloxideError as e:  # a result or the context cannot be serialized
             log.error("cannot store the results of %s: %s", item.node, e)
             failure = ErrorRecord(
@@ -599,7 +601,7 @@ class Worker(Generic[C, I, O]):
     def _plan(
         self,
         item: WorkItem,
-        outcome: object,
+        fx: Effects,
         error: BaseException | None,
         consumed: str | None,
         ctx: Any,
@@ -608,7 +610,6 @@ class Worker(Generic[C, I, O]):
     ) -> CommitPlan:
         """The commit of one step: its effects (`advance`), encoded once."""
         codec = self.codec
-        fx: Effects = advance(self.graph, item, outcome, item_id)
         if fx.failure is not None:
             failure = error_record(item.node, str(item.id), item.attempt, fx.failure)
             return CommitPlan(failure=failure, duration=duration)

@@ -1,7 +1,8 @@
 """A conformance kit for backends: `check_backend` runs the whole backend contract.
 
 The contract is what `floxide.backends.Backend` promises (see its docstrings): leases and
-their fencing tokens, heartbeats, reaping, `commit` applied atomically and at most once,
+their fencing tokens, heartbeats, reaping, `commit` applied atomically and at most once
+(a fan-out of thousands of items too: whole, once and in order, or not at all),
 join scopes counted innermost first with their fired items and collections, context
 merges, contributions (for backends that store them: concurrent, re-run, compaction,
 isolation), cancel/pause/resume, run deadlines, durable delayed retries, keeping finished runs
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from floxide._public import publish
 from floxide.backends._base import Backend
 from floxide.testing import (
+    _big,
     _cancels,
     _commits,
     _contributions,
@@ -48,6 +50,7 @@ _PROPERTIES: tuple[_harness.Property, ...] = (
     *_runs.PROPERTIES,
     *_leases.PROPERTIES,
     *_commits.PROPERTIES,
+    *_big.PROPERTIES,
     *_contributions.PROPERTIES,
     *_joins.PROPERTIES,
     *_failures.PROPERTIES,
