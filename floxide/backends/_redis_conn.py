@@ -9,7 +9,9 @@ holds one connection per node and sends a script to the node that owns the slot 
 first key (`ClusterLayout`); a MOVED or ASK reply (resharding) reports the error to the
 layout and sends the script again through the cluster client, which follows redirects.
 Connections are checked out for the whole block, so the pool never hands them to a
-blocking command (whose reply would hold up the scripts behind it).
+blocking command (whose reply would hold up the scripts behind it). On one server a
+script goes first to the session's fast lane (`_redis_lane`), and to the held coredis
+connection when the lane cannot take it (busy with a concurrent call, NOSCRIPT, ...).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from coredis._utils import hash_slot
 from coredis.commands.script import Script
 from coredis.connection import BaseConnection
 
+from floxide.backends._redis_lane import Lane, Unavailable
+
 __all__ = ["ClusterSession", "Session"]
 
 _Script = Script[bytes]
@@ -33,8 +37,9 @@ class Session:
     """One `connected()` block on one server: its client, and the connection its scripts
     are sent on."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, lane: Lane | None = None) -> None:
         self.client = client
+        self.lane = lane
         self.conn: BaseConnection | None = None
         self._lock = trio.Lock()
 
@@ -55,6 +60,11 @@ class Session:
     async def evalsha(self, script: _Script, keys: Sequence[str], argv: Sequence[Any]) -> Any:
         """EVALSHA on the connection for `keys[0]`, loading the script first if the server
         lacks it (a new or flushed server)."""
+        if self.lane is not None:
+            try:
+                return await self.lane.evalsha(script.sha, keys, argv)
+            except Unavailable:
+                pass
         conn = await self.connection(keys[0])
         try:
             try:
@@ -78,6 +88,8 @@ class Session:
             self.conn = None
 
     def close(self) -> None:
+        if self.lane is not None:
+            self.lane.close()
         if self.conn is not None:
             self.client.connection_pool.release(self.conn)
             self.conn = None
