@@ -616,7 +616,9 @@ class RedisBackend:
                 wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
                 if not self.cluster_nodes:
-                    await c.blpop(wakes, timeout=max(pause, 0.01))
+                    woken = await c.blpop(wakes, timeout=max(pause, 0.01))
+                    if woken is not None and n == 1:  # the token names the run: lease it
+                        self._guess[queue] = _s(woken[1])
                     continue
                 end = trio.current_time() + pause  # no blocking commands on a cluster
                 while await c.lpop(wakes[0]) is None and trio.current_time() < end:
