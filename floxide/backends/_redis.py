@@ -71,7 +71,7 @@ from floxide.backends._redis_conn import ClusterSession, Session
 from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
-from floxide.backends._redis_lane import Lane
+from floxide.backends._redis_lane import Lane, Unavailable
 from floxide.backends._redis_reply import FIELDS as _FIELDS
 from floxide.backends._redis_reply import base_of as _base_of
 from floxide.backends._redis_reply import contributions as _contributions
@@ -256,7 +256,9 @@ class RedisBackend:
             return
         async with self._wrap("connect"), self._new_client() as client:
             session = (
-                ClusterSession(client) if self.cluster_nodes else Session(client, self._lane())
+                ClusterSession(client)
+                if self.cluster_nodes
+                else Session(client, self._lane(), self._lane())
             )
             token = self._session.set(session)
             try:
@@ -479,15 +481,30 @@ class RedisBackend:
                 if self.cluster_nodes:  # no blocking commands on a cluster (see _POLL)
                     while not await c.exists([done]):
                         await trio.sleep(_POLL)
-                elif not await c.exists([done]):
-                    await c.blmove(
-                        done,
-                        done,
-                        coredis.PureToken.LEFT,
-                        coredis.PureToken.RIGHT,
-                        timeout=max(timeout, 0.01),
-                    )
+                elif not await self._waited(done, timeout):
+                    if not await c.exists([done]):
+                        await c.blmove(
+                            done,
+                            done,
+                            coredis.PureToken.LEFT,
+                            coredis.PureToken.RIGHT,
+                            timeout=max(timeout, 0.01),
+                        )
         return await self.get_run(run_id)
+
+    async def _waited(self, done: str, timeout: float) -> bool:
+        """Wait for list `done` on the session's lane of waits; False if it cannot take it
+        (its server timeout ends before the caller's, so a timeout keeps the lane open)."""
+        session = self._session.get()
+        if session is None:
+            return False
+        try:
+            if not await session.waiting([b"EXISTS", done]):
+                blmove = [b"BLMOVE", done, done, b"LEFT", b"RIGHT", max(timeout - 0.05, 0.01)]
+                await session.waiting(blmove)
+        except Unavailable:
+            return False
+        return True
 
     async def outputs(self, run_id: str) -> list[Output]:
         async with self._conn("outputs") as c:
@@ -615,8 +632,9 @@ class RedisBackend:
             else:
                 wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
-                if not self.cluster_nodes:
-                    woken = await c.blpop(wakes, timeout=max(pause, 0.01))
+                session = self._session.get()
+                if not self.cluster_nodes and session is not None:
+                    woken = await session.blpop(wakes, max(pause, 0.01))
                     if woken is not None and n == 1:  # the token names the run: lease it
                         self._guess[queue] = _s(woken[1])
                     continue

@@ -37,9 +37,13 @@ class Session:
     """One `connected()` block on one server: its client, and the connection its scripts
     are sent on."""
 
-    def __init__(self, client: Any, lane: Lane | None = None) -> None:
+    def __init__(
+        self, client: Any, lane: Lane | None = None, waits: Lane | None = None
+    ) -> None:
         self.client = client
         self.lane = lane
+        self.waits = waits
+        """The lane of blocking waits (a blocked lane takes no script)."""
         self.conn: BaseConnection | None = None
         self._lock = trio.Lock()
 
@@ -81,6 +85,20 @@ class Session:
                 self.drop(conn)
             raise
 
+    async def blpop(self, keys: Sequence[str], timeout: float) -> Any:
+        """BLPOP on the lane of waits (on the client's connections if it cannot take it)."""
+        try:
+            return await self.waiting([b"BLPOP", *keys, timeout])
+        except Unavailable:
+            return await self.client.blpop(keys, timeout=timeout)
+
+    async def waiting(self, args: Sequence[Any]) -> Any:
+        """A command on the lane of waits (blocking ones: it takes no script); `Unavailable`
+        when it cannot take it (the caller uses the client)."""
+        if self.waits is None:
+            raise Unavailable("no lane")
+        return await self.waits.call(args)
+
     def drop(self, conn: BaseConnection) -> None:
         """Forget `conn` (lost): the next script gets a fresh connection."""
         if self.conn is conn:
@@ -88,8 +106,9 @@ class Session:
             self.conn = None
 
     def close(self) -> None:
-        if self.lane is not None:
-            self.lane.close()
+        for lane in (self.lane, self.waits):
+            if lane is not None:
+                lane.close()
         if self.conn is not None:
             self.client.connection_pool.release(self.conn)
             self.conn = None

@@ -173,9 +173,16 @@ class Lane:
 
     async def evalsha(self, sha: bytes | str, keys: Sequence[Any], argv: Sequence[Any]) -> Any:
         """EVALSHA of `sha` on `keys` and `argv`; its reply (see the module's doc)."""
+        try:
+            return await self.call([b"EVALSHA", sha, len(keys), *keys, *argv])
+        except coredis.exceptions.NoScriptError:
+            raise Unavailable("no script") from None  # not on the server (new or flushed)
+
+    async def call(self, args: Sequence[Any]) -> Any:
+        """One command (a blocking one too: the lane is busy until it answers); its reply."""
         if self._busy or self._refused:
             raise Unavailable("busy")
-        data = pack([b"EVALSHA", sha, len(keys), *keys, *argv])
+        data = pack(args)
         self._busy = True
         try:
             stream = self._stream
@@ -194,8 +201,6 @@ class Lane:
                 raise
         finally:
             self._busy = False
-        if isinstance(reply, coredis.exceptions.NoScriptError):
-            raise Unavailable("no script")  # the server lacks it (new or flushed): not run
         if _unauthenticated(reply):  # not run: coredis' login says why
             self._refused = True
             self._close()
