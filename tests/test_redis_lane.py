@@ -6,6 +6,7 @@ back to coredis on anything unusual (busy, NOSCRIPT, a server it cannot log in t
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from floxide.backends import open_backend
 from floxide.backends._redis import RedisBackend
 from floxide.backends._redis_lane import Lane, Reader, Unavailable, pack
 from floxide.distributed import Orchestrator
+from floxide.testing._harness import item, lease1, new_run
 from tests import test_redis_security as security
 from tests.distributed_workflows import Ctx, fan_join
 from tests.redis_server import RedisServer, redis_server_path
@@ -256,3 +258,64 @@ async def test_the_lane_rides_out_a_restarted_server(tmp_path: Path) -> None:
             assert (await orch.status(run_id)).value == "pending"
     finally:
         server.stop()
+
+
+async def test_an_idle_worker_wakes_at_once_and_waits_on_its_own_lane(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease waiting on an idle queue (BLPOP on the lane of waits) wakes as soon as
+    another client creates a run and leases its item at once, in one script call; a
+    waiter of the run (EXISTS + BLMOVE there too) wakes when it ends."""
+    url = redis_server.url + "?prefix=idle"
+    waiter, other = open_backend(url), open_backend(url)
+    commands: list[bytes] = []
+    real = Lane.call
+
+    async def noted(self: Lane, args: Any) -> Any:
+        commands.append(args[0])
+        return await real(self, args)
+
+    monkeypatch.setattr(Lane, "call", noted)
+    got: list[float] = []
+
+    async def lease_waiting() -> None:
+        async with waiter.connected():
+            le = await lease1(waiter, wait=20)
+            got.append(time.monotonic())
+            assert le is not None and le.item_id == "1"
+
+    async with trio.open_nursery() as n:
+        n.start_soon(lease_waiting)
+        await trio.sleep(0.5)
+        assert commands.count(b"BLPOP") == 1  # blocked, not polling
+        commands.clear()
+        created = time.monotonic()
+        run = new_run(item(1))
+        await other.create_run(run)
+    assert got and got[0] - created < 0.5, "the waiting lease did not wake on the new run"
+    assert commands.count(b"EVALSHA") == 2  # the run's creation, then one lease
+    ended: list[float] = []
+
+    async def run_waiting() -> None:
+        async with waiter.connected():
+            rec = await waiter.wait_run(run.run_id, 20)
+        ended.append(time.monotonic())
+        assert rec is not None and rec.status.finished
+
+    async with trio.open_nursery() as n:
+        n.start_soon(run_waiting)
+        await trio.sleep(0.3)
+        assert b"BLMOVE" in commands
+        done = time.monotonic()
+        await other.control(run.run_id, "cancel")
+    assert ended and ended[0] - done < 0.5, "wait_run did not wake when the run ended"
+
+
+async def test_a_cancelled_wait_leaves_the_next_one_its_reply(redis_server: RedisServer) -> None:
+    backend = open_backend(redis_server.url + "?prefix=cwait")
+    async with backend.connected():
+        with trio.move_on_after(0.2):
+            await lease1(backend, wait=10)  # cancelled inside its BLPOP
+        await backend.create_run(new_run(item(7)))
+        le = await lease1(backend, wait=5)
+        assert le is not None and le.item_id == "7"
