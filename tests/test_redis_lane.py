@@ -241,6 +241,33 @@ async def test_starting_a_run_unconnected_needs_no_client_handshake(
     assert await hellos() == before + 1  # the one of hellos() itself
 
 
+async def test_starting_a_run_on_a_connected_backend_is_one_round_trip(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command (the CREATE script, on the lane) and nothing through coredis."""
+    from coredis.connection import BaseConnection
+
+    backend = open_backend(redis_server.url + "?prefix=one")
+    orch = Orchestrator(fan_join(), backend)
+    sent: list[object] = []
+    lane_call, request = Lane.call, BaseConnection.create_request
+
+    async def on_lane(self: Lane, args: Any) -> Any:
+        sent.append(args[0])
+        return await lane_call(self, args)
+
+    async def on_coredis(self: BaseConnection, *args: Any, **kw: Any) -> Any:
+        sent.append(("coredis", args[0]))
+        return await request(self, *args, **kw)
+
+    async with backend.connected():
+        await orch.start_run(Ctx(), 3)  # connections open, scripts loaded
+        monkeypatch.setattr(Lane, "call", on_lane)
+        monkeypatch.setattr(BaseConnection, "create_request", on_coredis)
+        await orch.start_run(Ctx(), 3)
+    assert sent == [b"EVALSHA"]
+
+
 async def test_the_lane_rides_out_a_restarted_server(tmp_path: Path) -> None:
     exe = redis_server_path()
     if exe is None:
