@@ -26,6 +26,7 @@ from floxide.distributed import Orchestrator
 from floxide.testing._harness import item, lease1, new_run
 from tests import test_redis_security as security
 from tests.distributed_workflows import Ctx, fan_join
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer, redis_server_path
 from tests.test_distributed import with_workers
 from tests.test_redis_security import ENCODED, PASSWORD, USER_PASSWORD, tls_url
@@ -171,6 +172,14 @@ async def test_the_lane_speaks_tls_with_a_password(
     tls_server: int, certs: Path, lane_calls: list[str]
 ) -> None:
     assert await _one_run(open_backend(tls_url(tls_server, certs))) == 30
+    assert lane_calls.count("list") >= 5
+
+
+async def test_a_cluster_has_a_lane_per_node(
+    redis_cluster: RedisCluster, lane_calls: list[str]
+) -> None:
+    backend = open_backend(f"{redis_cluster.url}?prefix=lanes")
+    assert await _one_run(backend) == 30
     assert lane_calls.count("list") >= 5
 
 

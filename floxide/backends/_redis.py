@@ -236,11 +236,11 @@ class RedisBackend:
             ssl_context=self._ssl,
         )
 
-    def _lane(self) -> Lane:
-        """The fast lane of a session on one server (`_redis_lane`)."""
+    def _lane(self, host: str | None = None, port: int | None = None) -> Lane:
+        """A fast lane of a session (`_redis_lane`): to the server, or a cluster's node."""
         return Lane(
-            self.host,
-            self.port,
+            host or self.host,
+            port or self.port,
             self.db,
             username=self._username,
             password=self._password,
@@ -256,7 +256,7 @@ class RedisBackend:
             return
         async with self._wrap("connect"), self._new_client() as client:
             session = (
-                ClusterSession(client)
+                ClusterSession(client, self._lane)
                 if self.cluster_nodes
                 else Session(client, self._lane(), self._lane())
             )

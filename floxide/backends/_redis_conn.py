@@ -10,13 +10,14 @@ first key (`ClusterLayout`); a MOVED or ASK reply (resharding) reports the error
 layout and sends the script again through the cluster client, which follows redirects.
 Connections are checked out for the whole block, so the pool never hands them to a
 blocking command (whose reply would hold up the scripts behind it). On one server a
-script goes first to the session's fast lane (`_redis_lane`), and to the held coredis
-connection when the lane cannot take it (busy with a concurrent call, NOSCRIPT, ...).
+script goes first to the session's fast lane (`_redis_lane`; on a cluster, the lane of the
+node owning its slot), and to the held coredis connection when the lane cannot take it
+(busy with a concurrent call, NOSCRIPT, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import coredis
@@ -47,6 +48,10 @@ class Session:
         self.conn: BaseConnection | None = None
         self._lock = trio.Lock()
 
+    def lane_for(self, key: str) -> Lane | None:
+        """The fast lane of the server owning `key` (None: coredis only)."""
+        return self.lane
+
     async def connection(self, key: str) -> BaseConnection:
         conn = self.conn
         if conn is not None and conn.usable:
@@ -64,9 +69,10 @@ class Session:
     async def evalsha(self, script: _Script, keys: Sequence[str], argv: Sequence[Any]) -> Any:
         """EVALSHA on the connection for `keys[0]`, loading the script first if the server
         lacks it (a new or flushed server)."""
-        if self.lane is not None:
+        lane = self.lane_for(keys[0])
+        if lane is not None:
             try:
-                return await self.lane.evalsha(script.sha, keys, argv)
+                return await lane.evalsha(script.sha, keys, argv)
             except Unavailable:
                 pass
         conn = await self.connection(keys[0])
@@ -117,9 +123,22 @@ class Session:
 class ClusterSession(Session):
     """One `connected()` block on a cluster: a held connection per node."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, lane_to: Callable[[str, int], Lane] | None = None) -> None:
         super().__init__(client)
         self.conns: dict[tuple[str, int], tuple[Any, BaseConnection]] = {}
+        self._lane_to = lane_to
+        self.lanes: dict[tuple[str, int], Lane] = {}
+        """A fast lane per node (a MOVED or ASK reply on one goes back to coredis)."""
+
+    def lane_for(self, key: str) -> Lane | None:
+        if self._lane_to is None:
+            return None
+        node = self._node(key)
+        where = (node.host, node.port)
+        lane = self.lanes.get(where)
+        if lane is None:
+            lane = self.lanes[where] = self._lane_to(*where)
+        return lane
 
     def _node(self, key: str) -> Any:
         layout = self.client.connection_pool.cluster_layout
@@ -180,6 +199,10 @@ class ClusterSession(Session):
                 del self.conns[where]
 
     def close(self) -> None:
+        super().close()
+        for lane in self.lanes.values():
+            lane.close()
+        self.lanes.clear()
         for _, conn in self.conns.values():
             self._release(conn)
         self.conns.clear()
