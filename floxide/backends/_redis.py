@@ -6,8 +6,8 @@ reap, control, fail), so it is atomic on the server; see `_redis_lua` for the ke
 Every key a script touches is passed in KEYS, and a run's keys share the hash tag of the
 queue shard the run is pinned to (`_redis_keys`): a script touches one slot of a cluster,
 and a deployment's queues are spread over `shards` slots. Workers lease from the shards
-in turn; on one server idle ones block on the shards' wake-up lists (`BLPOP`), never
-sleep-poll, and waiting for a run blocks on its `done` list; on a cluster both poll (see
+in turn; idle ones block on the shards' wake-up lists (`BLPOP`), never sleep-poll, and
+waiting for a run blocks on its `done` list (on a cluster, on a lane of the node: see
 `_POLL`). The wait is bounded by the next delayed retry. Finished runs expire
 after `ttl` seconds. Keys live under `prefix` (several deployments can share a server).
 Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
@@ -104,8 +104,9 @@ _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
 _POLL = 0.02
 """On a cluster, how often an idle worker looks at its queue's wake-up list and a waiter at
-a run's `done` list: a blocking command cancelled there costs the cluster client's pool a
-connection for good (coredis drops it without a placeholder), so they are polled."""
+a run's `done` list when no lane of waits can block on it (`_redis_conn`): a blocking
+command cancelled on the cluster client costs its pool a connection for good (coredis drops
+it without a placeholder), so the client only polls."""
 _PROMOTE_EVERY = 0.05
 """How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
@@ -478,9 +479,10 @@ class RedisBackend:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
                 done = self._rk(run_id, ":done")
-                if self.cluster_nodes:  # no blocking commands on a cluster (see _POLL)
-                    while not await c.exists([done]):
-                        await trio.sleep(_POLL)
+                if self.cluster_nodes:  # blocking on a lane, else polled (see _POLL)
+                    if not await self._waited(done, timeout):
+                        while not await c.exists([done]):
+                            await trio.sleep(_POLL)
                 elif not await self._waited(done, timeout):
                     if not await c.exists([done]):
                         await c.blmove(
@@ -499,9 +501,9 @@ class RedisBackend:
         if session is None:
             return False
         try:
-            if not await session.waiting([b"EXISTS", done]):
+            if not await session.waiting([b"EXISTS", done], done):
                 blmove = [b"BLMOVE", done, done, b"LEFT", b"RIGHT", max(timeout - 0.05, 0.01)]
-                await session.waiting(blmove)
+                await session.waiting(blmove, done)
         except Unavailable:
             return False
         return True
@@ -638,6 +640,12 @@ class RedisBackend:
                     if woken is not None and n == 1:  # the token names the run: lease it
                         self._guess[queue] = _s(woken[1])
                     continue
+                if session is not None:  # a cluster: on a lane, else polled (see _POLL)
+                    try:
+                        await session.waiting([b"BLPOP", wakes[0], max(pause, 0.01)], wakes[0])
+                        continue
+                    except Unavailable:
+                        pass
                 end = trio.current_time() + pause  # no blocking commands on a cluster
                 while await c.lpop(wakes[0]) is None and trio.current_time() < end:
                     await trio.sleep(min(_POLL, max(end - trio.current_time(), 0)))

@@ -94,16 +94,21 @@ class Session:
     async def blpop(self, keys: Sequence[str], timeout: float) -> Any:
         """BLPOP on the lane of waits (on the client's connections if it cannot take it)."""
         try:
-            return await self.waiting([b"BLPOP", *keys, timeout])
+            return await self.waiting([b"BLPOP", *keys, timeout], keys[0])
         except Unavailable:
             return await self.client.blpop(keys, timeout=timeout)
 
-    async def waiting(self, args: Sequence[Any]) -> Any:
-        """A command on the lane of waits (blocking ones: it takes no script); `Unavailable`
-        when it cannot take it (the caller uses the client)."""
-        if self.waits is None:
+    def waits_for(self, key: str) -> Lane | None:
+        """The lane of waits of the server owning `key`."""
+        return self.waits
+
+    async def waiting(self, args: Sequence[Any], key: str) -> Any:
+        """A command on `key` on the lane of waits (blocking ones: it takes no script);
+        `Unavailable` when it cannot take it (the caller uses the client)."""
+        lane = self.waits_for(key)
+        if lane is None:
             raise Unavailable("no lane")
-        return await self.waits.call(args)
+        return await lane.call(args)
 
     def drop(self, conn: BaseConnection) -> None:
         """Forget `conn` (lost): the next script gets a fresh connection."""
@@ -129,16 +134,35 @@ class ClusterSession(Session):
         self._lane_to = lane_to
         self.lanes: dict[tuple[str, int], Lane] = {}
         """A fast lane per node (a MOVED or ASK reply on one goes back to coredis)."""
+        self.wait_lanes: dict[tuple[str, int], Lane] = {}
 
     def lane_for(self, key: str) -> Lane | None:
+        return self._node_lane(self.lanes, key)
+
+    def waits_for(self, key: str) -> Lane | None:
+        return self._node_lane(self.wait_lanes, key)
+
+    def _node_lane(self, lanes: dict[tuple[str, int], Lane], key: str) -> Lane | None:
         if self._lane_to is None:
             return None
         node = self._node(key)
         where = (node.host, node.port)
-        lane = self.lanes.get(where)
+        lane = lanes.get(where)
         if lane is None:
-            lane = self.lanes[where] = self._lane_to(*where)
+            lane = lanes[where] = self._lane_to(*where)
         return lane
+
+    async def waiting(self, args: Sequence[Any], key: str) -> Any:
+        """As on one server; a slot moved (MOVED, ASK) leaves this wait to the caller's
+        polling (the cluster client's pool loses a connection to a cancelled blocking
+        command, so blocking waits keep to the lanes)."""
+        try:
+            return await super().waiting(args, key)
+        except coredis.exceptions.AskError as e:
+            if isinstance(e, coredis.exceptions.MovedError):
+                layout = self.client.connection_pool.cluster_layout
+                layout.report_errors(self._node(key), e)
+            raise Unavailable("moved") from None
 
     def _node(self, key: str) -> Any:
         layout = self.client.connection_pool.cluster_layout
@@ -200,9 +224,10 @@ class ClusterSession(Session):
 
     def close(self) -> None:
         super().close()
-        for lane in self.lanes.values():
-            lane.close()
-        self.lanes.clear()
+        for lanes in (self.lanes, self.wait_lanes):
+            for lane in lanes.values():
+                lane.close()
+            lanes.clear()
         for _, conn in self.conns.values():
             self._release(conn)
         self.conns.clear()
