@@ -101,8 +101,8 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     calls: list[str] = []
     real = Lane.evalsha
 
-    async def counted(self: Lane, sha: Any, keys: Any, argv: Any) -> Any:
-        got = await real(self, sha, keys, argv)
+    async def counted(self: Lane, sha: Any, keys: Any, argv: Any, script: Any = None) -> Any:
+        got = await real(self, sha, keys, argv, script)
         calls.append(type(got).__name__)
         return got
 
@@ -119,8 +119,11 @@ async def test_the_lane_replies_as_coredis_does(redis_server: RedisServer) -> No
     try:
         assert await lane.evalsha(sha, ["k\u00e9"], [b"\xff\x00v", 21]) == want
         assert want == [b"a", 7, None, [], [b"x", [1, b""]], b"\xff\x00v", "ké".encode(), 42]
-        with pytest.raises(Unavailable):  # not loaded: coredis loads it
+        with pytest.raises(Unavailable):  # not loaded, and no script to load: coredis
             await lane.evalsha("0" * 40, ["k"], [])
+        async with coredis.Redis(port=redis_server.port) as c:
+            await c.script_flush()
+        assert await lane.evalsha(sha, ["k\u00e9"], [b"\xff\x00v", 21], SCRIPT) == want
         with pytest.raises(coredis.exceptions.ResponseError):  # a script's error is raised
             async with coredis.Redis(port=redis_server.port, decode_responses=False) as c:
                 bad = await c.script_load(b"return redis.call('NOSUCHCOMMAND')")

@@ -72,7 +72,7 @@ class Session:
         lane = self.lane_for(keys[0])
         if lane is not None:
             try:
-                return await lane.evalsha(script.sha, keys, argv)
+                return await lane.evalsha(script.sha, keys, argv, script.script)
             except Unavailable:
                 pass
         conn = await self.connection(keys[0])

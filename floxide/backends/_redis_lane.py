@@ -1,20 +1,21 @@
-"""The Redis backend's fast lane: the hot scripts (EVALSHA) on one plain connection.
+"""The Redis backend's fast lane: the hot commands on one plain connection.
 
 A script call through coredis costs several times the round trip itself (request objects,
 a writer and a reader task per connection, a RESP3 parser in Python); a step of a chain is
 one such call, so that overhead was most of a step. A lane is one trio stream (TCP, or
-`trio.SSLStream` for `rediss://`) that speaks just enough RESP2: it packs one EVALSHA,
-sends it and parses the reply in the calling task, no other task involved.
+`trio.SSLStream` for `rediss://`) that speaks just enough RESP2: it packs one command
+(EVALSHA, or a blocking wait on a lane of waits), sends it and parses the reply in the
+calling task, no other task involved. A NOSCRIPT reply loads the script and asks again.
 
 It is deliberately narrow; anything unusual goes back to coredis (`Unavailable`, raised
-before a byte of the script call was sent): a lane busy with another call (coredis
-multiplexes concurrent ones), a server it cannot reach or log in to (coredis then reports
-the error, worded as every other error), an argument of another type, a NOSCRIPT reply
-(coredis loads the script). Once the call was sent, a lost connection is
-`coredis.exceptions.ConnectionError` (the backend's retry rule applies, as for coredis),
-and an error reply the coredis exception its prefix names. A cancelled call closes the
-stream (its reply would be unread); the next call opens a new one, as after a restarted
-server. The password is sent in AUTH and kept nowhere else (no repr shows it).
+before a byte of the call was sent): a lane busy with another call (coredis multiplexes
+concurrent ones), a server it cannot reach or log in to (coredis then reports the error,
+worded as every other error), an argument of another type. Once the call was sent, a lost
+connection is `coredis.exceptions.ConnectionError` (the backend's retry rule applies, as
+for coredis), and an error reply the coredis exception its prefix names (MOVED and ASK
+included: the cluster session follows them). A cancelled call closes the stream (its reply
+would be unread); the next call opens a new one, as after a restarted server. The password
+is sent in AUTH and kept nowhere else (no repr shows it).
 """
 
 from __future__ import annotations
@@ -171,12 +172,24 @@ class Lane:
     def __repr__(self) -> str:
         return f"Lane({self._where[0]}:{self._where[1]}/{self._db})"
 
-    async def evalsha(self, sha: bytes | str, keys: Sequence[Any], argv: Sequence[Any]) -> Any:
-        """EVALSHA of `sha` on `keys` and `argv`; its reply (see the module's doc)."""
+    async def evalsha(
+        self,
+        sha: bytes | str,
+        keys: Sequence[Any],
+        argv: Sequence[Any],
+        script: bytes | str | None = None,
+    ) -> Any:
+        """EVALSHA of `sha` on `keys` and `argv`; its reply (see the module's doc). A server
+        without the script (new or flushed) is given `script` (SCRIPT LOAD) and asked again;
+        without `script`, that is `Unavailable`."""
+        command = [b"EVALSHA", sha, len(keys), *keys, *argv]
         try:
-            return await self.call([b"EVALSHA", sha, len(keys), *keys, *argv])
+            return await self.call(command)
         except coredis.exceptions.NoScriptError:
-            raise Unavailable("no script") from None  # not on the server (new or flushed)
+            if script is None:
+                raise Unavailable("no script") from None
+        await self.call([b"SCRIPT", b"LOAD", script])
+        return await self.call(command)
 
     async def call(self, args: Sequence[Any]) -> Any:
         """One command (a blocking one too: the lane is busy until it answers); its reply."""
