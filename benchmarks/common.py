@@ -378,14 +378,20 @@ def redis_call(url: str, *args: str) -> bytes:
         return data
 
 
-def redis_command_counts(url: str) -> dict[str, int]:
-    """Calls per Redis command since the last CONFIG RESETSTAT (INFO commandstats)."""
+def redis_command_stats(url: str, field: str = "calls") -> dict[str, float]:
+    """`field` (calls, usec, usec_per_call) per Redis command since the last CONFIG
+    RESETSTAT (INFO commandstats)."""
     out = {}
     for line in redis_call(url, "INFO", "commandstats").decode().splitlines():
         if line.startswith("cmdstat_"):
             name, _, fields = line.partition(":")
-            calls = dict(f.split("=", 1) for f in fields.split(","))["calls"]
-            out[name.removeprefix("cmdstat_")] = int(calls)
+            value = dict(f.split("=", 1) for f in fields.split(","))[field]
+            out[name.removeprefix("cmdstat_")] = float(value)
     out.pop("info", None)
     out.pop("config|resetstat", None)
     return out
+
+
+def redis_command_counts(url: str) -> dict[str, int]:
+    """Calls per Redis command since the last CONFIG RESETSTAT (INFO commandstats)."""
+    return {k: int(v) for k, v in redis_command_stats(url).items()}

@@ -454,9 +454,15 @@ def render(table: dict[str, Any], recs: list[dict[str, Any]], mach: dict[str, An
         )
     if "first_step_p50_us" in d:
         out.append(
-            f"Redis chain: a run's first gap (start_run with its own connection, a worker "
-            f"woken, the first lease) median {num(d['first_step_p50_us'])} us; p99 of the "
-            f"other gaps {num(d['later_steps_p99_us'])} us."
+            f"Redis chain: a run's first gap (start_run on the orchestrator's held "
+            f"connection, `backend.connected()`, as a service keeps it; a worker woken; the "
+            f"first lease) median {num(d['first_step_p50_us'])} us; p99 of the other gaps "
+            f"{num(d['later_steps_p99_us'])} us."
+        )
+    if "server_script_us" in d:
+        out.append(
+            f"Redis chain: the server's own time per script call (INFO commandstats) "
+            f"{num(d['server_script_us'])} us, part of every step's round trip."
         )
     for w in ("dist-redis", "dist-redis-chain", "dist-redis-cluster", "dist-redis-cluster-chain"):
         d = by.get(("floxide", w), {})

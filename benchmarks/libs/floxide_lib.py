@@ -31,6 +31,7 @@ from common import (
     redis_call,
     redis_cluster,
     redis_command_counts,
+    redis_command_stats,
     redis_nodes,
     redis_server,
     timed,
@@ -233,6 +234,11 @@ def distributed(mode: str, n: int, reps: int, workers: int,
                 try:
                     orch = Orchestrator(wf, backend)
                     with _workers(url, spec, workers, concurrency, scratch.path, peaks):
+                        if chained and url.startswith("redis"):
+                            # as an orchestrator service does, it keeps its connection:
+                            # starting a run is then one round trip
+                            async with backend.connected():
+                                return await _chain_latency(one, orch, chain_steps, reps)
                         if chained:
                             return await _chain_latency(one, orch, chain_steps, reps)
                         rec = await _fanout_rate(one, orch, n, reps)
@@ -258,6 +264,10 @@ def distributed(mode: str, n: int, reps: int, workers: int,
                     for name, count in redis_command_counts(node).items():
                         calls[name] = calls.get(name, 0) + count
                 rec["redis_commands"] = calls
+                if mode.endswith("-chain"):  # the server's own time per script call
+                    usec = sum(redis_command_stats(node, "usec").get("evalsha", 0.0)
+                               for node in redis_nodes(url))
+                    rec["server_script_us"] = usec / max(calls.get("evalsha", 0), 1)
                 rec["redis_commands_per_item"] = sum(calls.values()) / rec["items_total"]
             rec.update(workers=workers, concurrency=concurrency, backend=url.split(":")[0])
             return rec

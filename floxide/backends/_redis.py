@@ -6,8 +6,8 @@ reap, control, fail), so it is atomic on the server; see `_redis_lua` for the ke
 Every key a script touches is passed in KEYS, and a run's keys share the hash tag of the
 queue shard the run is pinned to (`_redis_keys`): a script touches one slot of a cluster,
 and a deployment's queues are spread over `shards` slots. Workers lease from the shards
-in turn; on one server idle ones block on the shards' wake-up lists (`BLPOP`), never
-sleep-poll, and waiting for a run blocks on its `done` list; on a cluster both poll (see
+in turn; idle ones block on the shards' wake-up lists (`BLPOP`), never sleep-poll, and
+waiting for a run blocks on its `done` list (on a cluster, on a lane of the node: see
 `_POLL`). The wait is bounded by the next delayed retry. Finished runs expire
 after `ttl` seconds. Keys live under `prefix` (several deployments can share a server).
 Run ids are escaped where keys and queue members hold them (`_rid`), so every run id
@@ -76,6 +76,7 @@ from floxide.backends._redis_conn import ClusterSession, Session
 from floxide.backends._redis_keys import SEP, Keys
 from floxide.backends._redis_keys import rid as _rid
 from floxide.backends._redis_keys import unrid as _unrid
+from floxide.backends._redis_lane import Lane, Unavailable
 from floxide.backends._redis_reply import FIELDS as _FIELDS
 from floxide.backends._redis_reply import base_of as _base_of
 from floxide.backends._redis_reply import contributions as _contributions
@@ -108,8 +109,9 @@ _SCRIPT_ATTEMPTS = 3
 """Tries of a script on connection errors (as coredis' own default retry policy: 2 retries)."""
 _POLL = 0.02
 """On a cluster, how often an idle worker looks at its queue's wake-up list and a waiter at
-a run's `done` list: a blocking command cancelled there costs the cluster client's pool a
-connection for good (coredis drops it without a placeholder), so they are polled."""
+a run's `done` list when no lane of waits can block on it (`_redis_conn`): a blocking
+command cancelled on the cluster client costs its pool a connection for good (coredis drops
+it without a placeholder), so the client only polls."""
 _PROMOTE_EVERY = 0.05
 """How often (seconds) a worker's commits move due delayed retries to the ready list."""
 
@@ -241,6 +243,18 @@ class RedisBackend:
             ssl_context=self._ssl,
         )
 
+    def _lane(self, host: str | None = None, port: int | None = None) -> Lane:
+        """A fast lane of a session (`_redis_lane`): to the server, or a cluster's node."""
+        return Lane(
+            host or self.host,
+            port or self.port,
+            self.db,
+            username=self._username,
+            password=self._password,
+            ssl_context=self._ssl,
+            connect_timeout=self.connect_timeout,
+        )
+
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Share one connection pool among the operations of this task and its children."""
@@ -248,7 +262,11 @@ class RedisBackend:
             yield
             return
         async with self._wrap("connect"), self._new_client() as client:
-            session = ClusterSession(client) if self.cluster_nodes else Session(client)
+            session = (
+                ClusterSession(client, self._lane)
+                if self.cluster_nodes
+                else Session(client, self._lane(), self._lane())
+            )
             token = self._session.set(session)
             try:
                 yield
@@ -471,18 +489,34 @@ class RedisBackend:
         with trio.move_on_after(timeout):
             async with self._conn("wait") as c:
                 done = self._rk(run_id, ":done")
-                if self.cluster_nodes:  # no blocking commands on a cluster (see _POLL)
-                    while not await c.exists([done]):
-                        await trio.sleep(_POLL)
-                elif not await c.exists([done]):
-                    await c.blmove(
-                        done,
-                        done,
-                        coredis.PureToken.LEFT,
-                        coredis.PureToken.RIGHT,
-                        timeout=max(timeout, 0.01),
-                    )
+                if self.cluster_nodes:  # blocking on a lane, else polled (see _POLL)
+                    if not await self._waited(done, timeout):
+                        while not await c.exists([done]):
+                            await trio.sleep(_POLL)
+                elif not await self._waited(done, timeout):
+                    if not await c.exists([done]):
+                        await c.blmove(
+                            done,
+                            done,
+                            coredis.PureToken.LEFT,
+                            coredis.PureToken.RIGHT,
+                            timeout=max(timeout, 0.01),
+                        )
         return await self.get_run(run_id)
+
+    async def _waited(self, done: str, timeout: float) -> bool:
+        """Wait for list `done` on the session's lane of waits; False if it cannot take it
+        (its server timeout ends before the caller's, so a timeout keeps the lane open)."""
+        session = self._session.get()
+        if session is None:
+            return False
+        try:
+            if not await session.waiting([b"EXISTS", done], done):
+                blmove = [b"BLMOVE", done, done, b"LEFT", b"RIGHT", max(timeout - 0.05, 0.01)]
+                await session.waiting(blmove, done)
+        except Unavailable:
+            return False
+        return True
 
     async def outputs(self, run_id: str) -> list[Output]:
         async with self._conn("outputs") as c:
@@ -613,9 +647,18 @@ class RedisBackend:
             else:
                 wakes = [self._keys.wake(shard, queue) for shard in range(n)]
             async with self._conn("wait for work") as c:
-                if not self.cluster_nodes:
-                    await c.blpop(wakes, timeout=max(pause, 0.01))
+                session = self._session.get()
+                if not self.cluster_nodes and session is not None:
+                    woken = await session.blpop(wakes, max(pause, 0.01))
+                    if woken is not None and n == 1:  # the token names the run: lease it
+                        self._guess[queue] = _s(woken[1])
                     continue
+                if session is not None:  # a cluster: on a lane, else polled (see _POLL)
+                    try:
+                        await session.waiting([b"BLPOP", wakes[0], max(pause, 0.01)], wakes[0])
+                        continue
+                    except Unavailable:
+                        pass
                 end = trio.current_time() + pause  # no blocking commands on a cluster
                 while await c.lpop(wakes[0]) is None and trio.current_time() < end:
                     await trio.sleep(min(_POLL, max(end - trio.current_time(), 0)))

@@ -16,7 +16,7 @@ run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
   9 P:{S}:leases          ZSET "R\\x1fI\\x1fTOKEN" -> lease deadline (the reaper scans it)
  10 P:{S}:q:Q:ready       LIST of "R\\x1fT\\x1fI" ready to lease (T: when it became ready)
  11 P:{S}:q:Q:delayed     ZSET "R\\x1fI" -> due time (durable delayed retries)
- 12 P:{S}:q:Q:wake        LIST of wake-up tokens idle workers block on (BLPOP)
+ 12 P:{S}:q:Q:wake        LIST of wake-up tokens idle workers block on (BLPOP): run ids
  13 P:{S}:runs            ZSET R -> created time (listing)
  14 P:{S}:expiring        ZSET R -> time its keys expire (finished runs; trims P:{S}:runs)
  15 P:{S}:run:R:contrib   HASH item id -> its contribution to the context, not yet folded
@@ -137,10 +137,11 @@ local function chunked(cmd, key, values, width)
   end
 end
 
+-- the tokens name the run (a worker woken leases from it first: one round trip)
 local function wake(n)
   if n <= 0 then return end
   local w = {}
-  for j = 1, math.min(n, 8) do w[j] = '1' end
+  for j = 1, math.min(n, 8) do w[j] = RUN end
   redis.call('LPUSH', WAKE, unpack(w))
   redis.call('LTRIM', WAKE, 0, 63)
 end
