@@ -588,23 +588,19 @@ class RedisBackend:
         leased, queued = 0, 0
         if _s(raw.get(b"status")) != RunStatus.FAILED:  # its kept items wait for a retry
             leased, queued = await self._run_script("COUNTS", rid, [])
-        per: dict[str, dict[str, float]] = {}
+        per: dict[str, NodeMetrics] = {}
         with self._reading(run_id, "metrics"):
             for k, v in raw.items():
-                if not k.startswith(b"m|"):
-                    continue
-                node, _, field = _s(k)[2:].rpartition("|")
-                per.setdefault(node, {})[field] = float(_s(v))
+                if k.startswith(b"m|"):  # "COUNT TOTAL MAX" (see _redis_lua)
+                    count, total, most = _s(v).split(" ")
+                    per[_s(k)[2:]] = NodeMetrics(int(count), float(total), float(most))
             return RunMetrics(
                 done=int(_s(values[0]) or 0),
                 failed=int(_s(values[1]) or 0),
                 retried=int(_s(values[2]) or 0),
                 in_flight=int(leased),
                 queued=int(queued),
-                per_node={
-                    n: NodeMetrics(int(m.get("count", 0)), m.get("total", 0.0), m.get("max", 0.0))
-                    for n, m in per.items()
-                },
+                per_node=per,
             )
 
     async def node_load(self, run_id: str) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,8 @@ cluster); a run's keys and its queue shard's keys share the hash tag `{S}` of th
 the run is pinned to (`_redis_keys`), so each script touches one hash slot. KEYS of a
 run script, in this order (P = prefix, S = shard, R = run id, Q = queue):
   1 P:{S}:run:R           HASH run record, context, version, counters, token sequence,
-                          metrics (`m|NODE|count|total|max`)
+                          metrics (`m|NODE`: "COUNT TOTAL MAX", one field per node, so a
+                          commit looks up and writes one field of a long record, not three)
   2 P:{S}:run:R:items     HASH item id -> item record (msgpack: node, payload, attempt,
                           state, token, worker, last error, expired); the run's live items
   3 P:{S}:run:R:scopes    HASH open join scope id -> live items carrying it
@@ -229,16 +230,15 @@ local function grant(r, seq, id, it, worker, lease, out)
     redis.call('HSET', ITEMS, id, cmsgpack.pack(it))
   end
   redis.call('ZADD', LEASES, deadline, held(id, seq))
-  for _, v in ipairs({RUN, id, it[NODE], it[PAYLOAD], tostring(it[ATTEMPT]),
-                      string.format('%d', seq), tostring(deadline), it[LAST_ERROR] or '',
-                      tostring(it[EXPIRED] or 0), worker, r[5] or '', r[3] or '0',
-                      r[2] or ''}) do
-    table.insert(out, v)
-  end
-  local tag = (r[3] or '0') .. '/' .. CREATED
-  if tag == HELD then out[#out - 2] = false end
-  table.insert(out, CONTRIBS)
-  table.insert(out, tag)
+  local n, version = #out, r[3] or '0'
+  local tag = version .. '/' .. CREATED
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = RUN, id, it[NODE], it[PAYLOAD]
+  out[n + 5], out[n + 6] = tostring(it[ATTEMPT]), string.format('%d', seq)
+  out[n + 7], out[n + 8] = tostring(deadline), it[LAST_ERROR] or ''
+  out[n + 9], out[n + 10] = tostring(it[EXPIRED] or 0), worker
+  out[n + 11], out[n + 12], out[n + 13] = r[5] or '', version, r[2] or ''
+  if tag == HELD then out[n + 11] = false end
+  out[n + 14], out[n + 15] = CONTRIBS, tag
 end
 
 -- whether the run's deadline passed (then it is failed here, as floxide._step says)
@@ -446,22 +446,31 @@ COMMIT = (
 local item_id, token = ARGV[3], tonumber(ARGV[4])
 local mode = ARGV[5]
 local node, duration = ARGV[8], tonumber(ARGV[9])
-local mc, mt, mx = 'm|' .. node .. '|count', 'm|' .. node .. '|total', 'm|' .. node .. '|max'
+local MK = 'm|' .. node
 -- everything this commit reads is checked before it writes anything
 local r = redis.call('HMGET', RK, 'status', 'deadline', 'version', 'pending', 'context', 'seq',
-                     'done', 'failed', mc, mt, mx, 'contrib', 'created_at')
+                     'done', 'failed', MK, 'contrib', 'created_at')
+-- the node's metrics, "COUNT TOTAL MAX", into r[9], r[10], r[11] (garbled: left in r[9])
+table.insert(r, 10, false); table.insert(r, 10, false)
+if r[9] then
+  local count, total, max = string.match(r[9], '^(%S+) (%S+) (%S+)$')
+  if count then r[9], r[10], r[11] = count, total, max end
+end
 CREATED = r[13] or ''
 HELD = ARGV[#ARGV]
 HAS_CONTRIB = r[12] ~= false
 if not r[1] or not is_live(r[1]) then return 'inactive' end
-local bad = nil
-local checks = {{2, 'deadline', false, true}, {3, 'version', true}, {4, 'pending', true},
-                {6, 'seq', true}, {7, 'done', true}, {8, 'failed', true},
-                {9, 'metrics ' .. node .. '|count', true}, {10, 'metrics ' .. node .. '|total'},
-                {11, 'metrics ' .. node .. '|max'}, {12, 'context contributions', true}}
-for _, c in ipairs(checks) do
-  if not bad and not num_ok(r[c[1]], c[3], c[4]) then bad = c[2] end
-end
+local bad = nil  -- (no table of checks: this runs on every step)
+if not num_ok(r[2], false, true) then bad = 'deadline'
+elseif not num_ok(r[3], true) then bad = 'version'
+elseif not num_ok(r[4], true) then bad = 'pending'
+elseif not num_ok(r[6], true) then bad = 'seq'
+elseif not num_ok(r[7], true) then bad = 'done'
+elseif not num_ok(r[8], true) then bad = 'failed'
+elseif not num_ok(r[9], true) then bad = 'metrics ' .. node .. '|count'
+elseif not num_ok(r[10]) then bad = 'metrics ' .. node .. '|total'
+elseif not num_ok(r[11]) then bad = 'metrics ' .. node .. '|max'
+elseif not num_ok(r[12], true) then bad = 'context contributions' end
 if bad then
   fail_unreadable(bad)
   return 'inactive'
@@ -560,8 +569,9 @@ if n_drop > 0 then  -- a join fired: its collection goes (the others are kept, i
 end
 local failed = tonumber(r[8] or '0') + n_handled
 for j = 1, n_handled do redis.call('RPUSH', ERRORS, ARGV[handled_at + j - 1]) end
-local fields = {mc, tonumber(r[9] or '0') + 1, mt, tostring(tonumber(r[10] or '0') + duration),
-                mx, tostring(math.max(tonumber(r[11] or '0'), duration)),
+local fields = {MK, string.format('%d', tonumber(r[9] or '0') + 1) .. ' '
+                    .. tostring(tonumber(r[10] or '0') + duration) .. ' '
+                    .. tostring(math.max(tonumber(r[11] or '0'), duration)),
                 'updated_at', tostring(NOW), 'failed', failed}
 local base = nil
 if mode == '1' or mode == '2' then
@@ -599,7 +609,7 @@ local function drop_committed()
   end
 end
 if fmsg ~= '' then
-  fields[10] = failed + 1
+  fields[6] = failed + 1
   redis.call('HSET', RK, unpack(fields))
   add_error(node, item_id, attempt, fkind, fmsg, tb, 0)
   finish('failed', fmsg, fkind)
