@@ -122,6 +122,38 @@ def _script_text(name: str) -> str:
     return text
 
 
+def _node_metrics(raw: dict[bytes, bytes]) -> dict[str, NodeMetrics]:
+    """Per-node metrics of a run record: `m|NODE` = "COUNT TOTAL MAX" (see _redis_lua),
+    added to those of a run stored by floxide 0.1, which kept them in three fields
+    (`m|NODE|count`, `|total`, `|max`, each one number)."""
+    per: dict[str, NodeMetrics] = {}
+    legacy: dict[str, dict[str, str]] = {}
+    for k, v in raw.items():
+        if not k.startswith(b"m|"):
+            continue
+        text = _s(v)
+        if " " in text:
+            count, total, most = text.split(" ")
+            per[_s(k)[2:]] = NodeMetrics(int(count), float(total), float(most))
+        else:
+            name, _, part = _s(k)[2:].rpartition("|")
+            legacy.setdefault(name, {})[part] = text
+    for name, parts in legacy.items():
+        get = parts.get
+        old = NodeMetrics(int(get("count", "")), float(get("total", "")), float(get("max", "")))
+        new = per.get(name)
+        per[name] = (
+            old
+            if new is None
+            else NodeMetrics(
+                old.count + new.count,
+                old.total_seconds + new.total_seconds,
+                max(old.max_seconds, new.max_seconds),
+            )
+        )
+    return per
+
+
 class RedisBackend:
     """Backend on a Redis 7 server (`redis://HOST:PORT/DB?prefix=floxide&ttl=SECONDS`)."""
 
@@ -588,12 +620,8 @@ class RedisBackend:
         leased, queued = 0, 0
         if _s(raw.get(b"status")) != RunStatus.FAILED:  # its kept items wait for a retry
             leased, queued = await self._run_script("COUNTS", rid, [])
-        per: dict[str, NodeMetrics] = {}
         with self._reading(run_id, "metrics"):
-            for k, v in raw.items():
-                if k.startswith(b"m|"):  # "COUNT TOTAL MAX" (see _redis_lua)
-                    count, total, most = _s(v).split(" ")
-                    per[_s(k)[2:]] = NodeMetrics(int(count), float(total), float(most))
+            per = _node_metrics(raw)
             return RunMetrics(
                 done=int(_s(values[0]) or 0),
                 failed=int(_s(values[1]) or 0),
