@@ -32,9 +32,9 @@ def _group_sizes(b: PostgresBackend) -> list[int]:
     pool: Any = b._pool
     run_group: Callable[..., Any] = pool._run_group
 
-    def spy(conn: Any, *, batch: list[Any], savepoints: bool) -> Any:
+    def spy(conn: Any, *, batch: list[Any], savepoints: bool, **more: Any) -> Any:
         sizes.append(len(batch))
-        return run_group(conn, batch=batch, savepoints=savepoints)
+        return run_group(conn, batch=batch, savepoints=savepoints, **more)
 
     pool._run_group = spy
     return sizes
@@ -170,4 +170,56 @@ async def test_postgres_chain_step_alone_is_one_statement(
     assert await b.commit(rest[0], plan()) is CommitResult.COMMITTED
     rec = await b.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED
+    await b.aclose()
+
+
+async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group whose steps leave their scope open and their run going writes the counts
+    in the COMMIT's round trip (`count_steps`), not locking them before; the group that
+    closes the scope is settled again with the rows locked first, and fires the join once."""
+    import psycopg
+
+    from floxide.backends import _postgres_group as group
+
+    b = backend
+    run_id, leases = await _fan_out(b, 8)
+    locked: list[int] = []
+    settle_locked = group._settle_locked
+
+    def spy(conn: Any, steps: list[Any]) -> Any:
+        locked.append(len(steps))
+        return settle_locked(conn, steps)
+
+    monkeypatch.setattr(group, "_settle_locked", spy)
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(" ".join(str(query).split())[:30])
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+
+    def branch(le: Lease) -> Callable[[], Any]:
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        return lambda: b.commit_and_lease(le, step, limit=0, lease_seconds=LEASE)
+
+    sizes = _group_sizes(b)
+    first = await _all_at_once([branch(le) for le in leases[:5]])
+    assert all(r[0] is CommitResult.COMMITTED for r in first)
+    assert max(sizes) > 1 and not locked, (sizes, locked)
+    assert any(s.startswith("SELECT count_steps") for s in sent)
+    assert not any("FOR NO KEY UPDATE" in s for s in sent)
+    assert (await b.metrics(run_id)).done == 1 + 5
+    rest = await _all_at_once([branch(le) for le in leases[5:]])
+    assert all(r[0] is CommitResult.COMMITTED for r in rest)
+    (join,) = await b.lease(QUEUE, "w2", limit=5, lease_seconds=LEASE, wait=0)
+    assert join.item_id == "J"
+    assert sorted(await b.collected(run_id, "J")) == sorted(le.item_id.encode() for le in leases)
+    assert await b.commit(join, plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
+    assert (await b.metrics(run_id)).done == 10
     await b.aclose()

@@ -32,12 +32,15 @@ from floxide._errors import BackendError
 from floxide.backends._postgres_text import register as register_text
 from floxide.backends._postgres_text import unescape
 
-__all__ = ["Deferred", "Listener", "Pool", "Rollback", "backend_error"]
+__all__ = ["STEP_BY_STEP", "Deferred", "Listener", "Pool", "Rollback", "backend_error"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+STEP_BY_STEP = "FX001"
+"""The SQLSTATE a statement of a group raises when the check `Deferred.settle` left to the
+server fails: the group runs again, settled unchecked."""
 _ATTEMPTS = 20
 
 
@@ -57,12 +60,20 @@ class Deferred:
     group at once, in the same transaction, and gives each call its result."""
 
     @staticmethod
-    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+    def settle(conn: Conn, calls: list[Deferred], checked: bool) -> list[object]:
+        """When `checked`, `settle` may leave the check that the calls can be settled
+        together to a statement sent with the COMMIT, which raises `STEP_BY_STEP` if not
+        (the group then runs again, `checked` False)."""
         raise NotImplementedError
 
 
 class _Redo(Exception):
     """A call of a group must be undone alone: run the group again, with savepoints."""
+
+
+class _Checked(Exception):
+    """The check `Deferred.settle` left to the server failed (`STEP_BY_STEP`): run the
+    group again, settled unchecked."""
 
 
 def backend_error(url: str, exc: BaseException, password: str | None) -> BackendError:
@@ -171,11 +182,14 @@ class Pool:
             except _RETRIED:
                 if attempt == _ATTEMPTS:
                     raise
-            except psycopg.OperationalError as e:
-                if not conn.broken or time.monotonic() - started > self.reconnect_timeout:
-                    raise backend_error(self.url, e, self.password) from None
-                time.sleep(min(0.05 * attempt, 0.5))
             except psycopg.Error as e:
+                if e.sqlstate == STEP_BY_STEP:
+                    raise _Checked() from None
+                if isinstance(e, psycopg.OperationalError) and conn.broken:
+                    if time.monotonic() - started > self.reconnect_timeout:
+                        raise backend_error(self.url, e, self.password) from None
+                    time.sleep(min(0.05 * attempt, 0.5))
+                    continue
                 raise backend_error(self.url, e, self.password) from None
             finally:
                 self._give(conn)
@@ -210,7 +224,10 @@ class Pool:
                 batch, self._queued = self._queued, []
                 try:
                     try:
-                        outcomes = await self._group(batch, savepoints=False)
+                        try:
+                            outcomes = await self._group(batch, savepoints=False)
+                        except _Checked:
+                            outcomes = await self._group(batch, savepoints=False, checked=False)
                     except _Redo:
                         outcomes = await self._group(batch, savepoints=True)
                 except BaseException as e:  # the transaction failed: so did every call
@@ -222,7 +239,9 @@ class Pool:
                     self._queued[0].done.set()  # the next group's leader
         return slot.result()  # type: ignore[return-value]
 
-    async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+    async def _group(
+        self, batch: list[_Slot], *, savepoints: bool, checked: bool = True
+    ) -> list[tuple[bool, object]]:
         if len(batch) == 1 and not savepoints:  # alone: in autocommit mode (see `fn`)
             alone = batch[0].fn
             value = await trio.to_thread.run_sync(
@@ -230,12 +249,14 @@ class Pool:
             )
             return [(True, value)]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
+        if not checked:
+            run = functools.partial(run, checked=False)
         return await trio.to_thread.run_sync(
             self._call, run, False, not savepoints, limiter=self._limiter
         )
 
     def _run_group(
-        self, conn: Conn, *, batch: list[_Slot], savepoints: bool
+        self, conn: Conn, *, batch: list[_Slot], savepoints: bool, checked: bool = True
     ) -> list[tuple[bool, object]]:
         """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
         that must be undone alone raises `_Redo`), then settle the `Deferred` ones (only
@@ -248,7 +269,7 @@ class Pool:
         if waiting:
             calls = [v for k in waiting if isinstance(v := outcomes[k][1], Deferred)]
             try:
-                settled = type(calls[0]).settle(conn, calls)
+                settled = type(calls[0]).settle(conn, calls, checked)
             except (*_RETRIED, psycopg.OperationalError):
                 raise
             except Exception:  # a run ended meanwhile, a scope is missing: call by call

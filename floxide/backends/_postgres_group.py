@@ -5,16 +5,19 @@ that drops no collected values returns a `Step` instead of applying itself, and
 `Step.settle` applies all of them in two round trips of one pipeline:
 
 1. BEGIN; apply every step's own writes (contributions too) in one statement
-   (`_postgres_sql.batch`); lease the slots they free (one `take` per worker); lock the
-   join scopes and then the rows of their runs (one order for every transaction: scopes
-   first, by run and id).
-2. Each step counted by the rulebook over the scopes read (`_GroupScopes`, in memory),
-   the joins that fire queued, every scope's and run's count written once; COMMIT.
+   (`_postgres_sql.batch`); lease the slots they free (one `take` per worker).
+2. Every scope's and run's count written once by the server function `count_steps`,
+   sent with the COMMIT: the rows every commit of a run meets (its scopes, its run) are
+   locked only from there to the end of the COMMIT, so another process's group waits for
+   them no longer than that, and a freed slot costs no lease transaction of its own.
 
-The rows every commit of a run meets (its scopes, its run) are so held from the first
-round trip to the COMMIT only, once per group instead of once per step, and a freed slot
-costs no lease transaction of its own. Leases taken for steps that turn out refused
-(lost, or their run finished) are given back in the same transaction.
+`count_steps` refuses (SQLSTATE `STEP_BY_STEP`) a group in which a scope would close or
+a run end: the rulebook must see those counts. Such a group runs again settled the
+locked way (`_settle_locked`): the scopes and then the runs' rows locked in the first
+round trip (one order for every transaction: scopes first, by run and id), each step
+counted by the rulebook over the counts read (`_GroupScopes`, in memory), the joins that
+fire queued. Leases taken for steps that turn out refused (lost, or their run finished)
+are given back in the same transaction.
 """
 
 from __future__ import annotations
@@ -87,70 +90,160 @@ class Step(Deferred):
         self.fired: list[NewItem] = []
 
     @staticmethod
-    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+    def settle(conn: Conn, calls: list[Deferred], checked: bool) -> list[object]:
         steps = [st for st in calls if isinstance(st, Step)]
-        run_ids = sorted({st.lease.run_id for st in steps})
-        pairs = sorted({(st.lease.run_id, s) for st in steps for s in st.plan.scopes})
-        # first round trip: the steps' own writes, the leases for their slots, then (held
-        # from here to the COMMIT only) the locks of the rows they share
-        own = sql.batch_params([(st.lease, st.plan, st.now) for st in steps])
-        batch = conn.execute(sql.batch([st.plan for st in steps]), own)
-        takes = _send_takes(conn, steps)
-        locked_scopes = (
-            conn.execute(_LOCK_SCOPES, ([r for r, _ in pairs], [s for _, s in pairs]))
-            if pairs
-            else None
+        return _settle_checked(conn, steps) if checked else _settle_locked(conn, steps)
+
+
+def _settle_checked(conn: Conn, steps: list[Step]) -> list[object]:
+    """`Step.settle` when no scope closes and no run ends (as `count_steps` checks)."""
+    # first round trip: the steps' own writes and the leases for their slots
+    own = sql.batch_params([(st.lease, st.plan, st.now) for st in steps])
+    batch = conn.execute(sql.batch([st.plan for st in steps]), own)
+    takes = _send_takes(conn, steps)
+    results: dict[int, Committed] = {}
+    applied: list[Step] = []
+    for st, (status, queue, held) in zip(steps, batch.fetchall(), strict=True):
+        if status is None or RunStatus(status).finished:
+            results[id(st)] = (CommitResult.INACTIVE, [], False)
+        elif not held:
+            results[id(st)] = (CommitResult.LOST, [], False)
+        else:
+            st.queue = queue
+            applied.append(st)
+    got = _hand_out(conn, steps, takes, {id(st) for st in applied})
+    # second round trip, with the COMMIT: every scope's and run's count written once
+    # by `count_steps`, which locks their rows only now; should a scope close or a run
+    # end, it raises `STEP_BY_STEP` and the group is applied again one step at a time
+    by_run: dict[str, list[Step]] = {}
+    for st in applied:
+        by_run.setdefault(st.lease.run_id, []).append(st)
+    runs: list[str] = []
+    deltas: list[int] = []
+    done: list[int] = []
+    tally = _Tally()
+    for run_id, group in sorted(by_run.items()):
+        tally.run_id = run_id
+        for st in group:
+            fired = count_scopes(st.plan, tally)
+            assert not fired  # `_Tally` closes no scope
+        runs.append(run_id)
+        deltas.append(sum(len(st.plan.items) - 1 for st in group))
+        done.append(len(group))
+    if runs:
+        scopes = sorted(tally.deltas)
+        conn.execute(
+            _COUNT_STEPS,
+            (
+                runs,
+                deltas,
+                done,
+                max(st.now for st in applied),
+                [r for r, _ in scopes],
+                [s for _, s in scopes],
+                [tally.deltas[k] for k in scopes],
+                [tally.lows[k] for k in scopes],
+            ),
         )
-        locked_runs = conn.execute(_LOCK_RUNS, (run_ids, *LIVE))
-        counts: dict[str, dict[str, int]] = {}
-        for run_id, scope_id, count in locked_scopes.fetchall() if locked_scopes else []:
-            counts.setdefault(run_id, {})[scope_id] = int(count)
-        pending = {run_id: int(p) for run_id, p in locked_runs.fetchall()}
-        results: dict[int, Committed] = {}
-        applied: list[Step] = []
-        for st, (status, queue, held) in zip(steps, batch.fetchall(), strict=True):
-            if status is None or RunStatus(status).finished:
-                results[id(st)] = (CommitResult.INACTIVE, [], False)
-            elif not held:
-                results[id(st)] = (CommitResult.LOST, [], False)
-            elif st.lease.run_id not in pending:  # its run ended meanwhile: call by call
-                raise Rollback(None)
-            else:
-                st.queue = queue
-                applied.append(st)
-        got = _hand_out(conn, steps, takes, {id(st) for st in applied})
-        # second round trip: the counts, each written once; COMMIT (when the caller ends)
-        by_run: dict[str, list[Step]] = {}
-        for st in applied:
-            by_run.setdefault(st.lease.run_id, []).append(st)
-        for run_id, group in sorted(by_run.items()):
-            scopes = _GroupScopes(conn, run_id, counts.get(run_id, {}))
-            for st in group:
-                st.fired = count_scopes(st.plan, scopes)
-                insert_items(conn, run_id, st.queue, st.fired, st.now)
-            delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
-            ids = sorted(scopes.changed)
-            last = group[-1]
-            conn.execute(
-                _COUNT,
-                {
-                    "delta": delta,
-                    "n": len(group),
-                    "now": last.now,
-                    "run": run_id,
-                    "ids": ids,
-                    "opens": [scopes.counts[i] for i in ids],
-                },
-            )
-            ended = pending[run_id] + delta <= 0  # as the statement decides, its row locked
-            if ended:
-                notify(conn, last.channel, [f"r:{run_id}"])
-            for st in group:
-                results[id(st)] = (CommitResult.COMMITTED, got[id(st)], ended and st is last)
-        made = {st.queue: st.channel for st in applied if st.plan.items or st.fired}
-        for queue, channel in made.items():  # waiting workers wake for the items left
-            notify(conn, channel, [f"q:{queue}"])
-        return [results[id(st)] for st in steps]
+    for st in applied:
+        results[id(st)] = (CommitResult.COMMITTED, got[id(st)], False)
+    made = {st.queue: st.channel for st in applied if st.plan.items}
+    for queue, channel in made.items():  # waiting workers wake for the items left
+        notify(conn, channel, [f"q:{queue}"])
+    return [results[id(st)] for st in steps]
+
+
+def _settle_locked(conn: Conn, steps: list[Step]) -> list[object]:
+    """`Step.settle` with the shared rows locked in the first round trip and the steps
+    counted over the counts read: scopes close, runs end."""
+    run_ids = sorted({st.lease.run_id for st in steps})
+    pairs = sorted({(st.lease.run_id, s) for st in steps for s in st.plan.scopes})
+    # first round trip: the steps' own writes, the leases for their slots, then (held
+    # from here to the COMMIT only) the locks of the rows they share
+    own = sql.batch_params([(st.lease, st.plan, st.now) for st in steps])
+    batch = conn.execute(sql.batch([st.plan for st in steps]), own)
+    takes = _send_takes(conn, steps)
+    locked_scopes = (
+        conn.execute(_LOCK_SCOPES, ([r for r, _ in pairs], [s for _, s in pairs]))
+        if pairs
+        else None
+    )
+    locked_runs = conn.execute(_LOCK_RUNS, (run_ids, *LIVE))
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, scope_id, count in locked_scopes.fetchall() if locked_scopes else []:
+        counts.setdefault(run_id, {})[scope_id] = int(count)
+    pending = {run_id: int(p) for run_id, p in locked_runs.fetchall()}
+    results: dict[int, Committed] = {}
+    applied: list[Step] = []
+    for st, (status, queue, held) in zip(steps, batch.fetchall(), strict=True):
+        if status is None or RunStatus(status).finished:
+            results[id(st)] = (CommitResult.INACTIVE, [], False)
+        elif not held:
+            results[id(st)] = (CommitResult.LOST, [], False)
+        elif st.lease.run_id not in pending:  # its run ended meanwhile: call by call
+            raise Rollback(None)
+        else:
+            st.queue = queue
+            applied.append(st)
+    got = _hand_out(conn, steps, takes, {id(st) for st in applied})
+    # second round trip: the counts, each written once; COMMIT (when the caller ends)
+    by_run: dict[str, list[Step]] = {}
+    for st in applied:
+        by_run.setdefault(st.lease.run_id, []).append(st)
+    for run_id, group in sorted(by_run.items()):
+        scopes = _GroupScopes(conn, run_id, counts.get(run_id, {}))
+        for st in group:
+            st.fired = count_scopes(st.plan, scopes)
+            insert_items(conn, run_id, st.queue, st.fired, st.now)
+        delta = sum(len(st.plan.items) + len(st.fired) - 1 for st in group)
+        ids = sorted(scopes.changed)
+        last = group[-1]
+        conn.execute(
+            _COUNT,
+            {
+                "delta": delta,
+                "n": len(group),
+                "now": last.now,
+                "run": run_id,
+                "ids": ids,
+                "opens": [scopes.counts[i] for i in ids],
+            },
+        )
+        ended = pending[run_id] + delta <= 0  # as the statement decides, its row locked
+        if ended:
+            notify(conn, last.channel, [f"r:{run_id}"])
+        for st in group:
+            results[id(st)] = (CommitResult.COMMITTED, got[id(st)], ended and st is last)
+    made = {st.queue: st.channel for st in applied if st.plan.items or st.fired}
+    for queue, channel in made.items():  # waiting workers wake for the items left
+        notify(conn, channel, [f"q:{queue}"])
+    return [results[id(st)] for st in steps]
+
+
+_COUNT_STEPS = "SELECT count_steps(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+class _Tally:
+    """A `ScopeTable` that sums what the steps of a group add to each scope (and the
+    lowest running sum: a scope whose count would reach zero in between closes), for
+    `count_steps` to apply; as far as the rulebook sees, no scope closes."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+        self.deltas: dict[tuple[str, str], int] = {}
+        self.lows: dict[tuple[str, str], int] = {}
+
+    def add_open(self, scope_id: str, delta: int) -> int:
+        key = (self.run_id, scope_id)
+        total = self.deltas[key] = self.deltas.get(key, 0) + delta
+        self.lows[key] = min(self.lows.get(key, total), total)
+        return 1  # not zero: `count_steps` checks the real count stays above it
+
+    def open(self, scope_id: str, count: int, fired: Sequence[NewItem]) -> None:
+        raise AssertionError("a batched step opens no scope")
+
+    def close(self, scope_id: str) -> Sequence[NewItem]:
+        raise AssertionError("`_Tally` closes no scope")
 
 
 def _send_takes(

@@ -47,7 +47,7 @@ __all__ = [
     "run_record",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -105,6 +105,31 @@ CREATE INDEX items_garbled ON items (run_id) WHERE state NOT IN ('queued', 'leas
     4: """
 CREATE TABLE contributions (
     run_id text NOT NULL, key text NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, key));
+""",
+    5: """
+CREATE FUNCTION count_steps(
+    p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
+    p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    FOR k IN 1 .. coalesce(cardinality(p_scope_ids), 0) LOOP
+        UPDATE scopes SET open = open + p_scope_deltas[k]
+        WHERE run_id = p_scope_runs[k] AND scope_id = p_scope_ids[k]
+          AND open + p_scope_lows[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a join scope closes: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+    FOR k IN 1 .. coalesce(cardinality(p_runs), 0) LOOP
+        UPDATE runs SET pending = pending + p_deltas[k], done = done + p_done[k],
+               updated_at = p_now
+        WHERE run_id = p_runs[k] AND status IN ('pending', 'running', 'paused')
+          AND pending + p_deltas[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a run ends: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+END $$;
 """,
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on
