@@ -257,9 +257,10 @@ async def test_a_version_3_schema_gains_contributions_in_place(pg: PostgresServe
 
 
 async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresServer) -> None:
-    """Layout version 5 adds `count_steps` (a group's counts written with its COMMIT): a
-    version-4 schema holding a fan-out in progress is migrated on open and the fan-out
-    goes on, its branches committed in groups, its join fired once."""
+    """Layout version 5 adds `count_steps` (a group's counts written with its COMMIT) and
+    one `steps` row per node of a group: a version-4 schema holding a fan-out in progress
+    is migrated on open and the fan-out goes on, its branches committed in groups, its
+    join fired once, its metrics counting the steps of either layout."""
     from floxide.backends._postgres_tables import _MIGRATIONS
     from floxide.backends._sqlite_tables import encode_fired
 
@@ -285,6 +286,7 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
                 " due, seq) VALUES ('old', %s, 'q', 'a', '', 1, 'queued', 0, %s)",
                 (f"x{k}", k),
             )
+        conn.execute("INSERT INTO steps VALUES ('old', 'a', 2.0)")  # a step before
     b = open_backend(f"{pg.url}?floxide_schema={schema}")
     assert isinstance(b, PostgresBackend)
     leases = await b.lease("q", "w", limit=6, lease_seconds=60, wait=0)
@@ -303,6 +305,8 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
     assert join.item_id == "J" and await b.commit(join, CommitPlan()) is CommitResult.COMMITTED
     rec = await b.get_run("old")
     assert rec is not None and rec.status.finished and rec.pending == 0
+    per_node = (await b.metrics("old")).per_node  # `steps` rows of both layouts
+    assert (per_node["a"].count, per_node["a"].max_seconds) == (1 + 6, 2.0)
     with _admin(pg) as conn:
         version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
         assert version.fetchone() == (SCHEMA_VERSION,) == (5,)

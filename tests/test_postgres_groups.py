@@ -203,7 +203,8 @@ async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
     monkeypatch.setattr(psycopg.Connection, "execute", counting)
 
     def branch(le: Lease) -> Callable[[], Any]:
-        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        seconds = 0.5 + leases.index(le)  # the longest: the last branch's
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())], duration=seconds)
         return lambda: b.commit_and_lease(le, step, limit=0, lease_seconds=LEASE)
 
     sizes = _group_sizes(b)
@@ -221,5 +222,10 @@ async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
     assert await b.commit(join, plan()) is CommitResult.COMMITTED
     rec = await b.get_run(run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
-    assert (await b.metrics(run_id)).done == 10
+    m = await b.metrics(run_id)
+    assert m.done == 10  # and per node, the steps of a group one row of `steps`:
+    assert sum(n.count for n in m.per_node.values()) == 10
+    branches = m.per_node[leases[0].node]
+    assert branches.count == 1 + 8 and branches.max_seconds == 7.5  # the root: same node
+    assert branches.total_seconds == sum(0.5 + k for k in range(8))
     await b.aclose()

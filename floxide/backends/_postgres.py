@@ -416,8 +416,8 @@ class PostgresBackend:
             per_node = {
                 r[0]: NodeMetrics(r[1], r[2], r[3])
                 for r in conn.execute(
-                    "SELECT node, count(*), sum(seconds), max(seconds) FROM steps"
-                    " WHERE run_id = %s GROUP BY node",
+                    "SELECT node, sum(n)::bigint, sum(seconds), max(coalesce(longest, seconds))"
+                    " FROM steps WHERE run_id = %s GROUP BY node",
                     (run_id,),
                 ).fetchall()
             }

@@ -203,8 +203,9 @@ WITH l AS (
     WHERE r.run_id = l.run_id AND r.status IN ('pending', 'running', 'paused'))
     RETURNING l.k, i.run_id, i.queue
 ), step AS (
-    INSERT INTO steps (run_id, node, seconds)
-    SELECT h.run_id, l.node, l.seconds FROM held h JOIN l ON l.k = h.k
+    INSERT INTO steps (run_id, node, seconds, n, longest)
+    SELECT h.run_id, l.node, sum(l.seconds), count(*), max(l.seconds)
+    FROM held h JOIN l ON l.k = h.k GROUP BY h.run_id, l.node
 ), made AS (
     INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
     SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,

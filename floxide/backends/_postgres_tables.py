@@ -6,9 +6,11 @@ creates the schema and brings it up to `SCHEMA_VERSION` (one transaction, serial
 processes by an advisory lock) and refuses a schema newer than this code understands.
 
 Hot rows are avoided: lease tokens and queue order come from sequences, per-node latency is
-appended to `steps` (aggregated when read), so concurrent commits only meet on the rows they
-must (their run's counters, their join scopes). A step's change to a mergeable context is a
-row of `contributions` (keyed by run and item id), written with no version check.
+appended to `steps` (a row per node for the steps committed together: how many, their
+seconds in all, the longest; aggregated when read), so concurrent commits only meet on the
+rows they must (their run's counters, their join scopes). A step's change to a mergeable
+context is a row of `contributions` (keyed by run and item id), written with no version
+check.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ CREATE TABLE contributions (
     run_id text NOT NULL, key text NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, key));
 """,
     5: """
+ALTER TABLE steps ADD COLUMN n bigint NOT NULL DEFAULT 1, ADD COLUMN longest float8;
 CREATE FUNCTION count_steps(
     p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
     p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[])
