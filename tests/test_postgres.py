@@ -257,10 +257,11 @@ async def test_a_version_3_schema_gains_contributions_in_place(pg: PostgresServe
 
 
 async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresServer) -> None:
-    """Layout version 5 adds `count_steps` (a group's counts written with its COMMIT) and
-    one `steps` row per node of a group: a version-4 schema holding a fan-out in progress
-    is migrated on open and the fan-out goes on, its branches committed in groups, its
-    join fired once, its metrics counting the steps of either layout."""
+    """Layout version 5 adds `count_steps` (a group's counts written with its COMMIT), one
+    `steps` row per node and one `collected` row per key of a group, and drops the index
+    of leased items: a version-4 schema holding a fan-out in progress is migrated on open
+    and the fan-out goes on, its branches committed in groups, its join fired once, its
+    values and metrics read from the rows of either layout."""
     from floxide.backends._postgres_tables import _MIGRATIONS
     from floxide.backends._sqlite_tables import encode_fired
 
@@ -286,7 +287,8 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
                 " due, seq) VALUES ('old', %s, 'q', 'a', '', 1, 'queued', 0, %s)",
                 (f"x{k}", k),
             )
-        conn.execute("INSERT INTO steps VALUES ('old', 'a', 2.0)")  # a step before
+        conn.execute("INSERT INTO steps VALUES ('old', 'a', 2.0)")  # a step before, and
+        conn.execute("INSERT INTO collected VALUES ('old', 'J', 'before')")  # its value
     b = open_backend(f"{pg.url}?floxide_schema={schema}")
     assert isinstance(b, PostgresBackend)
     leases = await b.lease("q", "w", limit=6, lease_seconds=60, wait=0)
@@ -294,7 +296,8 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
     results: list[CommitResult] = []
 
     async def one(le: Lease) -> None:
-        results.append(await b.commit(le, CommitPlan(scopes=["S"])))
+        step = CommitPlan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        results.append(await b.commit(le, step))
 
     for half in (leases[:3], leases[3:]):  # the first half leaves the scope open
         async with trio.open_nursery() as nursery:
@@ -302,6 +305,8 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
                 nursery.start_soon(one, le)
     assert results == [CommitResult.COMMITTED] * 6
     (join,) = await b.lease("q", "w", limit=6, lease_seconds=60, wait=0)
+    values = sorted(await b.collected("old", "J"))  # `collected` rows of both layouts
+    assert values == sorted([b"before", *(le.item_id.encode() for le in leases)])
     assert join.item_id == "J" and await b.commit(join, CommitPlan()) is CommitResult.COMMITTED
     rec = await b.get_run("old")
     assert rec is not None and rec.status.finished and rec.pending == 0

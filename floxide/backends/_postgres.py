@@ -364,9 +364,11 @@ class PostgresBackend:
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         def q(conn: Conn) -> list[bytes]:
             rows = conn.execute(
-                "SELECT data FROM collected WHERE run_id = %s AND key = %s", (run_id, key)
+                "SELECT coalesce(batch, ARRAY[data]) FROM collected WHERE run_id = %s"
+                " AND key = %s",
+                (run_id, key),
             ).fetchall()
-            return [bytes(r[0]) for r in rows]
+            return [bytes(d) for r in rows for d in r[0]]
 
         return await self._tx(q)
 

@@ -215,10 +215,10 @@ WITH l AS (
                   WITH ORDINALITY AS u(k, item_id, node, payload, attempt, due, ord)) u
     JOIN held h ON h.k = u.k ORDER BY u.ord
 ), kept AS (
-    INSERT INTO collected (run_id, key, data)
-    SELECT h.run_id, c.key, c.data FROM held h
+    INSERT INTO collected (run_id, key, data, batch)
+    SELECT h.run_id, c.key, '', array_agg(c.data ORDER BY c.k) FROM held h
     JOIN unnest(%(ck)s::bigint[], %(ckeys)s::text[], %(cdata)s::bytea[]) AS c(k, key, data)
-    ON c.k = h.k
+    ON c.k = h.k GROUP BY h.run_id, c.key
 ), outs AS (
     INSERT INTO outputs (run_id, position, node, value)
     SELECT h.run_id, o.position, o.node, o.value FROM held h

@@ -8,7 +8,10 @@ processes by an advisory lock) and refuses a schema newer than this code underst
 Hot rows are avoided: lease tokens and queue order come from sequences, per-node latency is
 appended to `steps` (a row per node for the steps committed together: how many, their
 seconds in all, the longest; aggregated when read), so concurrent commits only meet on the
-rows they must (their run's counters, their join scopes). A step's change to a mergeable
+rows they must (their run's counters, their join scopes). A row of `collected` holds one
+value (`data`) or, when `batch` is set, the values a group commit collected for one key.
+Leased items have no index of their own: only the reaper looks for them (a scan, every
+few seconds), while every lease would have written an entry. A step's change to a mergeable
 context is a row of `contributions` (keyed by run and item id), written with no version
 check.
 """
@@ -110,6 +113,8 @@ CREATE TABLE contributions (
 """,
     5: """
 ALTER TABLE steps ADD COLUMN n bigint NOT NULL DEFAULT 1, ADD COLUMN longest float8;
+ALTER TABLE collected ADD COLUMN batch bytea[];
+DROP INDEX items_leased;
 CREATE FUNCTION count_steps(
     p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
     p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[])
