@@ -32,7 +32,15 @@ from floxide._errors import BackendError
 from floxide.backends._postgres_text import register as register_text
 from floxide.backends._postgres_text import unescape
 
-__all__ = ["STEP_BY_STEP", "Deferred", "Listener", "Pool", "Rollback", "backend_error"]
+__all__ = [
+    "STEP_BY_STEP",
+    "AfterCommit",
+    "Deferred",
+    "Listener",
+    "Pool",
+    "Rollback",
+    "backend_error",
+]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
@@ -54,16 +62,26 @@ class Rollback(Exception):
         self.clean = clean
 
 
+class AfterCommit:
+    """What a transaction function returns whose result is read once the transaction
+    committed (its statements went in one pipeline with the COMMIT): `read(conn)`, on
+    the same connection, outside any transaction (it may open one of its own)."""
+
+    def __init__(self, read: Callable[[Conn], Any]) -> None:
+        self.read = read
+
+
 class Deferred:
     """What a grouped call returns when it leaves its updates of rows that every call of
     the group may share to the group's end: `settle` applies those of all such calls of a
     group at once, in the same transaction, and gives each call its result."""
 
     @staticmethod
-    def settle(conn: Conn, calls: list[Deferred], checked: bool) -> list[object]:
+    def settle(conn: Conn, calls: list[Deferred], checked: bool) -> list[object] | AfterCommit:
         """When `checked`, `settle` may leave the check that the calls can be settled
         together to a statement sent with the COMMIT, which raises `STEP_BY_STEP` if not
-        (the group then runs again, `checked` False)."""
+        (the group then runs again, `checked` False); and may return its results as an
+        `AfterCommit`."""
         raise NotImplementedError
 
 
@@ -174,7 +192,10 @@ class Pool:
                                 conn.autocommit = False
                     if pipelined:  # BEGIN goes with the first statements, COMMIT with the last
                         with conn.pipeline(), conn.transaction():
-                            return fn(conn)
+                            value = fn(conn)
+                        if isinstance(value, AfterCommit):
+                            return value.read(conn)  # type: ignore[no-any-return]
+                        return value
                     with conn.transaction():
                         return fn(conn)
                 except Rollback as r:
@@ -274,6 +295,15 @@ class Pool:
                 raise
             except Exception:  # a run ended meanwhile, a scope is missing: call by call
                 raise _Redo() from None
+            if isinstance(settled, AfterCommit):  # read once the group committed
+                read = settled.read
+
+                def after(conn: Conn) -> list[tuple[bool, object]]:
+                    for k, value in zip(waiting, read(conn), strict=True):
+                        outcomes[k] = (True, value)
+                    return outcomes
+
+                return AfterCommit(after)  # type: ignore[return-value]
             for k, value in zip(waiting, settled, strict=True):
                 outcomes[k] = (True, value)
         return outcomes

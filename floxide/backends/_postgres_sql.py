@@ -14,7 +14,16 @@ from typing import Any
 from floxide.backends._base import CommitPlan, Lease, context_write
 from floxide.backends._postgres_tables import CONTRIBUTED
 
-__all__ = ["batch", "batch_params", "batchable", "chain", "check", "params", "simple"]
+__all__ = [
+    "batch",
+    "batch_params",
+    "batchable",
+    "chain",
+    "check",
+    "count_params",
+    "params",
+    "simple",
+]
 
 _HELD = """
 WITH held AS (
@@ -237,12 +246,47 @@ _BATCH_PUT = """, put AS (
     ON p.k = h.k
     ON CONFLICT (run_id, key) DO UPDATE SET data = excluded.data
 )"""
-_BATCHES = (_BATCH.replace("{put}", ""), _BATCH.replace("{put}", _BATCH_PUT))
+_BATCH_COUNT = """, per_run AS (
+    SELECT run_id, count(*) AS n FROM held GROUP BY run_id
+), per_scope AS (
+    SELECT h.run_id, s.scope_id, count(*) AS n FROM held h
+    JOIN unnest(%(sk)s::bigint[], %(sids)s::text[]) AS s(k, scope_id) ON s.k = h.k
+    GROUP BY h.run_id, s.scope_id
+), counted AS (
+    SELECT count_steps(
+        coalesce((SELECT array_agg(run_id ORDER BY run_id) FROM per_run), '{}'),
+        coalesce((SELECT array_agg(-n ORDER BY run_id) FROM per_run), '{}'),
+        coalesce((SELECT array_agg(n ORDER BY run_id) FROM per_run), '{}'), %(now)s,
+        coalesce((SELECT array_agg(run_id ORDER BY run_id, scope_id) FROM per_scope), '{}'),
+        coalesce((SELECT array_agg(scope_id ORDER BY run_id, scope_id) FROM per_scope), '{}'),
+        coalesce((SELECT array_agg(-n ORDER BY run_id, scope_id) FROM per_scope), '{}'),
+        coalesce((SELECT array_agg(-n ORDER BY run_id, scope_id) FROM per_scope), '{}'))
+)"""
+"""The counts of a batch whose steps made no items (each takes 1 from its run and its
+scope), written by `count_steps` for the steps whose lease was held."""
+_BATCHES = {
+    (put, counted): _BATCH.replace(
+        "{put}", (_BATCH_PUT if put else "") + (_BATCH_COUNT if counted else "")
+    ).replace("ORDER BY l.k", "CROSS JOIN counted ORDER BY l.k" if counted else "ORDER BY l.k")
+    for put in (False, True)
+    for counted in (False, True)
+}
 
 
-def batch(plans: list[CommitPlan]) -> str:
-    """`_BATCH` for steps of `plans`, storing their contributions if any has one."""
-    return _BATCHES[any(_puts(p) for p in plans)]
+def batch(plans: list[CommitPlan], *, counted: bool = False) -> str:
+    """`_BATCH` for steps of `plans`, storing their contributions if any has one; if
+    `counted` (none of them made items), also writing their counts (`_BATCH_COUNT`)."""
+    return _BATCHES[any(_puts(p) for p in plans), counted]
+
+
+def count_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
+    """The parameters `batch(..., counted=True)` adds to `batch_params`'."""
+    scoped = [(k, plan.scopes[0]) for k, (_, plan, _) in enumerate(steps, 1) if plan.scopes]
+    return {
+        "sk": [k for k, _ in scoped],
+        "sids": [s for _, s in scoped],
+        "now": max(now for _, _, now in steps),
+    }
 
 
 def batchable(plan: CommitPlan) -> bool:
