@@ -246,9 +246,10 @@ async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
 async def test_postgres_group_in_one_round_trip_gives_back_a_refused_steps_share(
     backend: PostgresBackend,
 ) -> None:
-    """Branch commits that made no items, grouped (one round trip with the COMMIT), one
-    of them a repeat: the repeat is refused and the lease taken for its slot given back,
-    the others each lease one of the items still queued; the run then completes."""
+    """Branch commits that made no items, grouped, one of them a repeat (its lease lost:
+    the group is settled again the locked way): the repeat is refused and the lease taken
+    for its slot given back, the others each lease one of the items still queued; the run
+    then completes."""
     b = backend
     sizes = _group_sizes(b)
     run = new_run(item("root"))

@@ -117,33 +117,8 @@ def _settle_checked(conn: Conn, steps: list[Step]) -> list[object] | AfterCommit
     by_run: dict[str, list[Step]] = {}
     for st in applied:
         by_run.setdefault(st.lease.run_id, []).append(st)
-    runs: list[str] = []
-    deltas: list[int] = []
-    done: list[int] = []
-    tally = _Tally()
-    for run_id, group in sorted(by_run.items()):
-        tally.run_id = run_id
-        for st in group:
-            fired = count_scopes(st.plan, tally)
-            assert not fired  # `_Tally` closes no scope
-        runs.append(run_id)
-        deltas.append(sum(len(st.plan.items) - 1 for st in group))
-        done.append(len(group))
-    if runs:
-        scopes = sorted(tally.deltas)
-        conn.execute(
-            _COUNT_STEPS,
-            (
-                runs,
-                deltas,
-                done,
-                max(st.now for st in applied),
-                [r for r, _ in scopes],
-                [s for _, s in scopes],
-                [tally.deltas[k] for k in scopes],
-                [tally.lows[k] for k in scopes],
-            ),
-        )
+    if applied:
+        conn.execute(_COUNT_STEPS, (*_count_args(applied), len(applied)))  # all held
     for st in applied:
         results[id(st)] = (CommitResult.COMMITTED, got[id(st)], False)
     made = {st.queue: st.channel for st in applied if st.plan.items}
@@ -158,9 +133,10 @@ def _settle_at_once(conn: Conn, steps: list[Step]) -> AfterCommit:
     the shared rows: last); read once the COMMIT returned."""
     takes = _send_takes(conn, steps)
     own = [(st.lease, st.plan, st.now) for st in steps]
+    names = "runs deltas done now scope_runs scope_ids scope_deltas scope_lows steps".split()
+    counts = dict(zip(("c_" + n for n in names), _count_args(steps), strict=True))
     batch = conn.execute(
-        sql.batch([st.plan for st in steps], counted=True),
-        {**sql.batch_params(own), **sql.count_params(own)},
+        sql.batch([st.plan for st in steps], counted=True), {**sql.batch_params(own), **counts}
     )
 
     def read(conn: Conn) -> list[object]:
@@ -284,7 +260,40 @@ def _settle_locked(conn: Conn, steps: list[Step]) -> list[object]:
     return [results[id(st)] for st in steps]
 
 
-_COUNT_STEPS = "SELECT count_steps(%s, %s, %s, %s, %s, %s, %s, %s)"
+_COUNT_STEPS = "SELECT count_steps(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def _count_args(steps: list[Step]) -> tuple[Any, ...]:
+    """The arguments of `count_steps` for `steps` counted as if all were held (all but
+    the last, how many were held): each run's and scope's sum, the scopes' lowest
+    running sums (the rulebook counting over `_Tally`), and how many steps."""
+    by_run: dict[str, list[Step]] = {}
+    for st in steps:
+        by_run.setdefault(st.lease.run_id, []).append(st)
+    runs: list[str] = []
+    deltas: list[int] = []
+    done: list[int] = []
+    tally = _Tally()
+    for run_id, group in sorted(by_run.items()):
+        tally.run_id = run_id
+        for st in group:
+            fired = count_scopes(st.plan, tally)
+            assert not fired  # `_Tally` closes no scope
+        runs.append(run_id)
+        deltas.append(sum(len(st.plan.items) - 1 for st in group))
+        done.append(len(group))
+    scopes = sorted(tally.deltas)
+    return (
+        runs,
+        deltas,
+        done,
+        max(st.now for st in steps),
+        [r for r, _ in scopes],
+        [s for _, s in scopes],
+        [tally.deltas[k] for k in scopes],
+        [tally.lows[k] for k in scopes],
+        len(steps),
+    )
 
 
 class _Tally:

@@ -20,7 +20,6 @@ __all__ = [
     "batchable",
     "chain",
     "check",
-    "count_params",
     "params",
     "simple",
 ]
@@ -246,24 +245,13 @@ _BATCH_PUT = """, put AS (
     ON p.k = h.k
     ON CONFLICT (run_id, key) DO UPDATE SET data = excluded.data
 )"""
-_BATCH_COUNT = """, per_run AS (
-    SELECT run_id, count(*) AS n FROM held GROUP BY run_id
-), per_scope AS (
-    SELECT h.run_id, s.scope_id, count(*) AS n FROM held h
-    JOIN unnest(%(sk)s::bigint[], %(sids)s::text[]) AS s(k, scope_id) ON s.k = h.k
-    GROUP BY h.run_id, s.scope_id
-), counted AS (
-    SELECT count_steps(
-        coalesce((SELECT array_agg(run_id ORDER BY run_id) FROM per_run), '{}'),
-        coalesce((SELECT array_agg(-n ORDER BY run_id) FROM per_run), '{}'),
-        coalesce((SELECT array_agg(n ORDER BY run_id) FROM per_run), '{}'), %(now)s,
-        coalesce((SELECT array_agg(run_id ORDER BY run_id, scope_id) FROM per_scope), '{}'),
-        coalesce((SELECT array_agg(scope_id ORDER BY run_id, scope_id) FROM per_scope), '{}'),
-        coalesce((SELECT array_agg(-n ORDER BY run_id, scope_id) FROM per_scope), '{}'),
-        coalesce((SELECT array_agg(-n ORDER BY run_id, scope_id) FROM per_scope), '{}'))
+_BATCH_COUNT = """, counted AS (
+    SELECT count_steps(%(c_runs)s, %(c_deltas)s, %(c_done)s, %(c_now)s, %(c_scope_runs)s,
+                       %(c_scope_ids)s, %(c_scope_deltas)s, %(c_scope_lows)s, %(c_steps)s,
+                       (SELECT count(*) FROM held))
 )"""
-"""The counts of a batch whose steps made no items (each takes 1 from its run and its
-scope), written by `count_steps` for the steps whose lease was held."""
+"""The counts of a batch, worked out for all its steps held (refused by `count_steps`
+unless all were)."""
 _BATCHES = {
     (put, counted): _BATCH.replace(
         "{put}", (_BATCH_PUT if put else "") + (_BATCH_COUNT if counted else "")
@@ -275,18 +263,8 @@ _BATCHES = {
 
 def batch(plans: list[CommitPlan], *, counted: bool = False) -> str:
     """`_BATCH` for steps of `plans`, storing their contributions if any has one; if
-    `counted` (none of them made items), also writing their counts (`_BATCH_COUNT`)."""
+    `counted`, also writing their counts (`_BATCH_COUNT`)."""
     return _BATCHES[any(_puts(p) for p in plans), counted]
-
-
-def count_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
-    """The parameters `batch(..., counted=True)` adds to `batch_params`'."""
-    scoped = [(k, plan.scopes[0]) for k, (_, plan, _) in enumerate(steps, 1) if plan.scopes]
-    return {
-        "sk": [k for k, _ in scoped],
-        "sids": [s for _, s in scoped],
-        "now": max(now for _, _, now in steps),
-    }
 
 
 def batchable(plan: CommitPlan) -> bool:

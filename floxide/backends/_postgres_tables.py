@@ -117,9 +117,13 @@ ALTER TABLE collected ADD COLUMN batch bytea[];
 DROP INDEX items_leased;
 CREATE FUNCTION count_steps(
     p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
-    p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[])
+    p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[],
+    p_steps bigint, p_held bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF p_held <> p_steps THEN
+        RAISE EXCEPTION 'a lease was lost: count step by step' USING ERRCODE = 'FX001';
+    END IF;
     FOR k IN 1 .. coalesce(cardinality(p_scope_ids), 0) LOOP
         UPDATE scopes SET open = open + p_scope_deltas[k]
         WHERE run_id = p_scope_runs[k] AND scope_id = p_scope_ids[k]
