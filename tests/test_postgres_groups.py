@@ -281,3 +281,39 @@ async def test_postgres_group_in_one_round_trip_gives_back_a_refused_steps_share
     assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
     assert (await b.metrics(run.run_id)).done == 1 + 8 + 1
     await b.aclose()
+
+
+async def test_postgres_branch_step_alone_is_one_round_trip(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A branch step committed alone (it made no items, its scope stays open) is a group
+    of one: its lease for the next item, then its writes and counts, and the COMMIT, in
+    one pipeline read after it; the step that closes the scope is applied the careful way
+    and fires the join."""
+    import psycopg
+
+    b = backend
+    run_id, leases = await _fan_out(b, 3)
+    fetched_in_pipeline: list[bool] = []
+    fetchall = psycopg.Cursor.fetchall
+
+    def fetching(self: Any) -> Any:
+        status = self.connection.info.pipeline_status
+        fetched_in_pipeline.append(status != psycopg.pq.PipelineStatus.OFF)
+        return fetchall(self)
+
+    monkeypatch.setattr(psycopg.Cursor, "fetchall", fetching)
+    for le in leases[:2]:
+        fetched_in_pipeline.clear()
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        result, got = await b.commit_and_lease(le, step, limit=1, lease_seconds=LEASE)
+        assert result is CommitResult.COMMITTED and got == []
+        assert fetched_in_pipeline and not any(fetched_in_pipeline)
+    last = plan(scopes=["S"], collect=[("J", leases[2].item_id.encode())])
+    result, got = await b.commit_and_lease(leases[2], last, limit=1, lease_seconds=LEASE)
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["J"]
+    assert sorted(await b.collected(run_id, "J")) == sorted(le.item_id.encode() for le in leases)
+    assert await b.commit(got[0], plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
+    await b.aclose()
