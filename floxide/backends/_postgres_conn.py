@@ -86,12 +86,13 @@ class Deferred:
 
 
 class _Redo(Exception):
-    """A call of a group must be undone alone: run the group again, with savepoints."""
+    """A call of a group must be undone alone: run the group again, with savepoints; or,
+    `unchecked`, the check `Deferred.settle` left to the server failed (`STEP_BY_STEP`):
+    run the group again, settled unchecked."""
 
-
-class _Checked(Exception):
-    """The check `Deferred.settle` left to the server failed (`STEP_BY_STEP`): run the
-    group again, settled unchecked."""
+    def __init__(self, *, unchecked: bool = False) -> None:
+        super().__init__()
+        self.unchecked = unchecked
 
 
 def backend_error(url: str, exc: BaseException, password: str | None) -> BackendError:
@@ -205,7 +206,7 @@ class Pool:
                     raise
             except psycopg.Error as e:
                 if e.sqlstate == STEP_BY_STEP:
-                    raise _Checked() from None
+                    raise _Redo(unchecked=True) from None
                 if isinstance(e, psycopg.OperationalError) and conn.broken:
                     if time.monotonic() - started > self.reconnect_timeout:
                         raise backend_error(self.url, e, self.password) from None
@@ -247,7 +248,9 @@ class Pool:
                     try:
                         try:
                             outcomes = await self._group(batch, savepoints=False)
-                        except _Checked:
+                        except _Redo as e:
+                            if not e.unchecked:
+                                raise
                             outcomes = await self._group(batch, savepoints=False, checked=False)
                     except _Redo:
                         outcomes = await self._group(batch, savepoints=True)

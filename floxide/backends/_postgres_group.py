@@ -113,10 +113,7 @@ def _settle_checked(conn: Conn, steps: list[Step]) -> list[object] | AfterCommit
     got = _hand_out(conn, steps, takes, {id(st) for st in applied})
     # second round trip, with the COMMIT: every scope's and run's count written once
     # by `count_steps`, which locks their rows only now; should a scope close or a run
-    # end, it raises `STEP_BY_STEP` and the group is applied again one step at a time
-    by_run: dict[str, list[Step]] = {}
-    for st in applied:
-        by_run.setdefault(st.lease.run_id, []).append(st)
+    # end, it raises `STEP_BY_STEP` and the group is settled again the locked way
     if applied:
         conn.execute(_COUNT_STEPS, (*_count_args(applied), len(applied)))  # all held
     for st in applied:
