@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from floxide import BackendError
-from floxide.backends import CommitPlan, CommitResult, Contribution, NewItem, open_backend
+from floxide.backends import CommitPlan, CommitResult, Contribution, Lease, NewItem, open_backend
 from floxide.backends._postgres import PostgresBackend
 from floxide.backends._postgres_tables import SCHEMA_VERSION
 from floxide.testing._harness import QUEUE, item, lease1, new_run, plan
@@ -206,7 +206,7 @@ async def test_an_older_schema_is_migrated(pg: PostgresServer) -> None:
     assert [r.run_id for r in await b.list_runs()] == ["old"]
     assert await b.errors("old") == []
     with _admin(pg) as conn:
-        version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
+        version = conn.execute(f'SELECT value FROM "{schema}".meta WHERE key = \'schema\'')
         assert version.fetchone() == (SCHEMA_VERSION,)
         cols = {
             r[0]
@@ -252,7 +252,75 @@ async def test_a_version_3_schema_gains_contributions_in_place(pg: PostgresServe
     assert stored is not None and list(stored.contributions) == [("i", b"mine")]
     with _admin(pg) as conn:
         version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
-        assert version.fetchone() == (SCHEMA_VERSION,) == (4,)
+        assert version.fetchone() == (SCHEMA_VERSION,)
+    await b.aclose()
+
+
+async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresServer) -> None:
+    """Layout version 5 adds `count_steps` (a group's counts written with its COMMIT), one
+    `steps` row per node and one `collected` row per key of a group, and drops the index
+    of leased items: a version-4 schema holding a fan-out in progress is migrated on open
+    and the fan-out goes on, its branches committed in groups, its join fired once, its
+    values and metrics read from the rows of either layout."""
+    from floxide.backends._postgres_tables import _MIGRATIONS
+    from floxide.backends._sqlite_tables import encode_fired
+
+    schema = _schema()
+    with _admin(pg) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        for v in (1, 2, 3, 4):
+            conn.execute(_MIGRATIONS[v])
+        conn.execute("INSERT INTO meta VALUES ('schema', 4)")
+        conn.execute(
+            "INSERT INTO runs (run_id, workflow, queue, fingerprint, status, input, context,"
+            " created_at, updated_at, pending) VALUES ('old', 'W', 'q', 'fp', 'running', '',"
+            " '', 1, 1, 6)"
+        )
+        conn.execute(
+            "INSERT INTO scopes VALUES ('old', 'S', 6, %s)",
+            (encode_fired([NewItem("J", "j", b"")]),),
+        )
+        for k in range(6):
+            conn.execute(
+                "INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state,"
+                " due, seq) VALUES ('old', %s, 'q', 'a', '', 1, 'queued', 0, %s)",
+                (f"x{k}", k),
+            )
+        conn.execute("INSERT INTO steps VALUES ('old', 'a', 2.0)")  # a step before, and
+        conn.execute("INSERT INTO collected VALUES ('old', 'J', 'before')")  # its value
+    b = open_backend(f"{pg.url}?floxide_schema={schema}")
+    assert isinstance(b, PostgresBackend)
+    leases = await b.lease("q", "w", limit=6, lease_seconds=60, wait=0)
+    assert len(leases) == 6
+    results: list[CommitResult] = []
+
+    async def one(le: Lease) -> None:
+        step = CommitPlan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        results.append(await b.commit(le, step))
+
+    for half in (leases[:3], leases[3:]):  # the first half leaves the scope open
+        async with trio.open_nursery() as nursery:
+            for le in half:
+                nursery.start_soon(one, le)
+    assert results == [CommitResult.COMMITTED] * 6
+    (join,) = await b.lease("q", "w", limit=6, lease_seconds=60, wait=0)
+    values = sorted(await b.collected("old", "J"))  # `collected` rows of both layouts
+    assert values == sorted([b"before", *(le.item_id.encode() for le in leases)])
+    assert join.item_id == "J" and await b.commit(join, CommitPlan()) is CommitResult.COMMITTED
+    rec = await b.get_run("old")
+    assert rec is not None and rec.status.finished and rec.pending == 0
+    per_node = (await b.metrics("old")).per_node  # `steps` rows of both layouts
+    assert (per_node["a"].count, per_node["a"].max_seconds) == (1 + 6, 2.0)
+    with _admin(pg) as conn:
+        version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
+        assert version.fetchone() == (SCHEMA_VERSION,) == (5,)
+        found = conn.execute(
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s AND p.proname = 'count_steps'",
+            (schema,),
+        )
+        assert found.fetchone() == (1,)
     await b.aclose()
 
 

@@ -32,9 +32,9 @@ def _group_sizes(b: PostgresBackend) -> list[int]:
     pool: Any = b._pool
     run_group: Callable[..., Any] = pool._run_group
 
-    def spy(conn: Any, *, batch: list[Any], savepoints: bool) -> Any:
+    def spy(conn: Any, *, batch: list[Any], savepoints: bool, **more: Any) -> Any:
         sizes.append(len(batch))
-        return run_group(conn, batch=batch, savepoints=savepoints)
+        return run_group(conn, batch=batch, savepoints=savepoints, **more)
 
     pool._run_group = spy
     return sizes
@@ -170,4 +170,150 @@ async def test_postgres_chain_step_alone_is_one_statement(
     assert await b.commit(rest[0], plan()) is CommitResult.COMMITTED
     rec = await b.get_run(run.run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED
+    await b.aclose()
+
+
+async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group whose steps leave their scope open and their run going writes the counts
+    in the COMMIT's round trip (`count_steps`), not locking them before (steps that made
+    no items: with their own writes, in one round trip); the group that closes the scope
+    is settled again with the rows locked first, and fires the join once."""
+    import psycopg
+
+    from floxide.backends import _postgres_group as group
+
+    b = backend
+    run_id, leases = await _fan_out(b, 8)
+    locked: list[int] = []
+    settle_locked = group._settle_locked
+
+    def spy(conn: Any, steps: list[Any]) -> Any:
+        locked.append(len(steps))
+        return settle_locked(conn, steps)
+
+    monkeypatch.setattr(group, "_settle_locked", spy)
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(" ".join(str(query).split()))
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    fetched_in_pipeline: list[bool] = []  # a fetch in pipeline mode: a round trip more
+    fetchall = psycopg.Cursor.fetchall
+
+    def fetching(self: Any) -> Any:
+        status = self.connection.info.pipeline_status
+        fetched_in_pipeline.append(status != psycopg.pq.PipelineStatus.OFF)
+        return fetchall(self)
+
+    monkeypatch.setattr(psycopg.Cursor, "fetchall", fetching)
+
+    def branch(le: Lease) -> Callable[[], Any]:
+        seconds = 0.5 + leases.index(le)  # the longest: the last branch's
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())], duration=seconds)
+        return lambda: b.commit_and_lease(le, step, limit=0, lease_seconds=LEASE)
+
+    sizes = _group_sizes(b)
+    first = await _all_at_once([branch(le) for le in leases[:5]])
+    assert all(r[0] is CommitResult.COMMITTED for r in first)
+    assert max(sizes) > 1 and not locked, (sizes, locked)
+    counted = [k for k, s in enumerate(sent) if "count_steps(" in s]
+    assert counted, sent  # the group's writes and counts: one statement, sent last
+    assert not any("FOR NO KEY UPDATE" in s for s in sent)
+    assert fetched_in_pipeline and not any(fetched_in_pipeline)
+    assert (await b.metrics(run_id)).done == 1 + 5
+    rest = await _all_at_once([branch(le) for le in leases[5:]])
+    assert all(r[0] is CommitResult.COMMITTED for r in rest)
+    (join,) = await b.lease(QUEUE, "w2", limit=5, lease_seconds=LEASE, wait=0)
+    assert join.item_id == "J"
+    assert sorted(await b.collected(run_id, "J")) == sorted(le.item_id.encode() for le in leases)
+    assert await b.commit(join, plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
+    m = await b.metrics(run_id)
+    assert m.done == 10  # and per node, the steps of a group one row of `steps`:
+    assert sum(n.count for n in m.per_node.values()) == 10
+    branches = m.per_node[leases[0].node]
+    assert branches.count == 1 + 8 and branches.max_seconds == 7.5  # the root: same node
+    assert branches.total_seconds == sum(0.5 + k for k in range(8))
+    await b.aclose()
+
+
+async def test_postgres_group_in_one_round_trip_gives_back_a_refused_steps_share(
+    backend: PostgresBackend,
+) -> None:
+    """Branch commits that made no items, grouped, one of them a repeat (its lease lost:
+    the group is settled again the locked way): the repeat is refused and the lease taken
+    for its slot given back, the others each lease one of the items still queued; the run
+    then completes."""
+    b = backend
+    sizes = _group_sizes(b)
+    run = new_run(item("root"))
+    await b.create_run(run)
+    (root,) = await b.lease(QUEUE, "w1", limit=1, lease_seconds=LEASE, wait=0)
+    opened = ScopeOpen("S", 8, [item("J", "j")])
+    fan = plan(open_scope=opened, items=[item(f"x{k}") for k in range(8)])
+    assert await b.commit(root, fan) is CommitResult.COMMITTED
+    leases = await b.lease(QUEUE, "w1", limit=4, lease_seconds=LEASE, wait=0)
+
+    def branch(le: Lease) -> Callable[[], Any]:
+        return lambda: b.commit_and_lease(le, plan(scopes=["S"]), limit=1, lease_seconds=LEASE)
+
+    results = await _all_at_once([branch(le) for le in leases] + [branch(leases[0])])
+    assert max(sizes) > 1, f"no commits were grouped: {sizes}"
+    outcomes = [r[0] for r in results]
+    assert outcomes.count(CommitResult.COMMITTED) == 4 and CommitResult.LOST in outcomes
+    taken = [le for r in results for le in r[1]]
+    assert all(len(r[1]) <= 1 for r in results)
+    assert all(not r[1] for r in results if r[0] is CommitResult.LOST)
+    rest = await b.lease(QUEUE, "w2", limit=8, lease_seconds=LEASE, wait=0)
+    ids = [le.item_id for le in taken + rest]
+    assert sorted(ids) == sorted(f"x{k}" for k in range(4, 8)), ids  # each once
+    for le in taken + rest:
+        assert await b.commit(le, plan(scopes=["S"])) is CommitResult.COMMITTED
+    (join,) = await b.lease(QUEUE, "w2", limit=8, lease_seconds=LEASE, wait=0)
+    assert join.item_id == "J" and await b.commit(join, plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run.run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
+    assert (await b.metrics(run.run_id)).done == 1 + 8 + 1
+    await b.aclose()
+
+
+async def test_postgres_branch_step_alone_is_one_round_trip(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A branch step committed alone (it made no items, its scope stays open) is a group
+    of one: its lease for the next item, then its writes and counts, and the COMMIT, in
+    one pipeline read after it; the step that closes the scope is applied the careful way
+    and fires the join."""
+    import psycopg
+
+    b = backend
+    run_id, leases = await _fan_out(b, 3)
+    fetched_in_pipeline: list[bool] = []
+    fetchall = psycopg.Cursor.fetchall
+
+    def fetching(self: Any) -> Any:
+        status = self.connection.info.pipeline_status
+        fetched_in_pipeline.append(status != psycopg.pq.PipelineStatus.OFF)
+        return fetchall(self)
+
+    monkeypatch.setattr(psycopg.Cursor, "fetchall", fetching)
+    for le in leases[:2]:
+        fetched_in_pipeline.clear()
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        result, got = await b.commit_and_lease(le, step, limit=1, lease_seconds=LEASE)
+        assert result is CommitResult.COMMITTED and got == []
+        assert fetched_in_pipeline and not any(fetched_in_pipeline)
+    last = plan(scopes=["S"], collect=[("J", leases[2].item_id.encode())])
+    result, got = await b.commit_and_lease(leases[2], last, limit=1, lease_seconds=LEASE)
+    assert result is CommitResult.COMMITTED and [le.item_id for le in got] == ["J"]
+    assert sorted(await b.collected(run_id, "J")) == sorted(le.item_id.encode() for le in leases)
+    assert await b.commit(got[0], plan()) is CommitResult.COMMITTED
+    rec = await b.get_run(run_id)
+    assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
     await b.aclose()

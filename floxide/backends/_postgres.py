@@ -364,9 +364,11 @@ class PostgresBackend:
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         def q(conn: Conn) -> list[bytes]:
             rows = conn.execute(
-                "SELECT data FROM collected WHERE run_id = %s AND key = %s", (run_id, key)
+                "SELECT coalesce(batch, ARRAY[data]) FROM collected WHERE run_id = %s"
+                " AND key = %s",
+                (run_id, key),
             ).fetchall()
-            return [bytes(r[0]) for r in rows]
+            return [bytes(d) for r in rows for d in r[0]]
 
         return await self._tx(q)
 
@@ -416,8 +418,8 @@ class PostgresBackend:
             per_node = {
                 r[0]: NodeMetrics(r[1], r[2], r[3])
                 for r in conn.execute(
-                    "SELECT node, count(*), sum(seconds), max(seconds) FROM steps"
-                    " WHERE run_id = %s GROUP BY node",
+                    "SELECT node, sum(n)::bigint, sum(seconds), max(coalesce(longest, seconds))"
+                    " FROM steps WHERE run_id = %s GROUP BY node",
                     (run_id,),
                 ).fetchall()
             }

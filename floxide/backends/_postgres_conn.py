@@ -32,12 +32,23 @@ from floxide._errors import BackendError
 from floxide.backends._postgres_text import register as register_text
 from floxide.backends._postgres_text import unescape
 
-__all__ = ["Deferred", "Listener", "Pool", "Rollback", "backend_error"]
+__all__ = [
+    "STEP_BY_STEP",
+    "AfterCommit",
+    "Deferred",
+    "Listener",
+    "Pool",
+    "Rollback",
+    "backend_error",
+]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+STEP_BY_STEP = "FX001"
+"""The SQLSTATE a statement of a group raises when the check `Deferred.settle` left to the
+server fails: the group runs again, settled unchecked."""
 _ATTEMPTS = 20
 
 
@@ -51,18 +62,37 @@ class Rollback(Exception):
         self.clean = clean
 
 
+class AfterCommit:
+    """What a transaction function returns whose result is read once the transaction
+    committed (its statements went in one pipeline with the COMMIT): `read(conn)`, on
+    the same connection, outside any transaction (it may open one of its own)."""
+
+    def __init__(self, read: Callable[[Conn], Any]) -> None:
+        self.read = read
+
+
 class Deferred:
     """What a grouped call returns when it leaves its updates of rows that every call of
     the group may share to the group's end: `settle` applies those of all such calls of a
     group at once, in the same transaction, and gives each call its result."""
 
     @staticmethod
-    def settle(conn: Conn, calls: list[Deferred]) -> list[object]:
+    def settle(conn: Conn, calls: list[Deferred], checked: bool) -> list[object] | AfterCommit:
+        """When `checked`, `settle` may leave the check that the calls can be settled
+        together to a statement sent with the COMMIT, which raises `STEP_BY_STEP` if not
+        (the group then runs again, `checked` False); and may return its results as an
+        `AfterCommit`."""
         raise NotImplementedError
 
 
 class _Redo(Exception):
-    """A call of a group must be undone alone: run the group again, with savepoints."""
+    """A call of a group must be undone alone: run the group again, with savepoints; or,
+    `unchecked`, the check `Deferred.settle` left to the server failed (`STEP_BY_STEP`):
+    run the group again, settled unchecked."""
+
+    def __init__(self, *, unchecked: bool = False) -> None:
+        super().__init__()
+        self.unchecked = unchecked
 
 
 def backend_error(url: str, exc: BaseException, password: str | None) -> BackendError:
@@ -163,7 +193,10 @@ class Pool:
                                 conn.autocommit = False
                     if pipelined:  # BEGIN goes with the first statements, COMMIT with the last
                         with conn.pipeline(), conn.transaction():
-                            return fn(conn)
+                            value = fn(conn)
+                        if isinstance(value, AfterCommit):
+                            return value.read(conn)  # type: ignore[no-any-return]
+                        return value
                     with conn.transaction():
                         return fn(conn)
                 except Rollback as r:
@@ -171,11 +204,14 @@ class Pool:
             except _RETRIED:
                 if attempt == _ATTEMPTS:
                     raise
-            except psycopg.OperationalError as e:
-                if not conn.broken or time.monotonic() - started > self.reconnect_timeout:
-                    raise backend_error(self.url, e, self.password) from None
-                time.sleep(min(0.05 * attempt, 0.5))
             except psycopg.Error as e:
+                if e.sqlstate == STEP_BY_STEP:
+                    raise _Redo(unchecked=True) from None
+                if isinstance(e, psycopg.OperationalError) and conn.broken:
+                    if time.monotonic() - started > self.reconnect_timeout:
+                        raise backend_error(self.url, e, self.password) from None
+                    time.sleep(min(0.05 * attempt, 0.5))
+                    continue
                 raise backend_error(self.url, e, self.password) from None
             finally:
                 self._give(conn)
@@ -210,7 +246,12 @@ class Pool:
                 batch, self._queued = self._queued, []
                 try:
                     try:
-                        outcomes = await self._group(batch, savepoints=False)
+                        try:
+                            outcomes = await self._group(batch, savepoints=False)
+                        except _Redo as e:
+                            if not e.unchecked:
+                                raise
+                            outcomes = await self._group(batch, savepoints=False, checked=False)
                     except _Redo:
                         outcomes = await self._group(batch, savepoints=True)
                 except BaseException as e:  # the transaction failed: so did every call
@@ -222,7 +263,9 @@ class Pool:
                     self._queued[0].done.set()  # the next group's leader
         return slot.result()  # type: ignore[return-value]
 
-    async def _group(self, batch: list[_Slot], *, savepoints: bool) -> list[tuple[bool, object]]:
+    async def _group(
+        self, batch: list[_Slot], *, savepoints: bool, checked: bool = True
+    ) -> list[tuple[bool, object]]:
         if len(batch) == 1 and not savepoints:  # alone: in autocommit mode (see `fn`)
             alone = batch[0].fn
             value = await trio.to_thread.run_sync(
@@ -230,12 +273,14 @@ class Pool:
             )
             return [(True, value)]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
+        if not checked:
+            run = functools.partial(run, checked=False)
         return await trio.to_thread.run_sync(
             self._call, run, False, not savepoints, limiter=self._limiter
         )
 
     def _run_group(
-        self, conn: Conn, *, batch: list[_Slot], savepoints: bool
+        self, conn: Conn, *, batch: list[_Slot], savepoints: bool, checked: bool = True
     ) -> list[tuple[bool, object]]:
         """Run each call of a group, in a savepoint of its own if `savepoints` (else a call
         that must be undone alone raises `_Redo`), then settle the `Deferred` ones (only
@@ -248,11 +293,20 @@ class Pool:
         if waiting:
             calls = [v for k in waiting if isinstance(v := outcomes[k][1], Deferred)]
             try:
-                settled = type(calls[0]).settle(conn, calls)
+                settled = type(calls[0]).settle(conn, calls, checked)
             except (*_RETRIED, psycopg.OperationalError):
                 raise
             except Exception:  # a run ended meanwhile, a scope is missing: call by call
                 raise _Redo() from None
+            if isinstance(settled, AfterCommit):  # read once the group committed
+                read = settled.read
+
+                def after(conn: Conn) -> list[tuple[bool, object]]:
+                    for k, value in zip(waiting, read(conn), strict=True):
+                        outcomes[k] = (True, value)
+                    return outcomes
+
+                return AfterCommit(after)  # type: ignore[return-value]
             for k, value in zip(waiting, settled, strict=True):
                 outcomes[k] = (True, value)
         return outcomes

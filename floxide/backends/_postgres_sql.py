@@ -201,7 +201,7 @@ def _unused(*_: object) -> bytes:
     raise AssertionError("a simple plan reads no stored context")
 
 
-_BATCH = """
+_BATCH_HELD = """
 WITH l AS (
     SELECT * FROM unnest(%(runs)s::text[], %(items)s::text[], %(tokens)s::bigint[],
                          %(nodes)s::text[], %(secs)s::float8[]) WITH ORDINALITY
@@ -212,9 +212,11 @@ WITH l AS (
     WHERE r.run_id = l.run_id AND r.status IN ('pending', 'running', 'paused'))
     RETURNING l.k, i.run_id, i.queue
 ), step AS (
-    INSERT INTO steps (run_id, node, seconds)
-    SELECT h.run_id, l.node, l.seconds FROM held h JOIN l ON l.k = h.k
-), made AS (
+    INSERT INTO steps (run_id, node, seconds, n, longest)
+    SELECT h.run_id, l.node, sum(l.seconds), count(*), max(l.seconds)
+    FROM held h JOIN l ON l.k = h.k GROUP BY h.run_id, l.node
+)"""
+_BATCH_MADE = """, made AS (
     INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
     SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
            nextval('seq')
@@ -222,22 +224,19 @@ WITH l AS (
                   %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
                   WITH ORDINALITY AS u(k, item_id, node, payload, attempt, due, ord)) u
     JOIN held h ON h.k = u.k ORDER BY u.ord
-), kept AS (
-    INSERT INTO collected (run_id, key, data)
-    SELECT h.run_id, c.key, c.data FROM held h
+)"""
+_BATCH_KEPT = """, kept AS (
+    INSERT INTO collected (run_id, key, data, batch)
+    SELECT h.run_id, c.key, '', array_agg(c.data ORDER BY c.k) FROM held h
     JOIN unnest(%(ck)s::bigint[], %(ckeys)s::text[], %(cdata)s::bytea[]) AS c(k, key, data)
-    ON c.k = h.k
-), outs AS (
+    ON c.k = h.k GROUP BY h.run_id, c.key
+)"""
+_BATCH_OUTS = """, outs AS (
     INSERT INTO outputs (run_id, position, node, value)
     SELECT h.run_id, o.position, o.node, o.value FROM held h
     JOIN unnest(%(ok)s::bigint[], %(opos)s::text[], %(onodes)s::text[], %(ovalues)s::bytea[])
     AS o(k, position, node, value) ON o.k = h.k
-){put}
-SELECT r.status, r.queue, h.k IS NOT NULL
-FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id ORDER BY l.k
-"""
-"""The first statements of several `batchable` steps as one: for each (in order) its run's
-status and queue, and whether its lease was held (it was then applied, but for its counts)."""
+)"""
 _BATCH_PUT = """, put AS (
     INSERT INTO contributions (run_id, key, data)
     SELECT h.run_id, p.key, p.data FROM held h
@@ -245,12 +244,36 @@ _BATCH_PUT = """, put AS (
     ON p.k = h.k
     ON CONFLICT (run_id, key) DO UPDATE SET data = excluded.data
 )"""
-_BATCHES = (_BATCH.replace("{put}", ""), _BATCH.replace("{put}", _BATCH_PUT))
+_BATCH_COUNT = """, counted AS (
+    SELECT count_steps(%(c_runs)s, %(c_deltas)s, %(c_done)s, %(c_now)s, %(c_scope_runs)s,
+                       %(c_scope_ids)s, %(c_scope_deltas)s, %(c_scope_lows)s, %(c_steps)s,
+                       (SELECT count(*) FROM held))
+)"""
+"""The counts of a batch, worked out for all its steps held (refused by `count_steps`
+unless all were)."""
+_BATCH_RESULT = """
+SELECT r.status, r.queue, h.k IS NOT NULL
+FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id{counted}
+ORDER BY l.k
+"""
 
 
-def batch(plans: list[CommitPlan]) -> str:
-    """`_BATCH` for steps of `plans`, storing their contributions if any has one."""
-    return _BATCHES[any(_puts(p) for p in plans)]
+def batch(plans: list[CommitPlan], *, counted: bool = False) -> str:
+    """The first statements of several `batchable` steps as one, made of the parts they
+    need (each variant is prepared once): for each step (in order) its run's status and
+    queue, and whether its lease was held (it was then applied, but for its counts, which
+    `counted` also writes: `_BATCH_COUNT`)."""
+    return "".join(
+        (
+            _BATCH_HELD,
+            _BATCH_MADE if any(p.items for p in plans) else "",
+            _BATCH_KEPT if any(p.collect for p in plans) else "",
+            _BATCH_OUTS if any(p.outputs for p in plans) else "",
+            _BATCH_PUT if any(_puts(p) for p in plans) else "",
+            _BATCH_COUNT if counted else "",
+            _BATCH_RESULT.format(counted=" CROSS JOIN counted" if counted else ""),
+        )
+    )
 
 
 def batchable(plan: CommitPlan) -> bool:

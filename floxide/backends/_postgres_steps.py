@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from floxide.backends import _postgres_sql as sql
 from floxide.backends._base import (
     CommitPlan,
@@ -27,7 +29,7 @@ from floxide.backends._base import (
     count_scopes,
     missing_scope,
 )
-from floxide.backends._postgres_conn import Conn, Deferred, Rollback
+from floxide.backends._postgres_conn import STEP_BY_STEP, AfterCommit, Conn, Deferred, Rollback
 from floxide.backends._postgres_group import Step
 from floxide.backends._postgres_tables import (
     Scopes,
@@ -72,16 +74,38 @@ def commit(
     """Apply one step: (result, the leases taken, whether the run ended). When `defer`, a
     `simple` step is left to `Step.settle` (applied with its group's others).
     On a connection in autocommit mode (a commit alone), a chain step is one statement,
-    any other step one transaction."""
+    another batchable step a group of one (`_alone`), any other step one transaction."""
     if conn.autocommit:
         statement = sql.chain(plan)
         done = None if statement is None else _chain(conn, statement, lease, plan, limit,
                                                      lease_seconds, channel)  # fmt: skip
+        if done is None and statement is None and sql.batchable(plan):
+            done = _alone(conn, Step(channel, lease, plan, time.time(), limit, lease_seconds))
         if done is not None:
             return done
         with conn.transaction():
             return _commit(conn, channel, lease, plan, limit, lease_seconds, defer=False)
     return _commit(conn, channel, lease, plan, limit, lease_seconds, defer=defer)
+
+
+def _alone(conn: Conn, step: Step) -> Committed | None:
+    """A batchable step settled as a group of one, in one pipeline (one round trip for a
+    step that made no items); None when it must be applied the careful way instead (its
+    scope closes, its run ends, its lease was lost: nothing was applied)."""
+    try:
+        with conn.pipeline(), conn.transaction():
+            value = Step.settle(conn, [step], True)
+        if isinstance(value, AfterCommit):
+            value = value.read(conn)
+    except Rollback:
+        return None
+    except psycopg.Error as e:
+        if e.sqlstate == STEP_BY_STEP:
+            return None
+        raise
+    (done,) = value
+    assert isinstance(done, tuple)
+    return done
 
 
 def _commit(

@@ -6,9 +6,14 @@ creates the schema and brings it up to `SCHEMA_VERSION` (one transaction, serial
 processes by an advisory lock) and refuses a schema newer than this code understands.
 
 Hot rows are avoided: lease tokens and queue order come from sequences, per-node latency is
-appended to `steps` (aggregated when read), so concurrent commits only meet on the rows they
-must (their run's counters, their join scopes). A step's change to a mergeable context is a
-row of `contributions` (keyed by run and item id), written with no version check.
+appended to `steps` (a row per node for the steps committed together: how many, their
+seconds in all, the longest; aggregated when read), so concurrent commits only meet on the
+rows they must (their run's counters, their join scopes). A row of `collected` holds one
+value (`data`) or, when `batch` is set, the values a group commit collected for one key.
+Leased items have no index of their own: only the reaper looks for them (a scan, every
+few seconds), while every lease would have written an entry. A step's change to a mergeable
+context is a row of `contributions` (keyed by run and item id), written with no version
+check.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ __all__ = [
     "run_record",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -106,6 +111,38 @@ CREATE INDEX items_garbled ON items (run_id) WHERE state NOT IN ('queued', 'leas
     4: """
 CREATE TABLE contributions (
     run_id text NOT NULL, key text NOT NULL, data bytea NOT NULL, PRIMARY KEY (run_id, key));
+""",
+    5: """
+ALTER TABLE steps ADD COLUMN n bigint NOT NULL DEFAULT 1, ADD COLUMN longest float8;
+ALTER TABLE collected ADD COLUMN batch bytea[];
+DROP INDEX items_leased;
+CREATE FUNCTION count_steps(
+    p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
+    p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[],
+    p_steps bigint, p_held bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_held <> p_steps THEN
+        RAISE EXCEPTION 'a lease was lost: count step by step' USING ERRCODE = 'FX001';
+    END IF;
+    FOR k IN 1 .. coalesce(cardinality(p_scope_ids), 0) LOOP
+        UPDATE scopes SET open = open + p_scope_deltas[k]
+        WHERE run_id = p_scope_runs[k] AND scope_id = p_scope_ids[k]
+          AND open + p_scope_lows[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a join scope closes: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+    FOR k IN 1 .. coalesce(cardinality(p_runs), 0) LOOP
+        UPDATE runs SET pending = pending + p_deltas[k], done = done + p_done[k],
+               updated_at = p_now
+        WHERE run_id = p_runs[k] AND status IN ('pending', 'running', 'paused')
+          AND pending + p_deltas[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a run ends: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+END $$;
 """,
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on

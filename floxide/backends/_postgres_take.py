@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -20,7 +20,7 @@ from floxide.backends._base import CommitResult, ErrorRecord, Lease, RunContext
 from floxide.backends._postgres_conn import Conn
 from floxide.backends._postgres_tables import add_errors, pairs
 
-__all__ = ["FINISH", "Committed", "finish", "notify", "send_take", "take", "taken"]
+__all__ = ["FINISH", "Committed", "Fetched", "finish", "notify", "send_take", "take", "taken"]
 
 Committed = tuple[CommitResult, list[Lease], bool]
 """What a commit returns: its result, the leases it took, whether its run ended."""
@@ -131,10 +131,16 @@ def send_take(
     )
 
 
+class Fetched(Protocol):
+    """A cursor, or rows fetched from one already."""
+
+    def fetchall(self) -> list[Any]: ...
+
+
 def taken(
     conn: Conn,
     channel: str,
-    cursor: psycopg.Cursor[Any],
+    cursor: Fetched,
     worker_id: str,
     lease_seconds: float,
     now: float,
