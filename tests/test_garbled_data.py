@@ -224,3 +224,43 @@ def test_postgres_item_that_can_never_be_leased_fails_its_run(
         await backend.aclose()
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+@pytest.mark.parametrize("stored", [0, -1])
+async def test_a_run_whose_pending_count_is_garbled_fails_instead_of_hanging(
+    kind: str, stored: int, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """A commit's run always counts the committing item as pending: a count below one is
+    garbled (with -1 the run would never reach zero), so the commit fails its run."""
+    from floxide.testing._harness import item, must_lease, new_run, plan
+
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        prefix = f"p{uuid.uuid4().hex[:8]}"
+        url = f"{server.url}?prefix={prefix}"
+    else:
+        path = str(tmp_path / "runs.db")
+        url = f"sqlite:///{path}"
+    b = open_backend(url)
+    try:
+        run = new_run(item(1), item(2))
+        await b.create_run(run)
+        lease = await must_lease(b)
+        if kind == "redis":
+            client = coredis.Redis.from_url(server.url, decode_responses=False)
+            async with client:
+                keys = [k async for k in client.scan_iter(f"{prefix}:*{run.run_id}".encode())]
+                assert len(keys) == 1, keys
+                await client.hset(keys[0], {b"pending": str(stored).encode()})
+        else:
+            db = sqlite3.connect(path)
+            with db:
+                db.execute("UPDATE runs SET pending = ? WHERE run_id = ?", (stored, run.run_id))
+            db.close()
+        await b.commit(lease, plan())
+        rec = await b.get_run(run.run_id)
+        assert rec is not None and rec.status == RunStatus.FAILED, rec
+        assert rec.error is not None and "pending" in rec.error, rec.error
+    finally:
+        await b.aclose()

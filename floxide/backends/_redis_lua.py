@@ -463,7 +463,7 @@ if not r[1] or not is_live(r[1]) then return 'inactive' end
 local bad = nil  -- (no table of checks: this runs on every step)
 if not num_ok(r[2], false, true) then bad = 'deadline'
 elseif not num_ok(r[3], true) then bad = 'version'
-elseif not num_ok(r[4], true) then bad = 'pending'
+elseif not num_ok(r[4], true) or tonumber(r[4] or '1') < 1 then bad = 'pending'  -- counts this item
 elseif not num_ok(r[6], true) then bad = 'seq'
 elseif not num_ok(r[7], true) then bad = 'done'
 elseif not num_ok(r[8], true) then bad = 'failed'

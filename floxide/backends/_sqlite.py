@@ -600,6 +600,9 @@ class SqliteBackend:
             bad, run = self._check(conn, lease)
             if bad is not None:
                 return bad, []
+            pending = run["pending"]
+            if type(pending) is not int or pending < 1:  # the committing item is one of them
+                raise UnreadableDataError("pending")
             # merge first: if it raises, nothing is applied
             write = context_write(
                 plan,
@@ -608,7 +611,7 @@ class SqliteBackend:
                 lambda: _base(conn, lease.run_id),  # read only to merge a stale update
                 _Stored(conn, lease.run_id).get,
             )
-            made = self._apply(conn, lease, plan, run["queue"], run["pending"], write)
+            made = self._apply(conn, lease, plan, run["queue"], pending, write)
             # Only a commit that made items ready leases here: a lease costs this
             # transaction more than its share of a batched `lease`, which the worker's
             # lease loop does when a commit made nothing (a fan-out branch, say).
