@@ -97,33 +97,42 @@ def leases(
 ) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
     out (the script's HELD) is `held`'s (tag, base) when the tag matches; else the lease
-    carries no context (the worker reads it)."""
-    return [
-        Lease(
-            run_id=_unrid(s(raw[i])),
-            item_id=s(raw[i + 1]),
-            node=shown(raw[i + 2]),
-            payload=raw[i + 3],
-            attempt=int(raw[i + 4]),
-            token=int(raw[i + 5]),
-            deadline=float(raw[i + 6]),
-            last_error=shown(raw[i + 7]) or None,
-            expired=s(raw[i + 8]) == "1",
-            worker_id=shown(raw[i + 9]),
-            context=_context(raw, i, held),
-            run_deadline=deadline(raw[i + 12]),
+    carries no context (the worker reads it). Leases of one reply carry the same
+    contributions: they are read once and shared (the worker then folds them once)."""
+    parsed: list[Any] = [None, ()]  # the last contributions read: as sent, as pairs
+    out = []
+    for i in range(start, len(raw), 15):
+        out.append(
+            Lease(
+                run_id=_unrid(s(raw[i])),
+                item_id=s(raw[i + 1]),
+                node=shown(raw[i + 2]),
+                payload=raw[i + 3],
+                attempt=int(raw[i + 4]),
+                token=int(raw[i + 5]),
+                deadline=float(raw[i + 6]),
+                last_error=shown(raw[i + 7]) or None,
+                expired=s(raw[i + 8]) == "1",
+                worker_id=shown(raw[i + 9]),
+                context=_context(raw, i, held, parsed),
+                run_deadline=deadline(raw[i + 12]),
+            )
         )
-        for i in range(start, len(raw), 15)
-    ]
+    return out
 
 
-def _context(raw: list[Any], i: int, held: tuple[bytes, bytes] | None) -> RunContext | None:
+def _context(
+    raw: list[Any], i: int, held: tuple[bytes, bytes] | None, parsed: list[Any]
+) -> RunContext | None:
     data = raw[i + 10]
     if data is None:
         if held is None or held[0] != raw[i + 14]:
             return None
         data = held[1]
-    return RunContext(data, int(raw[i + 11]), contributions(raw[i + 13]))
+    flat = raw[i + 13]
+    if flat != parsed[0]:
+        parsed[0], parsed[1] = flat, contributions(flat)
+    return RunContext(data, int(raw[i + 11]), parsed[1])
 
 
 def base_of(raw: list[Any], start: int) -> tuple[bytes, bytes] | None:

@@ -48,6 +48,9 @@ class _Fold:
     base: bytes
     seen: dict[str, bytes]
     value: Any
+    read: object = None
+    """The contributions object of the read `seen` was last brought up to date with: a
+    read handing the very same object (leases taken together) has nothing new."""
 
 
 @attrs.frozen
@@ -96,11 +99,14 @@ class StepContexts:
             fold = self._after_compaction(run_id, stored) or _Fold(
                 stored.version, stored.data, {}, decode(stored.data, run_id)
             )
-        seen = fold.seen
-        new = [(k, v) for k, v in stored.contributions if seen.get(k) != v]
-        if new:
-            value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
-            fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
+        contributions = stored.contributions
+        if fold.read is not contributions:
+            seen = fold.seen
+            new = [(k, v) for k, v in contributions if seen.get(k) != v]
+            if new:
+                value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
+                fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
+            fold.read = contributions
         if len(self._folds) >= _MAX_RUNS and run_id not in self._folds:
             self._folds.clear()
             self._compacted.clear()
