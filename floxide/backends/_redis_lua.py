@@ -83,8 +83,10 @@ local function is_live(status)
 end
 
 -- the contributions leases carry ({item id, data, ...}: the 14th field of a lease), read
--- before the first grant; none unless the run record counts some ('contrib')
+-- before the first grant; none unless the run record counts some ('contrib'). Only the
+-- first lease of a reply carries them (CONTRIBS_SENT): the others give false, the same
 local CONTRIBS = {}
+local CONTRIBS_SENT = false
 -- whether the run has stored contributions (nil: not read yet; see finish)
 local HAS_CONTRIB = nil
 -- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
@@ -234,7 +236,8 @@ local function grant(r, seq, id, it, worker, lease, out)
   end
   local tag = (r[3] or '0') .. '/' .. CREATED
   if tag == HELD then out[#out - 2] = false end
-  table.insert(out, CONTRIBS)
+  table.insert(out, not CONTRIBS_SENT and CONTRIBS)
+  CONTRIBS_SENT = true
   table.insert(out, tag)
 end
 
@@ -356,7 +359,8 @@ return 'ok'
 # ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds,
 #       the tag of the run's base the caller holds ('' = none; see HELD)
 # returns {the head entry when it is another run's (else ''), next due or '', then 15
-# fields per lease (the 14th: the run's contributions, {item id, data, ...}; the 15th:
+# fields per lease (the 14th: the run's contributions, {item id, data, ...}, false after
+# the first lease: the same; the 15th:
 # the tag of its base)}: when another run is at the head, ask again with its keys
 LEASE = (
     PRELUDE

@@ -98,7 +98,8 @@ def leases(
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
     out (the script's HELD) is `held`'s (tag, base) when the tag matches; else the lease
     carries no context (the worker reads it). Leases of one reply carry the same
-    contributions: they are read once and shared (the worker then folds them once)."""
+    contributions (given with the first only, None after it): they are read once and
+    shared (the worker then folds them once)."""
     parsed: list[Any] = [None, ()]  # the last contributions read: as sent, as pairs
     out = []
     for i in range(start, len(raw), 15):
@@ -124,14 +125,14 @@ def leases(
 def _context(
     raw: list[Any], i: int, held: tuple[bytes, bytes] | None, parsed: list[Any]
 ) -> RunContext | None:
+    flat = raw[i + 13]
+    if flat is not None and flat != parsed[0]:
+        parsed[0], parsed[1] = flat, contributions(flat)
     data = raw[i + 10]
     if data is None:
         if held is None or held[0] != raw[i + 14]:
             return None
         data = held[1]
-    flat = raw[i + 13]
-    if flat != parsed[0]:
-        parsed[0], parsed[1] = flat, contributions(flat)
     return RunContext(data, int(raw[i + 11]), parsed[1])
 
 
