@@ -90,7 +90,8 @@ local CONTRIBS_SENT = false
 -- whether the run has stored contributions (nil: not read yet; see finish)
 local HAS_CONTRIB = nil
 -- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
--- give false instead of that base (a big base is not copied out for every lease), and
+-- give false instead of that base (a big base is not copied out for every lease: nor a
+-- new one, given once per reply, its later leases giving false), and
 -- their 15th field is the tag of the base they stand for; CREATED is the run's creation
 -- time (a run created again under the same id starts at version 0 again)
 local HELD, CREATED = '', ''
@@ -235,7 +236,7 @@ local function grant(r, seq, id, it, worker, lease, out)
     table.insert(out, v)
   end
   local tag = (r[3] or '0') .. '/' .. CREATED
-  if tag == HELD then out[#out - 2] = false end
+  if tag == HELD then out[#out - 2] = false else HELD = tag end  -- given once per reply
   table.insert(out, not CONTRIBS_SENT and CONTRIBS)
   CONTRIBS_SENT = true
   table.insert(out, tag)

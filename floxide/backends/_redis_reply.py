@@ -96,13 +96,15 @@ def leases(
     raw: list[Any], start: int, held: tuple[bytes, bytes] | None = None
 ) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
-    out (the script's HELD) is `held`'s (tag, base) when the tag matches; else the lease
-    carries no context (the worker reads it). Leases of one reply carry the same
+    out (the script's HELD) is `held`'s (tag, base), or an earlier lease's of the reply,
+    when the tag matches; else the lease carries no context (the worker reads it). Leases of one reply carry the same
     contributions (given with the first only, None after it): they are read once and
     shared (the worker then folds them once)."""
     parsed: list[Any] = [None, ()]  # the last contributions read: as sent, as pairs
     out = []
     for i in range(start, len(raw), 15):
+        if raw[i + 10] is not None:  # a base given once stands for the later leases too
+            held = (raw[i + 14], raw[i + 10])
         out.append(
             Lease(
                 run_id=_unrid(s(raw[i])),
