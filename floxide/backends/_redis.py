@@ -165,6 +165,9 @@ class RedisBackend:
         self._bases: dict[str, tuple[bytes, bytes]] = {}
         """Run id (as keys hold it) -> the (tag, base context) its last lease here gave:
         the scripts leave that base out of the next leases (their HELD; bounded)."""
+        self._contributions: dict[str, list[Any]] = {}
+        """Run id (as keys hold it) -> the contributions its last lease here gave, as
+        [sent, pairs]: the next reply's are read from where they differ (bounded)."""
         self._promoted: dict[int, float] = {}
         """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
@@ -688,7 +691,12 @@ class RedisBackend:
     ) -> list[Lease]:
         """The leases of a LEASE or COMMIT reply (bases left out are `held`'s, the base
         the script was told of); the base they give is remembered for the next ones."""
-        got = _leases(raw, 2, held)
+        known = self._contributions.get(stored)
+        if known is None:
+            if len(self._contributions) >= 256:
+                del self._contributions[next(iter(self._contributions))]
+            known = self._contributions[stored] = [None, ()]
+        got = _leases(raw, 2, held, known)
         given = _base_of(raw, 2)
         if given is not None:
             bases = self._bases

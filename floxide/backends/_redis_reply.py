@@ -82,25 +82,40 @@ def shown(v: bytes | str | None) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
-def contributions(flat: Any) -> tuple[tuple[str, bytes], ...]:
+def contributions(
+    flat: Any, previous: tuple[Any, tuple[tuple[str, bytes], ...]] | None = None
+) -> tuple[tuple[str, bytes], ...]:
     """(item id, contribution) pairs from a script's `{item id, data, ...}` (`ValueError`
-    when they are not that: a garbled key)."""
+    when they are not that: a garbled key). With `previous`, an earlier reply's (flat,
+    pairs): a reply that starts with it (a hash lists its entries in insertion order while
+    small) reuses its pairs and reads the entries after them only."""
     if not isinstance(flat, list) or len(flat) % 2:
         raise ValueError("contributions")
     if not flat:
         return ()
+    if previous is not None:
+        old, pairs = previous
+        m = len(old)
+        if 0 < m <= len(flat) and flat[:m] == old:
+            return pairs + tuple(zip(map(shown, flat[m::2]), flat[m + 1 :: 2], strict=True))
     return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True))
 
 
 def leases(
-    raw: list[Any], start: int, held: tuple[bytes, bytes] | None = None
+    raw: list[Any],
+    start: int,
+    held: tuple[bytes, bytes] | None = None,
+    parsed: list[Any] | None = None,
 ) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
     out (the script's HELD) is `held`'s (tag, base), or an earlier lease's of the reply,
-    when the tag matches; else the lease carries no context (the worker reads it). Leases of one reply carry the same
-    contributions (given with the first only, None after it): they are read once and
-    shared (the worker then folds them once)."""
-    parsed: list[Any] = [None, ()]  # the last contributions read: as sent, as pairs
+    when the tag matches; else the lease carries no context (the worker reads it). Leases
+    of one reply carry the same contributions (given with the first only, None after it):
+    they are read once and shared (the worker then folds them once). `parsed` is the last
+    contributions read, as [sent, pairs] (updated): for the next reply of the run, see
+    `contributions`."""
+    if parsed is None:
+        parsed = [None, ()]
     out = []
     for i in range(start, len(raw), 15):
         if raw[i + 10] is not None:  # a base given once stands for the later leases too
@@ -129,7 +144,8 @@ def _context(
 ) -> RunContext | None:
     flat = raw[i + 13]
     if flat is not None and flat != parsed[0]:
-        parsed[0], parsed[1] = flat, contributions(flat)
+        previous = None if parsed[0] is None else (parsed[0], parsed[1])
+        parsed[0], parsed[1] = flat, contributions(flat, previous)
     data = raw[i + 10]
     if data is None:
         if held is None or held[0] != raw[i + 14]:

@@ -54,8 +54,9 @@ class _Fold:
     seen: dict[str, bytes]
     value: Any
     read: object = None
-    """The contributions object of the read `seen` was last brought up to date with: a
-    read handing the very same object (leases taken together) has nothing new."""
+    """The contributions of the read `seen` was last brought up to date with: a read
+    handing the very same object (leases taken together) has nothing new, one extending
+    it has only its further entries to look at."""
 
 
 @attrs.frozen
@@ -106,13 +107,19 @@ class StepContexts:
                 stored.version, stored.data, {}, decode(stored.data, run_id)
             )
         contributions = stored.contributions
-        if fold.read is not contributions:
+        read = fold.read
+        if read is not contributions:
             seen = fold.seen
+            # a read extending the last one (its entries, then more) has only those more
+            # to look at: the last read's are all in `seen`
+            if isinstance(read, tuple) and 0 < len(read) <= len(contributions):
+                if contributions[: len(read)] == read:
+                    contributions = contributions[len(read) :]
             new = [(k, v) for k, v in contributions if seen.get(k) != v]
             if new:
                 value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
                 fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
-            fold.read = contributions
+            fold.read = stored.contributions
         if len(self._folds) >= _MAX_RUNS and run_id not in self._folds:
             self._folds.clear()
             self._compacted.clear()
