@@ -84,42 +84,52 @@ def shown(v: bytes | str | None) -> str:
 
 def contributions(
     flat: Any, previous: tuple[Any, tuple[tuple[str, bytes], ...]] | None = None
-) -> tuple[tuple[str, bytes], ...]:
+) -> tuple[tuple[tuple[str, bytes], ...], bool]:
     """(item id, contribution) pairs from a script's `{item id, data, ...}` (`ValueError`
-    when they are not that: a garbled key). With `previous`, an earlier reply's (flat,
-    pairs): a reply that starts with it (a hash lists its entries in insertion order while
-    small) reuses its pairs and reads the entries after them only."""
+    when they are not that: a garbled key), and whether they are older than `previous`.
+
+    `previous` is an earlier reply's (flat, pairs): a hash lists its entries in insertion
+    order while small, so a reply that starts with the earlier one reuses its pairs and
+    reads the entries after them only, and one the earlier reply starts with (an older
+    reply, read late) is a part of its pairs."""
     if not isinstance(flat, list) or len(flat) % 2:
         raise ValueError("contributions")
-    if not flat:
-        return ()
-    if previous is not None:
+    if previous is not None and flat:
         old, pairs = previous
-        m = len(old)
-        if 0 < m <= len(flat) and flat[:m] == old:
-            return pairs + tuple(zip(map(shown, flat[m::2]), flat[m + 1 :: 2], strict=True))
-    return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True))
+        m, n = len(old), len(flat)
+        if 0 < m <= n and flat[:m] == old:
+            more = tuple(zip(map(shown, flat[m::2]), flat[m + 1 :: 2], strict=True))
+            return pairs + more, False
+        if n < m and old[:n] == flat:
+            return pairs[: n // 2], True
+    return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True)), False
 
 
 def leases(
     raw: list[Any],
     start: int,
     held: tuple[bytes, bytes] | None = None,
-    parsed: list[Any] | None = None,
+    known: list[Any] | None = None,
 ) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
     out (the script's HELD) is `held`'s (tag, base), or an earlier lease's of the reply,
     when the tag matches; else the lease carries no context (the worker reads it). Leases
     of one reply carry the same contributions (given with the first only, None after it):
-    they are read once and shared (the worker then folds them once). `parsed` is the last
-    contributions read, as [sent, pairs] (updated): for the next reply of the run, see
-    `contributions`."""
-    if parsed is None:
-        parsed = [None, ()]
+    they are read once and shared (the worker then folds them once). `known` holds the
+    latest contributions the run's replies gave, as [sent, pairs] (updated): the next
+    reply's are read against them (see `contributions`)."""
+    parsed: list[Any] = [None, ()]  # this reply's contributions: as sent, as pairs
     out = []
     for i in range(start, len(raw), 15):
         if raw[i + 10] is not None:  # a base given once stands for the later leases too
             held = (raw[i + 14], raw[i + 10])
+        flat = raw[i + 13]
+        if flat is not None and flat != parsed[0]:
+            previous = None if known is None or known[0] is None else (known[0], known[1])
+            pairs, older = contributions(flat, previous)
+            parsed[0], parsed[1] = flat, pairs
+            if known is not None and not older:
+                known[0], known[1] = flat, pairs
         out.append(
             Lease(
                 run_id=_unrid(s(raw[i])),
@@ -132,7 +142,7 @@ def leases(
                 last_error=shown(raw[i + 7]) or None,
                 expired=s(raw[i + 8]) == "1",
                 worker_id=shown(raw[i + 9]),
-                context=_context(raw, i, held, parsed),
+                context=_context(raw, i, held, parsed[1]),
                 run_deadline=deadline(raw[i + 12]),
             )
         )
@@ -140,18 +150,14 @@ def leases(
 
 
 def _context(
-    raw: list[Any], i: int, held: tuple[bytes, bytes] | None, parsed: list[Any]
+    raw: list[Any], i: int, held: tuple[bytes, bytes] | None, pairs: Any
 ) -> RunContext | None:
-    flat = raw[i + 13]
-    if flat is not None and flat != parsed[0]:
-        previous = None if parsed[0] is None else (parsed[0], parsed[1])
-        parsed[0], parsed[1] = flat, contributions(flat, previous)
     data = raw[i + 10]
     if data is None:
         if held is None or held[0] != raw[i + 14]:
             return None
         data = held[1]
-    return RunContext(data, int(raw[i + 11]), parsed[1])
+    return RunContext(data, int(raw[i + 11]), pairs)
 
 
 def base_of(raw: list[Any], start: int) -> tuple[bytes, bytes] | None:
