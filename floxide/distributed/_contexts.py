@@ -37,6 +37,14 @@ _MAX_RUNS = 256
 """Runs whose fold a worker keeps (forgotten all at once beyond that)."""
 
 
+def _starts(whole: object, part: object) -> bool:
+    """Whether tuple `whole` starts with the entries of tuple `part` (one read of the
+    contributions holding another: an earlier one, read late, or a later one)."""
+    if not (isinstance(whole, tuple) and isinstance(part, tuple)):
+        return False
+    return 0 < len(part) <= len(whole) and whole[: len(part)] == part
+
+
 def read_context(codec: Codec, stored: RunContext, run_id: str) -> Any:
     """A run's context as stored: its base merged with its contributions, if any."""
     base = codec.decode_context(stored.data, run_id)
@@ -55,8 +63,9 @@ class _Fold:
     value: Any
     read: object = None
     """The contributions of the read `seen` was last brought up to date with: a read
-    handing the very same object (leases taken together) has nothing new, one extending
-    it has only its further entries to look at."""
+    handing the very same object (leases taken together), or a part it starts with (an
+    older read), has nothing new; one extending it has only its further entries to look
+    at."""
 
 
 @attrs.frozen
@@ -108,13 +117,12 @@ class StepContexts:
             )
         contributions = stored.contributions
         read = fold.read
-        if read is not contributions:
+        if read is not contributions and not _starts(read, contributions):
             seen = fold.seen
             # a read extending the last one (its entries, then more) has only those more
             # to look at: the last read's are all in `seen`
-            if isinstance(read, tuple) and 0 < len(read) <= len(contributions):
-                if contributions[: len(read)] == read:
-                    contributions = contributions[len(read) :]
+            if _starts(contributions, read):
+                contributions = contributions[len(read) :]  # type: ignore[arg-type]
             new = [(k, v) for k, v in contributions if seen.get(k) != v]
             if new:
                 value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
