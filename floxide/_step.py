@@ -560,10 +560,10 @@ def fold_context(base: M, contributions: Iterable[M]) -> M:
 
 def compacts(contributions: int, after: int = COMPACT_AFTER, stagger: float = 0.0) -> bool:
     """Whether a reader that saw `contributions` folds them into the base. `stagger` (in
-    [0, 1), drawn per reader and base) waits for up to half of `after` more, so that of
-    readers running side by side one compacts, not each of them (every compaction writes
-    the whole context, and every other reader decodes it)."""
-    return contributions >= after + int(stagger * after / 2)
+    [0, 1), drawn per reader and base) waits for up to a quarter of `after` more, so that
+    of readers running side by side one compacts, not each of them (every compaction
+    writes the whole context, and every other reader decodes it)."""
+    return contributions >= after + int(stagger * after / 4)
 
 
 def never_same() -> bool:
