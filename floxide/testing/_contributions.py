@@ -109,7 +109,10 @@ async def concurrent_contributions(b: Backend) -> None:
         "a compaction after concurrent contributions did not commit",
     )
     want["c"] = 1
-    together = await _leases(b, 3)
+    together = await b.lease(QUEUE, "w", limit=3, lease_seconds=LEASE, wait=0)
+    expect(bool(together), "no ready item was leased after a compaction")
+    while len(together) < 3:  # a backend may give fewer at once: the rest one by one
+        together.append(await must_lease(b))
     for le in together:
         expect(
             le.context is None or fold(le.context) == want,
