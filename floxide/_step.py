@@ -35,9 +35,10 @@ is a labelled port of it). The rules, in the order a step meets them:
    stored under its item id without a version check (concurrent steps never conflict; a
    duplicate of the item overwrites its own, so it counts once); the run's context is its
    base merged with every contribution not yet compacted into it (`fold_context`, in any
-   order: merges are semilattices), and a reader that sees `COMPACT_AFTER` of them folds
-   them into the base (`compacts`). A change merging cannot express (a field that must
-   agree changed) is committed whole, as for a context without `merge`.
+   order: merges are semilattices), and a reader that sees `COMPACT_AFTER` of them (a
+   few more, staggered per reader) folds them into the base (`compacts`). A change
+   merging cannot express (a field that must agree changed) is committed whole, as for a
+   context without `merge`.
 8. **Run ids.** Any non-empty string of at most `MAX_RUN_ID` characters that is valid
    Unicode names a run (`check_run_id`); backends keep every such id's state apart.
 """
@@ -557,9 +558,12 @@ def fold_context(base: M, contributions: Iterable[M]) -> M:
     return base if acc is None else base.merge(acc)
 
 
-def compacts(contributions: int, after: int = COMPACT_AFTER) -> bool:
-    """Whether a reader that saw `contributions` folds them into the base."""
-    return contributions >= after
+def compacts(contributions: int, after: int = COMPACT_AFTER, stagger: float = 0.0) -> bool:
+    """Whether a reader that saw `contributions` folds them into the base. `stagger` (in
+    [0, 1), drawn per reader and base) waits for up to a quarter of `after` more, so that
+    of readers running side by side one compacts, not each of them (every compaction
+    writes the whole context, and every other reader decodes it)."""
+    return contributions >= after + int(stagger * after / 4)
 
 
 def never_same() -> bool:

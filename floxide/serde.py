@@ -38,6 +38,7 @@ from cattrs.v import format_exception
 from floxide._context import register_shared_state_hooks
 from floxide._errors import CheckpointError, FloxideError
 from floxide._exact import first_difference
+from floxide._merge_serde import register_counter_hooks
 
 __all__ = [
     "TYPE_TAG",
@@ -231,6 +232,7 @@ converter.register_structure_hook_factory(lambda t: t is object, lambda _: lambd
 
 
 register_shared_state_hooks(converter)
+register_counter_hooks(converter)
 
 
 def _format(exc: BaseException, tp: type | None) -> str:

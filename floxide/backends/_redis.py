@@ -204,6 +204,9 @@ class RedisBackend:
         self._bases: dict[str, tuple[bytes, bytes]] = {}
         """Run id (as keys hold it) -> the (tag, base context) its last lease here gave:
         the scripts leave that base out of the next leases (their HELD; bounded)."""
+        self._contributed: dict[str, list[Any]] = {}
+        """Run id (as keys hold it) -> the contributions its last lease here gave, as
+        [sent, pairs]: the next reply's are read from where they differ (bounded)."""
         self._promoted: dict[int, float] = {}
         """Shard -> when this process last moved its due delayed retries (see COMMIT)."""
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
@@ -579,7 +582,7 @@ class RedisBackend:
             number = int(_s(version) or 0)
         with self._reading(run_id, "context contributions"):
             int(_s(counted) or 0)
-            return RunContext(data, number, _contributions(flat) if counted else ())
+            return RunContext(data, number, _contributions(flat)[0] if counted else ())
 
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         async with self._conn("collected") as c:
@@ -766,7 +769,12 @@ class RedisBackend:
     def _taken(self, stored: str, raw: list[Any], held: tuple[bytes, bytes] | None) -> list[Lease]:
         """The leases of a LEASE or COMMIT reply (bases left out are `held`'s, the base
         the script was told of); the base they give is remembered for the next ones."""
-        got = _leases(raw, 2, held)
+        known = self._contributed.get(stored)
+        if known is None:
+            if len(self._contributed) >= 256:
+                del self._contributed[next(iter(self._contributed))]
+            known = self._contributed[stored] = [None, ()]
+        got = _leases(raw, 2, held, known)
         given = _base_of(raw, 2)
         if given is not None:
             bases = self._bases

@@ -86,12 +86,15 @@ local function is_live(status)
 end
 
 -- the contributions leases carry ({item id, data, ...}: the 14th field of a lease), read
--- before the first grant; none unless the run record counts some ('contrib')
+-- before the first grant; none unless the run record counts some ('contrib'). Only the
+-- first lease of a reply carries them (CONTRIBS_SENT): the others give false, the same
 local CONTRIBS = {}
+local CONTRIBS_SENT = false
 -- whether the run has stored contributions (nil: not read yet; see finish)
 local HAS_CONTRIB = nil
 -- the tag ('version/created_at') of the base the caller holds ('' = none): its leases
--- give false instead of that base (a big base is not copied out for every lease), and
+-- give false instead of that base (a big base is not copied out for every lease: nor a
+-- new one, given once per reply, its later leases giving false), and
 -- their 15th field is the tag of the base they stand for; CREATED is the run's creation
 -- time (a run created again under the same id starts at version 0 again)
 local HELD, CREATED = '', ''
@@ -237,8 +240,9 @@ local function grant(r, seq, id, it, worker, lease, out)
   out[n + 7], out[n + 8] = tostring(deadline), it[LAST_ERROR] or ''
   out[n + 9], out[n + 10] = tostring(it[EXPIRED] or 0), worker
   out[n + 11], out[n + 12], out[n + 13] = r[5] or '', version, r[2] or ''
-  if tag == HELD then out[n + 11] = false end
-  out[n + 14], out[n + 15] = CONTRIBS, tag
+  if tag == HELD then out[n + 11] = false else HELD = tag end  -- given once per reply
+  out[n + 14], out[n + 15] = not CONTRIBS_SENT and CONTRIBS, tag
+  CONTRIBS_SENT = true
 end
 
 -- whether the run's deadline passed (then it is failed here, as floxide._step says)
@@ -359,7 +363,8 @@ return 'ok'
 # ARGV: TTL, run_id (or '' for none: then it only looks), worker, limit, lease_seconds,
 #       the tag of the run's base the caller holds ('' = none; see HELD)
 # returns {the head entry when it is another run's (else ''), next due or '', then 15
-# fields per lease (the 14th: the run's contributions, {item id, data, ...}; the 15th:
+# fields per lease (the 14th: the run's contributions, {item id, data, ...}, false after
+# the first lease: the same; the 15th:
 # the tag of its base)}: when another run is at the head, ask again with its keys
 LEASE = (
     PRELUDE

@@ -82,48 +82,82 @@ def shown(v: bytes | str | None) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
-def contributions(flat: Any) -> tuple[tuple[str, bytes], ...]:
+def contributions(
+    flat: Any, previous: tuple[Any, tuple[tuple[str, bytes], ...]] | None = None
+) -> tuple[tuple[tuple[str, bytes], ...], bool]:
     """(item id, contribution) pairs from a script's `{item id, data, ...}` (`ValueError`
-    when they are not that: a garbled key)."""
+    when they are not that: a garbled key), and whether they are older than `previous`.
+
+    `previous` is an earlier reply's (flat, pairs): a hash lists its entries in insertion
+    order while small, so a reply that starts with the earlier one reuses its pairs and
+    reads the entries after them only, and one the earlier reply starts with (an older
+    reply, read late) is a part of its pairs."""
     if not isinstance(flat, list) or len(flat) % 2:
         raise ValueError("contributions")
-    if not flat:
-        return ()
-    return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True))
+    if previous is not None and flat:
+        old, pairs = previous
+        m, n = len(old), len(flat)
+        if 0 < m <= n and flat[:m] == old:
+            more = tuple(zip(map(shown, flat[m::2]), flat[m + 1 :: 2], strict=True))
+            return pairs + more, False
+        if n < m and old[:n] == flat:
+            return pairs[: n // 2], True
+    return tuple(zip(map(shown, flat[0::2]), flat[1::2], strict=True)), False
 
 
 def leases(
-    raw: list[Any], start: int, held: tuple[bytes, bytes] | None = None
+    raw: list[Any],
+    start: int,
+    held: tuple[bytes, bytes] | None = None,
+    known: list[Any] | None = None,
 ) -> list[Lease]:
     """The leases in a LEASE (or COMMIT) reply: 15 fields each, from `start`. A base left
-    out (the script's HELD) is `held`'s (tag, base) when the tag matches; else the lease
-    carries no context (the worker reads it)."""
-    return [
-        Lease(
-            run_id=_unrid(s(raw[i])),
-            item_id=s(raw[i + 1]),
-            node=shown(raw[i + 2]),
-            payload=raw[i + 3],
-            attempt=int(raw[i + 4]),
-            token=int(raw[i + 5]),
-            deadline=float(raw[i + 6]),
-            last_error=shown(raw[i + 7]) or None,
-            expired=s(raw[i + 8]) == "1",
-            worker_id=shown(raw[i + 9]),
-            context=_context(raw, i, held),
-            run_deadline=deadline(raw[i + 12]),
+    out (the script's HELD) is `held`'s (tag, base), or an earlier lease's of the reply,
+    when the tag matches; else the lease carries no context (the worker reads it). Leases
+    of one reply carry the same contributions (given with the first only, None after it):
+    they are read once and shared (the worker then folds them once). `known` holds the
+    latest contributions the run's replies gave, as [sent, pairs] (updated): the next
+    reply's are read against them (see `contributions`)."""
+    parsed: list[Any] = [None, ()]  # this reply's contributions: as sent, as pairs
+    out = []
+    for i in range(start, len(raw), 15):
+        if raw[i + 10] is not None:  # a base given once stands for the later leases too
+            held = (raw[i + 14], raw[i + 10])
+        flat = raw[i + 13]
+        if flat is not None and flat != parsed[0]:
+            previous = None if known is None or known[0] is None else (known[0], known[1])
+            pairs, older = contributions(flat, previous)
+            parsed[0], parsed[1] = flat, pairs
+            if known is not None and not older:
+                known[0], known[1] = flat, pairs
+        out.append(
+            Lease(
+                run_id=_unrid(s(raw[i])),
+                item_id=s(raw[i + 1]),
+                node=shown(raw[i + 2]),
+                payload=raw[i + 3],
+                attempt=int(raw[i + 4]),
+                token=int(raw[i + 5]),
+                deadline=float(raw[i + 6]),
+                last_error=shown(raw[i + 7]) or None,
+                expired=s(raw[i + 8]) == "1",
+                worker_id=shown(raw[i + 9]),
+                context=_context(raw, i, held, parsed[1]),
+                run_deadline=deadline(raw[i + 12]),
+            )
         )
-        for i in range(start, len(raw), 15)
-    ]
+    return out
 
 
-def _context(raw: list[Any], i: int, held: tuple[bytes, bytes] | None) -> RunContext | None:
+def _context(
+    raw: list[Any], i: int, held: tuple[bytes, bytes] | None, pairs: Any
+) -> RunContext | None:
     data = raw[i + 10]
     if data is None:
         if held is None or held[0] != raw[i + 14]:
             return None
         data = held[1]
-    return RunContext(data, int(raw[i + 11]), contributions(raw[i + 13]))
+    return RunContext(data, int(raw[i + 11]), pairs)
 
 
 def base_of(raw: list[Any], start: int) -> tuple[bytes, bytes] | None:

@@ -81,11 +81,11 @@ _LEASED_COLUMNS = (
     ("node", str),
     ("payload", bytes),
     ("attempt", int),
-    ("context", bytes),
     ("version", int),
     ("deadline", (int, float, type(None))),
 )
-"""What a lease reads of its item and run, and the type each must have."""
+"""What a lease reads of its item and run, and the type each must have (and the run's
+context: bytes, read once per run, see `_take`)."""
 
 __all__ = ["SqliteBackend"]
 
@@ -96,6 +96,11 @@ _RUN_POLL_MAX = 0.05
 def _base(conn: sqlite3.Connection, run_id: str) -> bytes:
     """The stored context (base) of a run."""
     return bytes(conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+
+def _base_value(conn: sqlite3.Connection, run_id: str) -> object:
+    """The stored context (base) of a run as read (bytes unless garbled)."""
+    return conn.execute("SELECT context FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
 
 
 def _contributions(conn: sqlite3.Connection, run_id: str) -> tuple[tuple[str, bytes], ...]:
@@ -472,7 +477,7 @@ class SqliteBackend:
         now = time.time()
         rows = conn.execute(
             "SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,"
-            " r.status, r.deadline, r.context, r.version"
+            " r.status, r.deadline, r.version"
             " FROM items i JOIN runs r ON r.run_id = i.run_id"
             " WHERE i.queue = ? AND i.state = 'queued' AND i.due <= ?"
             " AND r.status IN ('pending', 'running') ORDER BY i.due, i.seq LIMIT ?",
@@ -483,19 +488,28 @@ class SqliteBackend:
         timed_out: set[str] = set()
         started: set[str] = set()
         tokens = next_value(conn, "token", len(rows)) if rows else 0  # one update for all
-        folds: dict[str, tuple[tuple[str, bytes], ...]] = {}
+        contexts: dict[str, RunContext | None] = {}
 
-        def of_run(run_id: str) -> tuple[tuple[str, bytes], ...]:
-            found = folds.get(run_id)
-            if found is None:
-                found = folds[run_id] = _contributions(conn, run_id)
-            return found
+        def of_run(run_id: str, version: int) -> RunContext | None:
+            """The run's context, read once for all its leases (a big base is not copied
+            per lease); None if its base is not bytes (garbled)."""
+            if run_id not in contexts:
+                base = _base_value(conn, run_id)
+                contexts[run_id] = (
+                    RunContext(base, version, _contributions(conn, run_id))
+                    if isinstance(base, bytes)
+                    else None
+                )
+            return contexts[run_id]
 
         for k, r in enumerate(rows):
             run_id = r["run_id"]
             if run_id in timed_out:
                 continue
             bad = unreadable_column(r, _LEASED_COLUMNS)
+            context = of_run(run_id, r["version"]) if bad is None else None
+            if bad is None and context is None:
+                bad = "context"
             if bad is not None:  # fail that run alone; the queue goes on
                 message = unreadable(run_id, bad)
                 set_run(
@@ -542,7 +556,7 @@ class SqliteBackend:
                     deadline=now + lease_seconds,
                     last_error=r["last_error"],
                     expired=bool(r["expired"]),
-                    context=RunContext(bytes(r["context"]), r["version"], of_run(run_id)),
+                    context=context,
                     run_deadline=math.inf if r["deadline"] is None else r["deadline"],
                 )
             )

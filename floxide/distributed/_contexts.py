@@ -4,9 +4,11 @@ Backends that store contributions (`stores_contributions`) keep a mergeable cont
 base plus the contributions of the steps since the last compaction. A step runs on their
 fold (`fold_context`) and commits what it added (`floxide._merge.contribution`), so
 concurrent steps of one run never conflict; a step that sees `COMPACT_AFTER` contributions
-also sends the fold as the new base (`Contribution.compact`). A worker caches, per run, the
-fold it made last and what it folded, so a step decodes and merges only the contributions
-that are new to it (the base is decoded once per compaction, not once per step). The fold
+(a few more, staggered per worker: `compacts`) also sends the fold as the new base
+(`Contribution.compact`). A worker caches, per run, the fold it made last and what it
+folded, so a step decodes and merges only the contributions that are new to it (the base
+is decoded once per compaction, not once per step; leases taken together share one read
+of the contributions, folded once). The fold
 is never handed to a step: the step gets a private copy (`private_copy`), and the fold is
 what its change is measured against.
 
@@ -16,6 +18,7 @@ committed whole when it changed, as a `ContextUpdate` merged on a stale version.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +31,18 @@ from floxide.backends._base import ContextUpdate, Contribution, RunContext
 
 __all__ = ["StepContexts", "read_context"]
 
+_GOLDEN = 0.6180339887498949
+
 _MAX_RUNS = 256
 """Runs whose fold a worker keeps (forgotten all at once beyond that)."""
+
+
+def _starts(whole: object, part: object) -> bool:
+    """Whether tuple `whole` starts with the entries of tuple `part` (one read of the
+    contributions holding another: an earlier one, read late, or a later one)."""
+    if not (isinstance(whole, tuple) and isinstance(part, tuple)):
+        return False
+    return 0 < len(part) <= len(whole) and whole[: len(part)] == part
 
 
 def read_context(codec: Codec, stored: RunContext, run_id: str) -> Any:
@@ -48,6 +61,11 @@ class _Fold:
     base: bytes
     seen: dict[str, bytes]
     value: Any
+    read: object = None
+    """The contributions of the read `seen` was last brought up to date with: a read
+    handing the very same object (leases taken together), or a part it starts with (an
+    older read), has nothing new; one extending it has only its further entries to look
+    at."""
 
 
 @attrs.frozen
@@ -75,6 +93,7 @@ class StepContexts:
         self._compacted: dict[str, tuple[int, int, _Fold]] = {}
         """Per run, the last compaction this worker sent: the version it was made at, how
         many contributions it folded, and the fold it makes the base (if it wins)."""
+        self._salt = random.random()
 
     def read(self, run_id: str, stored: RunContext) -> StepRead:
         """The context a step of run `run_id` runs on (`PayloadError` if it cannot be read)."""
@@ -96,11 +115,19 @@ class StepContexts:
             fold = self._after_compaction(run_id, stored) or _Fold(
                 stored.version, stored.data, {}, decode(stored.data, run_id)
             )
-        seen = fold.seen
-        new = [(k, v) for k, v in stored.contributions if seen.get(k) != v]
-        if new:
-            value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
-            fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
+        contributions = stored.contributions
+        read = fold.read
+        if read is not contributions and not _starts(read, contributions):
+            seen = fold.seen
+            # a read extending the last one (its entries, then more) has only those more
+            # to look at: the last read's are all in `seen`
+            if _starts(contributions, read):
+                contributions = contributions[len(read) :]  # type: ignore[arg-type]
+            new = [(k, v) for k, v in contributions if seen.get(k) != v]
+            if new:
+                value = fold_context(fold.value, [decode(v, run_id) for _, v in new])
+                fold = _Fold(fold.version, fold.base, {**seen, **dict(new)}, value)
+            fold.read = stored.contributions
         if len(self._folds) >= _MAX_RUNS and run_id not in self._folds:
             self._folds.clear()
             self._compacted.clear()
@@ -139,7 +166,7 @@ class StepContexts:
         """The fold as the new base, when the step read enough contributions: sent once
         per version by this worker, again only once `COMPACT_AFTER` more have come."""
         n = len(fold.seen)
-        if not compacts(n, self.compact_after):
+        if not compacts(n, self.compact_after, self._stagger(fold.version)):
             return None
         sent = self._compacted.get(run_id)
         if sent is not None and sent[0] == fold.version and n < sent[1] + self.compact_after:
@@ -148,6 +175,11 @@ class StepContexts:
         after = _Fold(fold.version + 1, encoded, {}, fold.value)
         self._compacted[run_id] = (fold.version, n, after)
         return ContextUpdate(encoded, fold.version, None, tuple(fold.seen.items()))
+
+    def _stagger(self, version: int) -> float:
+        """This worker's `stagger` for a base at `version` (in [0, 1): the golden-ratio
+        sequence from a random start, so workers differ and each base gets a new one)."""
+        return (self._salt + version * _GOLDEN) % 1.0
 
     def _after_compaction(self, run_id: str, stored: RunContext) -> _Fold | None:
         """The fold this worker's compaction made the base, if `stored` has it (saves

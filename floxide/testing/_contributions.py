@@ -70,11 +70,13 @@ async def _leases(b: Backend, n: int) -> list[Lease]:
 
 
 async def concurrent_contributions(b: Backend) -> None:
-    """Many items contribute at once: none conflicts, nothing is lost, leases carry them."""
+    """Many items contribute at once: none conflicts, nothing is lost, leases carry them
+    (each of several leases taken together, before and after a compaction)."""
     if not stores_contributions(b):
         return
     n = 40
-    run = new_run(*(item(i) for i in range(n)), item("last"), context=b"{}")
+    last_items = (item(f"last{k}") for k in range(4))
+    run = new_run(*(item(i) for i in range(n)), *last_items, context=b"{}")
     await b.create_run(run)
     leases = await _leases(b, n)
     results: list[CommitResult] = []
@@ -100,8 +102,24 @@ async def concurrent_contributions(b: Backend) -> None:
         last.context is None or fold(last.context) == want,
         f"a lease's context lacks the contributions: {last.context}",
     )
+    assert stored is not None
+    compacted = _gives(_data(c=1), _compaction(stored))
+    expect(
+        await b.commit(last, plan(contribution=compacted)) is CommitResult.COMMITTED,
+        "a compaction after concurrent contributions did not commit",
+    )
+    want["c"] = 1
+    together = await b.lease(QUEUE, "w", limit=3, lease_seconds=LEASE, wait=0)
+    expect(bool(together), "no ready item was leased after a compaction")
+    while len(together) < 3:  # a backend may give fewer at once: the rest one by one
+        together.append(await must_lease(b))
+    for le in together:
+        expect(
+            le.context is None or fold(le.context) == want,
+            f"one of several leases taken together lacks the context: {le.context}",
+        )
     rec = await b.get_run(run.run_id)
-    expect(rec is not None and rec.pending == 1, f"pending after the contributions: {rec}")
+    expect(rec is not None and rec.pending == 3, f"pending after the contributions: {rec}")
 
 
 async def a_rerun_counts_once(b: Backend) -> None:
