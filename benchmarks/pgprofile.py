@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--spec", default="fanout")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--spy", default="")
     ap.add_argument("--statements", action="store_true", help="load pg_stat_statements")
     ap.add_argument("--waits", action="store_true",
@@ -162,7 +163,7 @@ def main() -> None:
         wf = flows.by_name(a.spec)
         ctx_type = flows.CountCtx if a.spec == "counter" else flows.BenchCtx
         with psycopg.connect(url, autocommit=True) as conn, _workers(
-            url, a.spec, 2, 16, scratch.path
+            url, a.spec, a.workers, 16, scratch.path
         ):
             workers = _children(os.getpid())
 

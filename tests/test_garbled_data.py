@@ -226,7 +226,44 @@ def test_postgres_item_that_can_never_be_leased_fails_its_run(
     trio.run(main)
 
 
-@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+async def _garble_pending(kind: str, url: str, raw: Any, run_id: str, stored: int) -> None:
+    """Store `stored` as the pending count of `run_id` behind the backend's back."""
+    if kind == "redis":
+        client = coredis.Redis.from_url(raw, decode_responses=False)
+        async with client:
+            prefix = url.rsplit("prefix=", 1)[1]
+            keys = [k async for k in client.scan_iter(f"{prefix}:*{run_id}".encode())]
+            assert len(keys) == 1, keys
+            await client.hset(keys[0], {b"pending": str(stored).encode()})
+    elif kind == "postgres":
+        import psycopg
+
+        schema = url.rsplit("floxide_schema=", 1)[1]
+        with psycopg.connect(raw, autocommit=True) as db:
+            db.execute(
+                f'UPDATE "{schema}".runs SET pending = %s WHERE run_id = %s',  # type: ignore[arg-type]
+                (stored, run_id),
+            )
+    else:
+        db = sqlite3.connect(raw)
+        with db:
+            db.execute("UPDATE runs SET pending = ? WHERE run_id = ?", (stored, run_id))
+        db.close()
+
+
+def _garbling_url(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> tuple[str, str]:
+    """A fresh backend URL of `kind`, and how to reach its storage directly."""
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        return f"{server.url}?prefix=p{uuid.uuid4().hex[:8]}", server.url
+    if kind == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        return f"{server.url}?floxide_schema=g{uuid.uuid4().hex[:10]}", server.url
+    path = str(tmp_path / "runs.db")
+    return f"sqlite:///{path}", path
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite", "postgres"])
 @pytest.mark.parametrize("stored", [0, -1])
 async def test_a_run_whose_pending_count_is_garbled_fails_instead_of_hanging(
     kind: str, stored: int, request: pytest.FixtureRequest, tmp_path: Any
@@ -235,32 +272,52 @@ async def test_a_run_whose_pending_count_is_garbled_fails_instead_of_hanging(
     garbled (with -1 the run would never reach zero), so the commit fails its run."""
     from floxide.testing._harness import item, must_lease, new_run, plan
 
-    if kind == "redis":
-        server = request.getfixturevalue("redis_server")
-        prefix = f"p{uuid.uuid4().hex[:8]}"
-        url = f"{server.url}?prefix={prefix}"
-    else:
-        path = str(tmp_path / "runs.db")
-        url = f"sqlite:///{path}"
+    url, raw = _garbling_url(kind, request, tmp_path)
     b = open_backend(url)
     try:
         run = new_run(item(1), item(2))
         await b.create_run(run)
         lease = await must_lease(b)
-        if kind == "redis":
-            client = coredis.Redis.from_url(server.url, decode_responses=False)
-            async with client:
-                keys = [k async for k in client.scan_iter(f"{prefix}:*{run.run_id}".encode())]
-                assert len(keys) == 1, keys
-                await client.hset(keys[0], {b"pending": str(stored).encode()})
-        else:
-            db = sqlite3.connect(path)
-            with db:
-                db.execute("UPDATE runs SET pending = ? WHERE run_id = ?", (stored, run.run_id))
-            db.close()
+        await _garble_pending(kind, url, raw, run.run_id, stored)
         await b.commit(lease, plan())
         rec = await b.get_run(run.run_id)
         assert rec is not None and rec.status == RunStatus.FAILED, rec
         assert rec.error is not None and "pending" in rec.error, rec.error
+    finally:
+        await b.aclose()
+
+
+@pytest.mark.parametrize("kind", ["redis", "sqlite", "postgres"])
+async def test_a_garbled_pending_count_fails_its_run_alone_among_commits_made_together(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """Branches of two runs committed at once (on PostgreSQL, in one group): the run whose
+    pending count is garbled fails as unreadable; the other's commits all count."""
+    from floxide.backends import CommitResult
+    from floxide.testing._harness import QUEUE, item, new_run, plan
+
+    url, raw = _garbling_url(kind, request, tmp_path)
+    b = open_backend(url)
+    try:
+        bad, good = new_run(*(item(k) for k in range(4))), new_run(*(item(k) for k in range(4)))
+        await b.create_run(bad)
+        await b.create_run(good)
+        leases = await b.lease(QUEUE, "w", limit=8, lease_seconds=60, wait=0)
+        assert len(leases) == 8
+        await _garble_pending(kind, url, raw, bad.run_id, 0)  # 4 items are pending
+        results: dict[str, list[CommitResult]] = {bad.run_id: [], good.run_id: []}
+
+        async def one(le: Any) -> None:
+            results[le.run_id].append(await b.commit(le, plan()))
+
+        async with trio.open_nursery() as nursery:
+            for le in leases:
+                nursery.start_soon(one, le)
+        assert results[good.run_id] == [CommitResult.COMMITTED] * 4, (good.run_id, results)
+        rec = await b.get_run(bad.run_id)
+        assert rec is not None and rec.status == RunStatus.FAILED, rec
+        assert rec.error is not None and "pending" in rec.error, rec.error
+        rec = await b.get_run(good.run_id)
+        assert rec is not None and rec.status == RunStatus.COMPLETED and rec.pending == 0, rec
     finally:
         await b.aclose()

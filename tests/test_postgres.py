@@ -314,7 +314,7 @@ async def test_a_version_4_schema_gains_its_group_count_function(pg: PostgresSer
     assert (per_node["a"].count, per_node["a"].max_seconds) == (1 + 6, 2.0)
     with _admin(pg) as conn:
         version = conn.execute(f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema'")
-        assert version.fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert version.fetchone() == (SCHEMA_VERSION,) == (6,)
         found = conn.execute(
             "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " WHERE n.nspname = %s AND p.proname = 'count_steps'",

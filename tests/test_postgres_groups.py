@@ -30,13 +30,14 @@ def _group_sizes(b: PostgresBackend) -> list[int]:
     """Record the size of every group the backend's pool runs."""
     sizes: list[int] = []
     pool: Any = b._pool
-    run_group: Callable[..., Any] = pool._run_group
+    group: Callable[..., Any] = pool._group
 
-    def spy(conn: Any, *, batch: list[Any], savepoints: bool, **more: Any) -> Any:
-        sizes.append(len(batch))
-        return run_group(conn, batch=batch, savepoints=savepoints, **more)
+    async def spy(batch: list[Any], **more: Any) -> Any:
+        if len(batch) > 1 or more.get("savepoints"):
+            sizes.append(len(batch))
+        return await group(batch, **more)
 
-    pool._run_group = spy
+    pool._group = spy
     return sizes
 
 

@@ -235,8 +235,7 @@ class PostgresBackend:
             where, args = ("", ()) if status is None else (" WHERE status = %s", (status,))
             total = conn.execute("SELECT count(*) FROM runs" + where, args).fetchone()
             rows = conn.execute(
-                f"SELECT {RUN_COLS} FROM runs{where} ORDER BY created_at DESC"
-                " LIMIT %s OFFSET %s",
+                f"SELECT {RUN_COLS} FROM runs{where} ORDER BY created_at DESC LIMIT %s OFFSET %s",
                 (*args, limit, offset),
             ).fetchall()
             return [run_record(r) for r in rows], int(total[0]) if total else 0
@@ -364,8 +363,7 @@ class PostgresBackend:
     async def collected(self, run_id: str, key: str) -> list[bytes]:
         def q(conn: Conn) -> list[bytes]:
             rows = conn.execute(
-                "SELECT coalesce(batch, ARRAY[data]) FROM collected WHERE run_id = %s"
-                " AND key = %s",
+                "SELECT coalesce(batch, ARRAY[data]) FROM collected WHERE run_id = %s AND key = %s",
                 (run_id, key),
             ).fetchall()
             return [bytes(d) for r in rows for d in r[0]]
@@ -494,7 +492,8 @@ class PostgresBackend:
             return steps.commit(conn, self._channel, lease, plan, limit, lease_seconds, defer)
 
         try:
-            result, got, ended = await self._pool.run_grouped(tx)
+            batched = steps.deferred(self._channel, lease, plan, limit, lease_seconds)
+            result, got, ended = await self._pool.run_grouped(tx, batched)
         except UnreadableDataError as e:  # rolled back: fail the run alone
             await self.fail_run(lease.run_id, unreadable_error(lease, e.what))
             return CommitResult.INACTIVE, []

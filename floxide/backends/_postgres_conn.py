@@ -28,7 +28,7 @@ import psycopg.errors
 import trio
 from psycopg import sql
 
-from floxide._errors import BackendError
+from floxide._errors import BackendError, UnreadableDataError
 from floxide.backends._postgres_text import register as register_text
 from floxide.backends._postgres_text import unescape
 
@@ -49,6 +49,10 @@ _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure
 STEP_BY_STEP = "FX001"
 """The SQLSTATE a statement of a group raises when the check `Deferred.settle` left to the
 server fails: the group runs again, settled unchecked."""
+UNREADABLE = "FX002"
+"""The SQLSTATE of the server function `unreadable(what)`, called by a statement that met
+a run's garbled `what` (its pending count): in a group, the group runs again call by
+call; a call alone fails with `UnreadableDataError` (its run then fails alone)."""
 _ATTEMPTS = 20
 
 
@@ -83,6 +87,12 @@ class Deferred:
         (the group then runs again, `checked` False); and may return its results as an
         `AfterCommit`."""
         raise NotImplementedError
+
+    @staticmethod
+    def settle_alone(conn: Conn, calls: list[Deferred]) -> list[object] | None:
+        """`settle` on a connection in autocommit mode, when that can be done without a
+        transaction (one statement); else None, having done nothing."""
+        return None
 
 
 class _Redo(Exception):
@@ -207,6 +217,8 @@ class Pool:
             except psycopg.Error as e:
                 if e.sqlstate == STEP_BY_STEP:
                     raise _Redo(unchecked=True) from None
+                if e.sqlstate == UNREADABLE:
+                    raise (_Redo() if pipelined else unreadable_data(e)) from None
                 if isinstance(e, psycopg.OperationalError) and conn.broken:
                     if time.monotonic() - started > self.reconnect_timeout:
                         raise backend_error(self.url, e, self.password) from None
@@ -221,7 +233,9 @@ class Pool:
         """Run `fn(conn)` in one transaction in a worker thread; its result."""
         return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
 
-    async def run_grouped(self, fn: Callable[[Conn, bool], T | Deferred]) -> T:
+    async def run_grouped(
+        self, fn: Callable[[Conn, bool], T | Deferred], deferred: Deferred | None = None
+    ) -> T:
         """`run`, sharing one transaction with the calls queued meanwhile (group commit).
 
         Each call runs in a savepoint of its own: one that raises (or `Rollback`s) is undone
@@ -231,9 +245,11 @@ class Pool:
         return a `Deferred`: its shared rows are updated at the group's end, once for all
         the group's calls, so other processes' groups wait for them only from there to the
         COMMIT. A call alone in its group runs in autocommit mode: `fn` makes its own
-        transaction (or applies itself in one statement). Not cancellable once queued.
+        transaction (or applies itself in one statement). `deferred`: the `Deferred` that
+        `fn(conn, True)` would return without a statement, if known; a group of such calls
+        only is first offered to its `settle_alone`. Not cancellable once queued.
         """
-        slot = _Slot(fn)
+        slot = _Slot(fn, deferred)
         self._queued.append(slot)
         with trio.CancelScope(shield=True):
             while not slot.finished:
@@ -272,6 +288,22 @@ class Pool:
                 self._call, lambda conn: alone(conn, False), True, limiter=self._limiter
             )
             return [(True, value)]
+        deferred = [s.deferred for s in batch]
+        if checked and not savepoints and all(d is not None for d in deferred):
+            calls = [d for d in deferred if d is not None]
+            settle_alone = type(calls[0]).settle_alone
+
+            def in_one(conn: Conn) -> list[object] | None:
+                try:
+                    return settle_alone(conn, calls)
+                except psycopg.Error as e:  # one statement: nothing was applied
+                    if e.sqlstate == UNREADABLE:
+                        return None  # find whose run it is, call by call
+                    raise
+
+            settled = await trio.to_thread.run_sync(self._call, in_one, True, limiter=self._limiter)
+            if settled is not None:
+                return [(True, value) for value in settled]
         run = functools.partial(self._run_group, batch=batch, savepoints=savepoints)
         if not checked:
             run = functools.partial(run, checked=False)
@@ -326,13 +358,19 @@ class Pool:
                 if not (savepoints or r.clean):
                     raise _Redo() from None
                 outcomes.append((True, r.value))
-            except (*_RETRIED, psycopg.OperationalError):
-                raise  # the whole group runs again, or fails
+            except (*_RETRIED, psycopg.OperationalError) as e:
+                if not savepoints or e.sqlstate != UNREADABLE:  # (its class is "F")
+                    raise  # the whole group runs again, or fails
+                outcomes.append((False, unreadable_data(e)))
             except Exception as e:
                 if not savepoints:
                     raise _Redo() from None
                 if isinstance(e, psycopg.Error):
-                    e = backend_error(self.url, e, self.password)
+                    e = (
+                        unreadable_data(e)
+                        if e.sqlstate == UNREADABLE
+                        else backend_error(self.url, e, self.password)
+                    )
                 outcomes.append((False, e))
         return outcomes
 
@@ -344,11 +382,18 @@ class Pool:
             conn.close()
 
 
+def unreadable_data(e: psycopg.Error) -> UnreadableDataError:
+    """The `UnreadableDataError` of a statement failed by `unreadable(what)` (only ever
+    called on a run's pending count)."""
+    return UnreadableDataError("pending", f"a run's stored pending count is garbled ({e})")
+
+
 class _Slot:
     """A call waiting in a group: its function, then its outcome."""
 
-    def __init__(self, fn: Callable[[Conn, bool], object]) -> None:
+    def __init__(self, fn: Callable[[Conn, bool], object], deferred: Deferred | None) -> None:
         self.fn = fn
+        self.deferred = deferred
         self.done = trio.Event()
         self.finished = False
         self.ok = False

@@ -45,10 +45,10 @@ from floxide.backends._base import (
     missing_scope,
 )
 from floxide.backends._postgres_conn import AfterCommit, Conn, Deferred, Rollback
-from floxide.backends._postgres_tables import LIVE, Scopes, insert_items
-from floxide.backends._postgres_take import Committed, notify, send_take, taken
+from floxide.backends._postgres_tables import LIVE, Scopes, add_pending, insert_items
+from floxide.backends._postgres_take import Committed, notify, send_take, take_params, taken
 
-__all__ = ["Step"]
+__all__ = ["Step", "settle_in_one"]
 
 _LOCK_SCOPES = (
     "SELECT s.run_id, s.scope_id, s.open FROM scopes s"
@@ -64,7 +64,7 @@ _COUNT = (
     "WITH sc AS (UPDATE scopes s SET open = c.open"
     " FROM unnest(%(ids)s::text[], %(opens)s::bigint[]) AS c(scope_id, open)"
     " WHERE s.run_id = %(run)s AND s.scope_id = c.scope_id)"
-    " UPDATE runs SET pending = pending + %(delta)s, done = done + %(n)s,"
+    " UPDATE runs SET " + add_pending("%(delta)s", "%(n)s") + ", done = done + %(n)s,"
     " updated_at = %(now)s,"
     " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
     " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
@@ -100,6 +100,11 @@ class Step(Deferred):
         steps = [st for st in calls if isinstance(st, Step)]
         return _settle_checked(conn, steps) if checked else _settle_locked(conn, steps)
 
+    @staticmethod
+    def settle_alone(conn: Conn, calls: list[Deferred]) -> list[object] | None:
+        steps = [st for st in calls if isinstance(st, Step)]
+        return settle_in_one(conn, steps) if len(steps) == len(calls) else None
+
 
 def _settle_checked(conn: Conn, steps: list[Step]) -> list[object] | AfterCommit:
     """`Step.settle` when no scope closes and no run ends (as `count_steps` checks)."""
@@ -129,27 +134,76 @@ def _settle_at_once(conn: Conn, steps: list[Step]) -> AfterCommit:
     leases for their slots, then their writes and counts in one statement (which locks
     the shared rows: last); read once the COMMIT returned."""
     takes = _send_takes(conn, steps)
+    batch = conn.execute(sql.batch([st.plan for st in steps], counted=True), _counted(steps))
+
+    def read(conn: Conn) -> list[object]:
+        fetched = [(g, None if c is None else _Rows(c.fetchall()), w) for g, c, w in takes]
+        return _settled(conn, steps, batch.fetchall(), fetched)
+
+    return AfterCommit(read)
+
+
+def settle_in_one(conn: Conn, steps: list[Step]) -> list[object] | None:
+    """`Step.settle` as one statement, on a connection in autocommit mode (so its own
+    transaction: no BEGIN, no COMMIT, no pipeline), for steps that made no items and free
+    the slots of one worker: their writes, their counts and the leases for their slots
+    (`_postgres_sql.batch(..., take=True)`). None for other steps (settle them in a
+    transaction). Raises `STEP_BY_STEP` as `count_steps` does, nothing applied."""
+    workers = {(st.lease.worker_id, st.lease_seconds) for st in steps}
+    if len(workers) > 1 or any(st.plan.items for st in steps):
+        return None
+    first = steps[0]
+    want = sum(st.limit for st in steps)
+    now = time.time()  # after every step's
+    params = _counted(steps)
+    if want:
+        params.update(
+            take_params(
+                None,
+                first.lease.worker_id,
+                want,
+                first.lease_seconds,
+                now,
+                queue_of=first.lease.run_id,
+            )
+        )
+    rows = conn.execute(
+        sql.batch([st.plan for st in steps], counted=True, take=bool(want)), params
+    ).fetchall()
+    if not want:
+        return _settled(conn, steps, rows, [])
+    leased = _Rows([r[1:16] for r in rows if r[0] is None])
+    own = [r[16:19] for r in rows if r[0] is not None]
+    return _settled(conn, steps, own, [(steps, leased, now)])
+
+
+def _counted(steps: list[Step]) -> dict[str, Any]:
+    """The parameters of a counted `batch` of `steps`."""
     own = [(st.lease, st.plan, st.now) for st in steps]
     names = "runs deltas done now scope_runs scope_ids scope_deltas scope_lows steps".split()
     counts = dict(zip(("c_" + n for n in names), _count_args(steps), strict=True))
-    batch = conn.execute(
-        sql.batch([st.plan for st in steps], counted=True), {**sql.batch_params(own), **counts}
-    )
+    return {**sql.batch_params(own), **counts}
 
-    def read(conn: Conn) -> list[object]:
-        results, applied = _outcomes(steps, batch.fetchall())
-        fetched = [(g, None if c is None else _Rows(c.fetchall()), w) for g, c, w in takes]
-        chosen = {id(st) for st in applied}
-        if _writes(fetched, chosen):  # a late or pending run, a refused step's share
-            with conn.transaction():
-                got = _hand_out(conn, steps, fetched, chosen, committed=True)
-        else:
+
+def _settled(
+    conn: Conn,
+    steps: list[Step],
+    rows: list[Any],
+    fetched: Sequence[tuple[list[Step], _Rows | None, float]],
+) -> list[object]:
+    """The results of steps settled and committed (`rows`: the batch's), with the leases
+    `fetched` handed out; what that writes (a late or pending run, a refused step's
+    share) in a transaction of its own."""
+    results, applied = _outcomes(steps, rows)
+    chosen = {id(st) for st in applied}
+    if _writes(fetched, chosen):
+        with conn.transaction():
             got = _hand_out(conn, steps, fetched, chosen, committed=True)
-        for st in applied:
-            results[id(st)] = (CommitResult.COMMITTED, got[id(st)], False)
-        return [results[id(st)] for st in steps]
-
-    return AfterCommit(read)
+    else:
+        got = _hand_out(conn, steps, fetched, chosen, committed=True)
+    for st in applied:
+        results[id(st)] = (CommitResult.COMMITTED, got[id(st)], False)
+    return [results[id(st)] for st in steps]
 
 
 class _Rows:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from psycopg.types.json import Json
+
 from floxide.backends._base import CommitPlan, Lease, context_write
-from floxide.backends._postgres_tables import CONTRIBUTED, SLICE
+from floxide.backends._postgres_tables import CONTRIBUTED, SLICE, add_pending
+from floxide.backends._postgres_take import OF_RUN, TAKE_COLUMNS, TAKE_FROM, TAKE_STEPS
+from floxide.backends._postgres_text import escape
 
 __all__ = ["batch", "batch_params", "batchable", "big", "chain", "check", "params", "simple"]
 
@@ -56,14 +60,18 @@ _SCOPE = """, sc AS (
     WHERE run_id = %(run)s AND scope_id = %(scope)s AND EXISTS (SELECT 1 FROM held)
     RETURNING open
 )"""
-_COUNTED = """, counted AS (
-    UPDATE runs SET pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,
+_COUNTED = (
+    """, counted AS (
+    UPDATE runs SET """
+    + add_pending("%(delta)s")
+    + """, done = done + 1, updated_at = %(now)s,
            status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,
            finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END
     WHERE run_id = %(run)s AND status IN ('pending', 'running', 'paused')
       AND EXISTS (SELECT 1 FROM held){unclosed}
     RETURNING status
 )"""
+)
 _RUN = """
 SELECT r.status, {context}, r.version, r.queue, (SELECT count(*) FROM held), {counted},
        {open}
@@ -123,8 +131,8 @@ def check(plan: CommitPlan, defer: bool) -> str:
     )
 
 
-
-_CHAIN = """
+_CHAIN = (
+    """
 WITH run AS (
     SELECT r.run_id FROM runs r WHERE r.run_id = %(run)s AND r.status = 'running'
     AND (r.deadline IS NULL OR r.deadline >= %(now)s)
@@ -152,7 +160,13 @@ WITH run AS (
                   WITH ORDINALITY AS u(item_id, node, payload, attempt, due, mine, ord)
                   ORDER BY ord) u
     RETURNING item_id, node, payload, attempt, token, seq, state
-)""" + _KEPT + _DROPPED + _OUTS + "{put}" + _COUNTED.format(unclosed="") + """
+)"""
+    + _KEPT
+    + _DROPPED
+    + _OUTS
+    + "{put}"
+    + _COUNTED.format(unclosed="")
+    + """
 SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
        (SELECT status FROM counted), (SELECT count(*) FROM run), r.deadline,
        (SELECT array_agg(item_id ORDER BY seq) FROM made WHERE state = 'leased'),
@@ -165,8 +179,11 @@ SELECT r.status, r.context, r.version, r.queue, (SELECT count(*) FROM held),
        (SELECT count(pg_notify(%(channel)s, CASE WHEN octet_length(queue) < 7000
         THEN 'q:' || queue ELSE '*' END)) FROM held WHERE %(leaves)s),
        contributed.keys, contributed.data
-FROM runs r """ + CONTRIBUTED.format(run="r.run_id") + """ WHERE r.run_id = %(run)s
+FROM runs r """
+    + CONTRIBUTED.format(run="r.run_id")
+    + """ WHERE r.run_id = %(run)s
 """
+)
 """A chain step alone (a `simple` plan without scopes): its first statement, which also
 leases the successors marked `mine` (when the run is running, not past its deadline, and,
 if it leases any, the queue holds no older ready item: `take` would lease those first)
@@ -203,9 +220,8 @@ def _unused(*_: object) -> bytes:
 
 _BATCH_HELD = """
 WITH l AS (
-    SELECT * FROM unnest(%(runs)s::text[], %(items)s::text[], %(tokens)s::bigint[],
-                         %(nodes)s::text[], %(secs)s::float8[]) WITH ORDINALITY
-    AS l(run_id, item_id, token, node, seconds, k)
+    SELECT * FROM json_to_recordset(%(held)s::json)
+    AS l(k bigint, run_id text, item_id text, token bigint, node text, seconds float8)
 ), held AS (
     DELETE FROM items i USING l WHERE i.run_id = l.run_id AND i.item_id = l.item_id
     AND i.state = 'leased' AND i.token = l.token AND EXISTS (SELECT 1 FROM runs r
@@ -227,8 +243,8 @@ _BATCH_MADE = """, made AS (
 )"""
 _BATCH_KEPT = """, kept AS (
     INSERT INTO collected (run_id, key, data, batch)
-    SELECT h.run_id, c.key, '', array_agg(c.data ORDER BY c.k) FROM held h
-    JOIN unnest(%(ck)s::bigint[], %(ckeys)s::text[], %(cdata)s::bytea[]) AS c(k, key, data)
+    SELECT h.run_id, c.key, '', array_agg(decode(c.data, 'hex') ORDER BY c.k) FROM held h
+    JOIN json_to_recordset(%(kept)s::json) AS c(k bigint, key text, data text)
     ON c.k = h.k GROUP BY h.run_id, c.key
 )"""
 _BATCH_OUTS = """, outs AS (
@@ -258,11 +274,29 @@ ORDER BY l.k
 """
 
 
-def batch(plans: list[CommitPlan], *, counted: bool = False) -> str:
+_BATCH_AND_TAKE = """
+SELECT NULL::bigint, {take}, NULL::text, NULL::text, NULL::boolean, p.due, p.seq{take_from}
+UNION ALL
+SELECT l.k, {nulls}, r.status, r.queue, h.k IS NOT NULL, NULL, NULL
+FROM l LEFT JOIN held h ON h.k = l.k LEFT JOIN runs r ON r.run_id = l.run_id CROSS JOIN counted
+ORDER BY 1 NULLS FIRST, 20, 21
+""".format(take=TAKE_COLUMNS, take_from=TAKE_FROM, nulls=", ".join(["NULL"] * 15))
+"""`take` and a counted batch's result as one: first the rows leased (a NULL, then the 15
+columns of `take`), then for each step a row of its `k` and 15 NULLs, then `_BATCH_RESULT`'s
+columns. The leasing branch comes first: it locks the runs' rows before `count_steps`
+updates them (a row this transaction has updated already could not be locked again: its
+items would be skipped)."""
+
+
+def batch(plans: list[CommitPlan], *, counted: bool = False, take: bool = False) -> str:
     """The first statements of several `batchable` steps as one, made of the parts they
     need (each variant is prepared once): for each step (in order) its run's status and
     queue, and whether its lease was held (it was then applied, but for its counts, which
-    `counted` also writes: `_BATCH_COUNT`)."""
+    `counted` also writes: `_BATCH_COUNT`). With `take` (and `counted`), the statement
+    also leases (`TAKE_STEPS` on the queue of the first step's run) and gives
+    `_BATCH_AND_TAKE`'s rows: a group that made no items is one statement, in autocommit
+    mode its own transaction."""
+    assert counted or not take
     return "".join(
         (
             _BATCH_HELD,
@@ -271,7 +305,9 @@ def batch(plans: list[CommitPlan], *, counted: bool = False) -> str:
             _BATCH_OUTS if any(p.outputs for p in plans) else "",
             _BATCH_PUT if any(_puts(p) for p in plans) else "",
             _BATCH_COUNT if counted else "",
-            _BATCH_RESULT.format(counted=" CROSS JOIN counted" if counted else ""),
+            "," + TAKE_STEPS.replace(*OF_RUN) + _BATCH_AND_TAKE
+            if take
+            else _BATCH_RESULT.format(counted=" CROSS JOIN counted" if counted else ""),
         )
     )
 
@@ -282,16 +318,25 @@ def batchable(plan: CommitPlan) -> bool:
 
 
 def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]:
-    """The parameters of `batch` for (lease, plan, time) of each step."""
-    names = "runs items tokens nodes secs mk ids mnodes payloads attempts dues ck ckeys cdata"
-    more = " ok opos onodes ovalues pk pkeys pdata"
-    args: dict[str, list[Any]] = {key: [] for key in (names + more).split()}
+    """The parameters of `batch` for (lease, plan, time) of each step. The steps and the
+    values they collect go as JSON (`held`, `kept`), encoded in C, where psycopg dumps an
+    array element by element in Python: bytes in hex, text escaped as the connection's
+    str dumper would (a `Json` does not pass through it)."""
+    held: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    names = "mk ids mnodes payloads attempts dues ok opos onodes ovalues pk pkeys pdata"
+    args: dict[str, Any] = {key: [] for key in names.split()}
     for k, (lease, plan, now) in enumerate(steps, 1):
-        args["runs"].append(lease.run_id)
-        args["items"].append(lease.item_id)
-        args["tokens"].append(lease.token)
-        args["nodes"].append(lease.node)
-        args["secs"].append(plan.duration)
+        held.append(
+            {
+                "k": k,
+                "run_id": escape(lease.run_id),
+                "item_id": escape(lease.item_id),
+                "token": lease.token,
+                "node": escape(lease.node),
+                "seconds": plan.duration,
+            }
+        )
         for it in plan.items:
             args["mk"].append(k)
             args["ids"].append(it.item_id)
@@ -300,9 +345,7 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
             args["attempts"].append(it.attempt)
             args["dues"].append(now + it.delay)
         for key, data in plan.collect:
-            args["ck"].append(k)
-            args["ckeys"].append(key)
-            args["cdata"].append(data)
+            kept.append({"k": k, "key": escape(key), "data": data.hex()})
         for o in plan.outputs:
             args["ok"].append(k)
             args["opos"].append(json.dumps(list(o.position)))
@@ -313,6 +356,8 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
             args["pk"].append(k)
             args["pkeys"].append(put[0])
             args["pdata"].append(put[1])
+    args["held"] = Json(held)
+    args["kept"] = Json(kept)
     return args
 
 

@@ -30,17 +30,18 @@ from floxide.backends._base import (
     missing_scope,
 )
 from floxide.backends._postgres_conn import STEP_BY_STEP, AfterCommit, Conn, Deferred, Rollback
-from floxide.backends._postgres_group import Step
+from floxide.backends._postgres_group import Step, settle_in_one
 from floxide.backends._postgres_tables import (
     Scopes,
     add_errors,
+    add_pending,
     contributions,
     insert_items,
     pairs,
 )
 from floxide.backends._postgres_take import FINISH, Committed, finish, notify, take
 
-__all__ = ["FINISH", "Committed", "commit", "finish", "notify", "take"]
+__all__ = ["FINISH", "Committed", "commit", "deferred", "finish", "notify", "take"]
 
 
 class _Counted:
@@ -88,13 +89,25 @@ def commit(
     return _commit(conn, channel, lease, plan, limit, lease_seconds, defer=defer)
 
 
+def deferred(
+    channel: str, lease: Lease, plan: CommitPlan, limit: int, lease_seconds: float
+) -> Step | None:
+    """What `commit` returns for a batchable step when deferring (no statement made), or
+    None: for its group to be settled without calling `commit` (`Step.settle_alone`)."""
+    if not sql.batchable(plan):
+        return None
+    return Step(channel, lease, plan, time.time(), limit, lease_seconds)
+
+
 def _alone(conn: Conn, step: Step) -> Committed | None:
-    """A batchable step settled as a group of one, in one pipeline (one round trip for a
-    step that made no items); None when it must be applied the careful way instead (its
-    scope closes, its run ends, its lease was lost: nothing was applied)."""
+    """A batchable step settled as a group of one: in one statement if it made no items
+    (`settle_in_one`), else in one pipeline; None when it must be applied the careful way
+    instead (its scope closes, its run ends, its lease was lost: nothing was applied)."""
     try:
-        with conn.pipeline(), conn.transaction():
-            value = Step.settle(conn, [step], True)
+        value: list[object] | AfterCommit | None = settle_in_one(conn, [step])
+        if value is None:
+            with conn.pipeline(), conn.transaction():
+                value = Step.settle(conn, [step], True)
         if isinstance(value, AfterCommit):
             value = value.read(conn)
     except Rollback:
@@ -103,6 +116,7 @@ def _alone(conn: Conn, step: Step) -> Committed | None:
         if e.sqlstate == STEP_BY_STEP:
             return None
         raise
+    assert isinstance(value, list)
     (done,) = value
     assert isinstance(done, tuple)
     return done
@@ -139,8 +153,16 @@ def _commit(
     elif sql.simple(plan):
         if row[5] is None:  # the run ended meanwhile (its row was updated first)
             raise Rollback((CommitResult.INACTIVE, [], False))
-        return _after(conn, channel, lease, queue=row[3], items=items, ended=row[5] ==
-                      "completed", limit=limit, lease_seconds=lease_seconds)
+        return _after(
+            conn,
+            channel,
+            lease,
+            queue=row[3],
+            items=items,
+            ended=row[5] == "completed",
+            limit=limit,
+            lease_seconds=lease_seconds,
+        )
     stored, version, queue = bytes(row[1] or b""), int(row[2]), row[3]
     # if the merge raises, nothing is applied (rolled back); a simple plan's contribution
     # was stored by the first statement
@@ -167,8 +189,16 @@ def _commit(
     insert_items(conn, run_id, queue, fired, now)
     items = [*items, *fired]
     status = _count(conn, lease, plan, write, version, len(items) - 1, now)
-    return _after(conn, channel, lease, queue=queue, items=items, ended=status == "completed",
-                  limit=limit, lease_seconds=lease_seconds)
+    return _after(
+        conn,
+        channel,
+        lease,
+        queue=queue,
+        items=items,
+        ended=status == "completed",
+        limit=limit,
+        lease_seconds=lease_seconds,
+    )
 
 
 def _chain(
@@ -271,7 +301,7 @@ def _count(
     """Update the run's row last (counters, context, completion); its new status. A base
     written over a version changed meanwhile is decided again on the locked row."""
     sets = (
-        "pending = pending + %(delta)s, done = done + 1, updated_at = %(now)s,"
+        f"{add_pending('%(delta)s')}, done = done + 1, updated_at = %(now)s,"
         " failed = failed + %(handled)s,"
         " status = CASE WHEN pending + %(delta)s <= 0 THEN 'completed' ELSE status END,"
         " finished_at = CASE WHEN pending + %(delta)s <= 0 THEN %(now)s END"
@@ -284,9 +314,7 @@ def _count(
     }
     live = "run_id = %(run)s AND status IN ('pending', 'running', 'paused')"
     if write is None or write.base is None:
-        row = conn.execute(
-            f"UPDATE runs SET {sets} WHERE {live} RETURNING status", args
-        ).fetchone()
+        row = conn.execute(f"UPDATE runs SET {sets} WHERE {live} RETURNING status", args).fetchone()
     else:
         args.update(context=write.base, version=version)
         row = conn.execute(

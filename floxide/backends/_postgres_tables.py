@@ -44,6 +44,7 @@ __all__ = [
     "SLICE",
     "Scopes",
     "add_errors",
+    "add_pending",
     "channel_name",
     "contributions",
     "garbled_items",
@@ -53,7 +54,7 @@ __all__ = [
     "run_record",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -144,11 +145,57 @@ BEGIN
     END LOOP;
 END $$;
 """,
+    6: """
+CREATE FUNCTION unreadable(what text) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a run''s stored % is garbled', what USING ERRCODE = 'FX002';
+END $$;
+CREATE OR REPLACE FUNCTION count_steps(
+    p_runs text[], p_deltas bigint[], p_done bigint[], p_now float8,
+    p_scope_runs text[], p_scope_ids text[], p_scope_deltas bigint[], p_scope_lows bigint[],
+    p_steps bigint, p_held bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_held <> p_steps THEN
+        RAISE EXCEPTION 'a lease was lost: count step by step' USING ERRCODE = 'FX001';
+    END IF;
+    FOR k IN 1 .. coalesce(cardinality(p_scope_ids), 0) LOOP
+        UPDATE scopes SET open = open + p_scope_deltas[k]
+        WHERE run_id = p_scope_runs[k] AND scope_id = p_scope_ids[k]
+          AND open + p_scope_lows[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a join scope closes: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+    FOR k IN 1 .. coalesce(cardinality(p_runs), 0) LOOP
+        UPDATE runs SET done = done + p_done[k], updated_at = p_now,
+               pending = CASE WHEN pending < p_done[k] THEN unreadable('pending')
+                         ELSE pending + p_deltas[k] END
+        WHERE run_id = p_runs[k] AND status IN ('pending', 'running', 'paused')
+          AND pending + p_deltas[k] > 0;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a run ends: count step by step' USING ERRCODE = 'FX001';
+        END IF;
+    END LOOP;
+END $$;
+""",
 }
 """The statements that bring the layout from version N-1 to N (run with the schema first on
 the search path). A new layout adds a version; a released one is never edited."""
 
 LIVE = ("pending", "running", "paused")
+
+
+def add_pending(delta: str, steps: str = "1") -> str:
+    """The SET clause that adds `delta` to a run's pending count, for a commit of `steps`
+    of its items: each was pending, so a count below `steps` is garbled, and the statement
+    fails (`_postgres_conn.UNREADABLE`) instead of ending the run early or never."""
+    return (
+        f"pending = CASE WHEN pending < {steps} THEN unreadable('pending')"
+        f" ELSE pending + {delta} END"
+    )
+
+
 RUN_COLS = (
     "run_id, workflow, queue, fingerprint, status, input, created_at, updated_at, "
     "finished_at, deadline, error, error_kind, pending"
@@ -259,8 +306,7 @@ class Scopes:
 
     def add_open(self, scope_id: str, delta: int) -> int:
         row = self.conn.execute(
-            "UPDATE scopes SET open = open + %s WHERE run_id = %s AND scope_id = %s"
-            " RETURNING open",
+            "UPDATE scopes SET open = open + %s WHERE run_id = %s AND scope_id = %s RETURNING open",
             (delta, self.run_id, scope_id),
         ).fetchone()
         if row is None:

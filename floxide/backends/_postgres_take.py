@@ -20,7 +20,21 @@ from floxide.backends._base import CommitResult, ErrorRecord, Lease, RunContext
 from floxide.backends._postgres_conn import Conn
 from floxide.backends._postgres_tables import add_errors, pairs
 
-__all__ = ["FINISH", "Committed", "Fetched", "finish", "notify", "send_take", "take", "taken"]
+__all__ = [
+    "FINISH",
+    "OF_RUN",
+    "TAKE_COLUMNS",
+    "TAKE_FROM",
+    "TAKE_STEPS",
+    "Committed",
+    "Fetched",
+    "finish",
+    "notify",
+    "send_take",
+    "take",
+    "take_params",
+    "taken",
+]
 
 Committed = tuple[CommitResult, list[Lease], bool]
 """What a commit returns: its result, the leases it took, whether its run ended."""
@@ -28,8 +42,8 @@ Committed = tuple[CommitResult, list[Lease], bool]
 _MAX_PAYLOAD = 7000
 """Longest NOTIFY payload sent as is (PostgreSQL allows 8000 bytes); longer wakes all."""
 
-_TAKE = """
-WITH picked AS (
+TAKE_STEPS = """
+picked AS (
     SELECT i.run_id, i.item_id, i.node, i.payload, i.attempt, i.last_error, i.expired,
            i.due, i.seq, (r.deadline IS NOT NULL AND r.deadline < %(now)s) AS late
     FROM items i JOIN runs r ON r.run_id = i.run_id
@@ -45,16 +59,17 @@ WITH picked AS (
 ), contributed AS (
     SELECT c.run_id, array_agg(c.key) AS keys, array_agg(c.data) AS data
     FROM contributions c WHERE c.run_id IN (SELECT run_id FROM picked) GROUP BY c.run_id
-)
-SELECT p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired, t.token,
-       r.status, r.deadline, CASE WHEN p.first THEN r.context END, r.version, p.late,
-       CASE WHEN p.first THEN c.keys END, CASE WHEN p.first THEN c.data END
+)"""
+"""The parts of `take` that lease (for a statement that also does more: `_postgres_sql.batch`)."""
+TAKE_COLUMNS = """p.run_id, p.item_id, p.node, p.payload, p.attempt, p.last_error, p.expired,
+       t.token, r.status, r.deadline, CASE WHEN p.first THEN r.context END, r.version, p.late,
+       CASE WHEN p.first THEN c.keys END, CASE WHEN p.first THEN c.data END"""
+TAKE_FROM = """
 FROM (SELECT *, row_number() OVER (PARTITION BY run_id ORDER BY due, seq) = 1 AS first
       FROM picked) p JOIN runs r ON r.run_id = p.run_id
 LEFT JOIN taken t ON t.run_id = p.run_id AND t.item_id = p.item_id
-LEFT JOIN contributed c ON c.run_id = p.run_id
-ORDER BY p.due, p.seq
-"""
+LEFT JOIN contributed c ON c.run_id = p.run_id"""
+_TAKE = "WITH" + TAKE_STEPS + "\nSELECT " + TAKE_COLUMNS + TAKE_FROM + "\nORDER BY p.due, p.seq\n"
 """The rows leased; a run's context and contributions only on its first row (its other
 rows share them: a big context is not sent once per item)."""
 
@@ -101,9 +116,9 @@ def take(
     return taken(conn, channel, cursor, worker_id, lease_seconds, now)
 
 
-_TAKE_OF_RUN = _TAKE.replace(
-    "i.queue = %(queue)s", "i.queue = (SELECT queue FROM runs WHERE run_id = %(queue_of)s)"
-)
+OF_RUN = ("i.queue = %(queue)s", "i.queue = (SELECT queue FROM runs WHERE run_id = %(queue_of)s)")
+"""What turns `TAKE_STEPS` into a lease on the queue of one run (`queue_of`)."""
+_TAKE_OF_RUN = _TAKE.replace(*OF_RUN)
 """`_TAKE` on the queue of one run (a worker's, whose queue the caller does not know)."""
 
 
@@ -120,15 +135,28 @@ def send_take(
     """Send the statement of `take` (on `queue`, or the queue of run `queue_of`)."""
     return conn.execute(
         _TAKE if queue is not None else _TAKE_OF_RUN,
-        {
-            "now": now,
-            "queue": queue,
-            "queue_of": queue_of,
-            "limit": limit,
-            "worker": worker_id,
-            "until": now + lease_seconds,
-        },
+        take_params(queue, worker_id, limit, lease_seconds, now, queue_of=queue_of),
     )
+
+
+def take_params(
+    queue: str | None,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    now: float,
+    *,
+    queue_of: str = "",
+) -> dict[str, Any]:
+    """The parameters of `TAKE_STEPS`."""
+    return {
+        "now": now,
+        "queue": queue,
+        "queue_of": queue_of,
+        "limit": limit,
+        "worker": worker_id,
+        "until": now + lease_seconds,
+    }
 
 
 class Fetched(Protocol):
