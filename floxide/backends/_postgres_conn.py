@@ -258,7 +258,7 @@ class Pool:
                     await slot.done.wait()
                     continue
                 self._leading = True
-                await trio.lowlevel.checkpoint()  # commits ready to run meanwhile join in
+                await self._gather()
                 batch, self._queued = self._queued, []
                 try:
                     try:
@@ -278,6 +278,16 @@ class Pool:
                 if self._queued:
                     self._queued[0].done.set()  # the next group's leader
         return slot.result()  # type: ignore[return-value]
+
+    async def _gather(self) -> None:
+        """Let the commits ready to run meanwhile join the group: yield until the queue has
+        not grown for two checkpoints in a row (trio runs a batch of woken tasks in either
+        order, so the slots the last group woke may run only after the leader's first)."""
+        queued, still = len(self._queued), 0
+        while still < 2:
+            await trio.lowlevel.checkpoint()
+            still = still + 1 if len(self._queued) == queued else 0
+            queued = len(self._queued)
 
     async def _group(
         self, batch: list[_Slot], *, savepoints: bool, checked: bool = True
