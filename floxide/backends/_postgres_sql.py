@@ -9,12 +9,19 @@ item, so in autocommit mode a chain step is one round trip.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Json
 
 from floxide.backends._base import CommitPlan, Lease, context_write
-from floxide.backends._postgres_tables import CONTRIBUTED, SLICE, add_pending
+from floxide.backends._postgres_tables import (
+    CONTRIBUTED,
+    ITEM_ROWS,
+    SLICE,
+    add_pending,
+    item_rows,
+)
 from floxide.backends._postgres_take import OF_RUN, TAKE_COLUMNS, TAKE_FROM, TAKE_STEPS
 from floxide.backends._postgres_text import escape
 
@@ -30,11 +37,9 @@ WITH held AS (
 )"""
 _MADE = """, made AS (
     INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
-    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
-           nextval('seq')
-    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
-                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
-                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
+    SELECT h.run_id, u.item_id, h.queue, u.node, decode(u.payload, 'hex'), u.attempt,
+           'queued', u.due, nextval('seq')
+    FROM held h, """ + ITEM_ROWS + """
 )"""
 _KEPT = """, kept AS (
     INSERT INTO collected (run_id, key, data)
@@ -149,16 +154,12 @@ WITH run AS (
 ), made AS (
     INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq,
                        worker_id, token, deadline)
-    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt,
+    SELECT h.run_id, u.item_id, h.queue, u.node, decode(u.payload, 'hex'), u.attempt,
            CASE WHEN u.mine THEN 'leased' ELSE 'queued' END, u.due, nextval('seq'),
            CASE WHEN u.mine THEN %(worker)s END,
            CASE WHEN u.mine THEN nextval('tokens') ELSE 0 END,
            CASE WHEN u.mine THEN %(until)s ELSE 0 END
-    FROM held h, (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[],
-                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[],
-                  %(mine)s::bool[])
-                  WITH ORDINALITY AS u(item_id, node, payload, attempt, due, mine, ord)
-                  ORDER BY ord) u
+    FROM held h, """ + ITEM_ROWS + """
     RETURNING item_id, node, payload, attempt, token, seq, state
 )"""
     + _KEPT
@@ -234,12 +235,9 @@ WITH l AS (
 )"""
 _BATCH_MADE = """, made AS (
     INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
-    SELECT h.run_id, u.item_id, h.queue, u.node, u.payload, u.attempt, 'queued', u.due,
-           nextval('seq')
-    FROM (SELECT * FROM unnest(%(mk)s::bigint[], %(ids)s::text[], %(mnodes)s::text[],
-                  %(payloads)s::bytea[], %(attempts)s::int[], %(dues)s::float8[])
-                  WITH ORDINALITY AS u(k, item_id, node, payload, attempt, due, ord)) u
-    JOIN held h ON h.k = u.k ORDER BY u.ord
+    SELECT h.run_id, u.item_id, h.queue, u.node, decode(u.payload, 'hex'), u.attempt,
+           'queued', u.due, nextval('seq')
+    FROM """ + ITEM_ROWS + """ JOIN held h ON h.k = u.k ORDER BY u.o
 )"""
 _BATCH_KEPT = """, kept AS (
     INSERT INTO collected (run_id, key, data, batch)
@@ -324,7 +322,8 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
     str dumper would (a `Json` does not pass through it)."""
     held: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
-    names = "mk ids mnodes payloads attempts dues ok opos onodes ovalues pk pkeys pdata"
+    made: list[dict[str, Any]] = []
+    names = "ok opos onodes ovalues pk pkeys pdata"
     args: dict[str, Any] = {key: [] for key in names.split()}
     for k, (lease, plan, now) in enumerate(steps, 1):
         held.append(
@@ -337,13 +336,7 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
                 "seconds": plan.duration,
             }
         )
-        for it in plan.items:
-            args["mk"].append(k)
-            args["ids"].append(it.item_id)
-            args["mnodes"].append(it.node)
-            args["payloads"].append(it.payload)
-            args["attempts"].append(it.attempt)
-            args["dues"].append(now + it.delay)
+        item_rows(plan.items, now, step=k, rows=made)
         for key, data in plan.collect:
             kept.append({"k": k, "key": escape(key), "data": data.hex()})
         for o in plan.outputs:
@@ -358,11 +351,15 @@ def batch_params(steps: list[tuple[Lease, CommitPlan, float]]) -> dict[str, Any]
             args["pdata"].append(put[1])
     args["held"] = Json(held)
     args["kept"] = Json(kept)
+    args["made"] = Json(made)
     return args
 
 
-def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
-    """The parameters of `check` and `chain` (a `big` plan's items are inserted apart)."""
+def params(
+    lease: Lease, plan: CommitPlan, now: float, mine: Sequence[bool] = ()
+) -> dict[str, Any]:
+    """The parameters of `check` and `chain` (a `big` plan's items are inserted apart;
+    `mine`: which of them `chain` leases at once)."""
     items = () if big(plan) else plan.items
     put = _put(lease, plan)
     return {
@@ -373,11 +370,7 @@ def params(lease: Lease, plan: CommitPlan, now: float) -> dict[str, Any]:
         "token": lease.token,
         "node": lease.node,
         "seconds": plan.duration,
-        "ids": [it.item_id for it in items],
-        "nodes": [it.node for it in items],
-        "payloads": [it.payload for it in items],
-        "attempts": [it.attempt for it in items],
-        "dues": [now + it.delay for it in items],
+        "made": Json(item_rows(items, now, mine=mine)),
         "ckeys": [k for k, _ in plan.collect],
         "cdata": [v for _, v in plan.collect],
         "drop": list(plan.drop_collected),

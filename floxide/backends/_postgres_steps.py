@@ -216,10 +216,9 @@ def _chain(
     mine: list[bool] = []
     for it in plan.items:
         mine.append(len([m for m in mine if m]) < limit and it.delay <= 0)
-    args = sql.params(lease, plan, now)
+    args = sql.params(lease, plan, now, mine)
     args.update(
         take=sum(mine),
-        mine=mine,
         worker=lease.worker_id,
         until=now + lease_seconds,
         channel=channel,

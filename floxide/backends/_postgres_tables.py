@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Json
 
 from floxide._errors import BackendError
 from floxide.backends._base import (
@@ -33,10 +34,12 @@ from floxide.backends._base import (
     RunStatus,
     missing_scope,
 )
+from floxide.backends._postgres_text import escape
 from floxide.backends._sqlite_tables import decode_fired, encode_fired
 
 __all__ = [
     "CONTRIBUTED",
+    "ITEM_ROWS",
     "LIVE",
     "RUN_COLS",
     "RUN_TABLES",
@@ -49,6 +52,7 @@ __all__ = [
     "contributions",
     "garbled_items",
     "insert_items",
+    "item_rows",
     "migrate",
     "pairs",
     "run_record",
@@ -363,14 +367,50 @@ def add_errors(conn: psycopg.Connection[Any], run_id: str, errors: Sequence[Erro
 SLICE = 2000
 """Items per statement of `insert_items`; a commit of more inserts them apart from its first
 statement (`_postgres_sql.big`)."""
-_INSERT_ITEMS = """
+ITEM_ROWS = """(SELECT * FROM json_to_recordset(%(made)s::json) AS u(o bigint, k bigint,
+      item_id text, node text, payload text, attempt int, due float8, mine boolean)
+      ORDER BY o) u"""
+"""The items made, from the parameter `made` (`item_rows`): `u.item_id`, `u.node`,
+`decode(u.payload, 'hex')`, `u.attempt`, `u.due`, with `u.k` (a group's step) and `u.mine`
+(leased at once) when given; in order."""
+_INSERT_ITEMS = (
+    """
 INSERT INTO items (run_id, item_id, queue, node, payload, attempt, state, due, seq)
-SELECT %(run)s, u.item_id, %(queue)s, u.node, u.payload, u.attempt, 'queued', u.due,
-       nextval('seq')
-FROM (SELECT * FROM unnest(%(ids)s::text[], %(nodes)s::text[], %(payloads)s::bytea[],
-                           %(attempts)s::int[], %(dues)s::float8[]) WITH ORDINALITY
-      AS u(item_id, node, payload, attempt, due, ord) ORDER BY ord) u
-"""
+SELECT %(run)s, u.item_id, %(queue)s, u.node, decode(u.payload, 'hex'), u.attempt, 'queued',
+       u.due, nextval('seq')
+FROM """
+    + ITEM_ROWS
+)
+
+
+def item_rows(
+    items: Sequence[NewItem],
+    now: float,
+    *,
+    step: int | None = None,
+    mine: Sequence[bool] = (),
+    rows: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """`items` as the rows of `ITEM_ROWS` (due after their delays from `now`; of `step`;
+    `mine` those leased at once), appended to `rows`; sent as one JSON value, encoded in C
+    (psycopg would dump arrays element by element, in Python): bytes in hex, text escaped
+    as the connection's str dumper would (a `Json` does not pass through it)."""
+    out = [] if rows is None else rows
+    for n, it in enumerate(items):
+        row = {
+            "o": len(out),
+            "item_id": escape(it.item_id),
+            "node": escape(it.node),
+            "payload": it.payload.hex(),
+            "attempt": it.attempt,
+            "due": now + it.delay,
+        }
+        if step is not None:
+            row["k"] = step
+        if mine:
+            row["mine"] = mine[n]
+        out.append(row)
+    return out
 
 
 def insert_items(
@@ -382,13 +422,5 @@ def insert_items(
         part = items[start : start + SLICE]
         conn.execute(
             _INSERT_ITEMS,
-            {
-                "run": run_id,
-                "queue": queue,
-                "ids": [it.item_id for it in part],
-                "nodes": [it.node for it in part],
-                "payloads": [it.payload for it in part],
-                "attempts": [it.attempt for it in part],
-                "dues": [now + it.delay for it in part],
-            },
+            {"run": run_id, "queue": queue, "made": Json(item_rows(part, now))},
         )
