@@ -54,6 +54,8 @@ UNREADABLE = "FX002"
 a run's garbled `what` (its pending count): in a group, the group runs again call by
 call; a call alone fails with `UnreadableDataError` (its run then fails alone)."""
 _ATTEMPTS = 20
+_GATHER_CHECKPOINTS = 32
+"""At most this many checkpoints for a group's leader to wait for more commits."""
 
 
 class Rollback(Exception):
@@ -281,13 +283,16 @@ class Pool:
 
     async def _gather(self) -> None:
         """Let the commits ready to run meanwhile join the group: yield until the queue has
-        not grown for two checkpoints in a row (trio runs a batch of woken tasks in either
-        order, so the slots the last group woke may run only after the leader's first)."""
+        not grown for two checkpoints in a row (at most `_GATHER_CHECKPOINTS`): trio runs
+        a batch of woken tasks in either order, so the slots the last group woke may run
+        only after the leader's first checkpoint."""
         queued, still = len(self._queued), 0
-        while still < 2:
+        for _ in range(_GATHER_CHECKPOINTS):
             await trio.lowlevel.checkpoint()
             still = still + 1 if len(self._queued) == queued else 0
             queued = len(self._queued)
+            if still == 2:
+                break
 
     async def _group(
         self, batch: list[_Slot], *, savepoints: bool, checked: bool = True

@@ -19,6 +19,7 @@ check.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -383,6 +384,13 @@ FROM """
 )
 
 
+def _finite_or_text(x: float) -> float | str:
+    """`x` for JSON, which has no infinity nor NaN: those as the text float8 reads."""
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
 def item_rows(
     items: Sequence[NewItem],
     now: float,
@@ -403,7 +411,7 @@ def item_rows(
             "node": escape(it.node),
             "payload": it.payload.hex(),
             "attempt": it.attempt,
-            "due": now + it.delay,
+            "due": _finite_or_text(now + it.delay),
         }
         if step is not None:
             row["k"] = step
