@@ -253,33 +253,36 @@ class Pool:
         """
         slot = _Slot(fn, deferred)
         self._queued.append(slot)
-        with trio.CancelScope(shield=True):
-            while not slot.finished:
-                if self._leading:  # a group is in flight: wait to be run, or to lead
-                    slot.done = trio.Event()
-                    await slot.done.wait()
-                    continue
-                self._leading = True
-                await self._gather()
-                batch, self._queued = self._queued, []
-                try:
-                    try:
-                        try:
-                            outcomes = await self._group(batch, savepoints=False)
-                        except _Redo as e:
-                            if not e.unchecked:
-                                raise
-                            outcomes = await self._group(batch, savepoints=False, checked=False)
-                    except _Redo:
-                        outcomes = await self._group(batch, savepoints=True)
-                except BaseException as e:  # the transaction failed: so did every call
-                    outcomes = [(False, e)] * len(batch)
-                for s, (ok, value) in zip(batch, outcomes, strict=True):
-                    s.settle(ok, value)
-                self._leading = False
-                if self._queued:
-                    self._queued[0].done.set()  # the next group's leader
+        while not slot.finished:
+            if self._leading:  # a group is in flight: wait to be run, or to lead
+                await slot.wait()
+                continue
+            with trio.CancelScope(shield=True):
+                await self._lead()
         return slot.result()  # type: ignore[return-value]
+
+    async def _lead(self) -> None:
+        """Run the calls queued as one group, settle each, and wake the next leader."""
+        self._leading = True
+        await self._gather()
+        batch, self._queued = self._queued, []
+        try:
+            try:
+                try:
+                    outcomes = await self._group(batch, savepoints=False)
+                except _Redo as e:
+                    if not e.unchecked:
+                        raise
+                    outcomes = await self._group(batch, savepoints=False, checked=False)
+            except _Redo:
+                outcomes = await self._group(batch, savepoints=True)
+        except BaseException as e:  # the transaction failed: so did every call
+            outcomes = [(False, e)] * len(batch)
+        for s, (ok, value) in zip(batch, outcomes, strict=True):
+            s.settle(ok, value)
+        self._leading = False
+        if self._queued:
+            self._queued[0].wake()  # the next group's leader
 
     async def _gather(self) -> None:
         """Let the commits ready to run meanwhile join the group: yield until the queue has
@@ -404,19 +407,32 @@ def unreadable_data(e: psycopg.Error) -> UnreadableDataError:
 
 
 class _Slot:
-    """A call waiting in a group: its function, then its outcome."""
+    """A call waiting in a group: its function, then its outcome. Its task waits without
+    a cancel scope of its own (one per call costs more than the rest of the wait), and
+    cannot be cancelled meanwhile (`wait`)."""
 
     def __init__(self, fn: Callable[[Conn, bool], object], deferred: Deferred | None) -> None:
         self.fn = fn
         self.deferred = deferred
-        self.done = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.finished = False
         self.ok = False
         self.value: object = None
 
+    async def wait(self) -> None:
+        """Sleep until `wake`; a cancellation meanwhile is delivered at the caller's next
+        checkpoint, after the call's outcome is known (it is never abandoned)."""
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
+    def wake(self) -> None:
+        if self.task is not None:
+            task, self.task = self.task, None
+            trio.lowlevel.reschedule(task)
+
     def settle(self, ok: bool, value: object) -> None:
         self.ok, self.value, self.finished = ok, value, True
-        self.done.set()
+        self.wake()
 
     def result(self) -> object:
         if not self.ok:
