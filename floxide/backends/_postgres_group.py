@@ -4,11 +4,13 @@
 that drops no collected values returns a `Step` instead of applying itself, and
 `Step.settle` applies all of them in one pipeline:
 
-- Steps that made no items (the branches of a fan-out into a join): one round trip with
-  the COMMIT. The leases for the slots they free (one `take` per worker), then one
-  statement writing what they made and, by the server function `count_steps`, every
-  scope's and run's count once (`_postgres_sql.batch(..., counted=True)`); the results
-  are read once the COMMIT returned (`AfterCommit`).
+- Steps that made no items (the branches of a fan-out into a join), freeing the slots of
+  one worker: one statement, in autocommit mode its own transaction (`settle_in_one`,
+  `Step.settle_alone`): what they wrote, every scope's and run's count once by the server
+  function `count_steps`, and the leases for the slots they free
+  (`_postgres_sql.batch(..., counted=True, take=True)`). Otherwise (several workers' steps
+  in one group), one round trip with the COMMIT: the leases, then that statement without
+  them; the results are read once the COMMIT returned (`AfterCommit`).
 - Others: two. BEGIN, their writes in one statement, the leases; then the counts by
   `count_steps`, sent with the COMMIT.
 
