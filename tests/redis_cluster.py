@@ -16,6 +16,20 @@ from pathlib import Path
 from tests.redis_server import RedisServer, free_port
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def redis_cli_path() -> str | None:
     return shutil.which("redis-cli")
 
@@ -43,6 +57,8 @@ class RedisCluster:
         self.nodes = [
             RedisServer(exe, workdir / f"node{n}", extra_args=args) for n in range(masters)
         ]
+        for node in self.nodes:
+            node.port = cluster_port()
 
     @property
     def ports(self) -> list[int]:
@@ -59,7 +75,7 @@ class RedisCluster:
                     node.start()
                     break
                 except RuntimeError:
-                    node.port = free_port()
+                    node.port = cluster_port()
             else:
                 raise RuntimeError("a cluster node did not start")
         create = [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]

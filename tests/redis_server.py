@@ -82,6 +82,7 @@ class RedisServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
             time.sleep(0.02)
+        self.stop()  # not left running: a retry on another port must not meet it
         raise RuntimeError("redis-server did not start within 10 s")
 
     def stop(self) -> None:
