@@ -1,7 +1,8 @@
-"""PostgreSQL group commit: commits queued while one is in flight share a transaction, their
-statements pipelined and the rows they share (their join scope's count, their run's
-counters) updated once at the group's end; the slots they free are leased in the same
-transaction. Each commit's result is what it would be alone."""
+"""PostgreSQL group commit: commits queued while one is in flight share a transaction (one
+statement for branches that made no items, else pipelined statements) and the rows they
+share (their join scope's count, their run's counters) updated once at the group's end;
+the slots they free are leased in the same transaction. Each commit's result is what it
+would be alone."""
 
 from __future__ import annotations
 
@@ -318,3 +319,76 @@ async def test_postgres_branch_step_alone_is_one_round_trip(
     rec = await b.get_run(run_id)
     assert rec is not None and rec.status is RunStatus.COMPLETED and rec.pending == 0
     await b.aclose()
+
+
+async def test_postgres_group_of_branches_is_one_statement_with_its_leases(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branch commits of one worker that made no items and leave their scope open, grouped:
+    one statement in autocommit mode (no BEGIN, no COMMIT, no pipeline) writes them, counts
+    them and leases the next items for the slots they free; each commit gets its own."""
+    import psycopg
+
+    b = backend
+    run_id, leases = await _fan_out(b, 6)
+    extra = new_run(*(item(f"e{k}") for k in range(4)))  # ready items for the freed slots
+    await b.create_run(extra)
+    (started,) = await b.lease(QUEUE, "w2", limit=1, lease_seconds=LEASE, wait=0)
+    assert started.run_id == extra.run_id  # the run is running: leasing it writes no more
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(" ".join(str(query).split()))
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    transactions: list[bool] = []
+    transaction = psycopg.Connection.transaction
+
+    def opening(self: Any, *args: Any, **kw: Any) -> Any:
+        transactions.append(True)
+        return transaction(self, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "transaction", opening)
+    sizes = _group_sizes(b)
+
+    def branch(le: Lease) -> Callable[[], Any]:
+        step = plan(scopes=["S"], collect=[("J", le.item_id.encode())])
+        return lambda: b.commit_and_lease(le, step, limit=1, lease_seconds=LEASE)
+
+    results = await _all_at_once([branch(le) for le in leases[:3]])
+    assert sizes == [3], sizes
+    assert len(sent) == 1 and "count_steps(" in sent[0] and "SKIP LOCKED" in sent[0], sent
+    assert not transactions
+    assert all(r is CommitResult.COMMITTED for r, _ in results)
+    got = sorted(le.item_id for _, taken in results for le in taken)
+    assert len(got) == 3 and all(len(taken) == 1 for _, taken in results), results
+    assert set(got) == {"e1", "e2", "e3"}
+    m = await b.metrics(run_id)
+    assert m.done == 1 + 3
+    await b.aclose()
+
+
+async def test_postgres_group_leader_waits_for_the_commits_woken_with_it() -> None:
+    """The next group's leader yields until no commit has joined for two checkpoints in a
+    row: the callers a group just woke, which trio may run after the leader's first
+    checkpoint, join its group instead of forming one of their own."""
+    from floxide.backends._postgres_conn import Pool
+
+    pool: Any = Pool.__new__(Pool)
+    for _ in range(20):  # trio runs each batch of woken tasks in either order
+        pool._queued = ["leader"]
+        woken = trio.Event()
+
+        async def caller(k: int, woken: trio.Event) -> None:
+            await woken.wait()  # then its next step, which does not yield, and its commit
+            pool._queued.append(k)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(8):
+                nursery.start_soon(caller, k, woken)
+            await trio.sleep(0.01)
+            woken.set()
+            await pool._gather()
+            assert sorted(pool._queued[1:]) == list(range(8)), pool._queued
