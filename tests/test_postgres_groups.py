@@ -42,6 +42,21 @@ def _group_sizes(b: PostgresBackend) -> list[int]:
     return sizes
 
 
+def _sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every statement the backend's connections execute (whitespace collapsed)."""
+    import psycopg
+
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(" ".join(str(query).split()))
+        return execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    return sent
+
+
 async def _fan_out(b: PostgresBackend, n: int) -> tuple[str, list[Lease]]:
     """A run whose root opened scope S over `n` items (join J); all of them leased."""
     run = new_run(item("root"))
@@ -196,14 +211,7 @@ async def test_postgres_group_locks_its_shared_rows_only_with_the_commit(
         return settle_locked(conn, steps)
 
     monkeypatch.setattr(group, "_settle_locked", spy)
-    sent: list[str] = []
-    execute = psycopg.Connection.execute
-
-    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
-        sent.append(" ".join(str(query).split()))
-        return execute(self, query, *args, **kw)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    sent = _sent_statements(monkeypatch)
     fetched_in_pipeline: list[bool] = []  # a fetch in pipeline mode: a round trip more
     fetchall = psycopg.Cursor.fetchall
 
@@ -335,14 +343,7 @@ async def test_postgres_group_of_branches_is_one_statement_with_its_leases(
     await b.create_run(extra)
     (started,) = await b.lease(QUEUE, "w2", limit=1, lease_seconds=LEASE, wait=0)
     assert started.run_id == extra.run_id  # the run is running: leasing it writes no more
-    sent: list[str] = []
-    execute = psycopg.Connection.execute
-
-    def counting(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
-        sent.append(" ".join(str(query).split()))
-        return execute(self, query, *args, **kw)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    sent = _sent_statements(monkeypatch)
     transactions: list[bool] = []
     transaction = psycopg.Connection.transaction
 
