@@ -45,11 +45,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import trio
 
 from floxide._errors import BackendError, UnreadableDataError
+from floxide.backends import _postgres_sql as sql
 from floxide.backends import _postgres_steps as steps
 from floxide.backends._base import (
     UNREADABLE_KIND,
     CommitPlan,
     CommitResult,
+    ContextUpdate,
     ErrorRecord,
     Lease,
     NewRun,
@@ -499,7 +501,24 @@ class PostgresBackend:
             return CommitResult.INACTIVE, []
         if ended:
             await self._cleanup([lease.run_id])
+        elif result is CommitResult.COMMITTED:
+            compact = sql.compaction(plan)
+            if compact is not None:
+                await self._compact(lease.run_id, compact)
         return result, got
+
+    async def _compact(self, run_id: str, compact: ContextUpdate) -> None:
+        """Apply a committed step's compaction (`_postgres_sql.COMPACT`). Its outcome is not
+        the step's: should it fail, the contributions stay and are folded when read."""
+
+        def q(conn: Conn) -> None:
+            conn.execute(sql.COMPACT, sql.compact_params(run_id, compact))
+
+        with trio.CancelScope(shield=True):
+            try:
+                await self._pool.run_alone(q)
+            except BackendError:
+                pass  # unreachable now: the next compaction folds these contributions
 
     async def retry(self, lease: Lease, delay: float, error: ErrorRecord) -> CommitResult:
         def tx(conn: Conn) -> CommitResult:

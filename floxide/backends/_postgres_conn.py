@@ -235,6 +235,10 @@ class Pool:
         """Run `fn(conn)` in one transaction in a worker thread; its result."""
         return await trio.to_thread.run_sync(self._call, fn, limiter=self._limiter)
 
+    async def run_alone(self, fn: Callable[[Conn], T]) -> T:
+        """`run` in autocommit mode: each statement of `fn` its own transaction."""
+        return await trio.to_thread.run_sync(self._call, fn, True, limiter=self._limiter)
+
     async def run_grouped(
         self, fn: Callable[[Conn, bool], T | Deferred], deferred: Deferred | None = None
     ) -> T:

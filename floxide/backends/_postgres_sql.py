@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg.types.json import Json
 
-from floxide.backends._base import CommitPlan, Lease, context_write
+from floxide.backends._base import CommitPlan, ContextUpdate, Lease, context_write
 from floxide.backends._postgres_tables import (
     CONTRIBUTED,
     ITEM_ROWS,
@@ -25,7 +25,19 @@ from floxide.backends._postgres_tables import (
 from floxide.backends._postgres_take import OF_RUN, TAKE_COLUMNS, TAKE_FROM, TAKE_STEPS
 from floxide.backends._postgres_text import escape
 
-__all__ = ["batch", "batch_params", "batchable", "big", "chain", "check", "params", "simple"]
+__all__ = [
+    "COMPACT",
+    "batch",
+    "batch_params",
+    "batchable",
+    "big",
+    "chain",
+    "check",
+    "compact_params",
+    "compaction",
+    "params",
+    "simple",
+]
 
 _HELD = """
 WITH held AS (
@@ -92,20 +104,55 @@ def big(plan: CommitPlan) -> bool:
 
 
 def simple(plan: CommitPlan) -> bool:
-    """A step with at most one join scope, no whole context change nor compaction (a
-    contribution is stored by the first statement: no version check), no handled error or
+    """A step with at most one join scope, no whole context change, no handled error or
     failure, not `big`: the first statement also counts it in its scope (`add_open`) and,
     unless that closes the scope, in its run's row (nothing it needs is computed in
-    between)."""
+    between). Its contribution is stored by the first statement (no version check); a
+    compaction is applied apart, once the step committed (`compaction`)."""
     return (
         plan.open_scope is None
         and len(plan.scopes) <= 1
         and plan.context is None
-        and (plan.contribution is None or plan.contribution.compact is None)
         and not plan.handled
         and plan.failure is None
         and not big(plan)
     )
+
+
+def compaction(plan: CommitPlan) -> ContextUpdate | None:
+    """The compaction of a `simple` plan, applied by `COMPACT` after its commit: it takes
+    the run's row alone, for one statement, not the step's scope and run for the rest of
+    its transaction (other processes' commits would wait for them)."""
+    contribution = plan.contribution
+    if contribution is None or contribution.compact is None or not simple(plan):
+        return None
+    return contribution.compact
+
+
+COMPACT = """
+WITH base AS (
+    UPDATE runs SET context = %(context)s, version = version + 1
+    WHERE run_id = %(run)s AND version = %(version)s
+      AND status IN ('pending', 'running', 'paused')
+    RETURNING run_id
+)
+DELETE FROM contributions c USING json_to_recordset(%(folded)s::json) AS f(key text, data text)
+WHERE c.run_id = (SELECT run_id FROM base) AND c.key = f.key AND c.data = decode(f.data, 'hex')
+"""
+"""A compaction (`Contribution.compact`): the base written if still at its version (else
+nothing: a concurrent compaction won), and the contributions it folded that are still
+stored unchanged removed, in one statement."""
+
+
+def compact_params(run_id: str, compact: ContextUpdate) -> dict[str, Any]:
+    """The parameters of `COMPACT`."""
+    folded = [{"key": escape(k), "data": v.hex()} for k, v in compact.folded]
+    return {
+        "context": compact.value,
+        "run": run_id,
+        "version": compact.base_version,
+        "folded": Json(folded),
+    }
 
 
 def check(plan: CommitPlan, defer: bool) -> str:
